@@ -1,0 +1,456 @@
+"""Settings: ccops.toml plus CCOPS_* environment, the environment winning.
+
+Two audiences shape this module. Cron needs every setting to come from a file
+or the environment with no prompt; operators need one line that names the bad
+key and the file when something is wrong (exit 64), never a traceback. Secrets
+are never values here: the file names the environment variable that holds
+each one, so a settings dump or an archived notebook cannot leak them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+from ccops.errors import UsageError
+
+CONFIG_ENV = "CCOPS_CONFIG"
+CONFIG_NAME = "ccops.toml"
+BACKENDS = ("compose", "systemd", "local", "none")
+
+
+class ConfigError(UsageError):
+    """A settings file or value that cannot be used; the message is the one line shown."""
+
+
+@dataclass
+class Thresholds:
+    """The maintenance guide's alert levels, each overridable."""
+
+    disk_free_warning_pct: float = 20.0
+    disk_free_critical_pct: float = 10.0
+    memory_used_warning_pct: float = 80.0
+    memory_used_critical_pct: float = 90.0
+    errors_per_hour_warning: float = 5.0
+    errors_per_hour_critical: float = 10.0
+    no_content_warning_hours: float = 6.0
+    agent_errors_24h_max: int = 10
+    agent_silence_factor: float = 4.0
+
+
+@dataclass
+class ComposeSettings:
+    project_dir: str = "."
+    file: str = ""
+    app_service: str = "app"
+    db_service: str = "db"
+    db_user: str = "contentcreator"
+    db_name: str = "content_creator"
+
+
+@dataclass
+class SystemdSettings:
+    app_unit: str = "content-creator.service"
+    db_unit: str = "postgresql.service"
+
+
+@dataclass
+class ApiSettings:
+    """Live rate-limit probes; base URLs configurable so tests can point them at 127.0.0.1."""
+
+    x_base_url: str = "https://api.twitter.com"
+    x_token_env: str = "X_BEARER_TOKEN"
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_key_env: str = "ANTHROPIC_API_KEY"
+    remaining_warning_share: float = 0.1
+    timeout_seconds: float = 5.0
+
+
+@dataclass
+class BackupSettings:
+    min_size_bytes: int = 1_000_000
+    retention_days: int = 30
+    keep_verified: int = 7
+    compression: int = 6
+    offsite: str = ""
+
+
+@dataclass
+class Settings:
+    """The effective settings of one ccops invocation."""
+
+    config_file: Path | None = None
+    database_url: str = ""
+    database_url_env: str = ""
+    home: Path = Path(".ccops")
+    archive_dir: Path = Path("outputs")
+    log_dir: Path | None = None
+    backup_dir: Path | None = None
+    app_env_file: Path | None = None
+    runbooks_dir: Path | None = None
+    backend: str = ""
+    status_url: str = ""
+    health_url: str = ""
+    disk_paths: list[str] = field(default_factory=lambda: ["/", "/var"])
+    secret_envs: list[str] = field(default_factory=list)
+    statement_timeout_ms: int = 30_000
+    lock_timeout_ms: int = 5_000
+    run_timeout_seconds: int = 1800
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    compose: ComposeSettings = field(default_factory=ComposeSettings)
+    systemd: SystemdSettings = field(default_factory=SystemdSettings)
+    apis: ApiSettings = field(default_factory=ApiSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
+
+    # ---- derived values -------------------------------------------------
+    @property
+    def embedded(self) -> bool:
+        """True when no deployment is configured and ccops runs on its own demo."""
+        return not self.configured_database_url()
+
+    def configured_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        if self.database_url_env and os.environ.get(self.database_url_env):
+            return os.environ[self.database_url_env]
+        if os.environ.get("DATABASE_URL"):
+            return os.environ["DATABASE_URL"]
+        return read_env_file(self.app_env_file).get("DATABASE_URL", "") if self.app_env_file else ""
+
+    def resolved_database_url(self) -> str:
+        """The URL checks connect to: the configured one, else the demo cluster's."""
+        url = self.configured_database_url()
+        if url:
+            return url
+        from ccops import localpg
+
+        return localpg.demo_database_url(self.home)
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.home / "demo"
+
+    @property
+    def effective_backend(self) -> str:
+        return self.backend or ("local" if self.embedded else "none")
+
+    @property
+    def effective_log_dir(self) -> Path:
+        return self.log_dir or self.demo_dir / "logs"
+
+    @property
+    def effective_backup_dir(self) -> Path:
+        return self.backup_dir or self.home / "backups"
+
+    @property
+    def effective_app_env_file(self) -> Path:
+        return self.app_env_file or self.demo_dir / "app.env"
+
+    @property
+    def effective_runbooks_dir(self) -> Path:
+        return self.runbooks_dir or Path(__file__).resolve().parent.parent / "runbooks"
+
+    def effective_status_url(self) -> str:
+        return self.status_url or _demo_url(self.demo_dir, "/api/status")
+
+    def effective_health_url(self) -> str:
+        return self.health_url or _demo_url(self.demo_dir, "/health")
+
+    def secret_values(self) -> list[str]:
+        """Every secret ccops knows of, for scrubbing anything it archives."""
+        values: list[str] = []
+        urls = [self.configured_database_url()]
+        try:
+            urls.append(self.resolved_database_url())
+        except Exception:  # no demo cluster: nothing more to hide
+            pass
+        for url in urls:
+            password = urlsplit(url).password if url else None
+            if password:
+                values.append(password)
+        names = set(self.secret_envs) | {self.apis.x_token_env, self.apis.anthropic_key_env}
+        for name in names:
+            if name and os.environ.get(name):
+                values.append(os.environ[name])
+        for key, value in read_env_file(self.effective_app_env_file).items():
+            if value and is_secret_name(key):
+                password = urlsplit(value).password if "://" in value else None
+                values.append(password or value)
+        return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+
+    def to_display(self) -> dict[str, Any]:
+        """The settings as `ccops config show` prints them: effective values, secrets masked."""
+        shown = _as_plain(self)
+        shown["config_file"] = str(self.config_file) if self.config_file else None
+        shown["database_url"] = mask_url(self.resolved_database_url_or_blank())
+        shown["backend"] = self.effective_backend
+        shown["log_dir"] = str(self.effective_log_dir)
+        shown["backup_dir"] = str(self.effective_backup_dir)
+        shown["app_env_file"] = str(self.effective_app_env_file)
+        shown["runbooks_dir"] = str(self.effective_runbooks_dir)
+        shown["status_url"] = self.effective_status_url()
+        shown["health_url"] = self.effective_health_url()
+        shown["embedded_demo"] = self.embedded
+        return shown
+
+    def resolved_database_url_or_blank(self) -> str:
+        try:
+            return self.resolved_database_url()
+        except Exception:
+            return ""
+
+
+SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "DATABASE_URL", "WEBHOOK")
+
+
+def is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    return any(marker in upper for marker in SECRET_MARKERS)
+
+
+def mask_url(url: str) -> str:
+    """A URL with its password replaced by ***."""
+    if not url or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def read_env_file(path: Path | None) -> dict[str, str]:
+    """KEY=VALUE pairs of a dotenv file; a missing or unreadable file is empty."""
+    if not path:
+        return {}
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    pairs: dict[str, str] = {}
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or "=" not in stripped:
+            continue
+        key, _, value = stripped.partition("=")
+        key = key.strip().removeprefix("export ").strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        pairs[key] = value
+    return pairs
+
+
+def _demo_url(demo_dir: Path, path: str) -> str:
+    try:
+        state = json.loads((demo_dir / "server.json").read_text())
+        return f"http://127.0.0.1:{int(state['port'])}{path}"
+    except (OSError, ValueError, KeyError):
+        return f"http://127.0.0.1:8000{path}"
+
+
+def _as_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _as_plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, list):
+        return [_as_plain(v) for v in obj]
+    return obj
+
+
+# ---- loading --------------------------------------------------------------
+
+ENV_KEYS = {
+    "CCOPS_DATABASE_URL": "database_url",
+    "CCOPS_HOME": "home",
+    "CCOPS_ARCHIVE_DIR": "archive_dir",
+    "CCOPS_LOG_DIR": "log_dir",
+    "CCOPS_BACKUP_DIR": "backup_dir",
+    "CCOPS_APP_ENV_FILE": "app_env_file",
+    "CCOPS_RUNBOOKS_DIR": "runbooks_dir",
+    "CCOPS_BACKEND": "backend",
+    "CCOPS_STATUS_URL": "status_url",
+    "CCOPS_HEALTH_URL": "health_url",
+}
+SECTIONS = {
+    "thresholds": Thresholds,
+    "compose": ComposeSettings,
+    "systemd": SystemdSettings,
+    "apis": ApiSettings,
+    "backup": BackupSettings,
+}
+TOP_LEVEL_TABLES = {"database", "paths", "service", "http", "run"}
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{path}: settings file not found")
+        return path
+    if os.environ.get(CONFIG_ENV):
+        path = Path(os.environ[CONFIG_ENV])
+        if not path.is_file():
+            raise ConfigError(f"{path}: settings file named by {CONFIG_ENV} not found")
+        return path
+    local = Path.cwd() / CONFIG_NAME
+    return local if local.is_file() else None
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from the file (if any) overlaid by the environment; ConfigError on bad input."""
+    env = os.environ if env is None else env
+    settings = Settings()
+    path = find_config_file(config_file)
+    if path:
+        settings.config_file = path.resolve()
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        _apply_file(settings, data, path)
+    for name, attr in ENV_KEYS.items():
+        if env.get(name):
+            _set(settings, attr, env[name], f"environment {name}", base=Path.cwd())
+    for section, cls in SECTIONS.items():
+        target = getattr(settings, section)
+        for f in fields(cls):
+            name = f"CCOPS_{section.upper()}_{f.name.upper()}"
+            if env.get(name):
+                _set(target, f.name, env[name], f"environment {name}", base=Path.cwd())
+    _validate(settings, str(path) if path else "environment")
+    return settings
+
+
+def _apply_file(settings: Settings, data: dict[str, Any], path: Path) -> None:
+    base = path.resolve().parent
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: [{key}] must be a table")
+            target = getattr(settings, key)
+            known = {f.name for f in fields(target)}
+            for sub, sub_value in value.items():
+                if sub not in known:
+                    raise ConfigError(f"{path}: {key}.{sub}: unknown setting")
+                _set(target, sub, sub_value, f"{path}: {key}.{sub}", base=base)
+        elif key in TOP_LEVEL_TABLES:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: [{key}] must be a table")
+            for sub, sub_value in value.items():
+                flat[FILE_KEYS.get(f"{key}.{sub}", f"{key}.{sub}")] = (f"{key}.{sub}", sub_value)
+        else:
+            raise ConfigError(f"{path}: {key}: unknown setting")
+    known = {f.name for f in fields(Settings)}
+    for attr, (label, value) in flat.items():
+        if attr not in known:
+            raise ConfigError(f"{path}: {label}: unknown setting")
+        _set(settings, attr, value, f"{path}: {label}", base=base)
+
+
+FILE_KEYS = {
+    "database.url": "database_url",
+    "database.url_env": "database_url_env",
+    "database.statement_timeout_ms": "statement_timeout_ms",
+    "database.lock_timeout_ms": "lock_timeout_ms",
+    "paths.home": "home",
+    "paths.archive_dir": "archive_dir",
+    "paths.log_dir": "log_dir",
+    "paths.backup_dir": "backup_dir",
+    "paths.app_env_file": "app_env_file",
+    "paths.runbooks_dir": "runbooks_dir",
+    "paths.disk_paths": "disk_paths",
+    "service.backend": "backend",
+    "http.status_url": "status_url",
+    "http.health_url": "health_url",
+    "run.timeout_seconds": "run_timeout_seconds",
+    "run.secret_envs": "secret_envs",
+}
+
+
+def _set(target: Any, attr: str, raw: Any, label: str, base: Path) -> None:
+    """Coerce raw (TOML value or environment string) to the field's type, or fail naming label."""
+    ftype = {f.name: f.type for f in fields(target)}[attr]
+    ftype = str(ftype)
+    try:
+        if "Path" in ftype:
+            value: Any = _path(raw, base)
+        elif ftype.startswith("list"):
+            if isinstance(raw, str):
+                value = [p.strip() for p in raw.split(",") if p.strip()]
+            elif isinstance(raw, list) and all(isinstance(v, str) for v in raw):
+                value = list(raw)
+            else:
+                raise ValueError("expected a list of strings")
+        elif ftype == "int":
+            if isinstance(raw, bool):
+                raise ValueError("expected a whole number")
+            value = int(raw)
+        elif ftype == "float":
+            if isinstance(raw, bool):
+                raise ValueError("expected a number")
+            value = float(raw)
+        elif ftype == "bool":
+            value = _bool(raw)
+        else:
+            if not isinstance(raw, str):
+                raise ValueError("expected a string")
+            value = raw
+    except (TypeError, ValueError) as exc:
+        detail = str(exc) if "expected" in str(exc) else f"expected {ftype.split(' ')[0]}"
+        raise ConfigError(f"{label}: {detail}, got {raw!r}") from None
+    setattr(target, attr, value)
+
+
+def _path(raw: Any, base: Path) -> Path:
+    if not isinstance(raw, str) or not raw:
+        raise ValueError("expected a path")
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def _bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _validate(settings: Settings, source: str) -> None:
+    if settings.backend and settings.backend not in BACKENDS:
+        raise ConfigError(
+            f"{source}: service.backend: expected one of {', '.join(BACKENDS)}, "
+            f"got {settings.backend!r}"
+        )
+    t = settings.thresholds
+    for name in ("disk_free", "memory_used"):
+        for kind in ("warning", "critical"):
+            value = getattr(t, f"{name}_{kind}_pct")
+            if not 0 <= value <= 100:
+                raise ConfigError(f"{source}: thresholds.{name}_{kind}_pct: expected 0-100, got {value}")
+    if t.disk_free_critical_pct > t.disk_free_warning_pct:
+        raise ConfigError(f"{source}: thresholds.disk_free_critical_pct: must not exceed the warning level")
+    if t.memory_used_critical_pct < t.memory_used_warning_pct:
+        raise ConfigError(f"{source}: thresholds.memory_used_critical_pct: must not be below the warning level")
+    if t.errors_per_hour_critical < t.errors_per_hour_warning:
+        raise ConfigError(f"{source}: thresholds.errors_per_hour_critical: must not be below the warning level")
+    if settings.run_timeout_seconds <= 0:
+        raise ConfigError(f"{source}: run.timeout_seconds: expected a positive number")

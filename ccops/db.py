@@ -1,0 +1,110 @@
+"""Database access for checks: one engine per URL, read-only sessions with timeouts.
+
+Checks run against production while the app writes to it. Every check session
+is READ ONLY and carries statement_timeout and lock_timeout, so a slow
+catalog query or a table lock held by a migration makes a check report
+UNKNOWN instead of hanging a cron job or blocking the app.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import pandas as pd
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
+
+from ccops.config import Settings, mask_url
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def normalize_url(url: str) -> str:
+    """Accept the app's URL shapes (postgres://, postgresql://) and use psycopg 3."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def libpq_url(url: str) -> str:
+    """The same URL for libpq tools (psql, pg_dump): no SQLAlchemy driver suffix."""
+    url = normalize_url(url)
+    return "postgresql://" + url[len("postgresql+psycopg://"):]
+
+
+def get_engine(url: str, connect_timeout: int = 5) -> Engine:
+    """A cached engine; NullPool because ccops runs are short and must not hold connections."""
+    url = normalize_url(url)
+    engine = _ENGINES.get(url)
+    if engine is None:
+        engine = create_engine(
+            url,
+            poolclass=NullPool,
+            connect_args={"connect_timeout": connect_timeout, "application_name": "ccops"},
+        )
+        _ENGINES[url] = engine
+    return engine
+
+
+def dispose_all() -> None:
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()
+
+
+@contextmanager
+def connect(
+    url: str,
+    read_only: bool = True,
+    statement_timeout_ms: int = 30_000,
+    lock_timeout_ms: int = 5_000,
+) -> Iterator[Connection]:
+    """A connection in one transaction with the safety settings applied (SET LOCAL)."""
+    engine = get_engine(url)
+    with engine.connect() as conn:
+        with conn.begin():
+            if read_only:
+                conn.execute(text("SET TRANSACTION READ ONLY"))
+            conn.execute(text(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}"))
+            conn.execute(text(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
+            yield conn
+
+
+@contextmanager
+def get_db(settings: Settings, read_only: bool = True) -> Iterator[Connection]:
+    """The guide's get_db(), for ccops: a safe connection to the configured database."""
+    with connect(
+        settings.resolved_database_url(),
+        read_only=read_only,
+        statement_timeout_ms=settings.statement_timeout_ms,
+        lock_timeout_ms=settings.lock_timeout_ms,
+    ) as conn:
+        yield conn
+
+
+def query_df(conn: Connection, sql: str, **params: Any) -> pd.DataFrame:
+    result = conn.execute(text(sql), params)
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def scalar(conn: Connection, sql: str, **params: Any) -> Any:
+    return conn.execute(text(sql), params).scalar()
+
+
+def describe_error(exc: BaseException, url: str = "") -> str:
+    """One line for an operator: the driver's first line, the URL without its password."""
+    message = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = message[0] if message else exc.__class__.__name__
+    where = f" ({mask_url(url)})" if url else ""
+    return f"{first}{where}"
+
+
+def install_query_logger(engine: Engine, sink: list[str]) -> None:
+    """Collect every statement an engine runs (used by tests and the benchmark's EXPLAIN)."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _log(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        sink.append(statement)

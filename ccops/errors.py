@@ -1,0 +1,38 @@
+"""Exception types that map to the documented exit codes.
+
+The command line turns each into one line on stderr and its exit code, so a
+cron mail says what went wrong without a traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_WARNING = 1
+EXIT_CRITICAL = 2
+EXIT_UNKNOWN = 3
+EXIT_USAGE = 64
+EXIT_TEMPFAIL = 75
+
+
+class CcopsError(Exception):
+    """Base of ccops' own errors: the message is what the operator sees."""
+
+    exit_code = EXIT_UNKNOWN
+
+
+class UsageError(CcopsError):
+    """Bad input: an unknown parameter, a wrong type, a bad settings value."""
+
+    exit_code = EXIT_USAGE
+
+
+class AlreadyRunning(CcopsError):
+    """Another run holds the lock; cron should just try again next time."""
+
+    exit_code = EXIT_TEMPFAIL
+
+
+class NotConfirmed(CcopsError):
+    """A changing verb ran without a terminal and without --yes: nothing was done."""
+
+    exit_code = EXIT_USAGE

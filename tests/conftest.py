@@ -1,0 +1,74 @@
+"""Shared fixtures: one real private PostgreSQL cluster for the whole session.
+
+Tests create their own databases in it: from the real production dump (when
+../shared is beside the checkout) or from ccops.schema, and from the demo
+generator. Nothing is mocked: the cluster is started by ccops.localpg exactly
+as the embedded default is.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ccops import db, localpg, schema
+
+REPO = Path(__file__).resolve().parent.parent
+PRODUCTION_SCHEMA = Path(
+    os.environ.get("CCOPS_PRODUCTION_SCHEMA", REPO.parent / "shared" / "content-creator" / "production-schema.sql")
+)
+PRODUCTION_ROLE = "content_creator_user"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> localpg.Cluster:
+    cluster = localpg.Cluster(tmp_path_factory.mktemp("cluster") / "pg")
+    cluster.start()
+    cluster.psql(f"DO $$ BEGIN CREATE ROLE {PRODUCTION_ROLE}; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    yield cluster
+    db.dispose_all()
+    cluster.destroy()
+
+
+def restore_production_schema(cluster: localpg.Cluster, dbname: str) -> None:
+    """Load the real dump the way ccops' restore does: psql, skipping settings PG15 lacks."""
+    env = {**os.environ, **cluster.libpq_env(), "PGDATABASE": dbname}
+    sql = PRODUCTION_SCHEMA.read_text().replace("SET transaction_timeout = 0;", "")
+    proc = subprocess.run(
+        [str(cluster.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"],
+        input=sql, capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.fixture(scope="session")
+def make_database(pg_cluster: localpg.Cluster):
+    """Factory: a fresh database, empty (`source='ccops'` or `'production'`) with the app's tables."""
+
+    def _make(source: str = "ccops", name: str | None = None) -> str:
+        dbname = name or f"t_{uuid.uuid4().hex[:10]}"
+        url = pg_cluster.create_database(dbname, drop_existing=True)
+        if source == "production" and PRODUCTION_SCHEMA.exists():
+            restore_production_schema(pg_cluster, dbname)
+        elif source in ("ccops", "production"):
+            schema.create_all(url)
+        return url
+
+    return _make
+
+
+@pytest.fixture
+def ccops_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clean ccops environment: state, archive, logs and backups under tmp_path."""
+    for name in list(os.environ):
+        if name.startswith("CCOPS_") or name == "DATABASE_URL":
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CCOPS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CCOPS_ARCHIVE_DIR", str(tmp_path / "outputs"))
+    monkeypatch.setenv("CCOPS_RUNBOOKS_DIR", str(REPO / "runbooks"))
+    return tmp_path
