@@ -13,9 +13,10 @@ import dataclasses
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ccops.errors import UsageError
@@ -280,6 +281,9 @@ ENV_KEYS = {
     "CCOPS_BACKEND": "backend",
     "CCOPS_STATUS_URL": "status_url",
     "CCOPS_HEALTH_URL": "health_url",
+    "CCOPS_SECRET_ENVS": "secret_envs",
+    "CCOPS_DISK_PATHS": "disk_paths",
+    "CCOPS_RUN_TIMEOUT_SECONDS": "run_timeout_seconds",
 }
 SECTIONS = {
     "thresholds": Thresholds,

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import functools
 import html
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ccops import findings as findings_mod
 from ccops.config import Settings, load_settings
@@ -26,7 +27,7 @@ from ccops.findings import Finding, Findings, Status, findings_table_html
 def parse_as_of(value: str | datetime | None) -> datetime:
     """An instant as naive UTC (how the app stores timestamps); empty or 'now' means now."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "now")):
-        return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+        return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     if isinstance(value, datetime):
         parsed = value
     else:
@@ -36,7 +37,7 @@ def parse_as_of(value: str | datetime | None) -> datetime:
         except ValueError:
             raise UsageError(f"as_of: expected an ISO timestamp such as 2026-11-28T08:00:00Z, got {value!r}") from None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     return parsed
 
 
@@ -73,14 +74,14 @@ class RunContext:
         findings_mod.record(batch)
         return batch
 
-    def summary(self) -> "RunSummary":
+    def summary(self) -> RunSummary:
         """The last cell of every runbook: every finding of the run, worst first."""
         return RunSummary(self.runbook, self.as_of, Findings(self.findings))
 
     def checklist(self, check: str, items: list[str], done: list[bool] | None = None) -> Findings:
         """A human-only step: pending until an operator ticks every item."""
         states = list(done or []) + [False] * (len(items) - len(done or []))
-        pending = [item for item, ok in zip(items, states) if not ok]
+        pending = [item for item, ok in zip(items, states, strict=False) if not ok]
         status = Status.OK if not pending else Status.INFO
         summary = (
             "all items ticked by the operator"

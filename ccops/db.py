@@ -8,8 +8,9 @@ UNKNOWN instead of hanging a cron job or blocking the app.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import create_engine, event, text

@@ -13,15 +13,16 @@ import html
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 FINDINGS_FILE_ENV = "CCOPS_FINDINGS_FILE"
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     OK = "OK"
     INFO = "INFO"
     WARNING = "WARNING"
@@ -96,7 +97,7 @@ class Finding:
         return record
 
     @classmethod
-    def from_dict(cls, record: dict[str, Any]) -> "Finding":
+    def from_dict(cls, record: dict[str, Any]) -> Finding:
         return cls(
             check=record["check"],
             status=Status(record["status"]),
@@ -141,21 +142,55 @@ class Findings(list):
         return [f for f in self if f.check == check]
 
     def _repr_html_(self) -> str:
-        return findings_table_html(self)
+        """One HTML block: the coloured rows, then each finding's table and plot.
 
-    def _ipython_display_(self) -> None:  # pragma: no cover - exercised in notebooks
-        from IPython.display import HTML, display
-
-        display(HTML(findings_table_html(self)))
+        A single rich output (rather than several display() calls) renders the
+        same in JupyterLab, in papermill's executed notebook and in the
+        nbconvert HTML that reviewers read.
+        """
+        parts = [findings_table_html(self)]
         for finding in self:
-            if finding.data is not None and getattr(finding.data, "shape", (0,))[0] > 0:
-                display(HTML(f"<p><b>{html.escape(finding.check)}</b></p>"))
-                display(finding.data)
-            if finding.figure is not None:
-                display(finding.figure)
+            parts.append(evidence_html(finding))
+        return "".join(parts)
 
     def __str__(self) -> str:
         return "\n".join(str(f) for f in self)
+
+
+MAX_TABLE_ROWS = 60
+
+
+def evidence_html(finding: Finding) -> str:
+    """The finding's table (first MAX_TABLE_ROWS rows) and plot as HTML."""
+    import base64
+
+    parts: list[str] = []
+    data = finding.data
+    if data is not None and getattr(data, "shape", (0,))[0] > 0:
+        shown = data.head(MAX_TABLE_ROWS)
+        more = data.shape[0] - shown.shape[0]
+        note = f"<p><i>{more} more rows not shown</i></p>" if more > 0 else ""
+        parts.append(
+            f'<details open><summary><b>{html.escape(finding.check)}</b> ({data.shape[0]} rows)</summary>'
+            f"{shown.to_html(index=False, border=0, na_rep='')}{note}</details>"
+        )
+    if finding.figure is not None:
+        encoded = base64.b64encode(figure_png(finding.figure)).decode("ascii")
+        parts.append(f'<img alt="{html.escape(finding.check)}" src="data:image/png;base64,{encoded}"/>')
+    return "".join(parts)
+
+
+def figure_png(figure: Any) -> bytes:
+    """PNG bytes of a matplotlib Figure: works without pyplot or an inline backend."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if figure.canvas is None or not isinstance(figure.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
 
 
 def record(findings: Iterable[Finding], path: str | os.PathLike[str] | None = None) -> None:

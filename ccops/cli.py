@@ -1,0 +1,225 @@
+"""`ccops ...`: one entry point for operators and cron.
+
+Every failure ccops anticipates becomes one line on stderr and a documented
+exit code (errors.py); a traceback means a bug in ccops. Handlers stay thin and
+import their module lazily so `ccops health` from cron does not pay for
+papermill or matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ccops import __version__
+from ccops.errors import EXIT_USAGE, CcopsError, NotConfirmed
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 64 (EX_USAGE) on bad usage instead of 2, which means CRITICAL here."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"ccops: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _settings(args: argparse.Namespace):
+    from ccops.config import load_settings
+
+    return load_settings(getattr(args, "config", None))
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def require_yes(args: argparse.Namespace, what: str) -> None:
+    """A changing verb needs --yes without a terminal; with one, it asks."""
+    if getattr(args, "yes", False):
+        return
+    if sys.stdin.isatty():
+        answer = input(f"{what}? [y/N] ").strip().lower()
+        if answer in ("y", "yes"):
+            return
+    raise NotConfirmed(f"{what}: not confirmed (pass --yes); nothing was changed")
+
+
+# ---- handlers ---------------------------------------------------------------
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    shown = settings.to_display()
+    if args.json:
+        print_json(shown)
+    else:
+        for key, value in shown.items():
+            if isinstance(value, dict):
+                for sub, sub_value in value.items():
+                    print(f"{key}.{sub} = {sub_value}")
+            else:
+                print(f"{key} = {value}")
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from ccops.checks import health
+
+    settings = _settings(args)
+    report = health.run_health(settings, as_of=args.as_of)
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print(report.line())
+    return report.exit_code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ccops import runner
+
+    settings = _settings(args)
+    result = runner.run_runbook(settings, args.runbook, args.param or [], timeout=args.timeout)
+    if args.json:
+        print_json(result.record)
+    else:
+        print(result.line())
+    return result.exit_code
+
+
+def cmd_reports_list(args: argparse.Namespace) -> int:
+    from ccops import archive
+
+    settings = _settings(args)
+    records = archive.list_records(settings.archive_dir, runbook=args.runbook, outcome=args.outcome)
+    if args.json:
+        print_json(records)
+    else:
+        print(archive.format_records(records))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ccops import demo
+
+    settings = _settings(args)
+    if args.action == "up":
+        info = demo.up(settings, seed=args.seed, days=args.days, as_of=args.as_of)
+    elif args.action == "down":
+        info = demo.down(settings)
+    else:
+        info = demo.status(settings)
+    if args.json:
+        print_json(info)
+    else:
+        for key, value in info.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def cmd_logs_summary(args: argparse.Namespace) -> int:
+    from ccops import logs
+    from ccops.context import parse_as_of
+
+    settings = _settings(args)
+    until = parse_as_of(args.until)
+    since = parse_as_of(args.since) if args.since else None
+    summary = logs.summary_for_settings(settings, since=since, until=until)
+    if args.json:
+        print_json(summary.to_dict())
+    else:
+        print(summary.format_text())
+    return 0
+
+
+# ---- parser -----------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ccops", description="Run the Content Creator maintenance guide as archived runbooks.")
+    parser.add_argument("--version", action="version", version=f"ccops {__version__}")
+    parser.add_argument("--config", help="settings file (default: $CCOPS_CONFIG, then ./ccops.toml)")
+    sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("run", help="run a runbook with papermill and archive the report")
+    p.add_argument("runbook", help="runbook name, e.g. daily or emergency/system_down")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="set a parameter")
+    p.add_argument("--timeout", type=int, default=None, help="wall-clock limit in seconds")
+    p.add_argument("--json", action="store_true", help="print the run record as JSON")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("health", help="the guide's health check, fast, for cron")
+    p.add_argument("--as-of", default=None, help="ISO timestamp to measure back from (default now)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_health)
+
+    p = sub.add_parser("demo", help="the embedded Content Creator stand-in")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--seed", type=int, default=42, help="random seed (same seed, same data)")
+    p.add_argument("--days", type=int, default=30, help="days of history to generate")
+    p.add_argument("--as-of", default=None, help="generate history ending at this instant (default now)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser("logs", help="the app's logs")
+    logs_sub = p.add_subparsers(dest="logs_verb", required=True, parser_class=_Parser)
+    q = logs_sub.add_parser("summary", help="records by level and hour, counted by the level field")
+    q.add_argument("--since", default=None, help="ISO timestamp (default: 24 h before --until)")
+    q.add_argument("--until", default=None, help="ISO timestamp (default: now)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_logs_summary)
+
+    p = sub.add_parser("reports", help="the run archive")
+    reports_sub = p.add_subparsers(dest="reports_verb", required=True, parser_class=_Parser)
+    q = reports_sub.add_parser("list", help="archived runs, newest first")
+    q.add_argument("--runbook", default=None)
+    q.add_argument("--outcome", default=None)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_reports_list)
+
+    p = sub.add_parser("config", help="settings")
+    config_sub = p.add_subparsers(dest="config_verb", required=True, parser_class=_Parser)
+    q = config_sub.add_parser("show", help="effective settings, secrets masked")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_config_show)
+
+    for extend in EXTENSIONS:
+        extend(sub)
+    return parser
+
+
+# Modules that add verbs of their own (backup, alerts, schedule) append a function here.
+EXTENSIONS: list[Callable[[Any], None]] = []
+
+
+def _load_extensions() -> None:
+    import importlib
+
+    for name in ("ccops.backup_cli", "ccops.alerts_cli", "ccops.schedule_cli"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        EXTENSIONS.append(module.register)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_extensions()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except CcopsError as exc:
+        print(f"ccops: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
