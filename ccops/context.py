@@ -56,6 +56,16 @@ class RunContext:
     as_of: datetime
     params: dict[str, Any] = field(default_factory=dict)
     findings: Findings = field(default_factory=Findings)
+    current_section: str = ""
+
+    def section(self, name: str) -> SectionNote:
+        """Enter a part of the runbook (e.g. "morning"); checks in a part not selected are skipped."""
+        self.current_section = name
+        return SectionNote(name, self.section_enabled(), str(self.params.get("part", "all")))
+
+    def section_enabled(self) -> bool:
+        part = str(self.params.get("part", "all") or "all")
+        return part == "all" or not self.current_section or part == self.current_section
 
     def window(self, hours: float = 24) -> tuple[datetime, datetime]:
         """[as_of - hours, as_of): the window the guide means by 'last N hours'."""
@@ -92,6 +102,20 @@ class RunContext:
 
         table = pd.DataFrame({"item": items, "done": states[: len(items)]})
         return self.record([Finding(check, status, summary, value=len(pending), data=table)])
+
+
+@dataclass
+class SectionNote:
+    name: str
+    enabled: bool
+    part: str
+
+    def _repr_html_(self) -> str:
+        state = "runs" if self.enabled else f"skipped (part = {html.escape(self.part)})"
+        return f"<p><b>{html.escape(self.name.title())} checks</b>: {state}</p>"
+
+    def __str__(self) -> str:
+        return f"{self.name} checks: {'runs' if self.enabled else 'skipped'}"
 
 
 @dataclass
@@ -136,6 +160,8 @@ def check(check_id: str) -> Callable[[CheckFunction], Callable[..., Findings]]:
     def decorate(fn: CheckFunction) -> Callable[..., Findings]:
         @functools.wraps(fn)
         def wrapper(ctx: RunContext, *args: Any, **kwargs: Any) -> Findings:
+            if not ctx.section_enabled():
+                return Findings()
             try:
                 result = fn(ctx, *args, **kwargs)
                 found = [result] if isinstance(result, Finding) else list(result)

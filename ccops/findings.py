@@ -148,6 +148,8 @@ class Findings(list):
         same in JupyterLab, in papermill's executed notebook and in the
         nbconvert HTML that reviewers read.
         """
+        if not self:
+            return "<p><i>skipped: not part of this run</i></p>"
         parts = [findings_table_html(self)]
         for finding in self:
             parts.append(evidence_html(finding))
