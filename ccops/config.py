@@ -108,6 +108,13 @@ class Settings:
     systemd: SystemdSettings = field(default_factory=SystemdSettings)
     apis: ApiSettings = field(default_factory=ApiSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
+    # Sections whose shape belongs to one module (alerts, schedule, costs, security, archive):
+    # kept raw here and validated by that module, which names the key and file on error.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A module-owned section of the settings file ({} when absent)."""
+        return self.extra.get(name, {})
 
     # ---- derived values -------------------------------------------------
     @property
@@ -293,6 +300,7 @@ SECTIONS = {
     "backup": BackupSettings,
 }
 TOP_LEVEL_TABLES = {"database", "paths", "service", "http", "run"}
+MODULE_SECTIONS = {"alerts", "schedule", "costs", "security", "archive", "analytics"}
 
 
 def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
@@ -352,6 +360,10 @@ def _apply_file(settings: Settings, data: dict[str, Any], path: Path) -> None:
                 if sub not in known:
                     raise ConfigError(f"{path}: {key}.{sub}: unknown setting")
                 _set(target, sub, sub_value, f"{path}: {key}.{sub}", base=base)
+        elif key in MODULE_SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: [{key}] must be a table")
+            settings.extra[key] = value
         elif key in TOP_LEVEL_TABLES:
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: [{key}] must be a table")
