@@ -72,3 +72,35 @@ def ccops_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CCOPS_ARCHIVE_DIR", str(tmp_path / "outputs"))
     monkeypatch.setenv("CCOPS_RUNBOOKS_DIR", str(REPO / "runbooks"))
     return tmp_path
+
+
+DEMO_AS_OF = "2026-11-20T18:00:00Z"
+DEMO_SEED = 42
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory: pytest.TempPathFactory):
+    """One demo deployment for the session (cluster, data, logs, status server), as `ccops demo up` makes it."""
+    from ccops import demo
+    from ccops.config import load_settings
+
+    home = tmp_path_factory.mktemp("demo") / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("CCOPS_") or name == "DATABASE_URL":
+                patch.delenv(name)
+        patch.setenv("CCOPS_HOME", str(home))
+        settings = load_settings()
+        info = demo.up(settings, seed=DEMO_SEED, days=30, as_of=DEMO_AS_OF)
+    yield home, info
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CCOPS_HOME", str(home))
+        demo.down(load_settings())
+
+
+@pytest.fixture
+def demo_env(demo_home, ccops_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """ccops_env pointed at the session's demo deployment (its home, logs, app .env)."""
+    home, _ = demo_home
+    monkeypatch.setenv("CCOPS_HOME", str(home))
+    return ccops_env
