@@ -78,6 +78,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @dataclass
 class ClusterStatus:
     running: bool
@@ -208,7 +217,9 @@ class Cluster:
         status = self.status()
         if status.running:
             return self.url()
-        port = free_port()
+        port = self._state().get("port")
+        if not port or not port_is_free(int(port)):
+            port = free_port()  # keep the old port when we can: URLs handed out stay valid
         self._run(
             ["pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w",
              "-t", str(int(timeout)), "-o", f"-p {port}", "start"],
