@@ -46,6 +46,7 @@ def test_damaged_index_is_found_and_rebuilt(tmp_path):
         assert before.clean and set(before.indexes["index"]) == {"agent_logs_copy_pkey", "ix_copy_n"}
 
         damage_index_on_disk(cluster, url, "ix_copy_n")
+        url = cluster.url("corrupt")  # the port is kept when free, but do not rely on it
         found = integrity.check_integrity(url)
         assert found.damaged_indexes == ["ix_copy_n"]
         assert found.damaged_tables == []
