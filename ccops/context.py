@@ -57,6 +57,8 @@ class RunContext:
     params: dict[str, Any] = field(default_factory=dict)
     findings: Findings = field(default_factory=Findings)
     current_section: str = ""
+    # what one step leaves for a later one (an integrity report, the actions taken so far)
+    state: dict[str, Any] = field(default_factory=dict)
 
     def section(self, name: str) -> SectionNote:
         """Enter a part of the runbook (e.g. "morning"); checks in a part not selected are skipped."""

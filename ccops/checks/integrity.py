@@ -166,5 +166,5 @@ def report_findings(report: IntegrityReport) -> list[Finding]:
 def integrity_check(ctx: RunContext) -> list[Finding]:
     """amcheck over the configured database: damaged indexes and tables, by name."""
     report = check_integrity(ctx.settings.resolved_database_url())
-    ctx.params["integrity_report"] = report
+    ctx.state["integrity_report"] = report
     return report_findings(report)
