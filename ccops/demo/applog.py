@@ -1,0 +1,166 @@
+"""The app's log files, written exactly as loguru writes them in production.
+
+The log runbooks count by the level field, follow multi-line records, read
+rotated `.zip` files and look for "rate limit": the demo's logs must exercise
+all of that, so the format is loguru's to the byte
+(`{time:YYYY-MM-DD HH:mm:ss} | {level: <8} | {name}:{function} - {message}`),
+one file per UTC day, every day before the last rotated into a zip holding
+the `.log`, the way `rotation="00:00", compression="zip"` leaves them.
+Zip member times and file mtimes are derived from the data, never from the
+clock, so the same inputs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import calendar
+import io
+import os
+import re
+import zipfile
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from ccops.demo.catalog import TRACE_FRAMES, AgentSpec
+
+LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+FILE_RE = re.compile(r"^content_creator_(\d{4}-\d{2}-\d{2})\.log(\.zip)?$")
+RECORD_RE = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) \| (\w+)\s* \| ([^ ]+) - (.*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One loguru record; `extra` are its continuation lines (traceback, lists)."""
+
+    ts: datetime
+    level: str
+    where: str  # "{name}:{function}"
+    message: str
+    extra: tuple[str, ...] = ()
+
+
+def format_record(record: LogRecord) -> str:
+    head = f"{record.ts:%Y-%m-%d %H:%M:%S} | {record.level:<8} | {record.where} - {record.message}\n"
+    if not record.extra:
+        return head
+    return head + "\n".join(record.extra) + "\n"
+
+
+def log_name(day: date) -> str:
+    return f"content_creator_{day:%Y-%m-%d}.log"
+
+
+def demo_log_files(log_dir: Path) -> list[Path]:
+    """The files this module writes (and only those), oldest first."""
+    if not log_dir.is_dir():
+        return []
+    return sorted(p for p in log_dir.iterdir() if FILE_RE.match(p.name))
+
+
+def write_logs(records: list[LogRecord], log_dir: Path, as_of: datetime, first_day: date | None = None) -> list[Path]:
+    """Write one file per day; days before as_of's day as `.log.zip`, as_of's day as plain `.log`."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    by_day: dict[date, list[str]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: r.ts):
+        if record.ts <= as_of:
+            by_day[record.ts.date()].append(format_record(record))
+    first = first_day or (min(by_day) if by_day else as_of.date())
+    written: list[Path] = []
+    day = first
+    while day <= as_of.date():
+        data = "".join(by_day.get(day, [])).encode("utf-8")
+        if day < as_of.date():
+            rotated = datetime.combine(day + timedelta(days=1), datetime.min.time())
+            path = log_dir / (log_name(day) + ".zip")
+            _write_atomic(path, _zip_bytes(log_name(day), data, rotated))
+            _set_mtime(path, rotated)
+        else:
+            path = log_dir / log_name(day)
+            _write_atomic(path, data)
+            _set_mtime(path, as_of)
+        written.append(path)
+        day += timedelta(days=1)
+    return written
+
+
+def read_log_text(path: Path) -> str:
+    """A day's text, whether rotated (zip) or live (plain)."""
+    if path.name.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            return "".join(archive.read(name).decode("utf-8") for name in archive.namelist())
+    return path.read_text(encoding="utf-8")
+
+
+def _zip_bytes(member: str, data: bytes, when: datetime) -> bytes:
+    buffer = io.BytesIO()
+    info = zipfile.ZipInfo(member, date_time=when.timetuple()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.create_system = 3
+    info.external_attr = 0o644 << 16
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
+    return buffer.getvalue()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _set_mtime(path: Path, when: datetime) -> None:
+    stamp = calendar.timegm(when.timetuple())
+    os.utime(path, (stamp, stamp))
+
+
+# ---- records for one agent execution ---------------------------------------------
+
+BASE = "src.agents.base_agent:run"
+
+
+def run_records(
+    agent: AgentSpec, ts: datetime, status: str, exec_s: float, message: str | None, traceback: bool
+) -> list[LogRecord]:
+    """What base_agent.run logs for one agent_logs row: a DEBUG start, then the outcome at ts."""
+    started = ts - timedelta(seconds=exec_s)
+    out = [LogRecord(started, "DEBUG", BASE, f"{agent.name} starting {agent.action}")]
+    if status == "success":
+        out.append(LogRecord(ts, "INFO", BASE, f"{agent.name} completed {agent.action} in {exec_s:.2f}s"))
+    elif status == "warning":
+        out.append(LogRecord(ts, "WARNING", BASE, f"{agent.name} warning: {message}"))
+    else:
+        extra = traceback_lines(agent, message or "") if traceback else ()
+        out.append(LogRecord(ts, "ERROR", BASE, f"{agent.name} failed: {message}", extra))
+    return out
+
+
+def traceback_lines(agent: AgentSpec, error_message: str) -> tuple[str, ...]:
+    """A Python traceback as the app's logger.exception prints it (lines without a timestamp)."""
+    lines = [
+        "Traceback (most recent call last):",
+        '  File "/app/src/agents/base_agent.py", line 88, in run',
+        "    result = await self.execute()",
+    ]
+    frames = TRACE_FRAMES.get(agent.name)
+    if error_message.startswith("sqlalchemy."):  # database trouble surfaces in the session, whoever called
+        frames = ("src/database/connection.py", "get_db", "session = SessionLocal()",
+                  "sqlalchemy/pool/impl.py", "_do_get", "raise exc.TimeoutError(")
+    if frames:
+        own_file, own_fn, own_call, lib_file, lib_fn, lib_call = frames
+        lines += [
+            f'  File "{_where(own_file)}", line {40 + len(own_call) % 50}, in {own_fn}',
+            f"    {own_call}",
+            f'  File "{_where(lib_file)}", line {20 + len(lib_call) % 60}, in {lib_fn}',
+            f"    {lib_call}",
+        ]
+    else:
+        module_file = agent.module.replace(".", "/") + ".py"
+        lines += [f'  File "/app/{module_file}", line 57, in execute', "    return await self._run_once()"]
+    lines.append(error_message)
+    return tuple(lines)
+
+
+def _where(path: str) -> str:
+    """The app's code lives in /app, its libraries in the image's site-packages."""
+    return f"/app/{path}" if path.startswith("src/") else f"/usr/local/lib/python3.11/site-packages/{path}"
