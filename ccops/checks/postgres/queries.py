@@ -1,0 +1,180 @@
+"""Query statistics from pg_stat_statements: the weekly slow-query review and the monthly top list.
+
+The guide's queries name `total_time`/`mean_time`, columns that pg_stat_statements
+renamed to `total_exec_time`/`mean_exec_time` in PostgreSQL 13; on a 15 server the
+guide's SQL fails. ccops reads whichever names the installed extension version
+has, keeps to the current database (the view holds every database's
+statements), and leaves out its own catalog reads. When the extension is
+missing, the finding says exactly what to change, because the fix needs a
+server restart an operator has to plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from ccops.checks.postgres._common import TAG, extension_schema, quote_ident
+from ccops.context import RunContext, check
+from ccops.db import query_df, scalar
+from ccops.findings import Finding, Status
+
+PRELOAD_FIX = (
+    "add it to shared_preload_libraries in postgresql.conf (shared_preload_libraries = 'pg_stat_statements'; "
+    "in docker compose: command: postgres -c shared_preload_libraries=pg_stat_statements) and restart PostgreSQL"
+)
+
+# Statements ccops' own sessions send around every check (see ccops.db.connect).
+OWN_STATEMENTS = r"^\s*(SET (LOCAL )?(statement_timeout|lock_timeout)|SET TRANSACTION READ ONLY)"
+
+
+@dataclass
+class StatementsSource:
+    """Where pg_stat_statements can be read in this database, or why it cannot."""
+
+    view: str | None  # schema-qualified view name when readable
+    total_col: str = "total_exec_time"
+    mean_col: str = "mean_exec_time"
+    max_col: str = "max_exec_time"
+    problem: str = ""
+
+
+def preload_state(conn: Connection) -> bool | None:
+    """Whether pg_stat_statements is in shared_preload_libraries; None when the role may not see it."""
+    value = scalar(conn, f"{TAG} SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'")
+    if value is None:
+        return None
+    return "pg_stat_statements" in [part.strip().strip('"') for part in value.split(",")]
+
+
+def statements_source(conn: Connection) -> StatementsSource:
+    """Find the view and its column names, or a one-sentence fix for why it is unusable."""
+    database = scalar(conn, f"{TAG} SELECT current_database()")
+    create = f"run CREATE EXTENSION pg_stat_statements; in database {database} as a superuser"
+    schema = extension_schema(conn, "pg_stat_statements")
+    preloaded = preload_state(conn)
+    if schema is None:
+        if preloaded:
+            problem = f"pg_stat_statements is loaded but not created in database {database}: {create}"
+        else:
+            problem = f"pg_stat_statements is not enabled: {PRELOAD_FIX}, then {create}"
+        return StatementsSource(None, problem=problem)
+    view = f"{quote_ident(schema)}.pg_stat_statements"
+    try:
+        with conn.begin_nested():
+            conn.execute(text(f"{TAG} SELECT 1 FROM {view} LIMIT 1"))
+    except DBAPIError as exc:
+        message = str(getattr(exc, "orig", exc))
+        if "shared_preload_libraries" in message or preloaded is False:
+            problem = f"pg_stat_statements is created in {database} but not loaded: {PRELOAD_FIX}"
+        else:
+            problem = f"pg_stat_statements cannot be read: {message.strip().splitlines()[0]}"
+        return StatementsSource(None, problem=problem)
+    columns = set(query_df(
+        conn, f"{TAG} SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:view) AND attnum > 0", view=view,
+    )["attname"])
+    if "total_exec_time" in columns:
+        return StatementsSource(view)
+    return StatementsSource(view, "total_time", "mean_time", "max_time")  # extension older than 1.8
+
+
+def statements_sql(source: StatementsSource, order: str) -> str:
+    return f"""{TAG}
+SELECT s.queryid,
+       left(regexp_replace(s.query, '\\s+', ' ', 'g'), 1000) AS query,
+       s.calls,
+       s.{source.total_col}::float8 AS total_ms,
+       s.{source.mean_col}::float8 AS mean_ms,
+       s.{source.max_col}::float8 AS max_ms,
+       s.rows,
+       s.shared_blks_hit,
+       s.shared_blks_read,
+       CASE WHEN s.shared_blks_hit + s.shared_blks_read > 0
+            THEN s.shared_blks_hit::float8 / (s.shared_blks_hit + s.shared_blks_read) END AS cache_hit_ratio,
+       100 * s.{source.total_col} / nullif(sum(s.{source.total_col}) OVER (), 0) AS pct_of_total_time
+FROM {source.view} s
+WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND s.query NOT ILIKE '%pg_stat_statements%'
+  AND s.query NOT LIKE '{TAG}%'
+  AND s.query !~* :own
+ORDER BY s.{order} DESC NULLS LAST, s.queryid
+LIMIT :limit
+"""
+
+
+def read_statements(conn: Connection, source: StatementsSource, order_by: str, limit: int) -> pd.DataFrame:
+    order = {"mean": source.mean_col, "total": source.total_col}.get(order_by)
+    if order is None:
+        raise ValueError(f"order_by must be 'mean' or 'total', got {order_by!r}")
+    frame = query_df(conn, statements_sql(source, order), own=OWN_STATEMENTS, limit=int(limit))
+    for column in ("total_ms", "mean_ms", "max_ms", "cache_hit_ratio", "pct_of_total_time"):
+        frame[column] = frame[column].astype(float).round(3)
+    return frame
+
+
+def stats_since(conn: Connection, source: StatementsSource) -> str:
+    """When the statistics started (pg_stat_statements_info, 1.9+), for the summary."""
+    info = source.view.replace("pg_stat_statements", "pg_stat_statements_info") if source.view else None
+    exists = scalar(conn, f"{TAG} SELECT to_regclass(:name) IS NOT NULL", name=info) if info else False
+    if not exists:
+        return ""
+    reset = scalar(conn, f"{TAG} SELECT stats_reset FROM {info}")
+    return f" since {reset:%Y-%m-%d %H:%M} UTC" if reset is not None else ""
+
+
+@check("postgres.slow_queries")
+def slow_queries(
+    ctx: RunContext,
+    order_by: str = "mean",
+    limit: int = 10,
+    warning_mean_ms: float = 1000.0,
+    critical_mean_ms: float = 10_000.0,
+    min_calls: int = 10,
+) -> Finding:
+    """The slowest statements of this database by mean (or total) execution time.
+
+    WARNING/CRITICAL when a statement called at least `min_calls` times takes on
+    average longer than the threshold: one slow ad-hoc query is not a trend.
+    """
+    with ctx.db() as conn:
+        source = statements_source(conn)
+        if source.view is None:
+            return Finding("postgres.slow_queries", Status.UNKNOWN, source.problem)
+        frame = read_statements(conn, source, order_by, limit)
+        since = stats_since(conn, source)
+    if frame.empty:
+        return Finding("postgres.slow_queries", Status.OK, f"no data: no statements recorded for this database{since}")
+    counted = frame[frame["calls"] >= min_calls]
+    worst_mean = float(counted["mean_ms"].max()) if not counted.empty else 0.0
+    status = (Status.CRITICAL if worst_mean >= critical_mean_ms
+              else Status.WARNING if worst_mean >= warning_mean_ms else Status.OK)
+    top = frame.iloc[0]
+    summary = (f"slowest statement by {order_by} time{since}: {top['mean_ms']:,.1f} ms mean over "
+               f"{int(top['calls']):,} calls ({top['total_ms'] / 1000:,.1f} s total)")
+    if status != Status.OK:
+        over = counted[counted["mean_ms"] >= warning_mean_ms]
+        summary = (f"{len(over)} statement(s) called {min_calls}+ times average over {warning_mean_ms:,.0f} ms; "
+                   f"worst {worst_mean:,.1f} ms{since}")
+    return Finding("postgres.slow_queries", status, summary, round(worst_mean, 3), warning_mean_ms, data=frame)
+
+
+@check("postgres.top_queries")
+def top_queries_by_total_time(ctx: RunContext, limit: int = 20) -> Finding:
+    """The statements that take the most execution time in all: where an index pays back most."""
+    with ctx.db() as conn:
+        source = statements_source(conn)
+        if source.view is None:
+            return Finding("postgres.top_queries", Status.UNKNOWN, source.problem)
+        frame = read_statements(conn, source, "total", limit)
+        since = stats_since(conn, source)
+    if frame.empty:
+        return Finding("postgres.top_queries", Status.OK, f"no data: no statements recorded for this database{since}")
+    share = float(frame["pct_of_total_time"].sum())
+    top = frame.iloc[0]
+    summary = (f"top {len(frame)} statements take {share:.0f}% of execution time{since}; the first "
+               f"{top['total_ms'] / 1000:,.1f} s in {int(top['calls']):,} calls")
+    return Finding("postgres.top_queries", Status.INFO, summary, round(share, 1), data=frame)

@@ -1,0 +1,110 @@
+"""Tables read mostly by sequential scans: the "add indexes if needed" step of the monthly review.
+
+The rule is PgHero's missing-indexes rule: a table of at least `min_rows` live
+rows where index scans are under 95% of all scans. The hint is deliberately
+simple: the columns that the most expensive statements touching the table
+name after WHERE/AND/OR, kept only when they are columns of that table and no
+index starts with them. It is a lead to check with EXPLAIN, not a diagnosis
+(a join's filter may belong to the other table when both have the column).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+from sqlalchemy.engine import Connection
+
+from ccops.checks.postgres._common import TAG
+from ccops.checks.postgres.queries import statements_source
+from ccops.context import RunContext, check
+from ccops.db import query_df
+from ccops.findings import Finding, Status
+
+SEQ_SCAN_SQL = f"""{TAG}
+SELECT s.relid AS table_oid, s.schemaname AS schema, s.relname AS "table", s.n_live_tup,
+       s.seq_scan, s.seq_tup_read, coalesce(s.idx_scan, 0) AS idx_scan,
+       s.seq_tup_read / nullif(s.seq_scan, 0) AS avg_rows_per_seq_scan,
+       round(100.0 * coalesce(s.idx_scan, 0) / (s.seq_scan + coalesce(s.idx_scan, 0)), 1)::float8 AS index_scan_pct
+FROM pg_stat_user_tables s
+WHERE s.n_live_tup >= :min_rows AND s.seq_scan > 0
+  AND 100.0 * coalesce(s.idx_scan, 0) / (s.seq_scan + coalesce(s.idx_scan, 0)) < :min_index_pct
+ORDER BY s.seq_tup_read DESC, s.relname
+"""
+
+TABLE_COLUMNS_SQL = f"""{TAG}
+SELECT a.attname,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisvalid
+               AND i.indkey[0] = a.attnum) AS leads_index
+FROM pg_attribute a
+WHERE a.attrelid = :oid AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+STATEMENTS_FOR_TABLE_SQL = """{tag}
+SELECT s.query FROM {view} s
+WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND s.query ~* :pattern AND s.query NOT LIKE '{tag}%'
+ORDER BY s.{total} DESC
+LIMIT :limit
+"""
+
+FILTER_COLUMN = re.compile(
+    r"\b(?:WHERE|AND|OR)\s+\(*\s*(?:\"?[A-Za-z_][\w$]*\"?\.)?\"?([A-Za-z_][\w$]*)\"?\s*"
+    r"(?:=|<>|!=|<=|>=|<|>|~|\bIN\b|\bNOT\b|\bLIKE\b|\bILIKE\b|\bBETWEEN\b|\bIS\b)",
+    re.IGNORECASE,
+)
+
+
+def filter_columns(query: str) -> list[str]:
+    """Column names that appear as the left side of a WHERE/AND/OR condition, in order, once each."""
+    seen: list[str] = []
+    for name in FILTER_COLUMN.findall(query):
+        lowered = name.lower()
+        if lowered not in seen:
+            seen.append(lowered)
+    return seen
+
+
+def _hint(conn: Connection, source, table_oid: int, table: str, statements: int) -> str:
+    if source.view is None:
+        return "no hint: pg_stat_statements unavailable"
+    if not re.fullmatch(r"\w+", table):
+        return ""
+    pattern = rf"(FROM|JOIN|UPDATE)\s+(\"?\w+\"?\.)?\"?{table}\"?\M"
+    sql = STATEMENTS_FOR_TABLE_SQL.format(tag=TAG, view=source.view, total=source.total_col)
+    queries = query_df(conn, sql, pattern=pattern, limit=statements)["query"].tolist()
+    columns = query_df(conn, TABLE_COLUMNS_SQL, oid=table_oid)
+    own = dict(zip(columns["attname"].str.lower(), columns["leads_index"], strict=True))
+    named: list[str] = []
+    for query in queries:
+        named += [c for c in filter_columns(query) if c in own and c not in named]
+    unindexed = [c for c in named if not own[c]]
+    if unindexed:
+        return f"top statements filter on {', '.join(unindexed)}, which no index starts with"
+    if named:
+        return f"filtered columns ({', '.join(named)}) already lead an index"
+    return ""
+
+
+@check("postgres.sequential_scans")
+def sequential_scan_heavy_tables(
+    ctx: RunContext, min_rows: int = 10_000, min_index_pct: float = 95.0, statements: int = 5
+) -> Finding:
+    """Tables of `min_rows`+ rows read mostly by sequential scans, with a hint of the missing index."""
+    with ctx.db() as conn:
+        frame = query_df(conn, SEQ_SCAN_SQL, min_rows=int(min_rows), min_index_pct=float(min_index_pct))
+        if frame.empty:
+            return Finding("postgres.sequential_scans", Status.OK,
+                           f"no table of {min_rows:,}+ rows is read mostly by sequential scans", 0)
+        source = statements_source(conn)
+        frame["hint"] = [
+            _hint(conn, source, int(row.table_oid), row.table, statements) for row in frame.itertuples()
+        ]
+    frame = frame.drop(columns=["table_oid"])
+    frame["avg_rows_per_seq_scan"] = pd.to_numeric(frame["avg_rows_per_seq_scan"]).astype("Int64")
+    names = "; ".join(
+        f"{r.table} ({r.seq_scan:,} seq scans, {r.index_scan_pct:.0f}% index){': ' + r.hint if r.hint else ''}"
+        for r in frame.itertuples()
+    )
+    summary = f"{len(frame)} table(s) read mostly by sequential scans: {names}"
+    return Finding("postgres.sequential_scans", Status.WARNING, summary, len(frame), min_index_pct, data=frame)
