@@ -33,7 +33,8 @@ from ccops.config import ConfigError, Settings
 from ccops.context import RunContext, check
 from ccops.findings import Finding, Status
 
-SECURITY_WORDS = re.compile(r"\b(failed|failure|unauthori[sz]ed|forbidden|denied|401|403)\b", re.IGNORECASE)
+SECURITY_WORDS = re.compile(r"\b(failed|failure|unauthori[sz]ed|forbidden|denied)\b", re.IGNORECASE)
+STATUS_CODES = re.compile(r"\b(401|403)\b")
 DEFAULTS: dict[str, Any] = {
     "tls_targets": [],
     "tls_ca_file": "",
@@ -72,9 +73,10 @@ def log_security_events(ctx: RunContext, days: int = 7) -> Finding:
 
     since, until = ctx.as_of - timedelta(days=days), ctx.as_of
     rows = []
-    for record in logs.read_records(ctx.settings.effective_log_dir, since, until):
+    wanted = logs.select_matching(re.compile(f"{SECURITY_WORDS.pattern}|{STATUS_CODES.pattern}", re.IGNORECASE))
+    for record in logs.read_records(ctx.settings.effective_log_dir, since, until, select=wanted):
         first_line = record.message.split("\n", 1)[0]
-        match = SECURITY_WORDS.search(first_line)
+        match = SECURITY_WORDS.search(first_line) or STATUS_CODES.search(first_line)
         if match:
             rows.append({"time": record.time, "level": record.level, "word": match.group(1).lower(),
                          "where": f"{record.name}:{record.function}", "message": first_line[:160]})

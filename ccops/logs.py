@@ -1,0 +1,1222 @@
+"""The app's loguru logs: find the files, read them, count records by level.
+
+The maintenance guide counts errors with `grep -i error | wc -l`. That counts
+lines of text, not error records: every INFO line that mentions an error and
+every traceback line adds one. ccops counts *records* by their level field,
+with a record's continuation lines (tracebacks, lists) belonging to it.
+
+Line format (loguru, naive UTC, level padded to 8)::
+
+    2025-11-23 15:23:43 | ERROR    | __main__:_error - Missing package: Tweepy
+
+A line is a record header when it has that fixed-width prefix; checking a few
+character positions is far cheaper than a regular expression per line and is
+what lets `ccops logs summary` keep up with `grep -c` on a gigabyte of logs.
+Two paths share one definition of a header:
+
+- records (`iter_records`, `read_records`): LogRecord objects with the full
+  message, for the checks that show messages;
+- counting (`count_levels`, `summarize_dir`): counters only, never a record.
+  Files are read in 2 MB blocks aligned to line ends; a block lying wholly
+  inside the window is classified with numpy in a few vector operations
+  (worker threads overlap them with reading), and any block the vector path
+  cannot classify exactly (window boundaries, midnight, a custom level) goes
+  through the per-line path. Both give the same counts by construction.
+
+Files. loguru writes `content_creator_YYYY-MM-DD.log`, rotates at midnight and
+compresses the old file to `.log.zip` (a rotation suffix may precede `.log`,
+and `.log.N` / `.gz` are accepted too). The date in the name is the day the
+file was opened, and rotation at 00:00 means a file dated D holds records of
+day D only (loguru writes names and lines in the app's local time; the app
+runs in UTC, so names and lines agree). `log_files` therefore picks exactly
+the files whose day intersects the window; files without a date are read too.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+import struct
+import subprocess
+import tempfile
+import threading
+import zipfile
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ccops.errors import CcopsError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from ccops.config import Settings
+
+LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+BLOCK_SIZE = 1 << 21  # 2 MB: large enough for numpy to pay off, small enough to stay in cache
+HEADER_MIN = 33  # "YYYY-MM-DD HH:MM:SS | LEVEL    | " is 33 characters
+# Records within one file are written in time order, but threads can interleave them by a
+# moment; a file is abandoned only once its records are this far past `until`.
+STOP_SLACK = timedelta(minutes=1)
+DEFAULT_WINDOW = timedelta(hours=24)
+COMPOSE_TIMEOUT_SECONDS = 300
+TRACEBACK = "Traceback (most recent call last)"
+
+
+class LogSourceError(CcopsError):
+    """The logs cannot be read at all (no log dir, no docker); the message is one line."""
+
+
+# ---- records -------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class LogRecord:
+    """One loguru record; `message` holds its continuation lines joined with newlines."""
+
+    time: datetime
+    level: str
+    name: str
+    function: str
+    message: str
+    source: str = ""
+    line_no: int = 0
+
+    @property
+    def where(self) -> str:
+        return f"{self.name}:{self.function}"
+
+    @property
+    def first_line(self) -> str:
+        return self.message.split("\n", 1)[0]
+
+    @property
+    def has_traceback(self) -> bool:
+        """True for records logged with an exception (logger.exception / opt(exception=...))."""
+        return TRACEBACK in self.message
+
+    @property
+    def exception_line(self) -> str:
+        """The traceback's last line ("KeyError: 'confidence'"), or "" without a traceback."""
+        if not self.has_traceback:
+            return ""
+        for line in reversed(self.message.split("\n")):
+            if line.strip() and not line.startswith((" ", "\t")):
+                return line.strip()
+        return ""
+
+    def text(self) -> str:
+        """The record as loguru wrote it (the lines `grep` sees)."""
+        return f"{self.time.strftime(TIME_FORMAT)} | {self.level:<8} | {self.where} - {self.message}"
+
+
+_DIGITS = frozenset("0123456789")
+_PADDED_LEVELS = {level.ljust(8): level for level in LEVELS}
+
+
+def _level_of(line: str, length: int) -> str | None:
+    """The level of a header line (None when `line` is not a header).
+
+    `length` is the line's length without its newline. This is the one definition of a
+    header; `_header_at` and the vector path in `_Counts.inside_block` mirror it position
+    for position. Written to allocate as little as possible: it runs once per line.
+    """
+    if (
+        length < HEADER_MIN
+        or not line.startswith(" | ", 19)
+        or line[4] != "-"
+        or line[7] != "-"
+        or line[10] != " "
+        or line[13] != ":"
+        or line[16] != ":"
+        or line[11] not in _DIGITS
+        or line[12] not in _DIGITS
+    ):
+        return None
+    if line.startswith(" | ", 30):
+        field = line[22:30]
+        return _PADDED_LEVELS.get(field) or field.rstrip() or None
+    end = line.find(" | ", 22)  # a custom level longer than the padding
+    if end < 0:
+        return None
+    return line[22:end].strip() or None
+
+
+def _split_rest(rest: str) -> tuple[str, str, str]:
+    """`name:function - message` -> (name, function, message)."""
+    cut = rest.find(" - ")
+    if cut < 0:
+        return "", "", rest
+    name, _, function = rest[:cut].partition(":")
+    return name, function, rest[cut + 3:]
+
+
+Select = Callable[[str, list[str]], bool]
+
+
+def iter_records(lines: Iterable[str], source: str = "", select: Select | None = None) -> Iterator[LogRecord]:
+    """Records from log lines; lines without the timestamp prefix belong to the record above.
+
+    `select(level, lines)` (the record's header and continuation lines) picks the records
+    worth building; the others cost a level test and a list append, which matters when a
+    check wants the few ERROR records among millions. Lines before the first header (the
+    tail of a record from an earlier file) are dropped.
+    """
+    header: tuple[str, int, str, datetime] | None = None
+    raw_lines: list[str] = []
+    for line_no, raw in enumerate(lines, 1):
+        line = raw.rstrip("\r\n")
+        level = _level_of(line, len(line))
+        if level is not None:
+            try:
+                time = datetime.fromisoformat(line[:19])
+            except ValueError:
+                level = None
+        if level is None:
+            if header is not None:
+                raw_lines.append(line)
+            continue
+        if header is not None and (select is None or select(header[2], raw_lines)):
+            yield _build(header, raw_lines, source)
+        header = (line, line_no, level, time)
+        raw_lines = [line]
+    if header is not None and (select is None or select(header[2], raw_lines)):
+        yield _build(header, raw_lines, source)
+
+
+def _build(header: tuple[str, int, str, datetime], lines: list[str], source: str) -> LogRecord:
+    line, line_no, level, time = header
+    header_end = 33 if line[30:33] == " | " else line.find(" | ", 22) + 3
+    name, function, message = _split_rest(line[header_end:])
+    extra = lines[1:]
+    while extra and not extra[-1].strip():
+        extra.pop()  # loguru ends a traceback with an empty line
+    if extra:
+        message = message + "\n" + "\n".join(extra)
+    return LogRecord(time, level, name, function, message, source, line_no)
+
+
+def select_levels(levels: Iterable[str], tracebacks: bool = False) -> Select:
+    """A `select` for records of these levels (and, with tracebacks, any record with one)."""
+    wanted = frozenset(levels)
+
+    def select(level: str, lines: list[str]) -> bool:
+        return level in wanted or (tracebacks and any(TRACEBACK in line for line in lines[1:]))
+
+    return select
+
+
+def select_matching(pattern: re.Pattern[str]) -> Select:
+    """A `select` for records any of whose lines match the pattern."""
+
+    def select(level: str, lines: list[str]) -> bool:
+        return any(pattern.search(line) for line in lines)
+
+    return select
+
+
+# ---- files -----------------------------------------------------------------------------
+
+LOG_NAME_RE = re.compile(r"^(?P<stem>.+?)\.log(?:\.\d+)?(?:\.(?P<compression>zip|gz))?$")
+DATE_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+
+
+def file_day(path: Path) -> date | None:
+    """The day a log file's name carries (the first YYYY-MM-DD in it), or None."""
+    match = LOG_NAME_RE.match(path.name)
+    if not match:
+        return None
+    found = DATE_RE.search(match.group("stem"))
+    if not found:
+        return None
+    try:
+        return date(int(found.group(1)), int(found.group(2)), int(found.group(3)))
+    except ValueError:
+        return None
+
+
+def log_files(log_dir: Path, since: datetime | None, until: datetime | None) -> list[Path]:
+    """The log files that can hold records of [since, until), oldest first, undated ones last.
+
+    A file dated D holds records of [D 00:00, D+1 00:00) only (rotation at midnight), so it
+    is picked iff since.date() <= D and D 00:00 < until. Files of the same day keep name
+    order; within a window the order of same-day files does not change any count.
+    """
+    log_dir = Path(log_dir)
+    first_day = since.date() if since else None
+    dated: list[tuple[date, str, Path]] = []
+    undated: list[Path] = []
+    for path in log_dir.iterdir():
+        if not LOG_NAME_RE.match(path.name) or not path.is_file():
+            continue
+        day = file_day(path)
+        if day is None:
+            undated.append(path)
+            continue
+        if first_day and day < first_day:
+            continue
+        if until and datetime.combine(day, datetime.min.time()) >= until:
+            continue
+        dated.append((day, path.name, path))
+    dated.sort()
+    return [path for _, _, path in dated] + sorted(undated)
+
+
+class _BareZipMember(io.RawIOBase):
+    """The first member of a zip whose central directory is missing (the file was cut short).
+
+    zipfile needs the directory at the end of the file; a rotated log cut by a full disk
+    lost it, but its data still follows the first local header and can be inflated.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        header = self._file.read(30)
+        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+            self._file.close()
+            raise zipfile.BadZipFile("not a zip file")
+        (method,) = struct.unpack("<H", header[8:10])
+        name_len, extra_len = struct.unpack("<HH", header[26:30])
+        if method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            self._file.close()
+            raise zipfile.BadZipFile(f"unsupported compression method {method}")
+        self._file.seek(name_len + extra_len, io.SEEK_CUR)
+        self._inflate = zlib.decompressobj(-15) if method == zipfile.ZIP_DEFLATED else None
+        self._done = False
+        self._cut = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        data = self._take(len(target))
+        target[:len(data)] = data
+        return len(data)
+
+    readinto1 = readinto  # each call inflates one chunk already
+
+    def _take(self, limit: int) -> bytes:
+        while True:
+            if self._cut:
+                self._cut = False
+                raise EOFError("compressed stream ended early")
+            if self._done:
+                return b""
+            if self._inflate is None:  # stored: the bytes are the text
+                raw = self._file.read(limit)
+                self._done = not raw
+                return raw
+            raw = self._inflate.unconsumed_tail or self._file.read(1 << 18)
+            if not raw:
+                self._done = True
+                self._cut = not self._inflate.eof
+                tail = self._inflate.flush()
+                if tail:
+                    return tail
+                continue
+            data = self._inflate.decompress(raw, limit)
+            self._done = self._inflate.eof
+            if data:
+                return data
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+class _ZipMember:
+    """A zip's first member as a stream; closing it closes the archive too."""
+
+    def __init__(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+        self.archive = archive
+        self.stream = archive.open(info)
+
+    def readinto1(self, target: Any) -> int:
+        return self.stream.readinto1(target)
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            self.archive.close()
+
+
+def _open_binary(path: Path, problems: list[str]) -> Any:
+    """A binary stream (read/close) of a log file's text, whatever its compression."""
+    name = path.name
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if name.endswith(".zip"):
+        try:
+            archive = zipfile.ZipFile(path)
+        except zipfile.BadZipFile:
+            stream = _BareZipMember(path)  # raises BadZipFile when there is no zip data at all
+            problems.append(f"{name}: truncated (zip directory missing), read what its data holds")
+            return stream
+        members = [info for info in archive.infolist() if not info.is_dir()]
+        if not members:
+            archive.close()
+            problems.append(f"{name}: empty zip")
+            return io.BytesIO(b"")
+        return _ZipMember(archive, members[0])
+    return open(path, "rb")  # noqa: SIM115 - the caller closes it
+
+
+def _describe_read_error(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "truncated"
+    if isinstance(exc, zlib.error):
+        return f"corrupt compressed data ({exc})"
+    if isinstance(exc, zipfile.BadZipFile):
+        return f"corrupt zip ({exc})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot read: {exc.strerror}"
+    return f"cannot read: {exc}"
+
+
+READ_ERRORS = (OSError, EOFError, zlib.error, zipfile.BadZipFile)
+
+
+class _Buffers:
+    """Block buffers recycled between reads.
+
+    A fresh multi-megabyte allocation per block costs more in page faults than reading
+    the block; reusing a few buffers keeps the reader near memcpy speed and its memory
+    constant. Only the reading thread takes and gives buffers.
+    """
+
+    def __init__(self, size: int = BLOCK_SIZE) -> None:
+        self.size = size
+        self.free: list[bytearray] = []
+
+    def take(self, carry: int) -> bytearray:
+        if 2 * carry > self.size:  # a line longer than half a block: a one-off buffer
+            return bytearray(2 * carry + self.size)
+        return self.free.pop() if self.free else bytearray(self.size)
+
+    def give(self, buf: bytearray) -> None:
+        if len(buf) == self.size and len(self.free) < 8:
+            self.free.append(buf)
+
+
+def _fill(stream: Any, view: memoryview) -> tuple[int, BaseException | None]:
+    """Fill `view` from the stream; a read error ends it but keeps what came before.
+
+    Compressed streams are read a chunk at a time (readinto1): a single large read
+    of a truncated .gz would raise and lose everything it had inflated.
+    """
+    if isinstance(stream, io.BufferedReader):  # a plain file: one copy straight from the page cache
+        try:
+            return stream.readinto(view) or 0, None
+        except OSError as exc:
+            return 0, exc
+    got = 0
+    try:
+        while got < len(view):
+            n = stream.readinto1(view[got:])
+            if not n:
+                break
+            got += n
+    except READ_ERRORS as exc:
+        return got, exc
+    return got, None
+
+
+def _blocks(path: Path, problems: list[str], buffers: _Buffers) -> Iterator[tuple[bytearray, int]]:
+    """(buffer, end) pairs: buffer[:end] is the next run of whole lines of the file.
+
+    The last pair may lack a final newline (a truncated or half-written last line). The
+    consumer gives each buffer back to `buffers` when done with it. A file that cannot be
+    read to its end (truncated .gz or .zip, corrupt data) yields what came before the
+    damage and notes the problem; it never raises.
+    """
+    name = path.name
+    try:
+        stream = _open_binary(path, problems)
+    except READ_ERRORS as exc:
+        problems.append(f"{name}: {_describe_read_error(exc)}")
+        return
+    carry = b""
+    with closing(stream):
+        while True:
+            buf = buffers.take(len(carry))
+            buf[:len(carry)] = carry
+            got, error = _fill(stream, memoryview(buf)[len(carry):])
+            end = len(carry) + got
+            if got:
+                cut = buf.rfind(b"\n", 0, end) + 1
+                carry = bytes(buf[cut:end])
+                if cut:
+                    yield buf, cut  # the consumer gives buf back; it is not touched again here
+                else:
+                    buffers.give(buf)
+            else:
+                buffers.give(buf)
+            if error is not None:
+                problems.append(f"{name}: {_describe_read_error(error)}")
+                break
+            if not got:
+                break
+    if carry:
+        if carry[:4].isdigit() and _level_of(carry.decode("utf-8", "replace"), len(carry)) is None:
+            problems.append(f"{name}: truncated last line dropped")  # a header cut mid-prefix
+        else:
+            problems.append(f"{name}: last line incomplete (truncated or still being written)")
+            yield bytearray(carry), len(carry)
+
+
+def open_text(path: Path, problems: list[str] | None = None) -> Iterator[str]:
+    """The lines of a plain, .zip (first member) or .gz log file, each ending with a newline
+    except perhaps the last; undecodable bytes become U+FFFD. Streams in constant memory.
+
+    Reading binary blocks that end at line ends (rather than through a TextIOWrapper)
+    keeps every complete line before a truncation, where the wrapper would drop the text
+    it had buffered; blocks end at newlines, so no UTF-8 sequence is ever split. Problems
+    (truncation, corrupt data) are appended to `problems` instead of raised.
+    """
+    problems = problems if problems is not None else []
+    buffers = _Buffers()
+    with closing(_blocks(Path(path), problems, buffers)) as blocks:
+        for buf, end in blocks:
+            text = str(memoryview(buf)[:end], "utf-8", "replace")
+            buffers.give(buf)
+            yield from io.StringIO(text, newline="\n")
+
+
+def read_records(
+    log_dir: Path, since: datetime | None, until: datetime | None, problems: list[str] | None = None,
+    select: Select | None = None,
+) -> Iterator[LogRecord]:
+    """Records of [since, until) from the log dir, oldest file first.
+
+    A file is abandoned once its records pass `until` (plus STOP_SLACK): files hold
+    records in time order. Problems (truncated files) go to `problems` when given.
+    """
+    log_dir = Path(log_dir)
+    _require_dir(log_dir)
+    since, until = _naive(since), _naive(until)
+    stop = until + STOP_SLACK if until else None
+    for path in log_files(log_dir, since, until):
+        with closing(open_text(path, problems)) as lines:
+            for record in iter_records(lines, source=path.name, select=select):
+                if since and record.time < since:
+                    continue
+                if until and record.time >= until:
+                    if stop and record.time >= stop:
+                        break
+                    continue
+                yield record
+
+
+def _require_dir(log_dir: Path) -> None:
+    if not log_dir.exists():
+        raise LogSourceError(f"log dir {log_dir} does not exist")
+    if not log_dir.is_dir():
+        raise LogSourceError(f"log dir {log_dir} is not a directory")
+
+
+# ---- docker compose --------------------------------------------------------------------
+
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+COMPOSE_PREFIX_RE = re.compile(r"^[A-Za-z0-9][\w.-]*\s*\| ?")
+
+
+def parse_compose_lines(lines: Iterable[str]) -> Iterator[str]:
+    """`docker compose logs` lines as the app wrote them: container prefix and colours removed.
+
+    Compose prints `app-1  | <line>` (the name padded to the longest container name);
+    loguru may colour its own output. A line that already starts with a timestamp is
+    left alone, so unprefixed output (`--no-log-prefix`) passes through.
+    """
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if "\x1b" in line:
+            line = ANSI_RE.sub("", line)
+        if _level_of(line, len(line)) is None:
+            match = COMPOSE_PREFIX_RE.match(line)
+            if match:
+                line = line[match.end():]
+        yield line
+
+
+def compose_command(settings: Settings, since: datetime, until: datetime) -> list[str]:
+    compose = settings.compose
+    command = ["docker", "compose"]
+    if compose.file:
+        command += ["-f", compose.file]
+    command += [
+        "--project-directory", compose.project_dir or ".",
+        "logs", "--no-color",
+        "--since", _naive(since).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "--until", _naive(until).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        compose.app_service,
+    ]
+    return command
+
+
+def compose_log_lines(
+    settings: Settings, since: datetime, until: datetime, timeout: float = COMPOSE_TIMEOUT_SECONDS
+) -> Iterator[str]:
+    """The app service's lines from `docker compose logs`, stripped, streamed.
+
+    Raises LogSourceError (one line) when docker is missing, the engine is down, or the
+    command outlives `timeout`; the message is what docker said.
+    """
+    command = compose_command(settings, since, until)
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL,
+                text=True, encoding="utf-8", errors="replace",
+            )
+        except FileNotFoundError:
+            raise LogSourceError(
+                "docker not found: cannot run `docker compose logs` (set CCOPS_LOG_DIR to the app's log dir)"
+            ) from None
+        timed_out = threading.Event()
+
+        def expire() -> None:
+            timed_out.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            yield from parse_compose_lines(proc.stdout)
+            proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+        if timed_out.is_set():
+            raise LogSourceError(f"`docker compose logs` timed out after {timeout:g} s")
+        if proc.returncode != 0:
+            errors.seek(0)
+            said = [ln.strip() for ln in errors.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+            reason = said[-1] if said else f"exit status {proc.returncode}"
+            raise LogSourceError(f"`docker compose logs` failed: {reason}")
+
+
+# ---- counting ------------------------------------------------------------------------------
+
+@dataclass
+class LogSummary:
+    """Records counted by level and by hour over [since, until)."""
+
+    since: datetime | None
+    until: datetime | None
+    by_level: dict[str, int]
+    by_hour: dict[datetime, dict[str, int]]
+    total: int
+    files: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    source: str = ""
+    # lines of the same window that `grep -i error` matches (None when not computed)
+    grep_error_lines: int | None = None
+
+    @property
+    def errors(self) -> int:
+        """ERROR and CRITICAL records: what the guide means by errors."""
+        return sum(self.by_level.get(level, 0) for level in ERROR_LEVELS)
+
+    def levels(self) -> list[str]:
+        extra = sorted(level for level in self.by_level if level not in LEVELS)
+        return list(LEVELS) + extra
+
+    def errors_per_hour(self) -> pd.DataFrame:
+        import pandas as pd
+
+        hours = sorted(self.by_hour)
+        errors = [sum(self.by_hour[h].get(level, 0) for level in ERROR_LEVELS) for h in hours]
+        return pd.DataFrame({"hour": pd.to_datetime(pd.Series(hours, dtype="datetime64[ns]")),
+                             "errors": pd.Series(errors, dtype="int64")})
+
+    def level_table(self) -> pd.DataFrame:
+        import pandas as pd
+
+        levels = self.levels()
+        return pd.DataFrame({"level": levels, "records": [self.by_level.get(lv, 0) for lv in levels]})
+
+    def hour_table(self) -> pd.DataFrame:
+        import pandas as pd
+
+        levels = self.levels()
+        rows = [{"hour": h, **{lv: counts.get(lv, 0) for lv in levels}} for h, counts in sorted(self.by_hour.items())]
+        return pd.DataFrame(rows, columns=["hour", *levels])
+
+    def to_dict(self) -> dict[str, Any]:
+        levels = self.levels()
+        return {
+            "source": self.source,
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "total": self.total,
+            "errors": self.errors,
+            "by_level": {lv: self.by_level.get(lv, 0) for lv in levels},
+            "by_hour": [
+                {"hour": h.isoformat(), **{lv: counts.get(lv, 0) for lv in levels}, "total": sum(counts.values())}
+                for h, counts in sorted(self.by_hour.items())
+            ],
+            "files": list(self.files),
+            "problems": list(self.problems),
+            "grep_error_lines": self.grep_error_lines,
+        }
+
+    def format_text(self) -> str:
+        """A compact table for a terminal: one row per hour, one column per level in use."""
+        shown = [lv for lv in self.levels() if self.by_level.get(lv, 0) or lv in ERROR_LEVELS]
+        span = f"{_fmt_time(self.since)} .. {_fmt_time(self.until)} UTC"
+        files = f", {len(self.files)} files" if self.files else ""
+        lines = [f"logs {span} from {self.source or '?'}{files}",
+                 f"{self.total} records, {self.errors} errors (ERROR+CRITICAL): "
+                 + ", ".join(f"{lv} {self.by_level.get(lv, 0)}" for lv in shown)]
+        if self.grep_error_lines is not None:
+            lines.append(f"`grep -i error | wc -l` over the same lines would say {self.grep_error_lines}")
+        rows = sorted(self.by_hour.items())
+        widths = [max([len(lv)] + [len(str(c.get(lv, 0))) for _, c in rows]) for lv in shown]
+        total_width = max([5] + [len(str(sum(c.values()))) for _, c in rows])
+        lines.append("hour (UTC)        " + " ".join(lv.rjust(w) for lv, w in zip(shown, widths, strict=True))
+                     + "  " + "total".rjust(total_width))
+        for hour, counts in rows:
+            cells = " ".join(str(counts.get(lv, 0)).rjust(w) for lv, w in zip(shown, widths, strict=True))
+            lines.append(f"{hour:%Y-%m-%d %H:00}  {cells}  {sum(counts.values()):>{total_width}}")
+        if self.problems:
+            lines.append("problems:")
+            lines += [f"  {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+def _fmt_time(value: datetime | None) -> str:
+    return value.strftime(TIME_FORMAT) if value else "-"
+
+
+def _naive(value: datetime | None) -> datetime | None:
+    """Naive UTC, how the app writes times; aware values are converted."""
+    if value is not None and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _window(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
+    until = _naive(until) or datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    since = _naive(since) or until - DEFAULT_WINDOW
+    return since, until
+
+
+def _hours(since: datetime, until: datetime) -> list[datetime]:
+    hour = since.replace(minute=0, second=0, microsecond=0)
+    out = []
+    while hour < until:
+        out.append(hour)
+        hour += timedelta(hours=1)
+    return out
+
+
+# The vector path: a line is a header iff these bytes sit at these offsets (as in _level_of).
+def _le(raw: bytes) -> int:
+    return int.from_bytes(raw, "little")
+
+
+_PADDED = [level.ljust(8).encode() for level in LEVELS]
+_CHECKS = (  # (offset of an 8-byte word, mask, expected): the punctuation of the prefix
+    (4, _le(b"\xff\0\0\xff\0\0\xff\0"), _le(b"-\0\0-\0\0 \0")),  # 4 '-', 7 '-', 10 ' '
+    (14, _le(b"\0\0\xff\0\0\xff\xff\xff"), _le(b"\0\0:\0\0 | ")),  # 16 ':', 19..21 ' | '
+)
+_AFTER_LEVEL = (25, _le(b"\0\0\0\0\0\xff\xff\xff"), _le(b"\0\0\0\0\0 | "))  # 30..32 ' | '
+
+
+class _Vector:
+    """numpy constants, built on first use so `import ccops.logs` stays light."""
+
+    np: Any = None
+
+    @classmethod
+    def load(cls) -> Any:
+        if cls.np is None:
+            import numpy as np
+
+            cls.lut = np.full(256, len(LEVELS), dtype=np.intp)
+            for code, level in enumerate(LEVELS):
+                cls.lut[ord(level[0])] = code  # first letters are unique among the seven
+            cls.codes = np.array([_le(p) for p in _PADDED] + [0], dtype=np.uint64)
+            cls.checks = [(off, np.uint64(mask), np.uint64(want)) for off, mask, want in _CHECKS]
+            off, mask, want = _AFTER_LEVEL
+            cls.after = (off, np.uint64(mask), np.uint64(want))
+            cls.np = np
+        return cls.np
+
+
+_ERROR_LINE = re.compile(rb"error()[^\n]*")  # one (empty, shared) match per matching line
+_ERROR_WORD = re.compile("error", re.IGNORECASE)
+
+
+def _grep_lines(lowered: bytes, start: int, end: int) -> int:
+    """Lines of lowered[start:end] containing "error", as `grep -ci error` counts them.
+
+    `lowered` is the block already lower-cased (one copy, then a C-speed scan).
+    """
+    return len(_ERROR_LINE.findall(lowered, start, end)) if end > start else 0
+
+
+def _header_at(buf: bytearray, start: int, end: int) -> bool:
+    """`_level_of`'s prefix test for the bytes line buf[start:end] (without its newline)."""
+    return (
+        end - start >= HEADER_MIN
+        and buf[start + 19:start + 22] == b" | "
+        and buf[start + 4] == 45 and buf[start + 7] == 45 and buf[start + 10] == 32
+        and buf[start + 13] == 58 and buf[start + 16] == 58
+        and 48 <= buf[start + 11] <= 57 and 48 <= buf[start + 12] <= 57
+    )
+
+
+def _first_header(buf: bytearray, end: int) -> int:
+    """Offset of the first header line in buf[:end], -1 when there is none."""
+    start = 0
+    while start < end:
+        stop = buf.find(b"\n", start, end)
+        stop = end if stop < 0 else stop
+        if _header_at(buf, start, stop):
+            return start
+        start = stop + 1
+    return -1
+
+
+def _last_header(buf: bytearray, end: int) -> int:
+    """Offset of the last header line in buf[:end] (which ends with a newline), or -1."""
+    stop = end - 1
+    while stop > 0:
+        start = buf.rfind(b"\n", 0, stop) + 1
+        if _header_at(buf, start, stop):
+            return start
+        stop = start - 1
+    return -1
+
+
+class _Counts:
+    """Counters for one window: (hour, level) -> records, and the grep comparison.
+
+    Keys are the hour as text ("YYYY-MM-DD HH") on the line paths and datetimes on the
+    record path; `summary()` turns both into datetimes once.
+    """
+
+    def __init__(self, since: datetime | None, until: datetime | None, grep: bool = False) -> None:
+        self.since, self.until = _naive(since), _naive(until)
+        self.since_s = self.since.strftime(TIME_FORMAT) if self.since else ""
+        self.until_s = self.until.strftime(TIME_FORMAT) if self.until else "9999"
+        self.stop_s = (self.until + STOP_SLACK).strftime(TIME_FORMAT) if self.until else "9999"
+        self.counts: dict[Any, dict[str, int]] = {}  # hour -> level -> records
+        self.grep = grep
+        self.grep_lines = 0
+        self.in_window = False  # does the line being read belong to a record inside the window?
+
+    # -- the per-line path: the definition every other path agrees with
+    def feed_lines(self, lines: Iterable[str], stop: bool = False) -> bool:
+        """Count header lines in the window; False when a record passed until+slack (if `stop`).
+
+        Comparing whole lines with the window's bounds is comparing their timestamps (the
+        line starts with one), and the hour's counters are reused while the hour lasts:
+        no slicing or allocation for most lines.
+        """
+        counts, grep = self.counts, self.grep
+        since_s, until_s, stop_s = self.since_s, self.until_s, self.stop_s
+        error_word = _ERROR_WORD.search
+        in_window = self.in_window
+        matched = 0
+        hour, slot = "\0", {}
+        try:
+            for line in lines:
+                length = len(line)
+                if length and line[-1] == "\n":
+                    length -= 1
+                level = _level_of(line, length) if length >= HEADER_MIN and line[4] == "-" else None
+                if level is not None:
+                    if line < since_s or line >= until_s:
+                        in_window = False
+                        if stop and line >= stop_s:
+                            return False
+                        continue
+                    if not line.startswith(hour):
+                        hour = line[:13]
+                        slot = counts.setdefault(hour, {})
+                    slot[level] = slot.get(level, 0) + 1
+                    in_window = True
+                    if grep and error_word(line):
+                        matched += 1
+                elif in_window and grep and error_word(line):
+                    matched += 1
+        finally:
+            self.in_window = in_window
+            self.grep_lines += matched
+        return True
+
+    def add_record(self, record: LogRecord) -> None:
+        if (self.since and record.time < self.since) or (self.until and record.time >= self.until):
+            return
+        slot = self.counts.setdefault(record.time.replace(minute=0, second=0, microsecond=0), {})
+        slot[record.level] = slot.get(record.level, 0) + 1
+        if self.grep:
+            self.grep_lines += sum(1 for line in record.text().split("\n") if _ERROR_WORD.search(line))
+
+    # -- the block path (files)
+    def route(self, buf: bytearray, end: int) -> bool | tuple[int, str, bool]:
+        """Deal with one block of a file, or hand it back for the vector path.
+
+        Returns True (done, read on), False (the file is past `until`: stop reading it), or
+        a job (first header offset, day, in_window before the block) for `inside_block`:
+        the block's records all lie inside the window on one day.
+        """
+        if buf[end - 1] != 10:  # the unterminated last line of a file
+            return self._slow(buf, end)
+        first = _first_header(buf, end)
+        if first < 0:  # continuation lines only: they belong to the record above
+            if self.in_window and self.grep:
+                self.grep_lines += _grep_lines(buf[:end].lower(), 0, end)
+            return True
+        last = _last_header(buf, end)
+        first_ts = buf[first:first + 19].decode("ascii", "replace")
+        last_ts = buf[last:last + 19].decode("ascii", "replace")
+        if last_ts < self.since_s:
+            self.in_window = False
+            return True
+        if first_ts >= self.stop_s:
+            return False
+        if first_ts >= self.since_s and last_ts < self.until_s and first_ts[:10] == last_ts[:10]:
+            job = (first, first_ts[:10], self.in_window)
+            self.in_window = True  # the block's last record is inside the window
+            return job
+        return self._slow(buf, end)
+
+    def _slow(self, buf: bytearray, end: int) -> bool:
+        text = str(memoryview(buf)[:end], "utf-8", "replace")
+        lines = text.split("\n")
+        if text.endswith("\n"):
+            lines.pop()
+        return self.feed_lines(lines, stop=True)
+
+    def inside_block(self, buf: bytearray, end: int, first: int, day: str, in_window: bool) -> tuple[dict, int]:
+        """Counts of a block whose records all lie in the window on one day; thread-safe.
+
+        The vector form of `_level_of`, over every line at once. A block holding any line
+        it cannot classify exactly (a custom level, odd hour digits) is counted by the
+        per-line path instead, so both paths always agree.
+        """
+        np = _Vector.load()
+        from numpy.lib.stride_tricks import as_strided
+
+        a = np.frombuffer(buf, dtype=np.uint8, count=end)
+        ends = np.flatnonzero(a == 10)
+        starts = np.empty_like(ends)
+        starts[0] = 0
+        starts[1:] = ends[:-1] + 1
+        s = starts[(ends - starts) >= HEADER_MIN]
+        # every 8-byte word of the block, unaligned, without a copy: words[i] = buf[i:i+8]
+        words = as_strided(np.frombuffer(buf, dtype="<u8", count=1), shape=(end - 7,), strides=(1,),
+                           writeable=False)
+        ok = a[s + 13] == 58
+        for offset, mask, want in _Vector.checks:
+            ok &= (words[s + offset] & mask) == want
+        h = s[ok]
+        tens = a[h + 11].astype(np.intp) - 48
+        ones = a[h + 12].astype(np.intp) - 48
+        code = _Vector.lut[a[h + 22]]
+        offset, mask, want = _Vector.after
+        exact = (
+            (_Vector.codes[code] == words[h + 22])
+            & ((words[h + offset] & mask) == want)
+            & (tens >= 0) & (ones >= 0) & (ones <= 9) & (tens * 10 + ones < 24)
+        )
+        if not bool(exact.all()):
+            part = _Counts(self.since, self.until, self.grep)
+            part.in_window = in_window
+            part._slow(buf, end)
+            return part.counts, part.grep_lines
+        table = np.bincount((tens * 10 + ones) * len(LEVELS) + code, minlength=24 * len(LEVELS))
+        counts: dict[str, dict[str, int]] = {}
+        for index in np.flatnonzero(table):
+            hour, level = divmod(int(index), len(LEVELS))
+            counts.setdefault(f"{day} {hour:02d}", {})[LEVELS[level]] = int(table[index])
+        grep = 0
+        if self.grep:
+            lowered = buf[:end].lower()
+            grep = _grep_lines(lowered, first, end) + (_grep_lines(lowered, 0, first) if in_window else 0)
+        return counts, grep
+
+    def merge(self, result: tuple[dict, int]) -> None:
+        counts, grep = result
+        for hour, levels in counts.items():
+            slot = self.counts.setdefault(hour, {})
+            for level, n in levels.items():
+                slot[level] = slot.get(level, 0) + n
+        self.grep_lines += grep
+
+    def summary(self, files: list[str] | None = None, problems: list[str] | None = None,
+                source: str = "") -> LogSummary:
+        problems = list(problems or [])
+        by_hour: dict[datetime, dict[str, int]] = {}
+        by_level: dict[str, int] = dict.fromkeys(LEVELS, 0)
+        unreadable = 0
+        for hour_key, levels in self.counts.items():
+            if isinstance(hour_key, str):
+                try:
+                    hour = datetime.strptime(hour_key, "%Y-%m-%d %H")
+                except ValueError:
+                    unreadable += sum(levels.values())
+                    continue
+            else:
+                hour = hour_key
+            slot = by_hour.setdefault(hour, {})
+            for level, n in levels.items():
+                slot[level] = slot.get(level, 0) + n
+                by_level[level] = by_level.get(level, 0) + n
+        if unreadable:
+            problems.append(f"{unreadable} records with an unreadable timestamp skipped")
+        if self.since and self.until:
+            for hour in _hours(self.since, self.until):
+                by_hour.setdefault(hour, {})
+        elif by_hour:
+            for hour in _hours(min(by_hour), max(by_hour) + timedelta(hours=1)):
+                by_hour.setdefault(hour, {})
+        return LogSummary(
+            since=self.since, until=self.until, by_level=by_level, by_hour=dict(sorted(by_hour.items())),
+            total=sum(by_level.values()), files=list(files or []), problems=problems, source=source,
+            grep_error_lines=self.grep_lines if self.grep else None,
+        )
+
+
+class _Pool:
+    """Worker threads for the vector path: numpy releases the GIL while it scans, so one
+    block is counted while the next is read (and inflated)."""
+
+    def __init__(self, workers: int, buffers: _Buffers) -> None:
+        _Vector.load()  # once, before threads race to build the constants
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ccops-logs")
+        self.buffers = buffers
+        self.pending: deque[tuple[_Counts, bytearray, Future]] = deque()
+        self.limit = workers  # bounds memory: a block per worker in flight, one being read
+
+    def submit(self, counts: _Counts, buf: bytearray, end: int, job: tuple[int, str, bool]) -> None:
+        self.pending.append((counts, buf, self.executor.submit(counts.inside_block, buf, end, *job)))
+        while len(self.pending) > self.limit:
+            self._collect_one()
+
+    def _collect_one(self) -> None:
+        counts, buf, future = self.pending.popleft()
+        try:
+            counts.merge(future.result())
+        finally:
+            self.buffers.give(buf)
+
+    def drain(self) -> None:
+        while self.pending:
+            self._collect_one()
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _workers() -> int:
+    try:
+        return max(1, min(4, len(os.sched_getaffinity(0))))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, min(4, os.cpu_count() or 1))
+
+
+def count_levels(
+    lines: Iterable[str], since: datetime | None, until: datetime | None, *,
+    grep_compare: bool = False, source: str = "",
+) -> LogSummary:
+    """Records by level and hour in [since, until) from log lines, without building records.
+
+    One pass, counters only. With grep_compare, also counts the lines `grep -i error`
+    would match in the same window (header and continuation lines of in-window records).
+    """
+    counts = _Counts(since, until, grep_compare)
+    counts.feed_lines(lines)
+    return counts.summary(source=source)
+
+
+def summarize(records: Iterable[LogRecord], since: datetime | None, until: datetime | None, *,
+              grep_compare: bool = False, source: str = "") -> LogSummary:
+    """Records by level and hour in [since, until), in one pass with counters only."""
+    counts = _Counts(since, until, grep_compare)
+    for record in records:
+        counts.add_record(record)
+    return counts.summary(source=source)
+
+
+def summarize_dir(log_dir: Path, since: datetime | None, until: datetime | None, *,
+                  grep_compare: bool = False, workers: int | None = None,
+                  block_size: int = BLOCK_SIZE) -> LogSummary:
+    """The fast path for a log directory: the files of the window, counted block by block."""
+    log_dir = Path(log_dir)
+    _require_dir(log_dir)
+    counts = _Counts(since, until, grep_compare)
+    problems: list[str] = []
+    files = log_files(log_dir, counts.since, counts.until)
+    buffers = _Buffers(block_size)
+    workers = _workers() if workers is None else workers
+    pool = _Pool(workers, buffers) if workers > 1 and files else None
+    try:
+        for path in files:
+            counts.in_window = False  # lines before a file's first header belong to no record here
+            with closing(_blocks(path, problems, buffers)) as blocks:
+                for buf, end in blocks:
+                    verdict = counts.route(buf, end)
+                    if isinstance(verdict, tuple):
+                        if pool is not None:
+                            pool.submit(counts, buf, end, verdict)
+                        else:
+                            counts.merge(counts.inside_block(buf, end, *verdict))
+                            buffers.give(buf)
+                        continue
+                    buffers.give(buf)
+                    if not verdict:
+                        break
+    finally:
+        if pool is not None:
+            pool.close()
+    return counts.summary(files=[p.name for p in files], problems=problems, source=str(log_dir))
+
+
+def summary_for_settings(settings: Settings, since: datetime | None = None, until: datetime | None = None, *,
+                         grep_compare: bool = False) -> LogSummary:
+    """`ccops logs summary`: the log dir when it exists, else `docker compose logs` under compose.
+
+    `until` None means now, `since` None means 24 h before `until`.
+    """
+    since, until = _window(since, until)
+    log_dir = Path(settings.effective_log_dir)
+    if log_dir.exists() or settings.effective_backend != "compose":
+        return summarize_dir(log_dir, since, until, grep_compare=grep_compare)
+    lines = compose_log_lines(settings, since, until)
+    return count_levels(lines, since, until, grep_compare=grep_compare,
+                        source=f"docker compose logs {settings.compose.app_service}")
+
+
+def records_for_settings(settings: Settings, since: datetime, until: datetime,
+                         problems: list[str] | None = None, select: Select | None = None) -> Iterator[LogRecord]:
+    """Records of [since, until) from wherever the logs are (log dir, else compose)."""
+    since, until = _naive(since), _naive(until)
+    log_dir = Path(settings.effective_log_dir)
+    if log_dir.exists() or settings.effective_backend != "compose":
+        yield from read_records(log_dir, since, until, problems, select)
+        return
+    lines = compose_log_lines(settings, since, until)
+    for record in iter_records(lines, source="docker compose logs", select=select):
+        if since <= record.time < until:
+            yield record
+
+
+# ---- rate limits --------------------------------------------------------------------------
+
+RATE_LIMIT_RE = re.compile(r"rate[ _-]?limit|\b429\b|too many requests", re.IGNORECASE)
+API_PATTERNS = (  # (api, pattern): the api named earliest in the message wins
+    ("x", re.compile(r"x-rate-limit|twitter|tweepy|api\.x\.com|\bx[_ ]api\b", re.IGNORECASE)),
+    ("x", re.compile(r"\bX\b")),  # the capital letter as a word: "X API", "posting to X"
+    ("anthropic", re.compile(r"anthropic|claude", re.IGNORECASE)),
+    ("telegram", re.compile(r"telegram", re.IGNORECASE)),
+    ("stripe", re.compile(r"stripe", re.IGNORECASE)),
+    ("discord", re.compile(r"discord", re.IGNORECASE)),
+)
+AGENT_RE = re.compile(r"\b([A-Z][A-Za-z0-9]*(?:Agent|Coordinator))\b")
+REMAINING_RE = re.compile(
+    r"(?:x-rate-limit-remaining|anthropic-ratelimit-requests-remaining|ratelimit-remaining)['\"]?\s*[=:]\s*['\"]?(\d+)",
+    re.IGNORECASE,
+)
+RESET_AT_RE = re.compile(r"reset(?:s)? at (\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2})", re.IGNORECASE)
+X_RESET_RE = re.compile(r"x-rate-limit-reset['\"]?\s*[=:]\s*['\"]?(\d{9,11})", re.IGNORECASE)
+ANTHROPIC_RESET_RE = re.compile(
+    r"anthropic-ratelimit-requests-reset['\"]?\s*[=:]\s*['\"]?(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?)",
+    re.IGNORECASE,
+)
+RETRY_AFTER_RE = re.compile(r"retry[-_ ]after['\"]?\s*[=:]\s*['\"]?(\d+(?:\.\d+)?)", re.IGNORECASE)
+RATE_LIMIT_COLUMNS = ["time", "api", "agent", "level", "remaining", "reset_at", "message"]
+
+
+def is_rate_limit(message: str) -> bool:
+    return RATE_LIMIT_RE.search(message) is not None
+
+
+def api_of(text: str, module: str = "") -> str:
+    """Which API a rate-limit message is about: the one named first, else the module's."""
+    for candidate in (text, module):
+        found = [(m.start(), api) for api, pattern in API_PATTERNS if (m := pattern.search(candidate))]
+        if found:
+            return min(found)[1]
+    return "unknown"
+
+
+def agent_of(text: str, module: str = "") -> str:
+    """The agent a message names (CamelCase ...Agent/...Coordinator), else its module's class."""
+    match = AGENT_RE.search(text)
+    if match:
+        return match.group(1)
+    parts = module.split(".")
+    last = parts[-1] if parts else ""
+    if not last or last in ("base_agent", "__init__", "__main__"):
+        return ""
+    camel = "".join(word.capitalize() for word in last.split("_") if word)
+    if camel.endswith(("Agent", "Coordinator")):
+        return camel
+    if "agents" in parts[:-1]:
+        return camel + "Agent"
+    return ""
+
+
+def reset_of(text: str, at: datetime) -> datetime | None:
+    """When the limit resets: an absolute time in the message, else retry-after from `at`."""
+    match = RESET_AT_RE.search(text)
+    if match:
+        return datetime.fromisoformat(match.group(1).replace("T", " "))
+    match = X_RESET_RE.search(text)
+    if match:
+        return datetime.fromtimestamp(int(match.group(1)), UTC).replace(tzinfo=None)
+    match = ANTHROPIC_RESET_RE.search(text)
+    if match:
+        return _naive(datetime.fromisoformat(match.group(1).replace("Z", "+00:00")))
+    match = RETRY_AFTER_RE.search(text)
+    if match:
+        return at + timedelta(seconds=float(match.group(1)))
+    return None
+
+
+def rate_limit_events(records: Iterable[LogRecord]) -> pd.DataFrame:
+    """Records about rate limits ("rate limit", HTTP 429): which API, which agent, how long."""
+    import pandas as pd
+
+    rows = []
+    for record in records:
+        if not is_rate_limit(record.message):
+            continue
+        remaining = REMAINING_RE.search(record.message)
+        rows.append({
+            "time": record.time,
+            "api": api_of(record.message, record.name),
+            "agent": agent_of(record.message, record.name),
+            "level": record.level,
+            "remaining": int(remaining.group(1)) if remaining else None,
+            "reset_at": reset_of(record.message, record.time),
+            "message": record.first_line[:300],
+        })
+    frame = pd.DataFrame(rows, columns=RATE_LIMIT_COLUMNS)
+    frame["time"] = pd.to_datetime(frame["time"])
+    frame["reset_at"] = pd.to_datetime(frame["reset_at"])
+    frame["remaining"] = frame["remaining"].astype("Int64")
+    return frame
