@@ -1,0 +1,194 @@
+"""System down: see what is down, restart through the backend, full reset if that was not enough.
+
+The guide's sequence (ps, logs, restart, down/up, verify the database) is kept,
+with two changes an on-call engineer would want: every restart waits for the
+services to come back and says whether they did, and the full reset only runs
+when the plain restart did not bring the system back.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ccops import actions
+from ccops.config import Settings
+from ccops.context import RunContext, check, describe
+from ccops.findings import Finding, Findings, Status
+
+SERVICES = ("db", "app")
+
+
+@dataclass
+class SystemState:
+    """Is the platform up: every service running, the database answering, the status endpoint too."""
+
+    services: pd.DataFrame
+    database: str
+    endpoint: str
+
+    @property
+    def reasons(self) -> list[str]:
+        found = []
+        if not self.services.empty:
+            down = self.services[self.services["state"] != "running"]
+            found += [f"{row.service} is {row.state}" for row in down.itertuples()]
+        if self.database:
+            found.append(self.database)
+        if self.endpoint:
+            found.append(self.endpoint)
+        return found
+
+    @property
+    def up(self) -> bool:
+        return not self.reasons
+
+
+def probe_database(settings: Settings) -> str:
+    """'' when a trivial query works, else the one-line reason."""
+    from sqlalchemy import text
+
+    from ccops.db import connect
+
+    try:
+        with connect(settings.resolved_database_url(), statement_timeout_ms=5000) as conn:
+            conn.execute(text("SELECT 1"))
+        return ""
+    except Exception as exc:  # noqa: BLE001
+        reason = describe(exc)
+        return reason if reason.startswith("database unreachable") else f"database unreachable: {reason}"
+
+
+def probe_endpoint(url: str, timeout: float = 5) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            if response.status == 200:
+                return ""
+            return f"status endpoint {url} answered HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        return f"status endpoint {url} answered HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"status endpoint {url} not answering: {reason}"
+
+
+def system_state(settings: Settings) -> SystemState:
+    from ccops.services import get_backend
+
+    rows = []
+    try:
+        for state in get_backend(settings).status():
+            rows.append({"service": state.service, "state": state.state, "health": state.health,
+                         "restarts": state.restarts, "detail": state.detail})
+    except Exception as exc:  # noqa: BLE001 - the backend itself may be what is broken
+        rows.append({"service": "backend", "state": "unknown", "health": "", "restarts": None,
+                     "detail": describe(exc)})
+    frame = pd.DataFrame(rows, columns=["service", "state", "health", "restarts", "detail"])
+    return SystemState(frame, probe_database(settings), probe_endpoint(settings.effective_status_url(),
+                                                                        settings.apis.timeout_seconds))
+
+
+def wait_until_up(settings: Settings, timeout_s: float, interval_s: float = 1.0) -> SystemState:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = system_state(settings)
+        if state.up or time.monotonic() >= deadline:
+            return state
+        time.sleep(interval_s)
+
+
+@check("system_down.logs")
+def service_logs(ctx: RunContext, tail: int = 100) -> list[Finding]:
+    """The guide's `docker-compose logs --tail=100`: the last lines of each service."""
+    from ccops.services import get_backend
+
+    backend = get_backend(ctx.settings)
+    found = []
+    for service in SERVICES:
+        try:
+            lines = backend.logs(service, tail)
+        except Exception as exc:  # noqa: BLE001
+            found.append(Finding(f"system_down.logs:{service}", Status.UNKNOWN, f"no logs for {service}: {describe(exc)}"))
+            continue
+        errors = [line for line in lines if "| ERROR" in line or "| CRITICAL" in line or "FATAL" in line]
+        table = pd.DataFrame({"line": lines[-tail:]})
+        status = Status.WARNING if errors else Status.INFO
+        summary = f"{service}: last {len(lines)} log lines, {len(errors)} of them ERROR/CRITICAL/FATAL"
+        if errors:
+            summary += f"; latest: {errors[-1][:160]}"
+        found.append(Finding(f"system_down.logs:{service}", status, summary, len(errors), data=table))
+    return found
+
+
+@check("system_down.state")
+def current_state(ctx: RunContext) -> Finding:
+    """Step 1 and the verdict: which of the services, database and status endpoint are down."""
+    state = system_state(ctx.settings)
+    ctx.state["system_state"] = state
+    if state.up:
+        return Finding("system_down.state", Status.OK, "the system is up: services running, database and status endpoint answering",
+                       0, data=state.services)
+    return Finding("system_down.state", Status.CRITICAL, "DOWN: " + "; ".join(state.reasons), len(state.reasons),
+                   data=state.services)
+
+
+def restart_services(ctx: RunContext, dry_run: bool = True, confirm: bool = False, wait_s: float = 60) -> Findings:
+    """Step 3: restart every service through the backend, then wait for them to come back."""
+    from ccops.services import get_backend
+
+    if system_state(ctx.settings).up:
+        return ctx.record([Finding("action.restart", Status.OK, "not needed: the system is up")])
+    backend = get_backend(ctx.settings)
+
+    def run() -> str:
+        backend.restart(None)
+        state = wait_until_up(ctx.settings, wait_s)
+        ctx.state["system_state"] = state
+        if not state.up:
+            raise RuntimeError("still down after the restart: " + "; ".join(state.reasons))
+        return "all services back up"
+
+    return actions.guarded(ctx, "restart", f"restart all services ({backend.describe_action('restart', None)})",
+                           run, dry_run, confirm)
+
+
+def full_reset(ctx: RunContext, dry_run: bool = True, confirm: bool = False, wait_s: float = 90) -> Findings:
+    """Step 4: only when still down after the restart: stop everything, start everything."""
+    from ccops.services import get_backend
+
+    state = system_state(ctx.settings)
+    if state.up:
+        return ctx.record([Finding("action.full_reset", Status.OK, "not needed: the system is up")])
+    backend = get_backend(ctx.settings)
+
+    def run() -> str:
+        for service in reversed(SERVICES):
+            backend.stop(service)
+        for service in SERVICES:
+            backend.start(service)
+        after = wait_until_up(ctx.settings, wait_s)
+        ctx.state["system_state"] = after
+        if not after.up:
+            raise RuntimeError("still down after the full reset: " + "; ".join(after.reasons))
+        return "all services back up"
+
+    description = (f"full reset: {backend.describe_action('stop', None)}, then "
+                   f"{backend.describe_action('start', None)} (still down: {'; '.join(state.reasons)})")
+    return actions.guarded(ctx, "full_reset", description, run, dry_run, confirm)
+
+
+@check("system_down.verdict")
+def verdict(ctx: RunContext) -> Finding:
+    """The last word: is the system up now, and was it brought back by this run."""
+    state = system_state(ctx.settings)
+    acted = [r for r in actions.timeline_of(ctx) if r.executed and r.ok]
+    if state.up:
+        how = f" after {', '.join(r.step for r in acted)}" if acted else ""
+        return Finding("system_down.verdict", Status.OK, f"UP{how}: services running, database and status endpoint answering")
+    hint = "" if acted else " (nothing was changed: run again with dry_run = False and confirm = True)"
+    return Finding("system_down.verdict", Status.CRITICAL, "STILL DOWN: " + "; ".join(state.reasons) + hint,
+                   len(state.reasons), data=state.services)
