@@ -44,6 +44,12 @@ DEFAULTS: dict[str, Any] = {
     "app_python": "",
     "package_index_url": "https://pypi.org/pypi",
     "timeout_seconds": 10,
+    # used by the quarterly audit (checks/audit.py)
+    "app_source_dir": "",
+    "bandit_command": "bandit",
+    "pip_audit_command": "pip-audit",
+    "key_rotation": {},
+    "key_max_age_days": 90,
 }
 
 
