@@ -109,3 +109,39 @@ def install_query_logger(engine: Engine, sink: list[str]) -> None:
     @event.listens_for(engine, "before_cursor_execute")
     def _log(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
         sink.append(statement)
+
+
+def libpq_env(url: str) -> dict[str, str]:
+    """PG* variables for libpq tools (pg_dump, psql): the password never on a command line."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(libpq_url(url))
+    env = {"PGDATABASE": unquote(parts.path.lstrip("/")) or "postgres"}
+    if parts.hostname:
+        env["PGHOST"] = parts.hostname
+    if parts.port:
+        env["PGPORT"] = str(parts.port)
+    if parts.username:
+        env["PGUSER"] = unquote(parts.username)
+    if parts.password:
+        env["PGPASSWORD"] = unquote(parts.password)
+    return env
+
+
+def client_tool(name: str) -> str:
+    """A PostgreSQL client binary: the server's bindir (matching major) first, then PATH."""
+    import shutil
+    from pathlib import Path
+
+    from ccops import localpg
+
+    try:
+        candidate = Path(localpg.find_bindir()) / name
+        if candidate.exists():
+            return str(candidate)
+    except Exception:  # noqa: BLE001 - no server binaries here: fall back to PATH
+        pass
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found: install the PostgreSQL client (apt-get install postgresql-client)")
+    return found

@@ -1,0 +1,203 @@
+"""Database corruption: stop the app, save what can be saved, find the damage, repair, verify, resume.
+
+The guide's procedure is `pg_dump > file` (which aborts at the first
+unreadable table and leaves nothing), then `REINDEX DATABASE` (which cannot
+repair a table and blocks writers). ccops saves first and saves per table when
+a whole dump fails, so one damaged table does not cost the rest; finds the
+damage with amcheck (checks/integrity.py) and names it; rebuilds only the
+damaged indexes; falls back to the latest verified backup only when heap
+damage remains or the rebuild failed; and verifies again before resuming.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from ccops import actions
+from ccops.checks import integrity
+from ccops.context import RunContext, check
+from ccops.db import client_tool, libpq_env
+from ccops.findings import Finding, Findings, Status
+
+
+@dataclass
+class EmergencyDump:
+    directory: Path
+    full: bool
+    saved: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+def _pg_dump(url: str, target: Path, extra: list[str], timeout: float) -> str:
+    """Run pg_dump into target via a temporary name; '' on success, else its last error line."""
+    partial = target.with_name(f".{target.name}.partial")
+    env = {**os.environ, **libpq_env(url)}
+    try:
+        proc = subprocess.run([client_tool("pg_dump"), "-Fc", "-f", str(partial), *extra],
+                              capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        partial.unlink(missing_ok=True)
+        return f"timed out after {timeout:.0f} s"
+    if proc.returncode != 0:
+        partial.unlink(missing_ok=True)
+        return (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+    with open(partial, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(partial, target)
+    return ""
+
+
+def emergency_dump(url: str, dest_dir: Path, tables: list[str], now: datetime | None = None,
+                   timeout: float = 3600) -> EmergencyDump:
+    """A full custom-format dump; if that fails, schema plus one dump per table, failures listed."""
+    started = time.monotonic()
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d_%H%M%S")
+    directory = Path(dest_dir) / f"emergency_{stamp}"
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    result = EmergencyDump(directory, full=False)
+    error = _pg_dump(url, directory / "full.dump", [], timeout)
+    if not error:
+        result.full = True
+        result.saved = list(tables)
+    else:
+        result.failed["(full dump)"] = error
+        schema_error = _pg_dump(url, directory / "schema.dump", ["--schema-only"], timeout)
+        if schema_error:
+            result.failed["(schema)"] = schema_error
+        for table in tables:
+            table_error = _pg_dump(url, directory / f"{table}.dump", ["--data-only", "-t", f"public.{table}"], timeout)
+            if table_error:
+                result.failed[table] = table_error
+            else:
+                result.saved.append(table)
+    result.bytes = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _tables(ctx: RunContext) -> list[str]:
+    from ccops.db import query_df
+
+    with ctx.db() as conn:
+        frame = query_df(conn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+    return list(frame["tablename"])
+
+
+def stop_app(ctx: RunContext, dry_run: bool = True, confirm: bool = False) -> Findings:
+    """Step 1: stop the app so nothing writes to a damaged database."""
+    from ccops.services import get_backend
+
+    backend = get_backend(ctx.settings)
+    return actions.guarded(ctx, "stop_app", f"stop the app ({backend.describe_action('stop', 'app')})",
+                           lambda: backend.stop("app") or "app stopped", dry_run, confirm)
+
+
+def backup_current_state(ctx: RunContext, dry_run: bool = True, confirm: bool = False) -> Findings:
+    """Step 2: an emergency dump of the current state, table by table if the whole dump fails."""
+    dest = ctx.settings.effective_backup_dir / "emergency"
+
+    def run() -> str:
+        dump = emergency_dump(ctx.settings.resolved_database_url(), dest, _tables(ctx))
+        ctx.state["emergency_dump"] = dump
+        if dump.full:
+            return f"full dump saved in {dump.directory} ({dump.bytes:,} bytes, {dump.seconds:.1f} s)"
+        failed = ", ".join(f"{name} ({why})" for name, why in dump.failed.items() if not name.startswith("("))
+        if not dump.saved:
+            raise RuntimeError(f"nothing could be dumped: {dump.failed}")
+        return (f"full dump failed; {len(dump.saved)} tables saved one by one in {dump.directory}; "
+                f"tables that failed to dump: {failed or 'none'}")
+
+    # Taking a dump changes nothing, so it needs only dry_run False: it must not be skipped by accident.
+    return actions.guarded(ctx, "emergency_dump", f"pg_dump the current state into {dest}", run, dry_run, True)
+
+
+@check("integrity.indexes")
+def detect(ctx: RunContext) -> list[Finding]:
+    """Step 3: amcheck on every B-tree index and every table; what is damaged, by name."""
+    report = integrity.check_integrity(ctx.settings.resolved_database_url())
+    ctx.state["integrity_report"] = report
+    return integrity.report_findings(report)
+
+
+def repair_indexes(ctx: RunContext, dry_run: bool = True, confirm: bool = False) -> Findings:
+    """Step 4: REINDEX only the damaged indexes (the app is stopped, so plain REINDEX is fine)."""
+    report = ctx.state.get("integrity_report")
+    if report is None or not report.damaged_indexes:
+        return ctx.record([Finding("action.reindex", Status.OK, "no damaged index: nothing to rebuild")])
+    names = report.damaged_indexes
+
+    def run() -> str:
+        results = integrity.reindex(ctx.settings.resolved_database_url(), names)
+        ctx.state["reindex_results"] = results
+        failed = [r for r in results if not r["ok"]]
+        if failed:
+            raise RuntimeError("; ".join(f"{r['index']}: {r['error']}" for r in failed))
+        return f"rebuilt {', '.join(names)} in {sum(r['seconds'] for r in results):.1f} s"
+
+    return actions.guarded(ctx, "reindex", f"REINDEX INDEX {', '.join(names)}", run, dry_run, confirm)
+
+
+def restore_if_needed(ctx: RunContext, dry_run: bool = True, confirm: bool = False, force: bool = False) -> Findings:
+    """Step 5: restore the latest verified backup only if heap damage remains or the rebuild failed."""
+    from ccops import backup
+
+    report = ctx.state.get("integrity_report")
+    reindex_failed = any(not r["ok"] for r in ctx.state.get("reindex_results", []))
+    heap_damage = bool(report and report.damaged_tables)
+    if not (heap_damage or reindex_failed or force):
+        return ctx.record([Finding("action.restore", Status.OK, "no restore needed: no heap damage and the indexes were rebuilt")])
+    latest = backup.latest_verified(ctx.settings.effective_backup_dir)
+    if latest is None:
+        return ctx.record([Finding("action.restore", Status.CRITICAL,
+                                   "a restore is needed but there is no verified backup: escalate")])
+    why = "heap damage in " + ", ".join(report.damaged_tables) if heap_damage else "the index rebuild failed"
+
+    def run() -> str:
+        result = backup.restore_backup(ctx.settings, latest.path, ctx.settings.resolved_database_url(),
+                                       confirm=True, stop_app=False)
+        if not result.ok:
+            raise RuntimeError(result.summary() if hasattr(result, "summary") else "restore failed")
+        return f"restored {latest.path.name}"
+
+    return actions.guarded(ctx, "restore", f"restore {latest.path.name} ({why})", run, dry_run, confirm)
+
+
+@check("corruption.verify")
+def verify(ctx: RunContext) -> list[Finding]:
+    """Step 6: amcheck again, and row counts per table, before the app comes back."""
+    from ccops.db import query_df
+
+    report = integrity.check_integrity(ctx.settings.resolved_database_url())
+    found = [Finding(f"corruption.verify.{f.check.split('.')[-1]}", f.status, f.summary, f.value, f.threshold, f.data)
+             for f in integrity.report_findings(report)]
+    with ctx.db() as conn:
+        counts = query_df(conn, "SELECT relname AS table, n_live_tup AS rows_estimate FROM pg_stat_user_tables ORDER BY 1")
+    dump = ctx.state.get("emergency_dump")
+    note = f"; the emergency dump is in {dump.directory}" if dump else ""
+    found.append(Finding("corruption.row_counts", Status.INFO, f"{len(counts)} tables, "
+                         f"{int(pd.to_numeric(counts['rows_estimate']).sum()):,} rows (estimate){note}",
+                         data=counts))
+    return found
+
+
+def resume_app(ctx: RunContext, dry_run: bool = True, confirm: bool = False) -> Findings:
+    """Step 7: start the app again, only when the verification is clean."""
+    from ccops.services import get_backend
+
+    report = integrity.check_integrity(ctx.settings.resolved_database_url())
+    if not report.clean:
+        return ctx.record([Finding("action.resume", Status.CRITICAL,
+                                   "not resuming: the database still fails amcheck; keep the app stopped")])
+    backend = get_backend(ctx.settings)
+    return actions.guarded(ctx, "resume", f"start the app ({backend.describe_action('start', 'app')})",
+                           lambda: backend.start("app") or "app started", dry_run, confirm)
