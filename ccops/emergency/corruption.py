@@ -149,13 +149,13 @@ def repair_indexes(ctx: RunContext, dry_run: bool = True, confirm: bool = False)
 
 def restore_if_needed(ctx: RunContext, dry_run: bool = True, confirm: bool = False, force: bool = False) -> Findings:
     """Step 5: restore the latest verified backup only if heap damage remains or the rebuild failed."""
-    from ccops import backup
-
     report = ctx.state.get("integrity_report")
     reindex_failed = any(not r["ok"] for r in ctx.state.get("reindex_results", []))
     heap_damage = bool(report and report.damaged_tables)
     if not (heap_damage or reindex_failed or force):
         return ctx.record([Finding("action.restore", Status.OK, "no restore needed: no heap damage and the indexes were rebuilt")])
+    from ccops import backup
+
     latest = backup.latest_verified(ctx.settings.effective_backup_dir)
     if latest is None:
         return ctx.record([Finding("action.restore", Status.CRITICAL,
