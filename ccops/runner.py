@@ -116,6 +116,9 @@ _FALSE = ("false", "0", "no", "off")
 
 def declared_parameters(path: Path) -> dict[str, dict[str, Any]]:
     """The parameters cell as papermill reads it (name -> inferred_type_name, default, help)."""
+    from ccops.papermill_entry import skip_slow_format_grammars
+
+    skip_slow_format_grammars()
     import papermill
 
     return papermill.inspect_notebook(str(path))
@@ -284,7 +287,7 @@ def _execute(settings: Settings, root: Path, path: Path, values: dict[str, Any],
     output = work / path.name
     log_path = work / "papermill.log"
     cmd = [
-        sys.executable, "-m", "papermill", str(path), str(output),
+        sys.executable, "-m", "ccops.papermill_entry", str(path), str(output),
         "-f", str(params_file), "-k", KERNEL, "--cwd", str(path.parent),
         "--no-progress-bar", "--request-save-on-cell-execute",
     ]
