@@ -11,6 +11,7 @@ be read at all (no log dir, no docker) give UNKNOWN findings with the reason.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -38,6 +39,32 @@ def _n(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
+_NOTABLE = logs.select_levels({"WARNING", "ERROR", "CRITICAL"}, tracebacks=True)
+_RATE_LIMITED = logs.select_matching(logs.RATE_LIMIT_RE)
+
+
+def _notable(level: str, lines: list[str]) -> bool:
+    return _NOTABLE(level, lines) or _RATE_LIMITED(level, lines)
+
+
+def _records(ctx: RunContext, since: Any, until: Any, problems: list[str], select: logs.Select) -> Iterator[logs.LogRecord]:
+    """The window's records that `select` wants, from one pass over the log per run.
+
+    The daily runbook asks three questions of the same 24 hours (recent errors,
+    exceptions, rate limits); at production volume each pass costs about a
+    second, so the first step reads every record any of them could want
+    (WARNING and worse, tracebacks, rate-limit messages) and the others filter
+    that list.
+    """
+    key = ("log_records", since, until)
+    if key not in ctx.state:
+        found: list[str] = []
+        ctx.state[key] = (list(logs.records_for_settings(ctx.settings, since, until, found, _notable)), found)
+    records, found = ctx.state[key]
+    problems.extend(found)
+    return (r for r in records if select(r.level, r.message.split("\n")))
+
+
 def _row(record: logs.LogRecord) -> dict[str, Any]:
     return {"time": record.time, "level": record.level, "where": record.where,
             "message": record.first_line[:MESSAGE_WIDTH]}
@@ -52,7 +79,7 @@ def recent_errors(ctx: RunContext, limit: int = 20) -> list[Finding]:
     problems: list[str] = []
     try:
         select = logs.select_levels(logs.ERROR_LEVELS)
-        for record in logs.records_for_settings(ctx.settings, since, until, problems, select):
+        for record in _records(ctx, since, until, problems, select):
             by_level[record.level] += 1
             latest.append(record)
     except logs.LogSourceError as exc:
@@ -83,7 +110,7 @@ def error_review(ctx: RunContext, hours: int = 24) -> list[Finding]:
     try:
         summary = logs.summary_for_settings(ctx.settings, since, until)
         select = logs.select_levels({"CRITICAL"}, tracebacks=True)
-        for record in logs.records_for_settings(ctx.settings, since, until, problems, select):
+        for record in _records(ctx, since, until, problems, select):
             kind = "critical" if record.level == "CRITICAL" else "exception"
             if kind == "critical":
                 criticals += 1
@@ -155,7 +182,7 @@ def rate_limit_events_check(ctx: RunContext, hours: int = 24) -> list[Finding]:
     problems: list[str] = []
     try:
         select = logs.select_matching(logs.RATE_LIMIT_RE)
-        events = logs.rate_limit_events(logs.records_for_settings(ctx.settings, since, until, problems, select))
+        events = logs.rate_limit_events(_records(ctx, since, until, problems, select))
     except logs.LogSourceError as exc:
         return _unknown(("apis.rate_limit_events",), exc)
     note = _problems_note(problems)
