@@ -9,22 +9,17 @@ and the trailer for plain `.sql` ("PostgreSQL database dump complete").
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 import re
-import subprocess
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
 from ccops.context import RunContext, check
-from ccops.findings import Finding, Status
+from ccops.findings import Finding, Findings, Status
 
 NAME = re.compile(r"contentcreator_(\d{8})_?(\d{6})?")
 SUFFIXES = (".dump", ".sql", ".sql.gz", ".backup")
-TRAILER = b"PostgreSQL database dump complete"
 
 
 def backup_files(backup_dir: Path) -> list[Path]:
@@ -44,46 +39,12 @@ def backup_time(path: Path) -> datetime | None:
     return datetime.strptime(match.group(1) + (match.group(2) or "000000"), "%Y%m%d%H%M%S")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def readable(path: Path) -> tuple[bool, str]:
     """Can this backup be read back? (ok, how it was checked or why not)."""
-    manifest = path.with_name(path.name + ".manifest.json")
-    if manifest.exists():
-        try:
-            expected = json.loads(manifest.read_text())["sha256"]
-        except (OSError, ValueError, KeyError):
-            return False, f"manifest {manifest.name} unreadable"
-        if _sha256(path) != expected:
-            return False, "checksum does not match its manifest"
-    if path.name.endswith((".dump", ".backup")):
-        from ccops.db import client_tool
+    from ccops.backup import verify_backup
 
-        proc = subprocess.run([client_tool("pg_restore"), "--list", str(path)], capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            return False, "pg_restore --list failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
-        return True, ("sha256 and " if manifest.exists() else "") + "pg_restore --list"
-    try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as handle:
-                tail = b""
-                while chunk := handle.read(1 << 20):
-                    tail = (tail + chunk)[-4096:]
-        else:
-            with open(path, "rb") as handle:
-                handle.seek(max(0, path.stat().st_size - 4096))
-                tail = handle.read()
-    except (OSError, EOFError) as exc:
-        return False, f"cannot read: {exc}"
-    if TRAILER not in tail:
-        return False, "the dump does not end with pg_dump's completion line (truncated?)"
-    return True, "gzip -t and dump trailer" if path.name.endswith(".gz") else "dump trailer"
+    result = verify_backup(path)
+    return result.ok, (", ".join(result.checks) if result.ok else result.reason)
 
 
 @check("backup.daily")
@@ -112,3 +73,123 @@ def daily_backup(ctx: RunContext) -> Finding:
                        size, minimum, data=table)
     return Finding("backup.daily", Status.OK, f"{newest.name}: {size / 2**20:,.1f} MiB, verified with {how}", size, minimum,
                    data=table)
+
+
+@check("backup.latest_verified")
+def backup_status(ctx: RunContext, max_age_hours: float = 26) -> Finding:
+    """The latest verified backup, its age and size; older than 26 h (or none) is CRITICAL."""
+    from ccops import backup
+
+    latest = backup.latest_verified(ctx.settings.effective_backup_dir)
+    if latest is None:
+        return Finding("backup.latest_verified", Status.CRITICAL,
+                       f"no verified backup in {ctx.settings.effective_backup_dir}", None, max_age_hours)
+    age = (ctx.as_of - latest.created).total_seconds() / 3600
+    status = Status.CRITICAL if age > max_age_hours else Status.OK
+    return Finding("backup.latest_verified", status,
+                   f"latest verified backup {latest.path.name}: {latest.size / 2**20:,.1f} MiB, {age:.1f} h old",
+                   round(age, 2), max_age_hours)
+
+
+def take_backup(ctx: RunContext, dry_run: bool = True) -> Findings:
+    """pg_dump + manifest + verification. Taking a backup changes nothing, so dry_run alone decides."""
+    from ccops import actions, backup
+
+    def run() -> str:
+        result = backup.create_backup(ctx.settings)
+        ctx.state["backup"] = result
+        if not result.verified:
+            raise backup.BackupError(f"{result.path.name} failed verification: {result.reason}")
+        return (f"{result.path.name}: {result.manifest['size']:,} bytes, "
+                f"{sum(result.manifest['row_counts'].values()):,} rows in {len(result.manifest['row_counts'])} tables, "
+                f"{result.duration_s:.1f} s, {result.reason}")
+
+    return actions.guarded(ctx, "backup", f"pg_dump {ctx.settings.effective_backup_dir}/contentcreator_<now>.dump",
+                           run, dry_run, True)
+
+
+@check("backup.list")
+def backups_table(ctx: RunContext) -> Finding:
+    """Every backup in the backup dir with its verification result."""
+    from ccops import backup
+
+    rows = [b.row() for b in backup.list_backups(ctx.settings.effective_backup_dir)]
+    if not rows:
+        return Finding("backup.list", Status.WARNING, "no backups", 0)
+    table = pd.DataFrame(rows)
+    failed = int((~table["verified"]).sum())
+    return Finding("backup.list", Status.WARNING if failed else Status.OK,
+                   f"{len(table)} backups, {failed} fail verification", failed, data=table)
+
+
+def retention(ctx: RunContext, dry_run: bool = True, confirm: bool = False,
+              retention_days: int | None = None) -> Findings:
+    """Delete backups by age, never below the newest verified minimum (deleting needs confirm)."""
+    from ccops import actions, backup
+
+    b = ctx.settings.backup
+    days = b.retention_days if retention_days is None else retention_days
+    plan = backup.plan_retention(ctx.settings.effective_backup_dir, ctx.as_of, days, b.keep_verified)
+    preview = ctx.record([Finding("backup.retention", Status.INFO,
+                                  f"{len(plan.delete)} files to delete ({plan.bytes_freed:,} bytes), {len(plan.keep)} kept "
+                                  f"(by age: {days} days; never fewer than {b.keep_verified} verified)",
+                                  len(plan.delete), data=pd.DataFrame(plan.rows()))])
+    if not plan.delete:
+        return preview
+    return Findings(preview + actions.guarded(
+        ctx, "retention", f"delete {len(plan.delete)} backup files",
+        lambda: f"{backup.apply_retention(plan):,} bytes freed", dry_run, confirm))
+
+
+@check("backup.restore_test")
+def restore_test(ctx: RunContext) -> Finding:
+    """The monthly full backup verification: restore into a scratch database, compare, amcheck, drop."""
+    from ccops import backup
+
+    result = backup.restore_test(ctx.settings)
+    table = pd.DataFrame(result.counts)
+    bad = [r for r in result.counts if not r["ok"]]
+    summary = (f"{result.backup.name} restored into a scratch database in {result.restore_s:.1f} s; "
+               f"{len(result.counts) - len(bad)} of {len(result.counts)} tables match the manifest; "
+               f"{result.amcheck_detail}; scratch database dropped")
+    return Finding("backup.restore_test", Status.OK if result.ok else Status.CRITICAL, summary,
+                   round(result.restore_s, 2), data=table)
+
+
+def restore(ctx: RunContext, file: str = "", target: str = "", dry_run: bool = True, confirm: bool = False,
+            force: bool = False, jobs: int = 1) -> Findings:
+    """The guide's recovery procedure through ccops.backup.restore_backup, each step timed."""
+    from ccops import actions, backup
+    from ccops.config import mask_url
+
+    if file:
+        path = Path(file)
+    else:
+        latest = backup.latest_verified(ctx.settings.effective_backup_dir)
+        if latest is None:
+            return ctx.record([Finding("action.restore", Status.CRITICAL, "no verified backup to restore from")])
+        path = latest.path
+    url = backup.target_url(ctx.settings, target) if target else ctx.settings.resolved_database_url()
+    ctx.state["restore_target"] = url
+
+    def run() -> str:
+        result = backup.restore_backup(ctx.settings, path, url, confirm=True, force=force, jobs=jobs)
+        ctx.state["restore_steps"] = pd.DataFrame([vars(s) for s in result.steps])
+        if not result.ok:
+            raise backup.BackupError(result.summary())
+        return result.summary()
+
+    return actions.guarded(ctx, "restore", f"replace {mask_url(url)} with {path.name} (safety dump first)",
+                           run, dry_run, confirm)
+
+
+@check("backup.restore_steps")
+def restore_steps(ctx: RunContext) -> Finding:
+    """What each step of the restore did and how long it took."""
+    table = ctx.state.get("restore_steps")
+    if table is None:
+        return Finding("backup.restore_steps", Status.INFO, "no restore was run")
+    failed = table[~table["ok"]]
+    return Finding("backup.restore_steps", Status.CRITICAL if len(failed) else Status.OK,
+                   f"{len(table)} steps, {len(failed)} failed, {table['duration_s'].sum():.1f} s in all",
+                   round(float(table["duration_s"].sum()), 2), data=table)
