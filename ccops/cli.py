@@ -198,6 +198,8 @@ EXTENSIONS: list[Callable[[Any], None]] = []
 def _load_extensions() -> None:
     import importlib
 
+    if EXTENSIONS:
+        return
     for name in ("ccops.backup_cli", "ccops.alerts_cli", "ccops.schedule_cli"):
         try:
             module = importlib.import_module(name)
