@@ -1,0 +1,92 @@
+"""The monthly log and backup clean-up, without the guide's three ways of losing data.
+
+The guide: `find logs -mtime +90 -delete` (by modification time, which a copy
+or a restore resets), `find /backups -mtime +60 -delete` (which ignores whether
+any good backup is left) and `docker system prune -a --volumes` (which can take
+the database's volume). ccops: logs by the date in their name, backups through
+the backup retention plan (never below the newest verified minimum), archive
+reports through the archive's retention (keeping the latest good and failed
+run of each runbook), each a dry run by default listing files and bytes; Docker
+only as a printed suggestion, never with --volumes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ccops import actions, diskspace
+from ccops.context import RunContext, check
+from ccops.findings import Finding, Findings, Status
+
+
+def _plan_finding(ctx: RunContext, check_id: str, what: str, plan: diskspace.CleanupPlan) -> Findings:
+    return ctx.record([Finding(check_id, Status.INFO,
+                               f"{what}: {len(plan.actions)} files, {diskspace.human(plan.bytes)}" if plan.actions
+                               else f"{what}: nothing to delete", plan.bytes, data=plan.table())])
+
+
+def _apply(ctx: RunContext, step: str, what: str, plan: diskspace.CleanupPlan, dry_run: bool, confirm: bool) -> Findings:
+    preview = _plan_finding(ctx, f"cleanup.{step}", what, plan)
+    if not plan.actions:
+        return preview
+
+    def run() -> str:
+        diskspace.apply_plan(plan)
+        done = [a for a in plan.actions if a.done]
+        skipped = [a for a in plan.actions if a.error]
+        return (f"{len(done)} files, {diskspace.human(sum(a.freed for a in done))} freed"
+                + (f"; {len(skipped)} skipped ({skipped[0].error})" if skipped else ""))
+
+    return Findings(preview + actions.guarded(ctx, step, what, run, dry_run, confirm))
+
+
+def old_logs(ctx: RunContext, keep_days: int = 90, dry_run: bool = True, confirm: bool = False) -> Findings:
+    """App logs older than keep_days, by the date in their file name."""
+    plan = diskspace.plan_log_cleanup(ctx.settings.effective_log_dir, ctx.as_of, keep_days=keep_days, compress_rotated=False)
+    return _apply(ctx, "old_logs", f"delete app logs older than {keep_days} days", plan, dry_run, confirm)
+
+
+def old_backups(ctx: RunContext, keep_days: int = 60, dry_run: bool = True, confirm: bool = False) -> Findings:
+    """Backups older than keep_days, never below the newest verified minimum."""
+    from ccops import backup
+
+    keep = ctx.settings.backup.keep_verified
+    retention = backup.plan_retention(ctx.settings.effective_backup_dir, ctx.as_of, keep_days, keep)
+    plan = diskspace.CleanupPlan()
+    for path in retention.delete_paths():
+        if Path(path).exists():
+            plan.add(diskspace.CleanupAction("delete", Path(path), Path(path).stat().st_size,
+                                             f"backup older than {keep_days} days beyond the {keep} newest verified"))
+    return _apply(ctx, "old_backups", f"delete backups older than {keep_days} days (keeping the newest {keep} verified)",
+                  plan, dry_run, confirm)
+
+
+def old_reports(ctx: RunContext, keep_days: int = 180, dry_run: bool = True, confirm: bool = False) -> Findings:
+    """Archived run reports older than keep_days, always keeping each runbook's latest good and failed run."""
+    from ccops import archive
+
+    if not hasattr(archive, "plan_retention"):
+        return ctx.record([Finding("cleanup.old_reports", Status.UNKNOWN, "archive retention is not available")])
+    plan = archive.plan_retention(ctx.settings.archive_dir, ctx.as_of, keep_days)
+    files = [Path(p) for p in getattr(plan, "paths", lambda: [])()] if callable(getattr(plan, "paths", None)) else []
+    cleanup = diskspace.CleanupPlan()
+    for path in files:
+        if path.exists():
+            cleanup.add(diskspace.CleanupAction("delete", path, path.stat().st_size, f"report older than {keep_days} days"))
+    result = _apply(ctx, "old_reports", f"delete run reports older than {keep_days} days", cleanup, dry_run, confirm)
+    if any(a.done for a in cleanup.actions):
+        archive.rebuild_index(ctx.settings.archive_dir)
+    return result
+
+
+@check("cleanup.docker")
+def docker_suggestion(ctx: RunContext) -> Finding:
+    """Docker clean-up as a suggestion only: never run from here, never with --volumes."""
+    command = " ".join(diskspace.prune_command())
+    where = "" if ctx.settings.effective_backend == "compose" else " (this deployment does not use docker compose)"
+    return Finding("cleanup.docker", Status.INFO,
+                   f"to reclaim Docker space, review `docker system df`, then run by hand: {command}{where}. "
+                   "Never add --volumes: it deletes the database's volume when its container is stopped.",
+                   data=pd.DataFrame({"command": [command]}))
