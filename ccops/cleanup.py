@@ -12,6 +12,9 @@ only as a printed suggestion, never with --volumes.
 
 from __future__ import annotations
 
+import json
+import os
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +30,48 @@ def _plan_finding(ctx: RunContext, check_id: str, what: str, plan: diskspace.Cle
                                else f"{what}: nothing to delete", plan.bytes, data=plan.table())])
 
 
+REVIEW_VALID = timedelta(days=7)
+
+
+def _reviewed_file(ctx: RunContext, step: str) -> Path:
+    return Path(ctx.settings.home) / "cleanup" / f"{step}.json"
+
+
+def _remember(ctx: RunContext, step: str, plan: diskspace.CleanupPlan) -> None:
+    """Keep the dry run's list: a later confirmed run deletes nothing that was not on it."""
+    path = _reviewed_file(ctx, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"created": datetime.now(timezone.utc).isoformat(),
+                               "paths": [str(a.path) for a in plan.actions]}))
+    os.replace(tmp, path)
+
+
+def _restrict_to_reviewed(ctx: RunContext, step: str, plan: diskspace.CleanupPlan) -> str:
+    """Drop from the plan what the last dry run did not list; '' or the reason nothing may be deleted."""
+    path = _reviewed_file(ctx, step)
+    try:
+        reviewed = json.loads(path.read_text())
+        created = datetime.fromisoformat(reviewed["created"])
+    except (OSError, ValueError, KeyError):
+        plan.actions.clear()
+        return "no reviewed dry run: run this step with dry_run = True first, then confirm"
+    if datetime.now(timezone.utc) - created > REVIEW_VALID:
+        plan.actions.clear()
+        return f"the last dry run is older than {REVIEW_VALID.days} days: run it again"
+    allowed = set(reviewed["paths"])
+    plan.actions[:] = [a for a in plan.actions if str(a.path) in allowed]
+    return ""
+
+
 def _apply(ctx: RunContext, step: str, what: str, plan: diskspace.CleanupPlan, dry_run: bool, confirm: bool) -> Findings:
+    acting = actions.may_act(dry_run, confirm)
+    if acting:
+        refused = _restrict_to_reviewed(ctx, step, plan)
+        if refused:
+            return ctx.record([Finding(f"cleanup.{step}", Status.WARNING, f"{what}: nothing deleted: {refused}")])
+    else:
+        _remember(ctx, step, plan)
     preview = _plan_finding(ctx, f"cleanup.{step}", what, plan)
     if not plan.actions:
         return preview
@@ -36,6 +80,7 @@ def _apply(ctx: RunContext, step: str, what: str, plan: diskspace.CleanupPlan, d
         diskspace.apply_plan(plan)
         done = [a for a in plan.actions if a.done]
         skipped = [a for a in plan.actions if a.error]
+        _reviewed_file(ctx, step).unlink(missing_ok=True)
         return (f"{len(done)} files, {diskspace.human(sum(a.freed for a in done))} freed"
                 + (f"; {len(skipped)} skipped ({skipped[0].error})" if skipped else ""))
 
