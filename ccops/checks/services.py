@@ -1,89 +1,155 @@
 """Service checks: the guide's `docker-compose ps`, and the app's HTTP endpoints.
 
-A service that is not running is CRITICAL: some part of the platform is down.
+A configured service (app or db) that is not running, or runs unhealthy, is
+CRITICAL: part of the platform is down. A service restarting right now, or one
+that has restarted more than RESTART_WARNING times, is a WARNING: it is
+flapping, and whether users notice is the status endpoint's verdict, which is
+CRITICAL when the API does not answer. Other services of a compose project
+(one-off tasks such as a migration container) only count when they are
+restarting, dead or unhealthy: an exited one-off is normal.
+
 The endpoints are probed the way a monitor would (GET, short timeout): the
 Flask API's `/api/status` must say `{"status": "running"}`; the guide's
-`/health` probe is reported with a caller-chosen severity, because the weekly
-audit treats a missing health endpoint as a warning while the system-down
-runbook treats it as the outage.
+`/health` probe has a caller-chosen severity, because the weekly audit treats
+a missing health endpoint as a warning while the system-down runbook treats
+it as the outage.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ccops.config import mask_url
 from ccops.context import RunContext, check
 from ccops.findings import Finding, Status
 
+if TYPE_CHECKING:
+    from ccops.services import ServiceState
+
 RESTART_WARNING = 3
+REQUIRED = ("db", "app")
+TRANSIENT = ("restarting", "starting")
+COLUMNS = ["service", "state", "health", "restarts", "detail"]
+
+
+def _label(state: ServiceState) -> str:
+    return f"{state.service} {state.state}" + (f" ({state.health})" if state.health else "")
+
+
+def assess(states: list[ServiceState], backend: str) -> tuple[Status, str, int]:
+    """Status, summary and number of problem services for a backend's states (pure: tested on samples)."""
+    if not states:
+        return Status.CRITICAL, f"{backend}: no services found (nothing created, or the wrong project)", len(REQUIRED)
+    seen = {s.service for s in states}
+    missing = [name for name in REQUIRED if name not in seen]
+    down, flapping = [], []
+    for s in states:
+        required = s.service in REQUIRED
+        if required and not s.running and s.state not in TRANSIENT:
+            down.append(s)
+        elif s.state in TRANSIENT or (s.restarts or 0) > RESTART_WARNING:
+            flapping.append(s)
+        elif not required and (s.state == "dead" or s.health == "unhealthy"):
+            flapping.append(s)
+    if down or missing:
+        parts = [_label(s) for s in down] + [f"{name} not found" for name in missing]
+        return Status.CRITICAL, f"{backend}: service down: {', '.join(parts)}", len(parts)
+    if flapping:
+        parts = [_label(s) + (f", {s.restarts} restarts" if s.restarts else "") for s in flapping]
+        return Status.WARNING, f"{backend}: services restarting: {'; '.join(parts)}", len(parts)
+    running = ", ".join(_label(s) for s in states)
+    return Status.OK, f"{backend}: all {len(states)} services up: {running}", 0
 
 
 @check("services.status")
 def service_status(ctx: RunContext) -> Finding:
     """State, health and restarts of every service of the configured backend."""
-    from ccops.services import get_backend
+    from ccops.services import BackendError, get_backend
 
     backend = get_backend(ctx.settings)
     if backend.name == "none":
-        return Finding("services.status", Status.INFO, "no service backend configured; set service.backend "
-                       "(compose, systemd or local) to check services")
-    states = backend.status()
-    table = pd.DataFrame([vars(s) for s in states], columns=["service", "state", "health", "restarts", "detail"])
-    if table.empty:
-        return Finding("services.status", Status.CRITICAL, f"{backend.name}: no services found", 0)
-    down = [s for s in states if not s.running]
-    flapping = [s for s in states if s.state == "restarting" or (s.restarts or 0) > RESTART_WARNING]
-    if down:
-        names = ", ".join(f"{s.service} {s.state}{' (' + s.health + ')' if s.health else ''}" for s in down)
-        return Finding("services.status", Status.CRITICAL, f"{len(down)} of {len(states)} services down: {names}",
-                       len(down), 0, data=table)
-    if flapping:
-        names = ", ".join(f"{s.service} ({s.restarts} restarts)" for s in flapping)
-        return Finding("services.status", Status.WARNING, f"services restarting often: {names}", len(flapping),
-                       RESTART_WARNING, data=table)
-    return Finding("services.status", Status.OK, f"all {len(states)} services running ({backend.name})", 0, data=table)
+        return Finding("services.status", Status.INFO,
+                       "no service backend configured; set service.backend (compose, systemd or local)")
+    try:
+        states = backend.status()
+    except BackendError as exc:
+        return Finding("services.status", Status.UNKNOWN, f"{backend.name} backend: {exc}")
+    table = pd.DataFrame([{c: getattr(s, c) for c in COLUMNS} for s in states], columns=COLUMNS)
+    status, summary, problems = assess(states, backend.name)
+    threshold = RESTART_WARNING if status == Status.WARNING else 0
+    return Finding("services.status", status, summary, problems, threshold, data=table)
 
+
+# ---- HTTP endpoints ----------------------------------------------------------------------
 
 def probe(url: str, timeout: float) -> tuple[int | None, str]:
-    """HTTP status and body of a GET, or (None, reason)."""
+    """HTTP status and (start of the) body of a GET, or (None, why there was no answer)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read(4096).decode("utf-8", "replace")
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - configured http(s) URL
+            return response.status, response.read(65536).decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(4096).decode("utf-8", "replace") if exc.fp else ""
+        body = exc.read(65536).decode("utf-8", "replace") if exc.fp else ""
+        return exc.code, body
+    except urllib.error.URLError as exc:
+        return None, network_reason(exc.reason, timeout)
     except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return None, str(reason)
+        return None, network_reason(exc, timeout)
+
+
+def network_reason(reason: object, timeout: float) -> str:
+    """Why a request got no answer, in the words an operator uses (no errno numbers)."""
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused (nothing listening)"
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return f"no answer within {timeout:g} s"
+    if isinstance(reason, socket.gaierror):
+        return f"host name not resolved ({reason.strerror})"
+    if isinstance(reason, ConnectionResetError):
+        return "connection reset by the server"
+    if isinstance(reason, ValueError):
+        return f"not a usable URL ({reason})"
+    return str(getattr(reason, "strerror", None) or reason)
 
 
 def _endpoint(ctx: RunContext, check_id: str, url: str, severity: str, want_running: bool) -> Finding:
+    bad = Status(str(severity).upper())
+    shown = mask_url(url)
     code, body = probe(url, ctx.settings.apis.timeout_seconds)
-    bad = Status(severity)
     if code is None:
-        return Finding(check_id, bad, f"{url} not answering: {body}")
+        return Finding(check_id, bad, f"{shown} not answering: {body}")
     if code != 200:
-        return Finding(check_id, bad, f"{url} answered HTTP {code}", code, 200)
+        return Finding(check_id, bad, f"{shown} answered HTTP {code}{_snippet(body)}", code, 200)
     if want_running:
         try:
-            status = json.loads(body).get("status")
+            said = json.loads(body).get("status")
         except (ValueError, AttributeError):
-            status = None
-        if status != "running":
-            return Finding(check_id, bad, f"{url} answered 200 but status is {status!r}, not 'running'", code, 200)
-    return Finding(check_id, Status.OK, f"{url} answered HTTP 200", code, 200)
+            return Finding(check_id, bad, f"{shown} answered 200 but not with JSON{_snippet(body)}", code, 200)
+        if said != "running":
+            return Finding(check_id, bad, f"{shown} answered 200 with status {said!r}, not 'running'", code, 200)
+        return Finding(check_id, Status.OK, f"{shown} answered 200, status 'running'", code, 200)
+    return Finding(check_id, Status.OK, f"{shown} answered HTTP 200", code, 200)
+
+
+def _snippet(body: str) -> str:
+    text = " ".join(body.split())[:120]
+    return f": {text}" if text else ""
 
 
 @check("services.status_endpoint")
 def status_endpoint(ctx: RunContext, url: str | None = None, severity_if_down: str = "CRITICAL") -> Finding:
-    """The Flask API's GET /api/status must answer {"status": "running"}."""
-    return _endpoint(ctx, "services.status_endpoint", url or ctx.settings.effective_status_url(), severity_if_down, True)
+    """The Flask API's GET /api/status must answer 200 with {"status": "running"}."""
+    target = url or ctx.settings.effective_status_url()
+    return _endpoint(ctx, "services.status_endpoint", target, severity_if_down, want_running=True)
 
 
 @check("services.health_endpoint")
-def health_endpoint(ctx: RunContext, url: str | None = None, severity_if_down: str = "WARNING") -> Finding:
-    """The guide's `curl http://localhost:8000/health`."""
-    return _endpoint(ctx, "services.health_endpoint", url or ctx.settings.effective_health_url(), severity_if_down, False)
+def health_endpoint(ctx: RunContext, severity_if_down: str = "WARNING", url: str | None = None) -> Finding:
+    """The guide's `curl http://localhost:8000/health`: any 200 is healthy."""
+    target = url or ctx.settings.effective_health_url()
+    return _endpoint(ctx, "services.health_endpoint", target, severity_if_down, want_running=False)
