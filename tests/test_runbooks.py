@@ -94,3 +94,32 @@ def test_runbooks_are_stored_clean(notebook):
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "stored without outputs"
     assert sum("parameters" in c.get("metadata", {}).get("tags", []) for c in code) == 1
     assert "summary()" in "".join(code[-1]["source"]), "the last cell shows the run's summary"
+
+
+def test_daily_with_broken_sources_reports_each_and_runs_on(demo_env, monkeypatch, tmp_path):
+    not_a_dir = tmp_path / "backups-is-a-file"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("CCOPS_BACKUP_DIR", str(not_a_dir))
+    monkeypatch.setenv("CCOPS_LOG_DIR", str(tmp_path / "missing-logs"))
+    monkeypatch.setenv("CCOPS_STATUS_URL", "http://127.0.0.1:1/api/status")
+    record = run("daily", ("as_of", DEMO_AS_OF))
+    found = by_check(record)
+    assert found["logs.recent_errors"]["status"] == "UNKNOWN" and "does not exist" in found["logs.recent_errors"]["summary"]
+    assert found["backup.daily"]["status"] == "CRITICAL" and "does not exist" in found["backup.daily"]["summary"]
+    assert found["activity.agents"]["status"] == "OK", "the database steps still ran"
+    assert found["content.engagement_today"]["status"] in ("OK", "WARNING")
+
+
+def test_weekly_runbook_on_the_demo_and_on_an_empty_database(demo_env, make_database, monkeypatch, tmp_path):
+    record = run("weekly", ("as_of", DEMO_AS_OF))
+    found = by_check(record)
+    assert found["maintenance.vacuum"]["status"] in ("OK", "INFO")
+    assert found["analytics.ab_tests"]["status"] in ("OK", "INFO", "WARNING")
+    assert found["logs.errors_by_day"]["status"] == "WARNING", "the demo's burst shows in the week"
+    assert "capacity.database_bytes" in found
+    monkeypatch.setenv("CCOPS_DATABASE_URL", make_database("production"))
+    monkeypatch.setenv("CCOPS_LOG_DIR", str(tmp_path / "no-logs"))
+    monkeypatch.setenv("CCOPS_BACKEND", "none")
+    empty = run("weekly", ("as_of", DEMO_AS_OF))
+    crashed = [f for f in empty["findings"] if f["summary"].startswith("could not run") and "log dir" not in f["summary"]]
+    assert not crashed, crashed
