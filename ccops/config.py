@@ -183,6 +183,9 @@ class Settings:
             if password:
                 values.append(password)
         names = set(self.secret_envs) | {self.apis.x_token_env, self.apis.anthropic_key_env}
+        for channel in self.section("alerts").get("channels") or []:  # webhook URLs, SMTP passwords
+            if isinstance(channel, dict):
+                names |= {v for k, v in channel.items() if k.endswith("_env") and isinstance(v, str)}
         for name in names:
             if name and os.environ.get(name):
                 values.append(os.environ[name])

@@ -275,6 +275,11 @@ def run_runbook(
         finally:
             shutil.rmtree(work, ignore_errors=True)
         archive.rebuild_index(Path(settings.archive_dir))
+    # DESIGN: WARNING/CRITICAL findings of any run raise alerts through the same path as
+    # `ccops alerts check`; raise_from_run never raises (a problem is one line on stderr).
+    from ccops.alerts import raise_from_run
+
+    raise_from_run(settings, result.record)
     return result
 
 
