@@ -27,7 +27,7 @@ from ccops.findings import Finding, Findings, Status
 def _plan_finding(ctx: RunContext, check_id: str, what: str, plan: diskspace.CleanupPlan) -> Findings:
     return ctx.record([Finding(check_id, Status.INFO,
                                f"{what}: {len(plan.actions)} files, {diskspace.human(plan.bytes)}" if plan.actions
-                               else f"{what}: nothing to delete", plan.bytes, data=plan.table())])
+                               else f"{what}: nothing to do", plan.bytes, data=plan.table())])
 
 
 REVIEW_VALID = timedelta(days=7)
@@ -64,15 +64,18 @@ def _restrict_to_reviewed(ctx: RunContext, step: str, plan: diskspace.CleanupPla
     return ""
 
 
-def _apply(ctx: RunContext, step: str, what: str, plan: diskspace.CleanupPlan, dry_run: bool, confirm: bool) -> Findings:
+def apply_reviewed(ctx: RunContext, step: str, what: str, plan: diskspace.CleanupPlan, dry_run: bool, confirm: bool,
+                   prefix: str = "cleanup") -> Findings:
+    """Show the plan; with dry_run False and confirm True, delete what the last dry run listed, no more."""
+    ctx.state.setdefault("cleanup_plans", []).append(plan)
     acting = actions.may_act(dry_run, confirm)
     if acting:
         refused = _restrict_to_reviewed(ctx, step, plan)
         if refused:
-            return ctx.record([Finding(f"cleanup.{step}", Status.WARNING, f"{what}: nothing deleted: {refused}")])
+            return ctx.record([Finding(f"{prefix}.{step}", Status.WARNING, f"{what}: nothing done: {refused}")])
     else:
         _remember(ctx, step, plan)
-    preview = _plan_finding(ctx, f"cleanup.{step}", what, plan)
+    preview = _plan_finding(ctx, f"{prefix}.{step}", what, plan)
     if not plan.actions:
         return preview
 
@@ -80,6 +83,8 @@ def _apply(ctx: RunContext, step: str, what: str, plan: diskspace.CleanupPlan, d
         diskspace.apply_plan(plan)
         done = [a for a in plan.actions if a.done]
         skipped = [a for a in plan.actions if a.error]
+        if skipped and not done:
+            raise RuntimeError("; ".join(f"{a.path.name}: {a.error}" for a in skipped[:3]))
         _reviewed_file(ctx, step).unlink(missing_ok=True)
         return (f"{len(done)} files, {diskspace.human(sum(a.freed for a in done))} freed"
                 + (f"; {len(skipped)} skipped ({skipped[0].error})" if skipped else ""))
@@ -90,7 +95,7 @@ def _apply(ctx: RunContext, step: str, what: str, plan: diskspace.CleanupPlan, d
 def old_logs(ctx: RunContext, keep_days: int = 90, dry_run: bool = True, confirm: bool = False) -> Findings:
     """App logs older than keep_days, by the date in their file name."""
     plan = diskspace.plan_log_cleanup(ctx.settings.effective_log_dir, ctx.as_of, keep_days=keep_days, compress_rotated=False)
-    return _apply(ctx, "old_logs", f"delete app logs older than {keep_days} days", plan, dry_run, confirm)
+    return apply_reviewed(ctx, "old_logs", f"delete app logs older than {keep_days} days", plan, dry_run, confirm)
 
 
 def old_backups(ctx: RunContext, keep_days: int = 60, dry_run: bool = True, confirm: bool = False) -> Findings:
@@ -104,7 +109,7 @@ def old_backups(ctx: RunContext, keep_days: int = 60, dry_run: bool = True, conf
         if Path(path).exists():
             plan.add(diskspace.CleanupAction("delete", Path(path), Path(path).stat().st_size,
                                              f"backup older than {keep_days} days beyond the {keep} newest verified"))
-    return _apply(ctx, "old_backups", f"delete backups older than {keep_days} days (keeping the newest {keep} verified)",
+    return apply_reviewed(ctx, "old_backups", f"delete backups older than {keep_days} days (keeping the newest {keep} verified)",
                   plan, dry_run, confirm)
 
 
@@ -120,7 +125,7 @@ def old_reports(ctx: RunContext, keep_days: int = 180, dry_run: bool = True, con
     for path in files:
         if path.exists():
             cleanup.add(diskspace.CleanupAction("delete", path, path.stat().st_size, f"report older than {keep_days} days"))
-    result = _apply(ctx, "old_reports", f"delete run reports older than {keep_days} days", cleanup, dry_run, confirm)
+    result = apply_reviewed(ctx, "old_reports", f"delete run reports older than {keep_days} days", cleanup, dry_run, confirm)
     if any(a.done for a in cleanup.actions):
         archive.rebuild_index(ctx.settings.archive_dir)
     return result

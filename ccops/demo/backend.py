@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -73,23 +72,13 @@ def server_running(settings: Settings) -> dict[str, Any]:
     return state if _alive(state.get("pid")) else {}
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def start_server(settings: Settings, timeout: float = 15) -> dict[str, Any]:
     """Start the detached status server unless it runs; keep its previous port when that is free."""
     running = server_running(settings)
     if running:
         return running
     previous = server_state(settings).get("port")
-    port = previous if previous and _port_free(previous) else 0
+    port = previous if previous and localpg.port_is_free(previous) else 0
     settings.demo_dir.mkdir(parents=True, exist_ok=True)
     state_path = server_file(settings)
     state_path.unlink(missing_ok=True)

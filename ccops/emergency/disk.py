@@ -124,23 +124,9 @@ def docker_usage(ctx: RunContext) -> Finding:
 
 
 def _apply(ctx: RunContext, step: str, plan: diskspace.CleanupPlan, what: str, dry_run: bool, confirm: bool) -> Findings:
-    ctx.state.setdefault("cleanup_plans", []).append(plan)
-    preview = ctx.record([Finding(f"disk.plan.{step}", Status.INFO,
-                                  f"{what}: {len(plan.actions)} files, {diskspace.human(plan.bytes)}"
-                                  if plan.actions else f"{what}: nothing to do", plan.bytes, data=plan.table())])
-    if not plan.actions:
-        return preview
+    from ccops.cleanup import apply_reviewed
 
-    def run() -> str:
-        diskspace.apply_plan(plan)
-        done = [a for a in plan.actions if a.done]
-        failed = [a for a in plan.actions if a.error]
-        if failed and not done:
-            raise RuntimeError("; ".join(f"{a.path.name}: {a.error}" for a in failed[:3]))
-        freed = sum(a.freed for a in done)
-        return f"{len(done)} files, {diskspace.human(freed)} freed" + (f", {len(failed)} skipped" if failed else "")
-
-    return Findings(preview + actions.guarded(ctx, step, what, run, dry_run, confirm))
+    return apply_reviewed(ctx, step, what, plan, dry_run, confirm, prefix="disk.plan")
 
 
 def free_old_backups(ctx: RunContext, dry_run: bool = True, confirm: bool = False) -> Findings:
