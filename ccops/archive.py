@@ -13,33 +13,40 @@ means its notebook and HTML are complete, and the index is rebuilt from the
 records only (never from notebooks, which are large and may be pruned). All
 writes go through a temporary file and os.replace, so a reader never sees a
 half-written file.
+
+Retention deletes runs (all four files) older than `archive.keep_days`, but
+always keeps the latest completed and the latest failed run of each runbook:
+a reviewer must still find what the last good run looked like and why the
+last bad one broke, however long ago that was.
 """
 
 from __future__ import annotations
 
-import html
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ccops.archive_figures import figures, worst_findings
+from ccops.archive_html import counts_text, render_index
+
 INDEX_JSON = "index.json"
 INDEX_HTML = "index.html"
+INDEX_LOCK = ".index.lock"
 SUFFIXES = (".ipynb", ".html", ".report.html", ".json")
 SUMMARY_KEYS = (
     "runbook", "run_id", "start", "end", "as_of", "outcome", "exit_code", "duration_s", "counts", "paths", "error",
+    "parameters",
 )
-OUTCOME_COLOURS = {
-    "ok": "#d4edda",
-    "warning": "#fff3cd",
-    "critical": "#f8d7da",
-    "unknown": "#e2e3e5",
-    "failed": "#f5c6cb",
-    "timed-out": "#ffe0b2",
-}
+COMPLETED = ("ok", "warning", "critical", "unknown")  # the notebook ran to its end; its findings decided
+FAILED = ("failed", "timed-out")  # the notebook did not finish
+DEFAULT_KEEP_DAYS = 90
 
 
 # ---- writing ----------------------------------------------------------------
@@ -111,23 +118,39 @@ def iter_record_files(archive_dir: Path) -> Iterable[Path]:
 
 
 def summary(record: dict[str, Any]) -> dict[str, Any]:
-    """The part of a run record the index and `ccops reports list` show."""
-    return {key: record.get(key) for key in SUMMARY_KEYS}
+    """The part of a run record the index and `ccops reports list` show.
+
+    Besides the record's own fields: `worst`, its most severe findings (for the
+    latest-per-runbook panel), and `figures`, the values of the charted checks
+    (archive_figures), so the index page never needs the full findings.
+    """
+    found = {key: record.get(key) for key in SUMMARY_KEYS}
+    findings = record.get("findings")
+    found["worst"] = worst_findings(findings)
+    found["figures"] = figures(findings)
+    return found
 
 
 def load_summaries(archive_dir: Path) -> list[dict[str, Any]]:
     """Summaries of every readable run record, newest first; unreadable files are skipped."""
     found: list[dict[str, Any]] = []
     for path in iter_record_files(archive_dir):
-        try:
-            with open(path, encoding="utf-8") as handle:
-                record = json.load(handle)
-        except (OSError, ValueError):
-            continue
-        if isinstance(record, dict) and "runbook" in record and "start" in record:
+        record = _read_record(path)
+        if record is not None:
             found.append(summary(record))
     found.sort(key=lambda r: (str(r.get("start") or ""), str(r.get("run_id") or "")), reverse=True)
     return found
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as handle:
+            record = json.loads(handle.read())
+    except (OSError, ValueError):
+        return None
+    if isinstance(record, dict) and "runbook" in record and "start" in record:
+        return record
+    return None
 
 
 def list_records(archive_dir: Path, runbook: str | None = None, outcome: str | None = None) -> list[dict[str, Any]]:
@@ -140,24 +163,63 @@ def list_records(archive_dir: Path, runbook: str | None = None, outcome: str | N
     return records
 
 
-def format_records(records: list[dict[str, Any]]) -> str:
-    """A plain table for the terminal: one run per line."""
+def latest_per_runbook(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest of each runbook's runs (records newest first), by runbook name."""
+    latest: dict[str, dict[str, Any]] = {}
+    for r in records:
+        latest.setdefault(str(r.get("runbook")), r)
+    return [latest[name] for name in sorted(latest)]
+
+
+def format_records(records: list[dict[str, Any]], archive_dir: Path | None = None) -> str:
+    """For the terminal, what index.html shows: the latest run of each runbook, then every run.
+
+    Report paths are the reviewer copy (without code) when there is one; with
+    archive_dir they are given as openable paths rather than archive-relative.
+    """
     if not records:
         return "no archived runs"
-    rows = [("start", "runbook", "outcome", "duration", "findings", "report")]
-    for r in records:
-        rows.append((
-            str(r.get("start") or ""),
-            str(r.get("runbook") or ""),
-            str(r.get("outcome") or ""),
-            _duration(r.get("duration_s")),
-            _counts_text(r.get("counts")),
-            str((r.get("paths") or {}).get("html") or ""),
-        ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    latest = latest_per_runbook(records)
+    parts = [
+        "Latest run of each runbook",
+        _text_table(("runbook", "outcome", "start", "duration", "findings", "report"),
+                    [_text_row(r, archive_dir, runbook_first=True) for r in latest]),
+        "",
+        f"All runs, newest first ({len(records)})",
+        _text_table(("start", "runbook", "outcome", "duration", "findings", "report"),
+                    [_text_row(r, archive_dir) for r in records]),
+    ]
+    return "\n".join(parts)
+
+
+def _text_row(r: dict[str, Any], archive_dir: Path | None, runbook_first: bool = False) -> tuple[str, ...]:
+    paths = r.get("paths") or {}
+    report = str(paths.get("report_html") or paths.get("html") or "")
+    if report and archive_dir is not None:
+        report = _display_path(Path(archive_dir) / report)
+    start, runbook, outcome = str(r.get("start") or ""), str(r.get("runbook") or ""), str(r.get("outcome") or "")
+    detail = counts_text(r.get("counts"))
+    if r.get("error"):
+        detail = f"{detail}; {r['error']}" if detail else str(r["error"])
+    head = (runbook, outcome, start) if runbook_first else (start, runbook, outcome)
+    return (*head, _duration(r.get("duration_s")), detail, report)
+
+
+def _text_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Columns padded to their widest cell; the last column (a path) is not padded."""
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     return "\n".join(
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1] for row in rows
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1] for row in table
     )
+
+
+def _display_path(path: Path) -> str:
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 # ---- the index ----------------------------------------------------------------
@@ -165,60 +227,245 @@ def format_records(records: list[dict[str, Any]]) -> str:
 def rebuild_index(archive_dir: Path) -> list[dict[str, Any]]:
     """Write index.json and index.html from the run records alone; returns the summaries (newest first)."""
     root = Path(archive_dir)
-    records = load_summaries(root)
     root.mkdir(parents=True, exist_ok=True)
-    write_atomic(root / INDEX_JSON, json.dumps(records, indent=1, ensure_ascii=False))
-    write_atomic(root / INDEX_HTML, index_html(records))
+    with _index_lock(root):
+        records = load_summaries(root)
+        write_atomic(root / INDEX_JSON, index_json(records))
+        write_atomic(root / INDEX_HTML, index_html(records))
     return records
 
 
-def index_html(records: list[dict[str, Any]]) -> str:
-    latest: dict[str, dict[str, Any]] = {}
-    for r in records:  # newest first: the first seen per runbook is its latest
-        latest.setdefault(str(r.get("runbook")), r)
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>ccops reports</title><style>",
-        "body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:2em}",
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f4f4f4}",
-        "</style></head><body><h1>ccops reports</h1>",
-        f"<p>{len(records)} runs archived.</p>",
-        "<h2>Latest run of each runbook</h2>",
-        _table(sorted(latest.values(), key=lambda r: str(r.get("runbook")))),
-        "<h2>All runs, newest first</h2>",
-        _table(records),
-        "</body></html>",
-    ]
-    return "".join(parts)
+@contextmanager
+def _index_lock(root: Path) -> Iterator[None]:
+    """Serialise rebuilds: two runbooks finishing together must not leave the index of the one that read first.
+
+    Whoever holds the lock reads the records after every earlier writer's
+    record is on disk, so the last rebuild to finish always lists every run.
+    """
+    fd = os.open(root / INDEX_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
-def _table(records: list[dict[str, Any]]) -> str:
-    head = ("<table><thead><tr><th>start</th><th>runbook</th><th>outcome</th><th>duration</th>"
-            "<th>findings</th><th>report</th><th>notebook</th><th>error</th></tr></thead><tbody>")
-    rows = []
-    esc = html.escape
-    for r in records:
-        outcome = str(r.get("outcome") or "")
-        paths = r.get("paths") or {}
-        links = []
-        for key, label in (("html", "report"), ("report_html", "without code")):
-            if paths.get(key):
-                links.append(f"<a href='{esc(paths[key])}'>{label}</a>")
-        notebook = f"<a href='{esc(paths['ipynb'])}'>ipynb</a>" if paths.get("ipynb") else ""
-        rows.append(
-            f"<tr style='background:{OUTCOME_COLOURS.get(outcome, '#ffffff')}'>"
-            f"<td>{esc(str(r.get('start') or ''))}</td><td>{esc(str(r.get('runbook') or ''))}</td>"
-            f"<td><b>{esc(outcome)}</b></td><td>{_duration(r.get('duration_s'))}</td>"
-            f"<td>{esc(_counts_text(r.get('counts')))}</td><td>{' · '.join(links)}</td><td>{notebook}</td>"
-            f"<td>{esc(str(r.get('error') or ''))}</td></tr>"
-        )
-    return head + "".join(rows) + "</tbody></table>"
+def index_json(records: list[dict[str, Any]]) -> str:
+    """A JSON list, one run per line: diffable and greppable, and written by the C encoder (indent is 5x slower)."""
+    if not records:
+        return "[]\n"
+    return "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n"
+
+
+def index_html(records: list[dict[str, Any]], generated: datetime | None = None) -> str:
+    """The reviewers' page (archive_html) from summaries, newest first."""
+    return render_index(records, generated or datetime.now(UTC))
 
 
 def _duration(value: Any) -> str:
-    return f"{float(value):.1f}s" if isinstance(value, (int, float)) else ""
+    return f"{float(value):.1f}s" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
 
 
-def _counts_text(counts: Any) -> str:
-    if not isinstance(counts, dict):
-        return ""
-    return ", ".join(f"{n} {name}" for name, n in counts.items() if n)
+# ---- retention ----------------------------------------------------------------
+
+@dataclass
+class ArchivedRun:
+    """One run's files in the archive; outcome None when its run record is missing or unreadable."""
+
+    stem: Path  # the files' common path without suffix
+    runbook: str
+    start: datetime  # naive UTC
+    outcome: str | None
+    files: list[Path] = field(default_factory=list)
+    bytes: int = 0
+    reason: str = ""
+
+    def row(self, action: str, archive_dir: Path) -> dict[str, Any]:
+        return {
+            "action": action, "run": self.stem.relative_to(archive_dir).as_posix(), "runbook": self.runbook,
+            "start": self.start.strftime("%Y-%m-%dT%H:%M:%SZ"), "outcome": self.outcome,
+            "files": len(self.files), "bytes": self.bytes, "reason": self.reason,
+        }
+
+
+@dataclass
+class RetentionPlan:
+    """What retention would delete and keep, and why; nothing happens until apply_retention."""
+
+    archive_dir: Path
+    now: datetime
+    keep_days: int
+    keep: list[ArchivedRun] = field(default_factory=list)
+    delete: list[ArchivedRun] = field(default_factory=list)
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(run.bytes for run in self.delete)
+
+    def paths(self) -> list[Path]:
+        """Every file to delete, each run's record first (a record must never point at deleted files)."""
+        return [path for run in self.delete for path in run.files]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per run, deletions first, then what is kept, each newest first."""
+        return ([r.row("delete", self.archive_dir) for r in self.delete]
+                + [r.row("keep", self.archive_dir) for r in self.keep])
+
+
+def keep_days_setting(settings: Any) -> int:
+    """`archive.keep_days` from the settings file (default 90); ConfigError naming the key and the file."""
+    from ccops.config import ConfigError
+
+    raw = settings.section("archive")
+    source = str(settings.config_file) if getattr(settings, "config_file", None) else "settings"
+    for key in raw:
+        if key != "keep_days":
+            raise ConfigError(f"{source}: archive.{key}: unknown setting")
+    value = raw.get("keep_days", DEFAULT_KEEP_DAYS)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{source}: archive.keep_days: expected a whole number of days, at least 1, got {value!r}")
+    return value
+
+
+def plan_retention(archive_dir: Path, now: datetime, keep_days: int) -> RetentionPlan:
+    """Runs older than keep_days go, except the latest completed and the latest failed run of each runbook.
+
+    `now` is naive UTC (or aware, converted). A run's age is its start; files
+    without a readable record (a run killed mid-archive) are dated by the stamp
+    in their name and are never the protected latest. Files not named like a
+    run's are not ours and are left alone.
+    """
+    if keep_days < 0:
+        raise ValueError(f"keep_days must not be negative, got {keep_days}")
+    root = Path(archive_dir)
+    if now.tzinfo is not None:
+        now = now.astimezone(UTC).replace(tzinfo=None)
+    plan = RetentionPlan(root, now, keep_days)
+    runs = scan_runs(root)
+    protected: dict[tuple[str, str], ArchivedRun] = {}
+    for run in runs:  # oldest first: the last one seen of each (runbook, kind) is its latest
+        kind = "completed" if run.outcome in COMPLETED else "failed" if run.outcome in FAILED else None
+        if kind:
+            protected[(run.runbook, kind)] = run
+    latest = {id(run): kind for (_, kind), run in protected.items()}
+    cutoff = now - timedelta(days=keep_days)
+    for run in reversed(runs):
+        if run.start >= cutoff:
+            run.reason = f"newer than {keep_days} days"
+            plan.keep.append(run)
+        elif id(run) in latest:
+            run.reason = f"the latest {latest[id(run)]} run of {run.runbook}"
+            plan.keep.append(run)
+        else:
+            run.reason = f"older than {keep_days} days" + ("" if run.outcome else "; no run record")
+            plan.delete.append(run)
+    return plan
+
+
+def apply_retention(plan: RetentionPlan) -> int:
+    """Delete the plan's runs (record first, then its other files), drop emptied folders, rebuild the index.
+
+    Returns the bytes freed. Files already gone are skipped, so a plan applied
+    twice, or raced by a second prune, does no harm.
+    """
+    root = Path(plan.archive_dir)
+    freed = 0
+    folders: set[Path] = set()
+    for path in plan.paths():
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        freed += size
+        folders.add(path.parent)
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        _remove_empty_up_to(folder, root)
+    rebuild_index(root)
+    return freed
+
+
+def _remove_empty_up_to(folder: Path, root: Path) -> None:
+    """rmdir folder and its parents while empty, never root itself or anything outside it."""
+    root = root.resolve()
+    current = folder.resolve()
+    while current != root and root in current.parents:
+        try:
+            current.rmdir()
+        except OSError:  # not empty (another run's files, a new run arriving) or already gone
+            return
+        current = current.parent
+
+
+def scan_runs(archive_dir: Path) -> list[ArchivedRun]:
+    """Every run in the archive grouped by stem, oldest first, records before other files in each run."""
+    root = Path(archive_dir)
+    groups: dict[Path, list[Path]] = {}
+    if not root.is_dir():
+        return []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if dirpath == str(root):
+            continue  # the index lives here, runs never do
+        for name in filenames:
+            base = _run_base(name)
+            if base is not None:
+                groups.setdefault(Path(dirpath) / base, []).append(Path(dirpath) / name)
+    runs = []
+    for stem, files in groups.items():
+        run = _archived_run(root, stem, files)
+        if run is not None:
+            runs.append(run)
+    runs.sort(key=lambda r: (r.start, r.stem.name))
+    return runs
+
+
+def _run_base(name: str) -> str | None:
+    """The stem of a run's file name (`<stamp>-<runbook>[-n]`), None for anything else."""
+    if name.startswith("."):
+        return None
+    for suffix in (".report.html", ".ipynb", ".html", ".json"):
+        if name.endswith(suffix):
+            base = name[: -len(suffix)]
+            return base if _stamp_of(base) is not None else None
+    return None
+
+
+def _stamp_of(base: str) -> datetime | None:
+    if len(base) < 17 or base[16:17] != "-":
+        return None
+    try:
+        return datetime.strptime(base[:16], "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        return None
+
+
+def _archived_run(root: Path, stem: Path, files: list[Path]) -> ArchivedRun | None:
+    files.sort(key=lambda p: (not p.name.endswith(".json"), p.name))
+    size = 0
+    for path in files:
+        try:
+            size += path.stat().st_size
+        except OSError:
+            pass
+    record = _read_record(files[0]) if files[0].name.endswith(".json") else None
+    named = _stamp_of(stem.name)
+    start = _parse_start(record.get("start")) if record else None
+    if record is not None and start is not None:
+        return ArchivedRun(stem, str(record.get("runbook")), start, str(record.get("outcome") or "unknown"),
+                           files, size)
+    if named is None:
+        return None
+    relative = stem.parent.relative_to(root).parts
+    runbook = "/".join(relative[:-2]) if len(relative) > 2 else "/".join(relative)
+    return ArchivedRun(stem, runbook, named, None, files, size)
+
+
+def _parse_start(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment

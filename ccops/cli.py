@@ -99,7 +99,58 @@ def cmd_reports_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(records)
     else:
-        print(archive.format_records(records))
+        print(archive.format_records(records, settings.archive_dir))
+    return 0
+
+
+def cmd_reports_index(args: argparse.Namespace) -> int:
+    from ccops import archive
+
+    settings = _settings(args)
+    records = archive.rebuild_index(settings.archive_dir)
+    where = settings.archive_dir / archive.INDEX_HTML
+    if args.json:
+        print_json({"runs": len(records), "index_html": str(where), "index_json": str(settings.archive_dir / archive.INDEX_JSON)})
+    else:
+        print(f"index of {len(records)} runs: {where}")
+    return 0
+
+
+def cmd_reports_prune(args: argparse.Namespace) -> int:
+    """Archive retention: a dry run unless confirmed (--yes, or yes at the terminal's prompt)."""
+    from datetime import UTC, datetime
+
+    from ccops import archive
+    from ccops.errors import UsageError
+
+    settings = _settings(args)
+    if args.keep_days is not None and args.keep_days < 1:
+        raise UsageError(f"--keep-days: expected a whole number of days, at least 1, got {args.keep_days}")
+    keep_days = args.keep_days if args.keep_days is not None else archive.keep_days_setting(settings)
+    plan = archive.plan_retention(settings.archive_dir, datetime.now(UTC).replace(tzinfo=None), keep_days)
+    protected = [r for r in plan.keep if not r.reason.startswith("newer")]
+    listing = "\n".join(
+        f"{action:6}  {run.stem.relative_to(plan.archive_dir).as_posix()}  {run.outcome or '-'}  "
+        f"({len(run.files)} files, {run.bytes:,} bytes; {run.reason})"
+        for action, runs in (("delete", plan.delete), ("keep", protected)) for run in runs
+    )
+    head = (f"{len(plan.delete)} runs to delete, {len(plan.keep)} kept "
+            f"({len(plan.keep) - len(protected)} newer than {keep_days} days, {len(protected)} the latest of their kind)")
+    text = "\n".join(x for x in (listing, head) if x)
+
+    def report(freed: int, dry_run: bool) -> None:
+        if args.json:
+            print_json({"keep_days": keep_days, "dry_run": dry_run, "bytes_freed": freed, "plan": plan.rows()})
+        else:
+            print(f"{text}\n{'would free' if dry_run else 'freed'} {freed:,} bytes" + (" (dry run)" if dry_run else ""))
+
+    if args.dry_run or not plan.delete:
+        report(plan.bytes_freed, True)
+        return 0
+    if not args.yes and not args.json:
+        print(text)
+    require_yes(args, f"delete {len(plan.delete)} archived runs ({plan.bytes_freed:,} bytes)")
+    report(archive.apply_retention(plan), False)
     return 0
 
 
@@ -174,11 +225,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reports", help="the run archive")
     reports_sub = p.add_subparsers(dest="reports_verb", required=True, parser_class=_Parser)
-    q = reports_sub.add_parser("list", help="archived runs, newest first")
-    q.add_argument("--runbook", default=None)
-    q.add_argument("--outcome", default=None)
+    q = reports_sub.add_parser("list", help="the latest run of each runbook, then every run, newest first")
+    q.add_argument("--runbook", default=None, help="only this runbook's runs")
+    q.add_argument("--outcome", default=None, help="only runs with this outcome (ok, warning, critical, failed, timed-out)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_reports_list)
+    q = reports_sub.add_parser("index", help="rebuild outputs/index.html and index.json from the run records")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_reports_index)
+    q = reports_sub.add_parser("prune", help="retention by age, keeping each runbook's latest completed and failed run")
+    q.add_argument("--dry-run", action="store_true", help="list what would go and the bytes freed")
+    q.add_argument("--yes", action="store_true", help="delete without asking")
+    q.add_argument("--keep-days", type=int, default=None, help="keep runs newer than this (default: archive.keep_days, 90)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_reports_prune)
 
     p = sub.add_parser("config", help="settings")
     config_sub = p.add_subparsers(dest="config_verb", required=True, parser_class=_Parser)
