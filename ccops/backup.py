@@ -5,18 +5,22 @@ everything older than 30 days, so a month of failed backups deletes the last
 good one. Here (after Barman and pgBackRest):
 - pg_dump writes custom format under a temporary name; the file is fsynced and
   renamed only after pg_dump exits 0, so a killed dump never looks finished;
+  a lock file in the backup dir is held for the whole dump, so a prune running
+  at the same time cannot take the growing partial file for a leftover;
 - a manifest beside it holds versions, times, size, sha256 and the exact row
   count of every table, counted in the same snapshot pg_dump used
   (pg_export_snapshot + --snapshot), so a restore can be checked row for row;
-- a backup is "verified" only when its checksum matches and pg_restore can list
+- a backup is "verified" only when its checksum matches and pg_restore can read
   it; retention counts verified backups and never keeps fewer than N of them;
 - a restore refuses without confirmation, takes a safety dump of what it
-  replaces, copes with dumps from newer servers (SET transaction_timeout), and
-  checks the restored row counts against the manifest.
+  replaces (kept apart, in safety/, so it never counts as a backup), restores
+  into a scratch database and only swaps it in once its row counts match, so a
+  failed restore leaves the target as it was.
 """
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import json
@@ -25,22 +29,32 @@ import re
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import text
 
 from ccops.config import Settings, mask_url
-from ccops.db import client_tool, connect, get_engine, libpq_env, normalize_url
-from ccops.errors import CcopsError, NotConfirmed
+from ccops.db import client_tool, connect, get_engine, libpq_env
+from ccops.errors import EXIT_TEMPFAIL, CcopsError
 
 PREFIX = "contentcreator_"
 NAME_RE = re.compile(r"^contentcreator_(\d{8})_(\d{6})(?:_\d+)?\.(dump|sql|sql\.gz)$")
 MANIFEST_SUFFIX = ".manifest.json"
-UNKNOWN_TO_OLDER_SERVERS = re.compile(r"^SET (transaction_timeout)\s*=.*;$", re.MULTILINE)
+LOCK_NAME = ".ccops-backup.lock"
+CACHE_NAME = ".ccops-verified.json"
+SAFETY_DIR = "safety"
+# a partial file untouched this long belongs to no running pg_dump (which writes continuously)
+PARTIAL_MAX_AGE_S = 6 * 3600
+BACKUP_LOCK_WAIT_S = 10.0
+PRUNE_LOCK_WAIT_S = 5.0
+# with a manifest the sha256 already proves the bytes pg_dump wrote; the full read is extra, so only when cheap
+FULL_READ_MAX_BYTES = 64 << 20
+MAX_IDENTIFIER = 63
 
 
 class BackupError(CcopsError):
@@ -49,7 +63,13 @@ class BackupError(CcopsError):
     exit_code = 2
 
 
-# ---- names and listing ---------------------------------------------------------------
+class BackupBusy(BackupError):
+    """Another ccops process holds the backup dir's lock; cron should try again later."""
+
+    exit_code = EXIT_TEMPFAIL
+
+
+# ---- names, locking and listing ----------------------------------------------------------
 
 def backup_name(moment: datetime) -> str:
     return f"{PREFIX}{moment:%Y%m%d_%H%M%S}.dump"
@@ -59,12 +79,47 @@ def manifest_path(path: Path) -> Path:
     return path.with_name(path.name + MANIFEST_SUFFIX)
 
 
+def safety_dir(settings: Settings) -> Path:
+    """Where restore puts its safety dumps: beside the backups, but never counted among them."""
+    return Path(settings.effective_backup_dir) / SAFETY_DIR
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(manifest_path(Path(path)).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@contextmanager
+def backup_lock(directory: Path, wait_s: float) -> Iterator[None]:
+    """flock on <dir>/.ccops-backup.lock; the kernel releases it when the process dies, so it never goes stale."""
+    directory = Path(directory)
+    try:
+        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise BackupError(f"cannot open the lock {directory / LOCK_NAME}: {exc.strerror or exc}") from None
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise BackupBusy(f"a backup is running in {directory} (it holds {LOCK_NAME})") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -88,19 +143,80 @@ class BackupInfo:
                 "reason": self.reason}
 
 
+class _VerifyCache:
+    """Verified results keyed by (name, size, mtime_ns): an unchanged file need not be hashed again each run.
+
+    Only successes are kept: a failure is re-checked every time, so a transient
+    error (a missing pg_restore, a timeout) never sticks to a good backup.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path = Path(directory) / CACHE_NAME
+        try:
+            data = json.loads(self.path.read_text())
+            self.entries: dict[str, Any] = data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            self.entries = {}
+        self.dirty = False
+
+    @staticmethod
+    def _identity(path: Path) -> dict[str, Any]:
+        stat = path.stat()
+        manifest = manifest_path(path)
+        return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                "manifest_mtime_ns": manifest.stat().st_mtime_ns if manifest.exists() else None}
+
+    def verify(self, path: Path) -> VerifyResult:
+        identity = self._identity(path)
+        entry = self.entries.get(path.name)
+        if entry and all(entry.get(k) == v for k, v in identity.items()):
+            return VerifyResult(path, True, str(entry.get("reason", "verified")), list(entry.get("checks", [])))
+        result = verify_backup(path)
+        self.remember(path, result, identity)
+        return result
+
+    def remember(self, path: Path, result: VerifyResult, identity: dict[str, Any] | None = None) -> None:
+        if result.ok:
+            self.entries[path.name] = {**(identity or self._identity(path)), "reason": result.reason,
+                                       "checks": result.checks}
+            self.dirty = True
+        elif self.entries.pop(path.name, None) is not None:
+            self.dirty = True
+
+    def forget_missing(self, names: set[str]) -> None:
+        for name in [n for n in self.entries if n not in names]:
+            del self.entries[name]
+            self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        tmp = self.path.with_name(f"{CACHE_NAME}.{os.getpid()}.partial")
+        try:
+            tmp.write_text(json.dumps(self.entries, indent=1, sort_keys=True))
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except OSError:  # a cache only saves time: a full or read-only disk must not fail a listing
+            tmp.unlink(missing_ok=True)
+
+
 def list_backups(backup_dir: Path, verify: bool = True) -> list[BackupInfo]:
-    """Every finished backup in the dir, newest first, with its verification result."""
+    """Every finished backup in the dir (not in safety/), newest first, with its verification result."""
     directory = Path(backup_dir)
     if not directory.is_dir():
         return []
+    cache = _VerifyCache(directory) if verify else None
     found = []
     for path in directory.iterdir():
         match = NAME_RE.match(path.name)
         if not match or not path.is_file():
             continue
         created = datetime.strptime(match.group(1) + match.group(2), "%Y%m%d%H%M%S")
-        result = verify_backup(path) if verify else VerifyResult(path, False, "not verified")
+        result = cache.verify(path) if cache else VerifyResult(path, False, "not verified")
         found.append(BackupInfo(path, created, path.stat().st_size, result.ok, result.reason))
+    if cache:
+        cache.forget_missing({b.path.name for b in found})
+        cache.save()
     return sorted(found, key=lambda b: b.created, reverse=True)
 
 
@@ -110,14 +226,24 @@ def latest_verified(backup_dir: Path) -> BackupInfo | None:
 
 # ---- verification ---------------------------------------------------------------------
 
+def _last_line(stderr: str, fallback: str) -> str:
+    return (stderr.strip().splitlines() or [fallback])[-1]
+
+
 def verify_backup(path: Path) -> VerifyResult:
-    """Checksum against the manifest (when there is one) and a full read by pg_restore / gzip."""
+    """Checksum against the manifest (when there is one), pg_restore --list, and a full read of the data.
+
+    `pg_restore --list` reads only the table of contents at the start of the
+    file, so a dump cut off in its data passes it; `pg_restore -f /dev/null`
+    reads and decompresses every data block and catches that.
+    """
     path = Path(path)
     checks: list[str] = []
     if not path.exists():
         return VerifyResult(path, False, "file does not exist")
     manifest_file = manifest_path(path)
-    if manifest_file.exists():
+    has_manifest = manifest_file.exists()
+    if has_manifest:
         try:
             manifest = json.loads(manifest_file.read_text())
         except ValueError:
@@ -128,10 +254,23 @@ def verify_backup(path: Path) -> VerifyResult:
             return VerifyResult(path, False, "sha256 differs from the manifest (corrupted)")
         checks.append("sha256")
     if path.name.endswith(".dump"):
-        proc = subprocess.run([client_tool("pg_restore"), "--list", str(path)], capture_output=True, text=True, timeout=900)
+        tool = client_tool("pg_restore")
+        try:
+            proc = subprocess.run([tool, "--list", str(path)], capture_output=True, text=True, timeout=900)
+        except subprocess.TimeoutExpired:
+            return VerifyResult(path, False, "pg_restore --list timed out", checks)
         if proc.returncode != 0:
-            return VerifyResult(path, False, "pg_restore --list failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1], checks)
+            return VerifyResult(path, False, "pg_restore --list failed: " + _last_line(proc.stderr, "?"), checks)
         checks.append("pg_restore --list")
+        if not has_manifest or path.stat().st_size <= FULL_READ_MAX_BYTES:
+            try:
+                proc = subprocess.run([tool, "-f", os.devnull, str(path)], capture_output=True, text=True, timeout=6 * 3600)
+            except subprocess.TimeoutExpired:
+                return VerifyResult(path, False, "pg_restore full read timed out", checks)
+            if proc.returncode != 0:
+                return VerifyResult(path, False, "pg_restore full read failed (truncated or damaged data): "
+                                    + _last_line(proc.stderr, "?"), checks)
+            checks.append("pg_restore full read")
     else:
         try:
             tail = _sql_tail(path)
@@ -150,6 +289,19 @@ def _sql_tail(path: Path) -> bytes:
         while chunk := handle.read(1 << 20):
             tail = (tail + chunk)[-4096:]
     return tail
+
+
+def archive_header(path: Path) -> dict[str, str]:
+    """The versions pg_dump wrote into a custom archive's header (for dumps taken where we cannot ask)."""
+    proc = subprocess.run([client_tool("pg_restore"), "--list", str(path)], capture_output=True, text=True, timeout=900)
+    header = {}
+    for key, label in (("server_version", "Dumped from database version:"), ("pg_dump_version", "Dumped by pg_dump version:"),
+                       ("database", "dbname:")):
+        for line in proc.stdout.splitlines():
+            if label in line:
+                header[key] = line.split(label, 1)[1].strip()
+                break
+    return header
 
 
 # ---- taking a backup -----------------------------------------------------------------
@@ -182,22 +334,21 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def create_backup(settings: Settings, *, compression: int | None = None, now: datetime | None = None,
-                  database_url: str | None = None) -> BackupResult:
-    """pg_dump -Fc in the snapshot whose exact row counts go into the manifest; verified before it counts."""
-    url = database_url or settings.resolved_database_url()
-    directory = Path(settings.effective_backup_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
-    started = now or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
-    final = directory / backup_name(started)
-    counter = 1
-    while final.exists():
-        counter += 1
-        final = directory / backup_name(started).replace(".dump", f"_{counter}.dump")
-    partial = directory / f".{final.name}.partial"
-    level = settings.backup.compression if compression is None else compression
-    t0 = time.monotonic()
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def compose_base(settings: Settings) -> list[str]:
+    """`docker compose` for the configured project, the same form ccops.services and ccops.logs use."""
+    compose = settings.compose
+    command = ["docker", "compose"]
+    if compose.file:
+        command += ["-f", compose.file]
+    return command + ["--project-directory", compose.project_dir or "."]
+
+
+def _dump_local(url: str, partial: Path, level: int) -> dict[str, Any]:
+    """pg_dump against the URL inside an exported snapshot, whose exact row counts go into the manifest."""
     engine = get_engine(url)
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
         conn.execute(text("SET TRANSACTION READ ONLY"))
@@ -214,32 +365,115 @@ def create_backup(settings: Settings, *, compression: int | None = None, now: da
             raise
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)
-        reason = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-        raise BackupError(f"pg_dump failed ({reason}); no backup was written, earlier backups are untouched")
+        raise BackupError(f"pg_dump failed ({_last_line(proc.stderr, f'exit {proc.returncode}')}); "
+                          "no backup was written, earlier backups are untouched")
+    return {"database": database, "server_version": server, "pg_dump_version": client, "via": "local",
+            "row_counts": counts, "row_counts_exact": True, "source": mask_url(url)}
+
+
+def _counts_outside_snapshot(url: str) -> tuple[dict[str, int], str]:
+    if not url:
+        return {}, "row counts not taken: no database URL is configured to count through"
     try:
-        with open(partial, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(partial, 0o600)
-        manifest = {
-            "file": final.name, "database": database, "server_version": server, "pg_dump_version": client,
-            "format": "custom", "compression": int(level), "start": started.isoformat() + "Z",
-            "end": datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0).isoformat() + "Z",
-            "size": partial.stat().st_size, "sha256": sha256_of(partial), "row_counts": counts,
-            "host": socket.gethostname(), "source": mask_url(url),
-        }
-        manifest_tmp = directory / f".{final.name}{MANIFEST_SUFFIX}.partial"
-        manifest_tmp.write_text(json.dumps(manifest, indent=2))
-        os.chmod(manifest_tmp, 0o600)
-        os.replace(partial, final)
-        os.replace(manifest_tmp, manifest_path(final))
-        _fsync_dir(directory)
-    except OSError as exc:
+        with connect(url, statement_timeout_ms=3_600_000) as conn:
+            counts = exact_row_counts(conn)
+    except Exception as exc:  # noqa: BLE001 - unreachable from here is normal for a compose deployment
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return {}, f"row counts not taken: {mask_url(url)} is not reachable from here ({first})"
+    return counts, (f"row counts taken through {mask_url(url)} just before the dump, not in its snapshot: "
+                    "writes during the dump can make a restore differ from them")
+
+
+def _dump_compose(settings: Settings, partial: Path, level: int) -> dict[str, Any]:
+    """The guide's `docker compose exec -T db pg_dump`, its stdout streamed into the partial file."""
+    compose = settings.compose
+    command = compose_base(settings) + ["exec", "-T", compose.db_service, "pg_dump", "-U", compose.db_user,
+                                        "-Fc", f"-Z{int(level)}", compose.db_name]
+    counts, note = _counts_outside_snapshot(settings.resolved_database_url_or_blank())
+    try:
+        with open(partial, "wb") as out:
+            proc = subprocess.run(command, stdout=out, stderr=subprocess.PIPE, timeout=6 * 3600)
+    except FileNotFoundError:
         partial.unlink(missing_ok=True)
-        (directory / f".{final.name}{MANIFEST_SUFFIX}.partial").unlink(missing_ok=True)
-        raise BackupError(f"could not finish the backup in {directory}: {exc.strerror or exc}; "
-                          "no backup was written, earlier backups are untouched") from None
+        raise BackupError("docker not found on PATH: --via compose needs the docker CLI; no backup was written") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    if proc.returncode != 0:
+        partial.unlink(missing_ok=True)
+        stderr = proc.stderr.decode("utf-8", "replace")
+        raise BackupError(f"{' '.join(command[:2])} exec {compose.db_service} pg_dump failed "
+                          f"({_last_line(stderr, f'exit {proc.returncode}')}); no backup was written, "
+                          "earlier backups are untouched")
+    header = archive_header(partial)
+    return {"database": header.get("database", compose.db_name), "server_version": header.get("server_version", ""),
+            "pg_dump_version": header.get("pg_dump_version", ""), "via": "compose", "row_counts": counts,
+            "row_counts_exact": False, "row_counts_note": note,
+            "source": f"docker compose exec {compose.db_service} pg_dump -U {compose.db_user} {compose.db_name}"}
+
+
+def create_backup(settings: Settings, *, compression: int | None = None, now: datetime | None = None,
+                  database_url: str | None = None, via: str = "local", directory: Path | None = None) -> BackupResult:
+    """pg_dump -Fc (locally against the URL, or via compose), manifest, then verified before it counts.
+
+    `directory` defaults to the backup dir; restore passes safety/ for its safety dumps.
+    """
+    if via not in ("local", "compose"):
+        raise BackupError(f"unknown backup route {via!r}: use 'local' or 'compose'")
+    directory = Path(directory or settings.effective_backup_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    level = int(settings.backup.compression if compression is None else compression)
+    t0 = time.monotonic()
+    with backup_lock(directory, BACKUP_LOCK_WAIT_S):
+        started = now or _now()
+        final = directory / backup_name(started)
+        counter = 1
+        while final.exists():
+            counter += 1
+            final = directory / backup_name(started).replace(".dump", f"_{counter}.dump")
+        partial = directory / f".{final.name}.partial"
+        manifest_tmp = directory / f".{final.name}{MANIFEST_SUFFIX}.partial"
+        if via == "compose":
+            meta = _dump_compose(settings, partial, level)
+        else:
+            meta = _dump_local(database_url or settings.resolved_database_url(), partial, level)
+        try:
+            with open(partial, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.chmod(partial, 0o600)
+            manifest = {
+                "file": final.name, "database": meta["database"], "server_version": meta["server_version"],
+                "pg_dump_version": meta["pg_dump_version"], "format": "custom", "compression": level,
+                "start": started.isoformat() + "Z", "end": _now().isoformat() + "Z",
+                "size": partial.stat().st_size, "sha256": sha256_of(partial), "row_counts": meta["row_counts"],
+                "row_counts_exact": meta["row_counts_exact"], "via": meta["via"],
+                "host": socket.gethostname(), "source": meta["source"],
+            }
+            if meta.get("row_counts_note"):
+                manifest["row_counts_note"] = meta["row_counts_note"]
+            manifest_tmp.write_text(json.dumps(manifest, indent=2))
+            os.chmod(manifest_tmp, 0o600)
+            os.replace(partial, final)
+            os.replace(manifest_tmp, manifest_path(final))
+            _fsync_dir(directory)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            manifest_tmp.unlink(missing_ok=True)
+            raise BackupError(f"could not finish the backup in {directory}: {exc.strerror or exc}; "
+                              "no backup was written, earlier backups are untouched") from None
     result = verify_backup(final)
+    cache = _VerifyCache(directory)
+    cache.remember(final, result)
+    cache.save()
     return BackupResult(final, manifest, time.monotonic() - t0, result.ok, result.reason)
+
+
+def offsite_copy(settings: Settings, path: Path, *, now: datetime | None = None) -> Any:
+    """Copy a verified backup and its manifest to backup.offsite (see ccops.backup_offsite)."""
+    from ccops.backup_offsite import offsite_copy as copy
+
+    return copy(settings, Path(path), now=now)
 
 
 # ---- retention --------------------------------------------------------------------------
@@ -248,6 +482,8 @@ def create_backup(settings: Settings, *, compression: int | None = None, now: da
 class RetentionPlan:
     keep: list[tuple[Path, str]] = field(default_factory=list)
     delete: list[tuple[Path, str]] = field(default_factory=list)
+    directory: Path | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def bytes_freed(self) -> int:
@@ -262,13 +498,25 @@ class RetentionPlan:
 
 
 def plan_retention(backup_dir: Path, now: datetime, retention_days: int, keep_verified: int) -> RetentionPlan:
-    """Delete by age, but never below the newest `keep_verified` verified backups; failed leftovers go."""
-    plan = RetentionPlan()
+    """Delete by age, but never below the newest `keep_verified` verified backups; old leftovers go.
+
+    A partial file counts as a leftover only when nothing has written to it for
+    6 hours, measured on the real clock (a file's mtime is real time, whatever
+    `now` a report is written for).
+    """
     directory = Path(backup_dir)
+    plan = RetentionPlan(directory=directory if directory.is_dir() else None)
     if not directory.is_dir():
         return plan
-    for leftover in directory.glob(".*.partial"):
-        plan.delete.append((leftover, "partial file of an interrupted backup"))
+    for leftover in sorted(directory.glob(".*.partial")):
+        try:
+            idle = time.time() - leftover.stat().st_mtime
+        except FileNotFoundError:
+            continue  # a backup finished (renamed it) while we looked
+        if idle >= PARTIAL_MAX_AGE_S:
+            plan.delete.append((leftover, f"partial file of an interrupted backup (untouched for {idle / 3600:.0f} h)"))
+        else:
+            plan.keep.append((leftover, "partial file written in the last 6 h: a backup may be running"))
     cutoff = now - timedelta(days=retention_days)
     verified_kept = 0
     for info in list_backups(directory):
@@ -284,9 +532,9 @@ def plan_retention(backup_dir: Path, now: datetime, retention_days: int, keep_ve
     return plan
 
 
-def apply_retention(plan: RetentionPlan) -> int:
+def _unlink_all(paths: list[Path]) -> int:
     freed = 0
-    for path, _ in plan.delete:
+    for path in paths:
         try:
             size = path.stat().st_size
             path.unlink()
@@ -296,206 +544,34 @@ def apply_retention(plan: RetentionPlan) -> int:
     return freed
 
 
-# ---- restore ------------------------------------------------------------------------------
-
-@dataclass
-class RestoreStep:
-    name: str
-    detail: str
-    duration_s: float
-    ok: bool
-
-
-@dataclass
-class RestoreResult:
-    target: str
-    steps: list[RestoreStep] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(s.ok for s in self.steps)
-
-    def summary(self) -> str:
-        failed = [s for s in self.steps if not s.ok]
-        if failed:
-            return f"restore into {self.target} failed at {failed[0].name}: {failed[0].detail}"
-        return f"restored into {self.target} in {sum(s.duration_s for s in self.steps):.1f} s"
-
-
-def _step(result: RestoreResult, name: str, action: Any) -> Any:
-    started = time.monotonic()
+def apply_retention(plan: RetentionPlan) -> int:
+    """Delete the plan's files; partial files only while holding the backup lock (no backup running)."""
+    partials = [p for p in plan.delete_paths() if p.name.endswith(".partial")]
+    others = [p for p in plan.delete_paths() if not p.name.endswith(".partial")]
+    freed = _unlink_all(others)
+    if not partials:
+        return freed
+    if plan.directory is None:
+        plan.notes.append(f"{len(partials)} partial files left alone: no backup dir to lock")
+        return freed
     try:
-        detail = action()
-        result.steps.append(RestoreStep(name, str(detail), time.monotonic() - started, True))
-        return detail
-    except Exception as exc:  # noqa: BLE001 - recorded, and the restore stops
-        result.steps.append(RestoreStep(name, str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
-                                        time.monotonic() - started, False))
-        raise
+        with backup_lock(plan.directory, PRUNE_LOCK_WAIT_S):
+            freed += _unlink_all(partials)
+    except BackupError:
+        plan.notes.append(f"a backup is running in {plan.directory}: its {len(partials)} partial files were left alone")
+    return freed
 
 
-def target_url(settings: Settings, target: str) -> str:
-    """A database name becomes a database on the configured server; a URL stays a URL."""
-    if "://" in target:
-        return target
-    parts = urlsplit(normalize_url(settings.resolved_database_url()))
-    return urlunsplit((parts.scheme, parts.netloc, f"/{target}", parts.query, parts.fragment))
+# ---- restore: ccops.backup_restore, reachable here too (other modules call ccops.backup.restore_backup) ----
+
+_RESTORE_NAMES = frozenset({"RestoreResult", "RestoreStep", "RestoreTestResult", "compare_counts", "dump_roles",
+                            "load_dump", "restore_backup", "restore_test", "target_url"})
 
 
-def _recreate(url: str) -> None:
-    parts = urlsplit(normalize_url(url))
-    name = parts.path.lstrip("/")
-    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, parts.fragment))
-    with get_engine(admin).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+def __getattr__(name: str) -> Any:
+    """Lazy re-export (PEP 562): backup_restore imports this module, so it cannot be imported at the top."""
+    if name in _RESTORE_NAMES:
+        from ccops import backup_restore
 
-
-def _database_exists(url: str) -> bool:
-    parts = urlsplit(normalize_url(url))
-    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, parts.fragment))
-    with get_engine(admin).connect() as conn:
-        return bool(conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": parts.path.lstrip("/")}).scalar())
-
-
-def load_dump(path: Path, url: str, jobs: int = 1) -> str:
-    """pg_restore for custom format, psql for plain SQL (filtering settings older servers lack)."""
-    env = {**os.environ, **libpq_env(url)}
-    if path.name.endswith(".dump"):
-        command = [client_tool("pg_restore"), "--no-owner", "--exit-on-error", "-d", env["PGDATABASE"], str(path)]
-        if jobs > 1:
-            command[1:1] = ["-j", str(jobs)]
-        proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=6 * 3600)
-    else:
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as handle:
-            sql = UNKNOWN_TO_OLDER_SERVERS.sub(r"-- ccops: skipped for older servers: SET \1", handle.read())
-        proc = subprocess.run([client_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", env["PGDATABASE"]],
-                              input=sql, capture_output=True, text=True, env=env, timeout=6 * 3600)
-    if proc.returncode != 0:
-        raise BackupError((proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1])
-    return f"{path.name} loaded"
-
-
-def compare_counts(url: str, expected: dict[str, int]) -> list[dict[str, Any]]:
-    with connect(url, statement_timeout_ms=3_600_000) as conn:
-        actual = exact_row_counts(conn)
-    return [{"table": t, "expected": expected.get(t), "restored": actual.get(t), "ok": expected.get(t) == actual.get(t)}
-            for t in sorted(set(expected) | set(actual))]
-
-
-def restore_backup(settings: Settings, path: Path, target: str, *, confirm: bool, force: bool = False,
-                   safety_dump: bool = True, stop_app: bool = True, jobs: int = 1, run_health: bool = True) -> RestoreResult:
-    """The guide's recovery procedure, guarded and checked at every step."""
-    path = Path(path)
-    url = target_url(settings, target)
-    result = RestoreResult(mask_url(url))
-    if not confirm:
-        raise NotConfirmed(f"restore of {path.name} into {mask_url(url)}: not confirmed; nothing was changed")
-    check = verify_backup(path)
-    if not check.ok and not force:
-        raise BackupError(f"{path.name} failed verification ({check.reason}); refusing to restore (use force to override)")
-    manifest_file = manifest_path(path)
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
-    backend = None
-    try:
-        if stop_app:
-            from ccops.services import BackendError, get_backend
-
-            backend = get_backend(settings)
-
-            def stop() -> str:
-                try:
-                    backend.stop("app")
-                    return "app stopped"
-                except BackendError as exc:
-                    return f"not stopped by ccops ({exc}): stop the app by hand"
-
-            _step(result, "stop app", stop)
-        if safety_dump and _database_exists(url):
-            _step(result, "safety dump", lambda: create_backup(settings, database_url=url).path.name)
-        _step(result, "recreate database", lambda: _recreate(url) or f"{mask_url(url)} recreated empty")
-        _step(result, "restore", lambda: load_dump(path, url, jobs))
-        if manifest.get("row_counts"):
-            def counts() -> str:
-                rows = compare_counts(url, manifest["row_counts"])
-                bad = [r for r in rows if not r["ok"]]
-                if bad:
-                    raise BackupError(f"row counts differ from the manifest: {bad[:3]}")
-                return f"row counts of {len(rows)} tables match the manifest"
-
-            _step(result, "check row counts", counts)
-    except Exception:  # noqa: BLE001 - the failed step is recorded in result
-        pass
-    finally:
-        if backend is not None:
-            from ccops.services import BackendError
-
-            def start() -> str:
-                try:
-                    backend.start("app")
-                    return "app started"
-                except BackendError as exc:
-                    return f"not started by ccops ({exc}): start the app by hand"
-
-            try:
-                _step(result, "start app", start)
-            except Exception:  # noqa: BLE001
-                pass
-    if run_health and result.ok:
-        from ccops.checks.health import run_health as health
-
-        report = health(settings, database_url=url)
-        reachable = all(f.status.value == "OK" for f in report.findings if f.check == "health.database")
-        # the verdict is reported, but stale data (an old backup) is not a failed restore
-        result.steps.append(RestoreStep("health check", report.line(), 0.0, reachable))
-    return result
-
-
-# ---- restore test ---------------------------------------------------------------------------
-
-@dataclass
-class RestoreTestResult:
-    backup: Path
-    scratch: str
-    restore_s: float
-    counts: list[dict[str, Any]]
-    amcheck_clean: bool
-    amcheck_detail: str
-    dropped: bool
-
-    @property
-    def ok(self) -> bool:
-        return all(r["ok"] for r in self.counts) and self.amcheck_clean and self.dropped
-
-
-def restore_test(settings: Settings, path: Path | None = None) -> RestoreTestResult:
-    """The guide's monthly check: restore into a scratch database, compare, amcheck, drop."""
-    from ccops.checks import integrity
-
-    if path is None:
-        latest = latest_verified(settings.effective_backup_dir)
-        if latest is None:
-            raise BackupError(f"no verified backup in {settings.effective_backup_dir} to test")
-        path = latest.path
-    manifest = json.loads(manifest_path(path).read_text()) if manifest_path(path).exists() else {}
-    scratch = f"ccops_restore_test_{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
-    url = target_url(settings, scratch)
-    _recreate(url)
-    try:
-        started = time.monotonic()
-        load_dump(Path(path), url)
-        seconds = time.monotonic() - started
-        counts = compare_counts(url, manifest.get("row_counts", {})) if manifest else []
-        with get_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("CREATE EXTENSION IF NOT EXISTS amcheck"))
-        report = integrity.check_integrity(url, heap=False)
-        detail = (f"{len(report.indexes)} indexes pass bt_index_check" if report.clean
-                  else f"damaged: {', '.join(report.damaged_indexes)}")
-    finally:
-        parts = urlsplit(normalize_url(url))
-        admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", "", ""))
-        get_engine(url).dispose()
-        with get_engine(admin).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)'))
-    return RestoreTestResult(Path(path), scratch, seconds, counts, report.clean, detail, True)
+        return getattr(backup_restore, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,8 +1,9 @@
 """`ccops backup ...` and `ccops restore ...`: the backup module on the command line.
 
-Exit codes: 0 done and verified, 2 a backup or verification failed (CRITICAL:
-the platform has no good backup from this run), 64 bad usage or a changing
-verb run without --yes and without a terminal.
+Exit codes: 0 done and verified, 1 the backup is verified but its off-site
+copy failed, 2 a backup or verification failed (CRITICAL: the platform has no
+good backup from this run), 64 bad usage or a changing verb run without --yes
+and without a terminal, 75 another backup holds the backup dir's lock.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ccops.errors import EXIT_CRITICAL
+from ccops.errors import EXIT_CRITICAL, EXIT_WARNING
 
 
 def register(sub: Any) -> None:
@@ -20,6 +21,9 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("backup", help="take a verified backup (pg_dump custom format + manifest)")
     p.add_argument("--compression", type=int, default=None, help="pg_dump compression level 0-9")
+    p.add_argument("--via", choices=("local", "compose"), default="local",
+                   help="local pg_dump against the URL (default), or `docker compose exec -T db pg_dump`")
+    p.add_argument("--no-offsite", action="store_true", help="skip the off-site copy even if backup.offsite is set")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_backup, backup_verb=None)
     verbs = p.add_subparsers(dest="backup_verb", parser_class=_Parser)
@@ -82,7 +86,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
             return 0
         require_yes(args, f"delete {len(plan.delete)} backup files ({plan.bytes_freed:,} bytes)")
         freed = backup.apply_retention(plan)
-        _out(args, {"plan": plan.rows(), "bytes_freed": freed, "dry_run": False}, f"{listing}\nfreed {freed:,} bytes")
+        notes = "".join(f"\n{note}" for note in plan.notes)
+        _out(args, {"plan": plan.rows(), "bytes_freed": freed, "dry_run": False, "notes": plan.notes},
+             f"{listing}\nfreed {freed:,} bytes{notes}")
         return 0
     if verb == "test":
         result = backup.restore_test(settings, Path(args.file) if args.file else None)
@@ -93,11 +99,26 @@ def cmd_backup(args: argparse.Namespace) -> int:
         _out(args, {"backup": str(result.backup), "restore_s": result.restore_s, "counts": result.counts,
                     "amcheck": result.amcheck_detail, "ok": result.ok}, text)
         return 0 if result.ok else EXIT_CRITICAL
-    result = backup.create_backup(settings, compression=args.compression)
-    _out(args, {"file": str(result.path), "verified": result.verified, "reason": result.reason,
-                "duration_s": round(result.duration_s, 3), "manifest": result.manifest},
-         f"{result.path}: {result.manifest['size']:,} bytes in {result.duration_s:.1f} s, {result.reason}")
-    return 0 if result.verified else EXIT_CRITICAL
+    result = backup.create_backup(settings, compression=args.compression, via=args.via)
+    lines = [f"{result.path}: {result.manifest['size']:,} bytes in {result.duration_s:.1f} s, {result.reason}"]
+    if result.manifest.get("row_counts_note"):
+        lines.append(result.manifest["row_counts_note"])
+    data: dict[str, Any] = {"file": str(result.path), "verified": result.verified, "reason": result.reason,
+                            "duration_s": round(result.duration_s, 3), "manifest": result.manifest}
+    code = 0 if result.verified else EXIT_CRITICAL
+    if result.verified and settings.backup.offsite and not args.no_offsite:
+        # the local backup is good either way; a failed off-site copy is a warning, not a lost backup
+        try:
+            copy = backup.offsite_copy(settings, result.path)
+            data["offsite"] = {"ok": True, "destination": copy.destination, "files": copy.files,
+                               "deleted": copy.deleted, "notes": copy.notes}
+            lines.append(f"off-site: {copy.line()}")
+        except backup.BackupError as exc:
+            data["offsite"] = {"ok": False, "error": str(exc)}
+            lines.append(f"off-site copy FAILED: {exc}")
+            code = EXIT_WARNING
+    _out(args, data, "\n".join(lines))
+    return code
 
 
 def cmd_restore(args: argparse.Namespace) -> int:

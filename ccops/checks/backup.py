@@ -91,21 +91,34 @@ def backup_status(ctx: RunContext, max_age_hours: float = 26) -> Finding:
                    round(age, 2), max_age_hours)
 
 
-def take_backup(ctx: RunContext, dry_run: bool = True) -> Findings:
-    """pg_dump + manifest + verification. Taking a backup changes nothing, so dry_run alone decides."""
+def take_backup(ctx: RunContext, dry_run: bool = True, via: str = "local") -> Findings:
+    """pg_dump + manifest + verification (+ the off-site copy when backup.offsite is set).
+
+    Taking a backup changes nothing, so dry_run alone decides. A failed off-site
+    copy is its own WARNING finding: the local backup is still good.
+    """
     from ccops import actions, backup
 
+    ctx.state.pop("backup", None)
+
     def run() -> str:
-        result = backup.create_backup(ctx.settings)
+        result = backup.create_backup(ctx.settings, via=via)
         ctx.state["backup"] = result
         if not result.verified:
             raise backup.BackupError(f"{result.path.name} failed verification: {result.reason}")
-        return (f"{result.path.name}: {result.manifest['size']:,} bytes, "
-                f"{sum(result.manifest['row_counts'].values()):,} rows in {len(result.manifest['row_counts'])} tables, "
-                f"{result.duration_s:.1f} s, {result.reason}")
+        counts = result.manifest["row_counts"]
+        rows = (f"{sum(counts.values()):,} rows in {len(counts)} tables" if counts
+                else result.manifest.get("row_counts_note", "no row counts"))
+        return f"{result.path.name}: {result.manifest['size']:,} bytes, {rows}, {result.duration_s:.1f} s, {result.reason}"
 
-    return actions.guarded(ctx, "backup", f"pg_dump {ctx.settings.effective_backup_dir}/contentcreator_<now>.dump",
-                           run, dry_run, True)
+    found = actions.guarded(ctx, "backup", f"pg_dump {ctx.settings.effective_backup_dir}/contentcreator_<now>.dump",
+                            run, dry_run, True)
+    result = ctx.state.get("backup")
+    if result is None or not result.verified or not ctx.settings.backup.offsite:
+        return found
+    return Findings(found + actions.guarded(
+        ctx, "offsite", f"copy {result.path.name} to {ctx.settings.backup.offsite}",
+        lambda: backup.offsite_copy(ctx.settings, result.path).line(), dry_run, True, Status.WARNING))
 
 
 @check("backup.list")
@@ -138,7 +151,8 @@ def retention(ctx: RunContext, dry_run: bool = True, confirm: bool = False,
         return preview
     return Findings(preview + actions.guarded(
         ctx, "retention", f"delete {len(plan.delete)} backup files",
-        lambda: f"{backup.apply_retention(plan):,} bytes freed", dry_run, confirm))
+        lambda: f"{backup.apply_retention(plan):,} bytes freed" + "".join(f"; {n}" for n in plan.notes),
+        dry_run, confirm))
 
 
 @check("backup.restore_test")

@@ -1,0 +1,544 @@
+"""Restoring a backup: the guide's recovery procedure and its monthly restore test.
+
+Kept apart from ccops.backup (taking, verifying and pruning backups); every
+name here is also importable from ccops.backup, which other modules use.
+
+A restore never drops the target first: the dump goes into
+<target>_ccops_restore, its row counts are checked there, and only then is it
+renamed to the target (the old target renamed aside and dropped after the
+swap). Custom dumps keep their owners when the roles exist on the target;
+plain SQL is streamed into psql line by line, without the settings and roles
+the target does not have.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from sqlalchemy import text
+
+from ccops.backup import (
+    MAX_IDENTIFIER,
+    BackupError,
+    _last_line,
+    _now,
+    create_backup,
+    exact_row_counts,
+    latest_verified,
+    read_manifest,
+    safety_dir,
+    verify_backup,
+)
+from ccops.config import Settings, mask_url
+from ccops.db import client_tool, connect, get_engine, libpq_env, normalize_url
+from ccops.errors import NotConfirmed
+
+# ---- restore ------------------------------------------------------------------------------
+
+@dataclass
+class RestoreStep:
+    name: str
+    detail: str
+    duration_s: float
+    ok: bool
+
+
+@dataclass
+class RestoreResult:
+    target: str
+    steps: list[RestoreStep] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.steps)
+
+    def summary(self) -> str:
+        failed = [s for s in self.steps if not s.ok]
+        if failed:
+            return f"restore into {self.target} failed at {failed[0].name}: {failed[0].detail}"
+        return f"restored into {self.target} in {sum(s.duration_s for s in self.steps):.1f} s"
+
+
+def _step(result: RestoreResult, name: str, action: Any) -> Any:
+    started = time.monotonic()
+    try:
+        detail = action()
+        result.steps.append(RestoreStep(name, str(detail), time.monotonic() - started, True))
+        return detail
+    except Exception as exc:  # noqa: BLE001 - recorded, and the restore stops
+        result.steps.append(RestoreStep(name, str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
+                                        time.monotonic() - started, False))
+        raise
+
+
+def target_url(settings: Settings, target: str) -> str:
+    """A database name becomes a database on the configured server; a URL stays a URL."""
+    if "://" in target:
+        return target
+    parts = urlsplit(normalize_url(settings.resolved_database_url()))
+    return urlunsplit((parts.scheme, parts.netloc, f"/{target}", parts.query, parts.fragment))
+
+
+def _dbname(url: str) -> str:
+    return unquote(urlsplit(normalize_url(url)).path.lstrip("/"))
+
+
+def _with_db(url: str, name: str) -> str:
+    parts = urlsplit(normalize_url(url))
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def _admin_url(url: str) -> str:
+    """A maintenance database on the same server (not the one being renamed or dropped)."""
+    return _with_db(url, "template1" if _dbname(url) == "postgres" else "postgres")
+
+
+def _derived_name(name: str, suffix: str) -> str:
+    """<name><suffix> within PostgreSQL's 63 bytes, which would otherwise truncate it silently."""
+    room = MAX_IDENTIFIER - len(suffix.encode())
+    base = name.encode()[:room].decode("utf-8", "ignore")
+    return base + suffix
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _admin(url: str) -> Any:
+    return get_engine(_admin_url(url)).connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _database_exists(url: str) -> bool:
+    with _admin(url) as conn:
+        return bool(conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": _dbname(url)}).scalar())
+
+
+def _drop(url: str) -> None:
+    get_engine(url).dispose()
+    with _admin(url) as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {_ident(_dbname(url))} WITH (FORCE)"))
+
+
+def _recreate(url: str) -> None:
+    _drop(url)
+    with _admin(url) as conn:
+        conn.execute(text(f"CREATE DATABASE {_ident(_dbname(url))} TEMPLATE template0"))
+
+
+def _create_scratch(target: str, scratch: str) -> str:
+    """An empty database for the restore, with the target's owner and encoding when it exists."""
+    _drop(scratch)  # a leftover of an earlier, interrupted restore: ours by name
+    name = _ident(_dbname(scratch))
+    with _admin(target) as conn:
+        row = conn.execute(text("SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype "
+                                "FROM pg_database WHERE datname = :n"), {"n": _dbname(target)}).first()
+        settings = conn.execute(text(
+            "SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+            "WHERE d.datname = :n AND s.setrole = 0"), {"n": _dbname(target)}).scalar()
+        attempts = []
+        if row:
+            owner, encoding, collate, ctype = row
+            attempts.append(f"{name} TEMPLATE template0 OWNER {_ident(owner)} ENCODING '{encoding}' "
+                            f"LC_COLLATE '{collate}' LC_CTYPE '{ctype}'")
+            attempts.append(f"{name} TEMPLATE template0 OWNER {_ident(owner)}")
+        attempts.append(f"{name} TEMPLATE template0")
+        for i, clause in enumerate(attempts):
+            try:
+                conn.execute(text(f"CREATE DATABASE {clause}"))
+                break
+            except Exception:  # noqa: BLE001 - e.g. not allowed to give it the owner: a plainer database
+                if i == len(attempts) - 1:
+                    raise
+    note = f" (the old database's {settings} ALTER DATABASE ... SET settings are not carried over)" if settings else ""
+    return f"{_dbname(scratch)} created{note}"
+
+
+def _terminate(conn: Any, *names: str) -> None:
+    conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = ANY(:names) AND pid <> pg_backend_pid()"), {"names": list(names)})
+
+
+def _rename(conn: Any, old: str, new: str, attempts: int = 10) -> None:
+    """ALTER DATABASE RENAME needs no other sessions; one can slip in between terminate and rename, so retry."""
+    for attempt in range(attempts):
+        _terminate(conn, old)
+        try:
+            conn.execute(text(f"ALTER DATABASE {_ident(old)} RENAME TO {_ident(new)}"))
+            return
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+
+
+class SwapStuck(BackupError):
+    """The swap failed half-way and could not be undone: both databases must be left for the operator."""
+
+
+def _swap(target: str, scratch: str, old_name: str) -> tuple[str, bool]:
+    """Scratch becomes the target; the old target is renamed aside, not dropped (that comes after)."""
+    name, scratch_name = _dbname(target), _dbname(scratch)
+    get_engine(target).dispose()
+    get_engine(scratch).dispose()
+    with _admin(target) as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar()
+        if exists:
+            conn.execute(text(f"ALTER DATABASE {_ident(name)} ALLOW_CONNECTIONS false"))
+            try:
+                _rename(conn, name, old_name)
+            except Exception:
+                conn.execute(text(f"ALTER DATABASE {_ident(name)} ALLOW_CONNECTIONS true"))
+                raise
+        try:
+            _rename(conn, scratch_name, name)
+        except Exception as exc:
+            if exists:  # put the old target back as it was
+                try:
+                    _rename(conn, old_name, name)
+                    conn.execute(text(f"ALTER DATABASE {_ident(name)} ALLOW_CONNECTIONS true"))
+                except Exception:  # noqa: BLE001 - say exactly where the data is
+                    raise SwapStuck(f"swap failed ({exc}) and the old database could not be renamed back: "
+                                      f"it is {old_name} (connections disallowed); the restored copy is "
+                                      f"{scratch_name}") from None
+            raise
+    return (f"{scratch_name} renamed to {name}" + (f"; the old {name} renamed to {old_name}" if exists else "")
+            ), bool(exists)
+
+
+# ---- loading a dump -------------------------------------------------------------------------
+
+SET_LINE = re.compile(rb"^SET\s+([A-Za-z_][A-Za-z0-9_.]*)\s*(?:=|\s+TO\s)\s*.*;\s*$")
+COPY_START = re.compile(rb"^COPY\s.+\sFROM stdin;\s*$")
+OWNER_LINE = re.compile(r"^ALTER\s.+\sOWNER TO\s+(.+?);\s*$")
+ACL_LINE = re.compile(r"^(?:GRANT\s.+\sTO|REVOKE\s.+\sFROM)\s+(.+?)(?:\s+WITH GRANT OPTION)?;\s*$")
+DEFAULT_ACL_LINE = re.compile(r"^ALTER DEFAULT PRIVILEGES FOR ROLE\s+(\S+)\s")
+
+
+def _role_names(fragment: str) -> list[str]:
+    """Role names from `a, "B c"` (pg_dump quotes those that need it); PUBLIC is no role."""
+    names = []
+    for part in re.findall(r'"(?:[^"]|"")*"|[^,\s]+', fragment):
+        name = part[1:-1].replace('""', '"') if part.startswith('"') else part
+        if name.upper() != "PUBLIC" and not (part[0] != '"' and name.upper() in ("CURRENT_USER", "SESSION_USER")):
+            names.append(name)
+    return names
+
+
+def _line_roles(line: str) -> tuple[str, list[str]]:
+    """('owner' | 'acl' | '', role names) for one line of SQL written by pg_dump."""
+    for kind, pattern in (("owner", OWNER_LINE), ("acl", ACL_LINE), ("acl", DEFAULT_ACL_LINE)):
+        match = pattern.match(line)
+        if match:
+            return kind, _role_names(match.group(1))
+    return "", []
+
+
+def dump_roles(path: Path) -> dict[str, set[str]]:
+    """Roles a custom dump names as owners and in privileges (its schema script, which lives in the TOC)."""
+    proc = subprocess.run([client_tool("pg_restore"), "--schema-only", "-f", "-", str(path)],
+                          capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise BackupError("pg_restore cannot read the dump's schema: " + _last_line(proc.stderr, "?"))
+    roles: dict[str, set[str]] = {"owner": set(), "acl": set()}
+    for line in proc.stdout.splitlines():
+        kind, names = _line_roles(line)
+        if kind:
+            roles[kind].update(names)
+    return roles
+
+
+def _target_facts(url: str) -> tuple[set[str], set[str]]:
+    """(roles the restoring user can give objects to, settings the target server knows)."""
+    with get_engine(url).connect() as conn:
+        usable = {r[0] for r in conn.execute(text(
+            "SELECT rolname FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER')"))}
+        known = {r[0].lower() for r in conn.execute(text("SELECT name FROM pg_settings"))}
+    return usable, known
+
+
+def _restore_custom(path: Path, env: dict[str, str], jobs: int, usable: set[str]) -> list[str]:
+    roles = dump_roles(path)
+    notes = []
+    command = [client_tool("pg_restore"), "--exit-on-error", "-d", env["PGDATABASE"]]
+    missing_owners = sorted(roles["owner"] - usable)
+    if missing_owners:
+        command.append("--no-owner")
+        notes.append(f"ownership not kept (--no-owner): role(s) {', '.join(missing_owners)} missing on the target "
+                     "or not grantable by this user; objects belong to the restoring user")
+    elif roles["owner"]:
+        notes.append(f"owners kept ({', '.join(sorted(roles['owner']))})")
+    missing_acl = sorted(roles["acl"] - usable)
+    if missing_acl:
+        command.append("--no-privileges")
+        notes.append(f"privileges not restored (--no-privileges): role(s) {', '.join(missing_acl)} missing on the target")
+    if jobs > 1:
+        command[1:1] = ["-j", str(jobs)]
+    proc = subprocess.run(command + [str(path)], capture_output=True, text=True, env=env, timeout=6 * 3600)
+    if proc.returncode != 0:
+        raise BackupError(_last_line(proc.stderr, f"pg_restore exit {proc.returncode}"))
+    return notes
+
+
+def _stream_sql(path: Path, env: dict[str, str], usable: set[str], known: set[str]) -> list[str]:
+    """Feed a plain dump to psql line by line (never the whole file in memory), dropping what the target lacks:
+    SET lines for settings it does not know (a PostgreSQL 17 dump's transaction_timeout in 15), and OWNER TO /
+    GRANT lines naming roles it does not have (with ON_ERROR_STOP they would abort the restore)."""
+    skipped_settings: set[str] = set()
+    skipped_roles: dict[str, set[str]] = {"owner": set(), "acl": set()}
+    dropped = {"owner": 0, "acl": 0}
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen([client_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", env["PGDATABASE"]],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, env=env)
+        assert proc.stdin is not None
+        buffer = bytearray()
+        in_copy = False
+        try:
+            with opener(path, "rb") as handle:
+                for line in handle:
+                    if in_copy:
+                        in_copy = line.rstrip(b"\r\n") != b"\\."
+                    elif COPY_START.match(line):
+                        in_copy = True
+                    elif line.startswith((b"\\connect", b"\\c ")):
+                        # pg_dump --create / pg_dumpall output: psql would leave the scratch database for another
+                        raise BackupError(f"{path.name} switches databases ({line.strip().decode('utf-8', 'replace')}): "
+                                          "made with pg_dump --create or pg_dumpall; ccops restores single-database "
+                                          "dumps only")
+                    elif line.startswith(b"SET "):
+                        match = SET_LINE.match(line)
+                        name = match.group(1).decode().lower() if match else ""
+                        if match and "." not in name and name not in known:
+                            skipped_settings.add(name)
+                            line = b"-- ccops: skipped, unknown to this server: " + line
+                    elif line.startswith((b"ALTER ", b"GRANT ", b"REVOKE ")):
+                        kind, names = _line_roles(line.decode("utf-8", "replace"))
+                        missing = {n for n in names if n not in usable}
+                        if kind and missing:
+                            skipped_roles[kind] |= missing
+                            dropped[kind] += 1
+                            line = b"-- ccops: skipped, role missing: " + line
+                    buffer += line
+                    if len(buffer) >= 1 << 20:
+                        proc.stdin.write(buffer)
+                        buffer.clear()
+            proc.stdin.write(buffer)
+        except BrokenPipeError:
+            pass  # psql stopped at an error (ON_ERROR_STOP): its stderr says which
+        except BackupError:
+            proc.kill()
+            proc.wait()
+            raise
+        except (OSError, EOFError) as exc:
+            proc.kill()
+            proc.wait()
+            raise BackupError(f"{path.name} cannot be read to the end: {exc}") from None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        code = proc.wait()
+        errors.seek(0)
+        stderr = errors.read().decode("utf-8", "replace")
+    if code != 0:
+        raise BackupError(_last_line(stderr, f"psql exit {code}"))
+    notes = []
+    if skipped_settings:
+        notes.append("skipped " + ", ".join(f"SET {s}" for s in sorted(skipped_settings)) + " (unknown to this server)")
+    if dropped["owner"]:
+        notes.append(f"ownership not kept for {dropped['owner']} objects: role(s) "
+                     f"{', '.join(sorted(skipped_roles['owner']))} missing on the target")
+    if dropped["acl"]:
+        notes.append(f"{dropped['acl']} GRANT/REVOKE lines skipped: role(s) {', '.join(sorted(skipped_roles['acl']))} "
+                     "missing on the target")
+    return notes
+
+
+def load_dump(path: Path, url: str, jobs: int = 1) -> str:
+    """pg_restore for custom format, psql (streamed) for plain SQL; says what it had to leave out."""
+    path = Path(path)
+    env = {**os.environ, **libpq_env(url)}
+    usable, known = _target_facts(url)
+    if path.name.endswith(".dump"):
+        notes = _restore_custom(path, env, jobs, usable)
+    else:
+        notes = _stream_sql(path, env, usable, known)
+    return f"{path.name} loaded" + ("; " + "; ".join(notes) if notes else "")
+
+
+def compare_counts(url: str, expected: dict[str, int], exact: bool = True) -> list[dict[str, Any]]:
+    """Per table: manifest vs restored. Counts taken outside the dump's snapshot (compose) cannot fail a row."""
+    with connect(url, statement_timeout_ms=3_600_000) as conn:
+        actual = exact_row_counts(conn)
+    rows = []
+    for t in sorted(set(expected) | set(actual)):
+        same = expected.get(t) == actual.get(t)
+        row = {"table": t, "expected": expected.get(t), "restored": actual.get(t), "ok": same or not exact}
+        if not exact:
+            row["differs"] = not same
+        rows.append(row)
+    return rows
+
+
+def _check_counts(url: str, manifest: dict[str, Any]) -> str:
+    exact = manifest.get("row_counts_exact", True)
+    rows = compare_counts(url, manifest["row_counts"], exact)
+    if exact:
+        bad = [r for r in rows if not r["ok"]]
+        if bad:
+            raise BackupError(f"row counts differ from the manifest: {bad[:3]}")
+        return f"row counts of {len(rows)} tables match the manifest"
+    differ = [r["table"] for r in rows if r.get("differs")]
+    return (f"{len(rows) - len(differ)} of {len(rows)} tables match the manifest's counts, which were taken outside "
+            f"the dump's snapshot" + (f" (differ: {', '.join(differ[:5])})" if differ else ""))
+
+
+def restore_backup(settings: Settings, path: Path, target: str, *, confirm: bool, force: bool = False,
+                   safety_dump: bool = True, stop_app: bool = True, jobs: int = 1, run_health: bool = True) -> RestoreResult:
+    """The guide's recovery procedure, guarded and checked at every step.
+
+    The dump goes into <target>_ccops_restore first; only when it loaded and
+    its row counts match is it renamed to the target (the old one renamed to
+    <target>_ccops_old_<stamp> and dropped after). Anything failing before the
+    swap leaves the target untouched and the scratch database dropped.
+    """
+    path = Path(path)
+    url = target_url(settings, target)
+    result = RestoreResult(mask_url(url))
+    if not confirm:
+        raise NotConfirmed(f"restore of {path.name} into {mask_url(url)}: not confirmed; nothing was changed")
+    check = verify_backup(path)
+    if not check.ok and not force:
+        raise BackupError(f"{path.name} failed verification ({check.reason}); refusing to restore (use force to override)")
+    manifest = read_manifest(path)
+    name = _dbname(url)
+    scratch = _with_db(url, _derived_name(name, "_ccops_restore"))
+    old_name = _derived_name(name, f"_ccops_old_{_now():%Y%m%d%H%M%S}")
+    backend = None
+    try:
+        if stop_app:
+            from ccops.services import BackendError, get_backend
+
+            backend = get_backend(settings)
+
+            def stop() -> str:
+                try:
+                    backend.stop("app")
+                    return "app stopped"
+                except BackendError as exc:
+                    return f"not stopped by ccops ({exc}): stop the app by hand"
+
+            _step(result, "stop app", stop)
+        if safety_dump and _database_exists(url):
+            _step(result, "safety dump", lambda: str(create_backup(settings, database_url=url,
+                                                                    directory=safety_dir(settings)).path))
+        _step(result, "create scratch database", lambda: _create_scratch(url, scratch))
+        swapped: list[bool] = []
+        stuck: list[bool] = []
+        try:
+            _step(result, "restore", lambda: load_dump(path, scratch, jobs) + f" into {_dbname(scratch)}")
+            if manifest.get("row_counts"):
+                _step(result, "check row counts", lambda: _check_counts(scratch, manifest))
+
+            def swap() -> str:
+                try:
+                    detail, had_old = _swap(url, scratch, old_name)
+                except SwapStuck:
+                    stuck.append(True)
+                    raise
+                swapped.append(had_old)
+                return detail
+
+            _step(result, "swap databases", swap)
+        finally:
+            if not swapped and not stuck:
+                _step(result, "drop scratch database",
+                      lambda: _drop(scratch) or f"{_dbname(scratch)} dropped; {name} was not touched")
+        if swapped[0]:
+            _step(result, "drop old database", lambda: _drop(_with_db(url, old_name)) or f"{old_name} dropped")
+    except Exception:  # noqa: BLE001 - the failed step is recorded in result
+        pass
+    finally:
+        if backend is not None:
+            from ccops.services import BackendError
+
+            def start() -> str:
+                try:
+                    backend.start("app")
+                    return "app started"
+                except BackendError as exc:
+                    return f"not started by ccops ({exc}): start the app by hand"
+
+            try:
+                _step(result, "start app", start)
+            except Exception:  # noqa: BLE001
+                pass
+    if run_health and result.ok:
+        from ccops.checks.health import run_health as health
+
+        report = health(settings, database_url=url)
+        reachable = all(f.status.value == "OK" for f in report.findings if f.check == "health.database")
+        # the verdict is reported, but stale data (an old backup) is not a failed restore
+        result.steps.append(RestoreStep("health check", report.line(), 0.0, reachable))
+    return result
+
+
+# ---- restore test ---------------------------------------------------------------------------
+
+@dataclass
+class RestoreTestResult:
+    backup: Path
+    scratch: str
+    restore_s: float
+    counts: list[dict[str, Any]]
+    amcheck_clean: bool
+    amcheck_detail: str
+    dropped: bool
+
+    @property
+    def ok(self) -> bool:
+        return all(r["ok"] for r in self.counts) and self.amcheck_clean and self.dropped
+
+
+def restore_test(settings: Settings, path: Path | None = None) -> RestoreTestResult:
+    """The guide's monthly check: restore into a scratch database, compare, amcheck, drop."""
+    from ccops.checks import integrity
+
+    if path is None:
+        latest = latest_verified(settings.effective_backup_dir)
+        if latest is None:
+            raise BackupError(f"no verified backup in {settings.effective_backup_dir} to test")
+        path = latest.path
+    manifest = read_manifest(Path(path))
+    scratch = f"ccops_restore_test_{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
+    url = target_url(settings, scratch)
+    _recreate(url)
+    try:
+        started = time.monotonic()
+        load_dump(Path(path), url)
+        seconds = time.monotonic() - started
+        counts = (compare_counts(url, manifest["row_counts"], manifest.get("row_counts_exact", True))
+                  if manifest.get("row_counts") else [])
+        with get_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS amcheck"))
+        report = integrity.check_integrity(url, heap=False)
+        detail = (f"{len(report.indexes)} indexes pass bt_index_check" if report.clean
+                  else f"damaged: {', '.join(report.damaged_indexes)}")
+    finally:
+        _drop(url)
+    return RestoreTestResult(Path(path), scratch, seconds, counts, report.clean, detail, True)
