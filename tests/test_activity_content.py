@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from ccops.checks import activity, content
 from ccops.config import load_settings
 from ccops.context import RunContext
-from ccops.db import normalize_url
+from tests.helpers import insert
 
 AS_OF = datetime(2026, 11, 20, 18, 0, 0)
 
@@ -21,12 +20,6 @@ def ctx(make_database, ccops_env, monkeypatch):
     monkeypatch.setenv("CCOPS_DATABASE_URL", url)
     return RunContext(runbook="t", settings=load_settings(), as_of=AS_OF)
 
-
-def insert(ctx: RunContext, sql: str, rows: list[dict]) -> None:
-    engine = create_engine(normalize_url(ctx.settings.resolved_database_url()))
-    with engine.begin() as conn:
-        conn.execute(text(sql), rows)
-    engine.dispose()
 
 
 AGENT_SQL = "INSERT INTO agent_logs (timestamp, agent_name, action, status, execution_time) VALUES (:t, :a, 'execute', :s, 1.5)"

@@ -6,13 +6,12 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, text
 
 from ccops import analytics
 from ccops.analytics.content import heatmap_matrix
 from ccops.config import ConfigError, load_settings
 from ccops.context import RunContext
-from ccops.db import normalize_url
+from tests.helpers import insert, one
 
 COSTS_TOML = """
 [costs]
@@ -28,17 +27,6 @@ def make_ctx(url: str, monkeypatch, as_of: datetime) -> RunContext:
     return RunContext(runbook="t", settings=load_settings(), as_of=as_of)
 
 
-def insert(ctx: RunContext, sql: str, rows) -> None:
-    engine = create_engine(normalize_url(ctx.settings.resolved_database_url()))
-    with engine.begin() as conn:
-        conn.execute(text(sql), rows)
-    engine.dispose()
-
-
-def one(findings, check_id):
-    matches = [f for f in findings if f.check == check_id]
-    assert len(matches) == 1, [str(f) for f in findings]
-    return matches[0]
 
 
 AGENT_SQL = ("INSERT INTO agent_logs (timestamp, agent_name, action, status, execution_time, details) "

@@ -7,12 +7,11 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, text
 
 from ccops import analytics
 from ccops.config import load_settings
 from ccops.context import RunContext
-from ccops.db import normalize_url
+from tests.helpers import insert, one
 
 AS_OF = datetime(2026, 11, 20, 18, 0, 0)
 WEEK = timedelta(days=7)
@@ -28,17 +27,6 @@ def ctx(make_database, ccops_env, monkeypatch):
     return make_ctx(make_database("ccops"), monkeypatch)
 
 
-def insert(ctx: RunContext, sql: str, rows: list[dict] | dict) -> None:
-    engine = create_engine(normalize_url(ctx.settings.resolved_database_url()))
-    with engine.begin() as conn:
-        conn.execute(text(sql), rows)
-    engine.dispose()
-
-
-def one(findings, check_id):
-    matches = [f for f in findings if f.check == check_id]
-    assert len(matches) == 1, [str(f) for f in findings]
-    return matches[0]
 
 
 AGENT_SQL = ("INSERT INTO agent_logs (timestamp, agent_name, action, status, execution_time) "
