@@ -157,23 +157,29 @@ def run_health(settings: Settings, as_of: str | datetime | None = None, database
 
 # ---- notebook steps ------------------------------------------------------------
 
+def _guide_findings(ctx: RunContext) -> list[Finding]:
+    """The guide's checks, queried once per run and shared by the notebook's three steps."""
+    if "health_findings" not in ctx.state:
+        ctx.state["health_findings"] = health_findings(ctx.settings, ctx.as_of)
+    return ctx.state["health_findings"]
+
+
 @check("health.database")
 def database_reachable(ctx: RunContext) -> list[Finding]:
     """Step 1: can we reach the database at all (everything else depends on it)."""
-    found = health_findings(ctx.settings, ctx.as_of)
-    return [f for f in found if f.check == "health.database"]
+    return [f for f in _guide_findings(ctx) if f.check == "health.database"]
 
 
 @check("health.agent_activity")
 def agent_activity(ctx: RunContext) -> list[Finding]:
     """Step 2: agent executions and errors in the 24 h before as_of."""
-    return [f for f in health_findings(ctx.settings, ctx.as_of) if f.check in ("health.agent_activity", "health.agent_errors")]
+    return [f for f in _guide_findings(ctx) if f.check in ("health.agent_activity", "health.agent_errors")]
 
 
 @check("health.content")
 def content_published(ctx: RunContext) -> list[Finding]:
     """Step 3: content published in the 24 h before as_of (by published_at)."""
-    return [f for f in health_findings(ctx.settings, ctx.as_of) if f.check == "health.content"]
+    return [f for f in _guide_findings(ctx) if f.check == "health.content"]
 
 
 @check("health.activity_by_hour")
