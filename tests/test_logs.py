@@ -330,6 +330,70 @@ def test_blocks_lines_and_records_agree_on_a_large_mixed_file(log_dir: Path) -> 
     assert whole.grep_error_lines == grep_ci_error(path)
 
 
+def _as_tuples(records) -> list[tuple]:
+    return [(r.time, r.level, r.name, r.function, r.message, r.source, r.line_no) for r in records]
+
+
+def test_prefiltered_records_equal_the_line_by_line_records(log_dir: Path) -> None:
+    """Selectors with needles build only candidate records; the records must be the same, field for field.
+
+    The file holds what breaks a block scanner: lines before the first header,
+    tracebacks that straddle block edges, a header-shaped line with an impossible
+    date (a continuation line, not a record), "429" inside numbers and messages,
+    rate-limit words in any case, and a truncated last line.
+    """
+    rnd = random.Random(11)
+    start = datetime(2026, 11, 20, 0, 0, 0)
+    parts = ["  File \"/app/tail_of_yesterday.py\", line 3\n", "ValueError: left over\n"]
+    levels = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+    messages = ["ok", "posted 4291 bytes", "X API Rate Limit hit, remaining=0", "HTTP 429 Too Many Requests",
+                "ratelimit window reset", "ünïcödé ✓", "no error here", "status=429"]
+    for i in range(6000):
+        ts = (start + timedelta(seconds=i * 14)).strftime("%Y-%m-%d %H:%M:%S")
+        level = rnd.choices(levels, weights=[10, 60, 15, 10, 2])[0]
+        extra = rnd.choice([None, None, None, TRACEBACK, ["2026-13-45 99:99:99 | ERROR    | not a header - really"],
+                            ["  rate limit reached in a nested call"]])
+        parts.append(rec(ts, level, rnd.choice(messages), extra=extra))
+    parts.append("2026-11-20 23:59:59 | ERROR    | src.x:y - cut off mid-wri")
+    path = log_dir / "content_creator_2026-11-20.log"
+    path.write_text("".join(parts))
+    write_gz(log_dir / "content_creator_2026-11-19.log.gz",
+             rec("2026-11-19 23:59:00", "ERROR", "yesterday's error", extra=TRACEBACK))
+
+    notable = logs.select_any(logs.select_levels(logs.ERROR_LEVELS, tracebacks=True),
+                              logs.select_matching(logs.RATE_LIMIT_RE, logs.RATE_LIMIT_NEEDLES))
+    selectors = [notable, logs.select_levels({"CRITICAL"}), logs.select_levels({"WARNING"}, tracebacks=True),
+                 logs.select_matching(logs.RATE_LIMIT_RE, logs.RATE_LIMIT_NEEDLES)]
+    windows = [(dt("2026-11-19 00:00:00"), dt("2026-11-21 00:00:00")),
+               (dt("2026-11-20 03:17:09"), dt("2026-11-20 17:42:31")), (None, None)]
+    for selector in selectors:
+        assert selector.prefilter is not None
+        for since, until in windows:
+            slow_problems: list[str] = []
+            slow = _as_tuples(logs.read_records(log_dir, since, until, slow_problems, select=selector.test))
+            assert slow, "a window without records proves nothing"
+            fast_problems: list[str] = []
+            fast = _as_tuples(logs.read_records(log_dir, since, until, fast_problems, select=selector))
+            assert fast == slow, (since, until)
+            assert fast_problems == slow_problems
+            for block_size in (1 << 12, 777):
+                small = logs._scan_file(path, since, until, [], selector, selector.prefilter, block_size=block_size)
+                assert _as_tuples(small) == [r for r in slow if r[5] == path.name], block_size
+    errors = _as_tuples(logs.read_records(log_dir, None, None, select=notable))
+    assert errors[0][4] == "yesterday's error" + "\n" + "\n".join(TRACEBACK)
+    assert any("not a header" in r[4] for r in errors)  # the bogus header stayed a continuation line
+    assert errors[-1][4] == "cut off mid-wri" and errors[-1][6] == path.read_text().count("\n") + 1
+
+
+def test_selectors_without_needles_read_line_by_line(log_dir: Path) -> None:
+    plain = logs.select_matching(logs.RATE_LIMIT_RE)
+    assert plain.prefilter is None
+    assert logs.select_any(plain, logs.select_levels({"ERROR"})).prefilter is None
+    (log_dir / "content_creator_2026-11-20.log").write_text(DAY)
+    found = list(logs.read_records(log_dir, None, None, select=logs.select_any(plain, logs.select_levels({"ERROR"}))))
+    assert [r.level for r in found] == ["ERROR", "ERROR"]
+
+
 def test_parse_compose_lines_strips_prefix_and_colours() -> None:
     raw = [
         "app-1  | 2025-11-23 15:23:43 | ERROR    | __main__:_error - Missing package: Tweepy\n",

@@ -39,12 +39,10 @@ def _n(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
-_NOTABLE = logs.select_levels({"WARNING", "ERROR", "CRITICAL"}, tracebacks=True)
-_RATE_LIMITED = logs.select_matching(logs.RATE_LIMIT_RE)
-
-
-def _notable(level: str, lines: list[str]) -> bool:
-    return _NOTABLE(level, lines) or _RATE_LIMITED(level, lines)
+# What any of the daily log steps can want: errors (recent_errors), CRITICAL records and
+# tracebacks (error_review), rate-limit messages (rate_limit_events_check).
+_RATE_LIMITED = logs.select_matching(logs.RATE_LIMIT_RE, logs.RATE_LIMIT_NEEDLES)
+_notable = logs.select_any(logs.select_levels(logs.ERROR_LEVELS, tracebacks=True), _RATE_LIMITED)
 
 
 def _records(ctx: RunContext, since: Any, until: Any, problems: list[str], select: logs.Select) -> Iterator[logs.LogRecord]:
@@ -53,7 +51,7 @@ def _records(ctx: RunContext, since: Any, until: Any, problems: list[str], selec
     The daily runbook asks three questions of the same 24 hours (recent errors,
     exceptions, rate limits); at production volume each pass costs about a
     second, so the first step reads every record any of them could want
-    (WARNING and worse, tracebacks, rate-limit messages) and the others filter
+    (ERROR and CRITICAL, tracebacks, rate-limit messages) and the others filter
     that list.
     """
     key = ("log_records", since, until)
@@ -181,7 +179,7 @@ def rate_limit_events_check(ctx: RunContext, hours: int = 24) -> list[Finding]:
     since, until = ctx.window(hours)
     problems: list[str] = []
     try:
-        select = logs.select_matching(logs.RATE_LIMIT_RE)
+        select = _RATE_LIMITED
         events = logs.rate_limit_events(_records(ctx, since, until, problems, select))
     except logs.LogSourceError as exc:
         return _unknown(("apis.rate_limit_events",), exc)

@@ -31,7 +31,8 @@ def limited_table(ctx: RunContext, hours: float) -> pd.DataFrame:
     from ccops import logs
 
     since, until = ctx.as_of - timedelta(hours=hours), ctx.as_of
-    records = logs.read_records(ctx.settings.effective_log_dir, since, until, select=logs.select_matching(logs.RATE_LIMIT_RE))
+    records = logs.read_records(ctx.settings.effective_log_dir, since, until,
+                               select=logs.select_matching(logs.RATE_LIMIT_RE, logs.RATE_LIMIT_NEEDLES))
     events = logs.rate_limit_events(records)
     columns = ["api", "agent", "events", "last_event", "reset_at", "remaining"]
     if events.empty:
