@@ -23,9 +23,11 @@ last bad one broke, however long ago that was.
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -90,16 +92,44 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+_RENDER_LOCK = threading.Lock()  # the warm-up thread and the runner's own renders share the exporters
+
+
+@functools.lru_cache(maxsize=2)
+def _exporter(exclude_input: bool) -> Any:
+    """One HTMLExporter per mode and process: building one loads and compiles its templates."""
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(exclude_input=exclude_input, exclude_input_prompt=exclude_input,
+                        exclude_output_prompt=exclude_input)
+
+
 def render_html(notebook: Any, exclude_input: bool = False) -> str:
     """The notebook as a standalone HTML page (nbconvert); exclude_input drops the code for reviewers."""
     import nbformat
-    from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(exclude_input=exclude_input, exclude_input_prompt=exclude_input,
-                            exclude_output_prompt=exclude_input)
     node = notebook if isinstance(notebook, nbformat.NotebookNode) else nbformat.from_dict(notebook)
-    body, _ = exporter.from_notebook_node(node)
+    with _RENDER_LOCK:
+        body, _ = _exporter(exclude_input).from_notebook_node(node)
     return body
+
+
+def warm_renderer() -> None:
+    """Import nbconvert and render a small notebook in both modes, so the run's own renders start warm.
+
+    The first render in a process costs over a second (imports, templates,
+    markdown and highlighting set-up); the runner calls this in a thread while
+    papermill runs, when this process only waits.
+    """
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Warm-up\n\nA *paragraph* with `code`."),
+        nbformat.v4.new_code_cell("x = 1", outputs=[nbformat.v4.new_output(
+            "display_data", data={"text/html": "<table><tr><td>1</td></tr></table>", "text/plain": "1"})]),
+    ])
+    for exclude_input in (False, True):
+        render_html(notebook, exclude_input=exclude_input)
 
 
 # ---- reading ----------------------------------------------------------------

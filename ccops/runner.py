@@ -16,15 +16,14 @@ killed half-way.
 
 from __future__ import annotations
 
-import ast
 import fcntl
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from ccops import archive
 from ccops.config import Settings, is_secret_name
 from ccops.errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, AlreadyRunning, UsageError
 from ccops.findings import FINDINGS_FILE_ENV, Finding, Status, read_recorded, worst
+from ccops.parameters import convert, declared_parameters, parameter_type
 from ccops.scrub import Scrubber
 
 RUN_ID_ENV = "CCOPS_RUN_ID"
@@ -107,77 +107,6 @@ def available(runbooks_dir: Path) -> list[str]:
         for p in root.rglob("*.ipynb")
         if not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
-
-
-_TYPE_NAMES = {"int": int, "float": float, "bool": bool, "str": str}
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
-
-
-def declared_parameters(path: Path) -> dict[str, dict[str, Any]]:
-    """The parameters cell as papermill reads it (name -> inferred_type_name, default, help)."""
-    from ccops.papermill_entry import skip_slow_format_grammars
-
-    skip_slow_format_grammars()
-    import papermill
-
-    return papermill.inspect_notebook(str(path))
-
-
-def parameter_type(spec: dict[str, Any]) -> type | None:
-    """The Python type a parameter expects: from its annotation, else from its default; None = any string.
-
-    papermill only infers a type from an annotation (`days: int = 7`); the
-    runbooks write `days = 7  # comment`, so the default's literal decides.
-    """
-    name = str(spec.get("inferred_type_name") or "None").strip()
-    if name.startswith("Optional[") and name.endswith("]"):
-        name = name[len("Optional["):-1]
-    if name in _TYPE_NAMES:
-        return _TYPE_NAMES[name]
-    try:
-        default = ast.literal_eval(str(spec.get("default", "None")))
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return None
-    if default is None:
-        return None
-    return type(default) if isinstance(default, (bool, int, float, str, list, dict)) else None
-
-
-def convert(runbook: str, name: str, raw: str, expected: type | None) -> Any:
-    """One CLI string as the parameter's type; UsageError naming the parameter otherwise."""
-    def bad() -> UsageError:
-        return UsageError(f"parameter {name!r}: expected {expected.__name__ if expected else 'str'}, got {raw!r}")
-
-    if expected is None or expected is str:
-        return raw
-    text = raw.strip()
-    if expected is bool:
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise bad()
-    if expected is int:
-        try:
-            return int(text)
-        except ValueError:
-            raise bad() from None
-    if expected is float:
-        try:
-            return float(text)
-        except ValueError:
-            raise bad() from None
-    try:  # list / dict: a Python or JSON literal of that type
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        try:
-            value = json.loads(text)
-        except ValueError:
-            raise bad() from None
-    if not isinstance(value, expected):
-        raise bad()
-    return value
 
 
 def check_parameters(runbook: str, path: Path, params: list) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -267,8 +196,11 @@ def run_runbook(
         run_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         work = Path(settings.home).resolve() / "runs" / run_id
         work.mkdir(parents=True, mode=0o700)
+        warm = threading.Thread(target=_warm_renderer, name="ccops-warm-renderer", daemon=True)
+        warm.start()  # papermill runs in a child; meanwhile this process readies the HTML renderer
         try:
             execution = _execute(settings, root, path, values, run_id, work, limit)
+            warm.join()
             ended = datetime.now(UTC).replace(microsecond=0)
             result = _archive(settings, root, name, path, values, run_id, started, ended,
                               time.monotonic() - t0, execution, work)
@@ -281,6 +213,13 @@ def run_runbook(
 
     raise_from_run(settings, result.record)
     return result
+
+
+def _warm_renderer() -> None:
+    try:
+        archive.warm_renderer()
+    except Exception:  # noqa: BLE001 - a broken renderer shows in the real render, with its error
+        pass
 
 
 def _execute(settings: Settings, root: Path, path: Path, values: dict[str, Any], run_id: str,

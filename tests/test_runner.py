@@ -19,8 +19,10 @@ import pytest
 from ccops import archive, runner
 from ccops.cli import main
 from ccops.config import load_settings
+from ccops.errors import UsageError
 
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+REPO = NOTEBOOKS.parent.parent
 PASSWORD = "S3cretPassw0rd"
 TOKEN = "whk-tok-7f3a9c1e55d2"
 APP_KEY = "sk-ant-api03-abcdef0123456789"
@@ -116,6 +118,28 @@ def test_unknown_or_escaping_runbook_names_are_refused(env, capsys):
         code, _, err = _cli_run(capsys, bad)
         assert code == 64, bad
     assert_nothing_started(env)
+
+
+def test_declared_parameters_read_the_cell_as_papermill_does(tmp_path):
+    """Our parser (no papermill import on the CLI path) agrees with papermill.inspect_notebook on every runbook."""
+    import papermill
+
+    notebooks = sorted((REPO / "runbooks").rglob("*.ipynb")) + sorted(NOTEBOOKS.glob("*.ipynb"))
+    assert len(notebooks) >= 11
+    for path in notebooks:
+        assert runner.declared_parameters(path) == papermill.inspect_notebook(str(path)), path
+    odd = tmp_path / "odd.ipynb"
+    cell = {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [], "execution_count": None,
+            "source": 'days: int = 7  # window\nnames = [\n  "a",\n  "b",\n]  # who\nplain = "x#y"\n'}
+    odd.write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    declared = runner.declared_parameters(odd)
+    assert declared["days"] == {"name": "days", "inferred_type_name": "int", "default": "7", "help": "window"}
+    assert declared["names"]["help"] == "who" and runner.parameter_type(declared["names"]) is list
+    assert declared["plain"] == {"name": "plain", "inferred_type_name": "None", "default": '"x#y"', "help": ""}
+    cell["source"] = "days = (\n"
+    odd.write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    with pytest.raises(UsageError, match="parameters cell is not valid Python"):
+        runner.declared_parameters(odd)
 
 
 def test_parameter_types_come_from_the_defaults_when_unannotated():

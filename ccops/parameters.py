@@ -1,0 +1,119 @@
+"""A runbook's parameters: what its `parameters` cell declares, and turning CLI strings into those types.
+
+DESIGN: `ccops run` checks parameters against the notebook before any kernel
+starts (unknown name or wrong type: exit 64).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+from ccops.errors import UsageError
+
+_TYPE_NAMES = {"int": int, "float": float, "bool": bool, "str": str}
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def declared_parameters(path: Path) -> dict[str, dict[str, Any]]:
+    """The parameters cell as papermill's inspect_notebook reports it (name -> name, inferred_type_name, default, help).
+
+    Read here rather than through papermill: importing papermill costs about a
+    second, and `ccops run` checks parameters before it starts anything. The
+    cell is parsed with `ast` (papermill uses a regular expression per line):
+    every top-level `name = value` or `name: type = value`, its default as
+    written, and the comment on its last line as help.
+    """
+    try:
+        notebook = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a readable notebook ({exc})") from None
+    cell = next((c for c in notebook.get("cells", []) if c.get("cell_type") == "code"
+                 and "parameters" in (c.get("metadata", {}).get("tags") or [])), None)
+    if cell is None:
+        return {}
+    source = cell.get("source", "")
+    source = "".join(source) if isinstance(source, list) else str(source)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise UsageError(f"{path}: the parameters cell is not valid Python ({exc.msg}, line {exc.lineno})") from None
+    lines = source.splitlines()
+    found: dict[str, dict[str, Any]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name, annotation = node.targets[0].id, None
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            name, annotation = node.target.id, ast.get_source_segment(source, node.annotation)
+        else:
+            continue
+        default = ast.get_source_segment(source, node.value) or ""
+        found[name] = {"name": name, "inferred_type_name": str(annotation).strip("\"' ") if annotation else "None",
+                       "default": default.strip(), "help": _line_comment(lines[node.end_lineno - 1],
+                                                                         node.value.end_col_offset)}
+    return found
+
+
+def _line_comment(line: str, after: int) -> str:
+    """The `# comment` text after column `after` of a source line ("" without one)."""
+    tail = line[after:]
+    return tail.split("#", 1)[1].strip() if "#" in tail else ""
+
+
+def parameter_type(spec: dict[str, Any]) -> type | None:
+    """The Python type a parameter expects: from its annotation, else from its default; None = any string.
+
+    papermill only infers a type from an annotation (`days: int = 7`); the
+    runbooks write `days = 7  # comment`, so the default's literal decides.
+    """
+    name = str(spec.get("inferred_type_name") or "None").strip()
+    if name.startswith("Optional[") and name.endswith("]"):
+        name = name[len("Optional["):-1]
+    if name in _TYPE_NAMES:
+        return _TYPE_NAMES[name]
+    try:
+        default = ast.literal_eval(str(spec.get("default", "None")))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if default is None:
+        return None
+    return type(default) if isinstance(default, (bool, int, float, str, list, dict)) else None
+
+
+def convert(runbook: str, name: str, raw: str, expected: type | None) -> Any:
+    """One CLI string as the parameter's type; UsageError naming the parameter otherwise."""
+    def bad() -> UsageError:
+        return UsageError(f"parameter {name!r}: expected {expected.__name__ if expected else 'str'}, got {raw!r}")
+
+    if expected is None or expected is str:
+        return raw
+    text = raw.strip()
+    if expected is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise bad()
+    if expected is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise bad() from None
+    if expected is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise bad() from None
+    try:  # list / dict: a Python or JSON literal of that type
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise bad() from None
+    if not isinstance(value, expected):
+        raise bad()
+    return value
