@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import REPO, BenchEnv, Result, ccops_command, median_run, shell_text
+from benchmarks.harness import REPO, BenchEnv, Result, ccops_command, run_measured, shell_text
 
 KERNEL = "python3"
 
@@ -73,8 +74,16 @@ def run(env: BenchEnv) -> list[Result]:
         daily_cmd = papermill + [str(daily), str(work / "daily.out.ipynb"), "-p", "as_of", env.as_of_text,
                                  "--cwd", str(daily.parent)]
     environment = env.ccops_env()
-    floor_s, floor_runs = median_run(floor_cmd, env.repeat, environment)
-    daily_s, daily_runs = median_run(daily_cmd, env.repeat, environment)
+    # interleaved (floor, daily, floor, ...) so a machine that speeds up or slows down
+    # during the run moves both figures alike; one untimed warm-up of each first
+    run_measured(floor_cmd, environment)
+    run_measured(daily_cmd, environment)
+    floor_runs, daily_runs = [], []
+    for _ in range(env.repeat):
+        floor_runs.append(run_measured(floor_cmd, environment))
+        daily_runs.append(run_measured(daily_cmd, environment))
+    floor_s = statistics.median(r.seconds for r in floor_runs)
+    daily_s = statistics.median(r.seconds for r in daily_runs)
     last = daily_runs[-1]
     outcome, notebook, error = _outcome(last.stdout, work / "daily.out.ipynb", env.root / "outputs")
     ok = last.returncode in (0, 1, 2)  # 3 is a failed run: its time says nothing
