@@ -564,7 +564,7 @@ def apply_retention(plan: RetentionPlan) -> int:
 
 # ---- restore: ccops.backup_restore, reachable here too (other modules call ccops.backup.restore_backup) ----
 
-_RESTORE_NAMES = frozenset({"RestoreResult", "RestoreStep", "RestoreTestResult", "compare_counts", "dump_roles",
+_RESTORE_NAMES = frozenset({"RestoreResult", "RestoreStep", "RestoreTestResult", "compare_counts", "dump_roles", "effective_jobs",
                             "load_dump", "restore_backup", "restore_test", "target_url"})
 
 

@@ -44,7 +44,8 @@ def register(sub: Any) -> None:
     p.add_argument("file")
     p.add_argument("--target", required=True, help="database name on the configured server, or a URL")
     p.add_argument("--force", action="store_true", help="restore even if verification fails")
-    p.add_argument("--jobs", type=int, default=1, help="parallel pg_restore jobs")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="parallel pg_restore jobs (default: backup.restore_jobs; 0 there: one per core, at most 4)")
     p.add_argument("--yes", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_restore)
@@ -93,10 +94,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if verb == "test":
         result = backup.restore_test(settings, Path(args.file) if args.file else None)
         bad = [r for r in result.counts if not r["ok"]]
-        text = (f"restore test of {result.backup.name}: restored in {result.restore_s:.1f} s, "
+        text = (f"restore test of {result.backup.name}: restored in {result.restore_s:.1f} s "
+                f"({result.jobs} job{'s' if result.jobs > 1 else ''}), "
                 f"{len(result.counts) - len(bad)}/{len(result.counts)} tables match, {result.amcheck_detail}, "
                 f"scratch database dropped")
-        _out(args, {"backup": str(result.backup), "restore_s": result.restore_s, "counts": result.counts,
+        _out(args, {"backup": str(result.backup), "restore_s": result.restore_s, "jobs": result.jobs,
+                    "counts": result.counts,
                     "amcheck": result.amcheck_detail, "ok": result.ok}, text)
         return 0 if result.ok else EXIT_CRITICAL
     result = backup.create_backup(settings, compression=args.compression, via=args.via)

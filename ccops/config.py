@@ -80,6 +80,7 @@ class BackupSettings:
     keep_verified: int = 7
     compression: int = 6
     offsite: str = ""
+    restore_jobs: int = 0  # parallel pg_restore jobs; 0: one per core, at most 4
 
 
 @dataclass

@@ -161,10 +161,11 @@ def test_restore_into_a_database_with_data_takes_a_safety_dump_first(demo_db, cc
     assert cli.main(["restore", str(source.path), "--target", target]) == 64, "no --yes, no terminal: refused"
     assert query(target, "SELECT count(*) FROM insights")[0][0] == 1, "nothing changed without confirmation"
 
-    result = backup.restore_backup(settings, source.path, target, confirm=True, run_health=False)
+    result = backup.restore_backup(settings, source.path, target, confirm=True, run_health=False, jobs=2)
     assert result.ok, result.summary()
     names = [s.name for s in result.steps]
     assert names.index("safety dump") < names.index("restore")
+    assert "with 2 parallel jobs" in next(s.detail for s in result.steps if s.name == "restore")
     assert "check row counts" in names
     assert query(target, "SELECT count(*) FROM insights")[0][0] == source.manifest["row_counts"]["insights"]
     # the safety dump lives in safety/, is itself verified, and never passes for a backup of the platform
@@ -191,11 +192,24 @@ def test_production_dump_from_postgres_17_restores_into_15(make_database, ccops_
     assert len(query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")) == 16
 
 
-def test_restore_test_restores_compares_and_drops(demo_db, ccops_env):
+def test_restore_jobs_default_to_one_per_core_at_most_four(ccops_env, monkeypatch):
+    settings = load_settings()
+    assert settings.backup.restore_jobs == 0
+    assert backup.effective_jobs(settings) == max(1, min(4, os.cpu_count() or 1))
+    assert backup.effective_jobs(settings, 3) == 3
+    monkeypatch.setenv("CCOPS_BACKUP_RESTORE_JOBS", "5")
+    configured = load_settings()
+    assert backup.effective_jobs(configured) == 5 and backup.effective_jobs(configured, 0) == 5
+    assert backup.effective_jobs(configured, 1) == 1
+
+
+def test_restore_test_restores_compares_and_drops(demo_db, ccops_env, monkeypatch):
+    monkeypatch.setenv("CCOPS_BACKUP_RESTORE_JOBS", "2")
     settings = load_settings()
     backup.create_backup(settings)
     result = backup.restore_test(settings)
     assert result.ok and result.counts and all(r["ok"] for r in result.counts)
+    assert result.jobs == 2
     assert not query(demo_db, f"SELECT 1 FROM pg_database WHERE datname = '{result.scratch}'")
 
 

@@ -163,7 +163,8 @@ def restore_test(ctx: RunContext) -> Finding:
     result = backup.restore_test(ctx.settings)
     table = pd.DataFrame(result.counts)
     bad = [r for r in result.counts if not r["ok"]]
-    summary = (f"{result.backup.name} restored into a scratch database in {result.restore_s:.1f} s; "
+    summary = (f"{result.backup.name} restored into a scratch database in {result.restore_s:.1f} s "
+               f"({result.jobs} pg_restore job{'s' if result.jobs > 1 else ''}); "
                f"{len(result.counts) - len(bad)} of {len(result.counts)} tables match the manifest; "
                f"{result.amcheck_detail}; scratch database dropped")
     return Finding("backup.restore_test", Status.OK if result.ok else Status.CRITICAL, summary,
@@ -171,7 +172,7 @@ def restore_test(ctx: RunContext) -> Finding:
 
 
 def restore(ctx: RunContext, file: str = "", target: str = "", dry_run: bool = True, confirm: bool = False,
-            force: bool = False, jobs: int = 1) -> Findings:
+            force: bool = False, jobs: int = 0) -> Findings:
     """The guide's recovery procedure through ccops.backup.restore_backup, each step timed."""
     from ccops import actions, backup
     from ccops.config import mask_url
