@@ -1,0 +1,153 @@
+"""Target 4: `ccops backup` within 1.3x of the guide's `pg_dump | gzip`, and restore with parallel jobs.
+
+The guide's backup is `pg_dump content_creator | gzip > backup.sql.gz`: one
+dump, no checksum, nothing read back. `ccops backup` does more for its time
+(custom format, row counts in the dump's snapshot, sha256, a manifest, an
+fsync, `pg_restore --list`), and the figure says what that costs on the
+bench database (a few GiB). The two are run in turn (guide, ccops, guide,
+...) so neither gets a page cache the other warmed; each figure is the
+median.
+
+Restore: `ccops restore FILE --target <scratch> --jobs N` from the backup
+just taken, with one job against as many jobs as the machine has cores
+(at least 2). The whole command is timed (verification, scratch database,
+row-count check against the manifest, swap, health check), and the
+pg_restore step alone is reported from its own step timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import BenchEnv, Measured, Result, ccops_command, run_measured, shell_text
+from ccops.backup import manifest_path
+
+RESTORE_TARGET = "bench_restore"
+TIMEOUT_S = 3 * 3600
+
+
+def guide_command(env: BenchEnv, out: Path) -> list[str]:
+    """The guide's backup line, with pipefail so a failed pg_dump is not timed as a success."""
+    pg_dump = str(env.cluster.bindir / "pg_dump")
+    return ["bash", "-o", "pipefail", "-c", f'"{pg_dump}" -d "$BENCH_URL" | gzip > "{out}"']
+
+
+def _libpq_url(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _backup_path(measured: Measured) -> Path | None:
+    try:
+        record = json.loads(measured.stdout)
+    except ValueError:
+        return None
+    path = record.get("path") or record.get("file")
+    return Path(path) if path else None
+
+
+def _drop_target(env: BenchEnv) -> None:
+    env.cluster.psql(f'DROP DATABASE IF EXISTS "{RESTORE_TARGET}" WITH (FORCE)')
+
+
+def _restore_step_seconds(measured: Measured) -> float | None:
+    try:
+        record = json.loads(measured.stdout)
+    except ValueError:
+        return None
+    for step in record.get("steps", []):
+        if step.get("name") == "restore":
+            return float(step.get("duration_s", 0.0))
+    return None
+
+
+def _fail_note(measured: Measured) -> str:
+    tail = (measured.stderr.strip() or measured.stdout.strip())[-300:]
+    return f"exit {measured.returncode}: {tail}"
+
+
+def run(env: BenchEnv) -> list[Result]:
+    work = env.root / "backup"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    backup_dir = work / "ccops"
+    environment = env.ccops_env(CCOPS_BACKUP_DIR=str(backup_dir), BENCH_URL=_libpq_url(env.url),
+                                PGPASSWORD=env.cluster.libpq_env().get("PGPASSWORD", ""))
+    guide_out = work / "guide.sql.gz"
+    guide_cmd = guide_command(env, guide_out)
+    backup_cmd = ccops_command() + ["backup", "--json"]
+    repeat = max(1, min(env.repeat, 3))
+
+    guide_runs: list[Measured] = []
+    backup_runs: list[Measured] = []
+    kept: Path | None = None
+    for attempt in range(repeat):
+        env.log(f"  backup round {attempt + 1}/{repeat}: guide's pg_dump | gzip")
+        guide_runs.append(run_measured(guide_cmd, environment, timeout=TIMEOUT_S))
+        env.log(f"  backup round {attempt + 1}/{repeat}: ccops backup")
+        measured = run_measured(backup_cmd, environment, timeout=TIMEOUT_S)
+        backup_runs.append(measured)
+        path = _backup_path(measured)
+        if kept is not None and path is not None and path != kept:  # one backup is enough to restore from
+            path.unlink(missing_ok=True)
+            manifest_path(path).unlink(missing_ok=True)
+        elif path is not None:
+            kept = path
+    guide_ok = all(r.returncode == 0 for r in guide_runs)
+    backup_ok = all(r.returncode == 0 for r in backup_runs) and kept is not None
+    guide_s = statistics.median(r.seconds for r in guide_runs)
+    backup_s = statistics.median(r.seconds for r in backup_runs)
+    sizes = {"database_bytes": env.db_manifest.get("size_bytes"),
+             "guide_gz_bytes": guide_out.stat().st_size if guide_out.exists() else None,
+             "ccops_dump_bytes": kept.stat().st_size if kept and kept.exists() else None}
+    notes = (f"database {sizes['database_bytes'] / 2**30:.2f} GiB; " if sizes["database_bytes"] else "")
+    notes += f"dump {sizes['ccops_dump_bytes'] or 0:,} B vs guide's .sql.gz {sizes['guide_gz_bytes'] or 0:,} B"
+    if not backup_ok:
+        notes += "; ccops backup failed: " + _fail_note(next(r for r in backup_runs if r.returncode != 0)
+                                                         if any(r.returncode for r in backup_runs) else backup_runs[-1])
+    if not guide_ok:
+        notes += "; the guide's pipeline failed: " + _fail_note(next(r for r in guide_runs if r.returncode != 0))
+    ratio = backup_s / guide_s if guide_s else None
+    results = [Result("4", "ccops backup (dump, counts, sha256, manifest, verify)", backup_s, "s",
+                      baseline=guide_s, baseline_label="guide's pg_dump | gzip", target_text="ratio ≤ 1.3",
+                      met=backup_ok and guide_ok and ratio is not None and ratio <= 1.3,
+                      command=shell_text(backup_cmd), notes=notes,
+                      extra={**sizes, "runs": [r.seconds for r in backup_runs],
+                             "guide_runs": [r.seconds for r in guide_runs],
+                             "guide_command": "pg_dump content_creator | gzip > backup.sql.gz"})]
+    guide_out.unlink(missing_ok=True)
+    if kept is not None:
+        results.append(_restore(env, kept, environment, repeat))
+    shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def _restore(env: BenchEnv, backup: Path, environment: dict[str, str], repeat: int) -> Result:
+    jobs = max(2, os.cpu_count() or 2)
+    commands = {n: ccops_command() + ["restore", str(backup), "--target", RESTORE_TARGET, "--jobs", str(n),
+                                      "--yes", "--json"] for n in (1, jobs)}
+    runs: dict[int, list[Measured]] = {1: [], jobs: []}
+    for attempt in range(repeat):
+        for n in (1, jobs):
+            env.log(f"  restore round {attempt + 1}/{repeat}: --jobs {n}")
+            _drop_target(env)
+            runs[n].append(run_measured(commands[n], environment, timeout=TIMEOUT_S))
+    _drop_target(env)
+    ok = all(r.returncode == 0 for n in runs for r in runs[n])
+    single_s = statistics.median(r.seconds for r in runs[1])
+    parallel_s = statistics.median(r.seconds for r in runs[jobs])
+    steps: dict[int, Any] = {n: [_restore_step_seconds(r) for r in runs[n]] for n in runs}
+    step_medians = {n: statistics.median(s) if s and None not in s else None for n, s in steps.items()}
+    notes = f"pg_restore step alone: {step_medians[jobs] or 0:.1f} s with {jobs} jobs vs {step_medians[1] or 0:.1f} s with 1"
+    if not ok:
+        failed = next(r for n in runs for r in runs[n] if r.returncode != 0)
+        notes += "; a restore failed: " + _fail_note(failed)
+    return Result("4", f"ccops restore --jobs {jobs} (whole command)", parallel_s, "s", baseline=single_s,
+                  baseline_label="the same with --jobs 1", target_text="ratio < 1", met=ok and parallel_s < single_s,
+                  command=shell_text(commands[jobs]), notes=notes,
+                  extra={"runs": [r.seconds for r in runs[jobs]], "single_runs": [r.seconds for r in runs[1]],
+                         "restore_step_seconds": {str(n): s for n, s in steps.items()}})
