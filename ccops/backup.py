@@ -529,7 +529,27 @@ def plan_retention(backup_dir: Path, now: datetime, retention_days: int, keep_ve
         else:
             why = f"older than {retention_days} days" + ("" if info.verified else f" and failed verification ({info.reason})")
             plan.delete += [(info.path, why)] + [(c, "manifest of a deleted backup") for c in companions]
+    _plan_safety_dumps(plan, directory / SAFETY_DIR, cutoff, retention_days)
     return plan
+
+
+def _plan_safety_dumps(plan: RetentionPlan, safety: Path, cutoff: datetime, retention_days: int) -> None:
+    """Safety dumps (what a restore replaced) age out like backups, but the newest always stays.
+
+    They never count as backups of the platform; without this, every restore
+    would leave a full dump behind for good.
+    """
+    for index, info in enumerate(list_backups(safety, verify=False)):
+        label = f"{SAFETY_DIR}/{info.path.name}"
+        if index == 0:
+            plan.keep.append((info.path, f"{label}: the newest safety dump (what the last restore replaced)"))
+        elif info.created >= cutoff:
+            plan.keep.append((info.path, f"{label}: safety dump younger than {retention_days} days"))
+        else:
+            companion = manifest_path(info.path)
+            plan.delete.append((info.path, f"{label}: safety dump older than {retention_days} days"))
+            if companion.exists():
+                plan.delete.append((companion, "manifest of a deleted safety dump"))
 
 
 def _unlink_all(paths: list[Path]) -> int:

@@ -177,7 +177,26 @@ def test_restore_into_a_database_with_data_takes_a_safety_dump_first(demo_db, cc
     assert [b.path for b in backup.list_backups(settings.effective_backup_dir)] == [source.path]
     assert backup.latest_verified(settings.effective_backup_dir).path == source.path
     plan = backup.plan_retention(settings.effective_backup_dir, datetime(2030, 1, 1), 0, 0)
-    assert safety not in [p for p, _ in plan.keep + plan.delete], "retention neither counts nor deletes it"
+    assert safety in [p for p, _ in plan.keep], "the newest safety dump stays, whatever its age"
+    assert safety not in plan.delete_paths()
+
+
+def test_retention_ages_out_safety_dumps_but_keeps_the_newest(tmp_path):
+    safety = tmp_path / "backups" / backup.SAFETY_DIR
+    safety.mkdir(parents=True)
+    names = ["contentcreator_20261001_020000.dump", "contentcreator_20261020_020000.dump",
+             "contentcreator_20261101_020000.dump"]
+    for name in names:
+        (safety / name).write_bytes(b"PGDMP" + b"x" * 100)
+        backup.manifest_path(safety / name).write_text("{}")
+    plan = backup.plan_retention(tmp_path / "backups", datetime(2026, 11, 2), 30, 7)
+    deleted = sorted(p.name for p in plan.delete_paths())
+    assert deleted == [names[0], names[0] + backup.MANIFEST_SUFFIX]
+    assert {p.name for p, _ in plan.keep} == {names[1], names[2]}
+    old = backup.plan_retention(tmp_path / "backups", datetime(2027, 6, 1), 30, 7)
+    assert {p.name for p, _ in old.keep} == {names[2]}, "the newest stays even when every one is old"
+    assert backup.apply_retention(old) > 0
+    assert sorted(p.name for p in safety.iterdir()) == [names[2], names[2] + backup.MANIFEST_SUFFIX]
 
 
 @pytest.mark.skipif(not PRODUCTION_SCHEMA.exists(), reason="production-schema.sql not beside the checkout")

@@ -28,9 +28,21 @@ WHERE published_at >= :since AND published_at < :until
 GROUP BY 1, 2
 """
 
-# community_users.first_seen and subscriptions.created_at have no index in production, so
-# each is read once (one scan, rows bucketed by day) rather than once per day compared.
-DAILY_ENGAGEMENT_SQL = """
+
+def _per_day_count(table: str, column: str, alias: str) -> str:
+    """Rows of `table` in each day's window, from one scan bucketed by day.
+
+    community_users.first_seen and subscriptions.created_at have no index in
+    production, so each is read once rather than once per day compared.
+    """
+    return f"""SELECT CAST(:today AS date) - CAST({column} AS date) AS n, count(*) AS {alias}
+    FROM {table}
+    WHERE {column} >= :today - make_interval(days => :days) AND {column} < :as_of
+      AND {column} - date_trunc('day', {column}) < :as_of - :today
+    GROUP BY 1"""
+
+
+DAILY_ENGAGEMENT_SQL = f"""
 WITH days AS (
     SELECT generate_series(0, :days) AS n
 ), windows AS (
@@ -38,17 +50,9 @@ WITH days AS (
            :today - make_interval(days => n) + (:as_of - :today) AS stop
     FROM days
 ), users AS (
-    SELECT CAST(:today AS date) - CAST(first_seen AS date) AS n, count(*) AS new_users
-    FROM community_users
-    WHERE first_seen >= :today - make_interval(days => :days) AND first_seen < :as_of
-      AND first_seen - date_trunc('day', first_seen) < :as_of - :today
-    GROUP BY 1
+    {_per_day_count("community_users", "first_seen", "new_users")}
 ), subs AS (
-    SELECT CAST(:today AS date) - CAST(created_at AS date) AS n, count(*) AS new_subscriptions
-    FROM subscriptions
-    WHERE created_at >= :today - make_interval(days => :days) AND created_at < :as_of
-      AND created_at - date_trunc('day', created_at) < :as_of - :today
-    GROUP BY 1
+    {_per_day_count("subscriptions", "created_at", "new_subscriptions")}
 )
 SELECT w.n AS days_ago, w.start::date AS day,
        (SELECT count(*) FROM published_content p
