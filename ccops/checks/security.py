@@ -35,6 +35,8 @@ from ccops.findings import Finding, Status
 
 SECURITY_WORDS = re.compile(r"\b(failed|failure|unauthori[sz]ed|forbidden|denied)\b", re.IGNORECASE)
 STATUS_CODES = re.compile(r"\b(401|403)\b")
+# what every match of the two patterns contains, lower-cased: the log reader's prefilter (ccops.logs.Selector)
+SECURITY_NEEDLES = (b"failed", b"failure", b"unauthori", b"forbidden", b"denied", b"401", b"403")
 DEFAULTS: dict[str, Any] = {
     "tls_targets": [],
     "tls_ca_file": "",
@@ -79,7 +81,8 @@ def log_security_events(ctx: RunContext, days: int = 7) -> Finding:
 
     since, until = ctx.as_of - timedelta(days=days), ctx.as_of
     rows = []
-    wanted = logs.select_matching(re.compile(f"{SECURITY_WORDS.pattern}|{STATUS_CODES.pattern}", re.IGNORECASE))
+    wanted = logs.select_matching(re.compile(f"{SECURITY_WORDS.pattern}|{STATUS_CODES.pattern}", re.IGNORECASE),
+                                  SECURITY_NEEDLES)
     for record in logs.read_records(ctx.settings.effective_log_dir, since, until, select=wanted):
         first_line = record.message.split("\n", 1)[0]
         match = SECURITY_WORDS.search(first_line) or STATUS_CODES.search(first_line)
