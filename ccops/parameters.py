@@ -58,8 +58,11 @@ def declared_parameters(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _line_comment(line: str, after: int) -> str:
-    """The `# comment` text after column `after` of a source line ("" without one)."""
-    tail = line[after:]
+    """The `# comment` text after byte column `after` of a source line ("" without one).
+
+    `ast` counts columns in UTF-8 bytes, so a default like "café" must not shift the cut.
+    """
+    tail = line.encode("utf-8")[after:].decode("utf-8", "replace")
     return tail.split("#", 1)[1].strip() if "#" in tail else ""
 
 

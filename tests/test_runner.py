@@ -130,12 +130,14 @@ def test_declared_parameters_read_the_cell_as_papermill_does(tmp_path):
         assert runner.declared_parameters(path) == papermill.inspect_notebook(str(path)), path
     odd = tmp_path / "odd.ipynb"
     cell = {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [], "execution_count": None,
-            "source": 'days: int = 7  # window\nnames = [\n  "a",\n  "b",\n]  # who\nplain = "x#y"\n'}
+            "source": 'days: int = 7  # window\nnames = [\n  "a",\n  "b",\n]  # who\nplain = "x#y"\n'
+                      'café = "crème brûlée"  # dessert\n'}
     odd.write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     declared = runner.declared_parameters(odd)
     assert declared["days"] == {"name": "days", "inferred_type_name": "int", "default": "7", "help": "window"}
     assert declared["names"]["help"] == "who" and runner.parameter_type(declared["names"]) is list
     assert declared["plain"] == {"name": "plain", "inferred_type_name": "None", "default": '"x#y"', "help": ""}
+    assert declared["café"]["help"] == "dessert", "ast columns are UTF-8 bytes, not characters"
     cell["source"] = "days = (\n"
     odd.write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     with pytest.raises(UsageError, match="parameters cell is not valid Python"):
