@@ -584,8 +584,8 @@ def apply_retention(plan: RetentionPlan) -> int:
 
 # ---- restore: ccops.backup_restore, reachable here too (other modules call ccops.backup.restore_backup) ----
 
-_RESTORE_NAMES = frozenset({"RestoreResult", "RestoreStep", "RestoreTestResult", "compare_counts", "dump_roles", "effective_jobs",
-                            "load_dump", "restore_backup", "restore_test", "target_url"})
+_RESTORE_NAMES = frozenset({"RestoreResult", "RestoreStep", "RestoreTestResult", "compare_counts", "dump_roles",
+                            "effective_jobs", "load_dump", "restore_backup", "restore_test", "target_url"})
 
 
 def __getattr__(name: str) -> Any:

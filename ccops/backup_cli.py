@@ -94,13 +94,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if verb == "test":
         result = backup.restore_test(settings, Path(args.file) if args.file else None)
         bad = [r for r in result.counts if not r["ok"]]
-        text = (f"restore test of {result.backup.name}: restored in {result.restore_s:.1f} s "
-                f"({result.jobs} job{'s' if result.jobs > 1 else ''}), "
-                f"{len(result.counts) - len(bad)}/{len(result.counts)} tables match, {result.amcheck_detail}, "
-                f"scratch database dropped")
+        text = (f"restore test: {result.restored_text}, {len(result.counts) - len(bad)}/{len(result.counts)} "
+                f"tables match, {result.amcheck_detail}, scratch database dropped")
         _out(args, {"backup": str(result.backup), "restore_s": result.restore_s, "jobs": result.jobs,
-                    "counts": result.counts,
-                    "amcheck": result.amcheck_detail, "ok": result.ok}, text)
+                    "counts": result.counts, "amcheck": result.amcheck_detail, "ok": result.ok}, text)
         return 0 if result.ok else EXIT_CRITICAL
     result = backup.create_backup(settings, compression=args.compression, via=args.via)
     lines = [f"{result.path}: {result.manifest['size']:,} bytes in {result.duration_s:.1f} s, {result.reason}"]

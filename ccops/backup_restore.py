@@ -375,8 +375,8 @@ MAX_AUTO_JOBS = 4
 def effective_jobs(settings: Settings, jobs: int | None = None) -> int:
     """Parallel pg_restore jobs: the asked number, else backup.restore_jobs, else one per core (at most 4).
 
-    On the 3.3 GiB bench database two jobs restored in 0.64 of the time of one
-    (`python -m benchmarks --only backup`): indexes and tables load side by side.
+    On the 3.3 GiB bench database two jobs restored in 0.64-0.71 of the time of
+    one (`python -m benchmarks --only backup`): indexes and tables load side by side.
     """
     for value in (jobs, settings.backup.restore_jobs):
         if value is not None and int(value) > 0:
@@ -537,6 +537,12 @@ class RestoreTestResult:
     @property
     def ok(self) -> bool:
         return all(r["ok"] for r in self.counts) and self.amcheck_clean and self.dropped
+
+    @property
+    def restored_text(self) -> str:
+        """"<backup> restored into a scratch database in 12.3 s (2 pg_restore jobs)": how each report begins."""
+        jobs = f"{self.jobs} pg_restore job" + ("s" if self.jobs > 1 else "")
+        return f"{self.backup.name} restored into a scratch database in {self.restore_s:.1f} s ({jobs})"
 
 
 def restore_test(settings: Settings, path: Path | None = None) -> RestoreTestResult:

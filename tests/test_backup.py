@@ -228,7 +228,7 @@ def test_restore_test_restores_compares_and_drops(demo_db, ccops_env, monkeypatc
     backup.create_backup(settings)
     result = backup.restore_test(settings)
     assert result.ok and result.counts and all(r["ok"] for r in result.counts)
-    assert result.jobs == 2
+    assert result.jobs == 2 and result.restored_text.endswith("(2 pg_restore jobs)")
     assert not query(demo_db, f"SELECT 1 FROM pg_database WHERE datname = '{result.scratch}'")
 
 

@@ -163,10 +163,8 @@ def restore_test(ctx: RunContext) -> Finding:
     result = backup.restore_test(ctx.settings)
     table = pd.DataFrame(result.counts)
     bad = [r for r in result.counts if not r["ok"]]
-    summary = (f"{result.backup.name} restored into a scratch database in {result.restore_s:.1f} s "
-               f"({result.jobs} pg_restore job{'s' if result.jobs > 1 else ''}); "
-               f"{len(result.counts) - len(bad)} of {len(result.counts)} tables match the manifest; "
-               f"{result.amcheck_detail}; scratch database dropped")
+    summary = (f"{result.restored_text}; {len(result.counts) - len(bad)} of {len(result.counts)} tables match "
+               f"the manifest; {result.amcheck_detail}; scratch database dropped")
     return Finding("backup.restore_test", Status.OK if result.ok else Status.CRITICAL, summary,
                    round(result.restore_s, 2), data=table)
 

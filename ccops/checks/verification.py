@@ -26,9 +26,7 @@ def restore_verification(ctx: RunContext) -> Finding:
     table["live"] = table["table"].map(live)
     table["live_minus_restored"] = table["live"] - table["restored"]
     bad = table[~table["ok"]]
-    summary = (f"{result.backup.name} restored into a scratch database in {result.restore_s:.1f} s "
-               f"({result.jobs} pg_restore job{'s' if result.jobs > 1 else ''}); "
-               f"{len(table) - len(bad)} of {len(table)} tables match its manifest; {result.amcheck_detail}; "
-               f"{int(table['live_minus_restored'].fillna(0).sum()):,} rows written since; scratch database dropped")
+    summary = (f"{result.restored_text}; {len(table) - len(bad)} of {len(table)} tables match its manifest; "
+               f"{result.amcheck_detail}; {int(table['live_minus_restored'].fillna(0).sum()):,} rows written since; scratch database dropped")
     return Finding("backup.restore_test", Status.OK if result.ok else Status.CRITICAL, summary,
                    round(result.restore_s, 2), data=table)
