@@ -652,11 +652,12 @@ def _scan_file(path: Path, since: datetime | None, until: datetime | None, probl
                     continue
                 carry = data
                 continue
-            if data[last:last + 19] >= since_b:  # else every record before `last` is older than the window
+            last_stamp = data[last:last + 19]  # records are in time order: the block's newest
+            if last_stamp >= since_b:  # else every record before `last` is older than the window
                 yield from _selected(data, last, carry_line, path.name, since_b, until_b, select, prefilter)
             carry_line += data.count(b"\n", 0, last)
             carry = data[last:]
-            if data[last:last + 19] >= stop_b:
+            if last_stamp >= stop_b:
                 finished = True
                 break
     if carry and not finished:
