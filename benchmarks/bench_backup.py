@@ -24,7 +24,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import BenchEnv, Measured, Result, ccops_command, run_measured, shell_text
+from benchmarks.harness import BenchEnv, Measured, Result, ccops_command, interleaved_runs, median_seconds, shell_text
 from ccops.backup import manifest_path
 
 RESTORE_TARGET = "bench_restore"
@@ -43,10 +43,9 @@ def _libpq_url(url: str) -> str:
 
 def _backup_path(measured: Measured) -> Path | None:
     try:
-        record = json.loads(measured.stdout)
-    except ValueError:
+        path = json.loads(measured.stdout).get("file")
+    except (ValueError, AttributeError):
         return None
-    path = record.get("path") or record.get("file")
     return Path(path) if path else None
 
 
@@ -63,6 +62,10 @@ def _restore_step_seconds(measured: Measured) -> float | None:
         if step.get("name") == "restore":
             return float(step.get("duration_s", 0.0))
     return None
+
+
+def _first_failed(runs: list[Measured]) -> Measured:
+    return next((r for r in runs if r.returncode != 0), runs[-1])
 
 
 def _fail_note(measured: Measured) -> str:
@@ -82,35 +85,26 @@ def run(env: BenchEnv) -> list[Result]:
     backup_cmd = ccops_command() + ["backup", "--json"]
     repeat = max(1, min(env.repeat, 3))
 
-    guide_runs: list[Measured] = []
-    backup_runs: list[Measured] = []
-    kept: Path | None = None
-    for attempt in range(repeat):
-        env.log(f"  backup round {attempt + 1}/{repeat}: guide's pg_dump | gzip")
-        guide_runs.append(run_measured(guide_cmd, environment, timeout=TIMEOUT_S))
-        env.log(f"  backup round {attempt + 1}/{repeat}: ccops backup")
-        measured = run_measured(backup_cmd, environment, timeout=TIMEOUT_S)
-        backup_runs.append(measured)
-        path = _backup_path(measured)
-        if kept is not None and path is not None and path != kept:  # one backup is enough to restore from
-            path.unlink(missing_ok=True)
-            manifest_path(path).unlink(missing_ok=True)
-        elif path is not None:
-            kept = path
+    env.log(f"  {repeat} rounds of the guide's pg_dump | gzip and ccops backup, in turn")
+    guide_runs, backup_runs = interleaved_runs([guide_cmd, backup_cmd], repeat, environment, warmup=0,
+                                               timeout=TIMEOUT_S)
+    made = [p for p in map(_backup_path, backup_runs) if p is not None]
+    kept = made[0] if made else None
+    for extra in made[1:]:  # one backup is enough to restore from
+        extra.unlink(missing_ok=True)
+        manifest_path(extra).unlink(missing_ok=True)
     guide_ok = all(r.returncode == 0 for r in guide_runs)
     backup_ok = all(r.returncode == 0 for r in backup_runs) and kept is not None
-    guide_s = statistics.median(r.seconds for r in guide_runs)
-    backup_s = statistics.median(r.seconds for r in backup_runs)
+    guide_s, backup_s = median_seconds(guide_runs), median_seconds(backup_runs)
     sizes = {"database_bytes": env.db_manifest.get("size_bytes"),
              "guide_gz_bytes": guide_out.stat().st_size if guide_out.exists() else None,
              "ccops_dump_bytes": kept.stat().st_size if kept and kept.exists() else None}
     notes = (f"database {sizes['database_bytes'] / 2**30:.2f} GiB; " if sizes["database_bytes"] else "")
     notes += f"dump {sizes['ccops_dump_bytes'] or 0:,} B vs guide's .sql.gz {sizes['guide_gz_bytes'] or 0:,} B"
     if not backup_ok:
-        notes += "; ccops backup failed: " + _fail_note(next(r for r in backup_runs if r.returncode != 0)
-                                                         if any(r.returncode for r in backup_runs) else backup_runs[-1])
+        notes += "; ccops backup failed: " + _fail_note(_first_failed(backup_runs))
     if not guide_ok:
-        notes += "; the guide's pipeline failed: " + _fail_note(next(r for r in guide_runs if r.returncode != 0))
+        notes += "; the guide's pipeline failed: " + _fail_note(_first_failed(guide_runs))
     ratio = backup_s / guide_s if guide_s else None
     results = [Result("4", "ccops backup (dump, counts, sha256, manifest, verify)", backup_s, "s",
                       baseline=guide_s, baseline_label="guide's pg_dump | gzip", target_text="ratio ≤ 1.3",
@@ -130,22 +124,18 @@ def _restore(env: BenchEnv, backup: Path, environment: dict[str, str], repeat: i
     jobs = max(2, os.cpu_count() or 2)
     commands = {n: ccops_command() + ["restore", str(backup), "--target", RESTORE_TARGET, "--jobs", str(n),
                                       "--yes", "--json"] for n in (1, jobs)}
-    runs: dict[int, list[Measured]] = {1: [], jobs: []}
-    for attempt in range(repeat):
-        for n in (1, jobs):
-            env.log(f"  restore round {attempt + 1}/{repeat}: --jobs {n}")
-            _drop_target(env)
-            runs[n].append(run_measured(commands[n], environment, timeout=TIMEOUT_S))
+    env.log(f"  {repeat} rounds of ccops restore --jobs 1 and --jobs {jobs}, in turn")
+    single, parallel = interleaved_runs([commands[1], commands[jobs]], repeat, environment, warmup=0,
+                                        before=lambda: _drop_target(env), timeout=TIMEOUT_S)
     _drop_target(env)
-    ok = all(r.returncode == 0 for n in runs for r in runs[n])
-    single_s = statistics.median(r.seconds for r in runs[1])
-    parallel_s = statistics.median(r.seconds for r in runs[jobs])
+    runs = {1: single, jobs: parallel}
+    ok = all(r.returncode == 0 for r in single + parallel)
+    single_s, parallel_s = median_seconds(single), median_seconds(parallel)
     steps: dict[int, Any] = {n: [_restore_step_seconds(r) for r in runs[n]] for n in runs}
     step_medians = {n: statistics.median(s) if s and None not in s else None for n, s in steps.items()}
     notes = f"pg_restore step alone: {step_medians[jobs] or 0:.1f} s with {jobs} jobs vs {step_medians[1] or 0:.1f} s with 1"
     if not ok:
-        failed = next(r for n in runs for r in runs[n] if r.returncode != 0)
-        notes += "; a restore failed: " + _fail_note(failed)
+        notes += "; a restore failed: " + _fail_note(_first_failed(single + parallel))
     return Result("4", f"ccops restore --jobs {jobs} (whole command)", parallel_s, "s", baseline=single_s,
                   baseline_label="the same with --jobs 1", target_text="ratio < 1", met=ok and parallel_s < single_s,
                   command=shell_text(commands[jobs]), notes=notes,

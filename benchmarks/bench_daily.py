@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import REPO, BenchEnv, Result, ccops_command, run_measured, shell_text
+from benchmarks.harness import REPO, BenchEnv, Result, ccops_command, interleaved_runs, median_seconds, shell_text
 
 KERNEL = "python3"
 
@@ -74,16 +73,8 @@ def run(env: BenchEnv) -> list[Result]:
         daily_cmd = papermill + [str(daily), str(work / "daily.out.ipynb"), "-p", "as_of", env.as_of_text,
                                  "--cwd", str(daily.parent)]
     environment = env.ccops_env()
-    # interleaved (floor, daily, floor, ...) so a machine that speeds up or slows down
-    # during the run moves both figures alike; one untimed warm-up of each first
-    run_measured(floor_cmd, environment)
-    run_measured(daily_cmd, environment)
-    floor_runs, daily_runs = [], []
-    for _ in range(env.repeat):
-        floor_runs.append(run_measured(floor_cmd, environment))
-        daily_runs.append(run_measured(daily_cmd, environment))
-    floor_s = statistics.median(r.seconds for r in floor_runs)
-    daily_s = statistics.median(r.seconds for r in daily_runs)
+    floor_runs, daily_runs = interleaved_runs([floor_cmd, daily_cmd], env.repeat, environment)
+    floor_s, daily_s = median_seconds(floor_runs), median_seconds(daily_runs)
     last = daily_runs[-1]
     outcome, notebook, error = _outcome(last.stdout, work / "daily.out.ipynb", env.root / "outputs")
     ok = last.returncode in (0, 1, 2)  # 3 is a failed run: its time says nothing

@@ -18,7 +18,16 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from benchmarks.harness import REPO, BenchEnv, Result, ccops_command, median_call, median_run, shell_text
+from benchmarks.harness import (
+    REPO,
+    BenchEnv,
+    Result,
+    ccops_command,
+    interleaved_runs,
+    median_call,
+    median_seconds,
+    shell_text,
+)
 from ccops import schema
 from ccops.checks.health import ACTIVITY_SQL, CONTENT_SQL
 from ccops.db import connect
@@ -90,8 +99,8 @@ def run(env: BenchEnv) -> list[Result]:
 
     health_cmd = ccops_command() + ["health", "--as-of", env.as_of_text]
     guide_cmd = [sys.executable, str(REPO / "benchmarks" / "guide_health.py"), "--as-of", env.as_of_text]
-    cmd_s, cmd_runs = median_run(health_cmd, env.repeat, env.ccops_env())
-    guide_cmd_s, guide_runs = median_run(guide_cmd, env.repeat, env.ccops_env())
+    cmd_runs, guide_runs = interleaved_runs([health_cmd, guide_cmd], env.repeat, env.ccops_env())
+    cmd_s, guide_cmd_s = median_seconds(cmd_runs), median_seconds(guide_runs)
     line = cmd_runs[-1].stdout.strip() or cmd_runs[-1].stderr.strip()
     command_ok = cmd_runs[-1].returncode in (0, 1, 2) and not line.startswith("UNKNOWN")
     return [

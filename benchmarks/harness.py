@@ -137,13 +137,28 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | 
                         err.read().decode("utf-8", "replace"), max_rss)
 
 
-def median_run(cmd: list[str], repeat: int, env: dict[str, str] | None = None,
-               warmup: int = 1, timeout: float = 1800) -> tuple[float, list[Measured]]:
-    """Median wall time of `repeat` runs after `warmup` untimed ones; all runs returned."""
-    for _ in range(warmup):
-        run_measured(cmd, env, timeout=timeout)
-    runs = [run_measured(cmd, env, timeout=timeout) for _ in range(repeat)]
-    return statistics.median(r.seconds for r in runs), runs
+def interleaved_runs(commands: list[list[str]], repeat: int, env: dict[str, str] | None = None, warmup: int = 1,
+                     before: Callable[[], Any] | None = None, timeout: float = 1800) -> list[list[Measured]]:
+    """Each command `repeat` times, taking turns (a, b, a, b, ...), after `warmup` untimed turns.
+
+    Taking turns lets a machine that speeds up or slows down during a benchmark
+    move a figure and its baseline alike, and no command inherits a page cache
+    only it warmed. `before` runs ahead of every run (dropping a restore target).
+    Returns the timed runs per command, in the order of `commands`.
+    """
+    runs: list[list[Measured]] = [[] for _ in commands]
+    for turn in range(warmup + repeat):
+        for index, cmd in enumerate(commands):
+            if before is not None:
+                before()
+            measured = run_measured(cmd, env, timeout=timeout)
+            if turn >= warmup:
+                runs[index].append(measured)
+    return runs
+
+
+def median_seconds(runs: list[Measured]) -> float:
+    return statistics.median(r.seconds for r in runs)
 
 
 def median_call(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> tuple[float, Any]:
