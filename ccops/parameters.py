@@ -27,16 +27,12 @@ def declared_parameters(path: Path) -> dict[str, dict[str, Any]]:
     every top-level `name = value` or `name: type = value`, its default as
     written, and the comment on its last line as help.
     """
-    try:
-        notebook = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: not a readable notebook ({exc})") from None
+    notebook = _read_notebook(path)
     cell = next((c for c in notebook.get("cells", []) if c.get("cell_type") == "code"
                  and "parameters" in (c.get("metadata", {}).get("tags") or [])), None)
     if cell is None:
         return {}
-    source = cell.get("source", "")
-    source = "".join(source) if isinstance(source, list) else str(source)
+    source = _source(cell)
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
@@ -55,6 +51,41 @@ def declared_parameters(path: Path) -> dict[str, dict[str, Any]]:
                        "default": default.strip(), "help": _line_comment(lines[node.end_lineno - 1],
                                                                          node.value.end_col_offset)}
     return found
+
+
+def runbook_sections(path: Path) -> list[str]:
+    """The parts a runbook has: the names of its `ctx.section("...")` calls, in order.
+
+    The `part` parameter selects one of them (or "all"); a name that matches none
+    would run nothing and still report OK, so the runner refuses it up front.
+    """
+    found: list[str] = []
+    for cell in _read_notebook(path).get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        try:
+            tree = ast.parse(_source(cell))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "section"
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+                    and node.args[0].value not in found):
+                found.append(node.args[0].value)
+    return found
+
+
+def _read_notebook(path: Path) -> dict[str, Any]:
+    try:
+        notebook = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a readable notebook ({exc})") from None
+    return notebook if isinstance(notebook, dict) else {}
+
+
+def _source(cell: dict[str, Any]) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
 
 
 def _line_comment(line: str, after: int) -> str:

@@ -38,7 +38,7 @@ from ccops import archive
 from ccops.config import Settings, is_secret_name
 from ccops.errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, AlreadyRunning, UsageError
 from ccops.findings import FINDINGS_FILE_ENV, Finding, Status, read_recorded, worst
-from ccops.parameters import convert, declared_parameters, parameter_type
+from ccops.parameters import convert, declared_parameters, parameter_type, runbook_sections
 from ccops.scrub import Scrubber
 
 RUN_ID_ENV = "CCOPS_RUN_ID"
@@ -121,6 +121,10 @@ def check_parameters(runbook: str, path: Path, params: list) -> tuple[dict[str, 
             known = ", ".join(declared) or "(none)"
             raise UsageError(f"unknown parameter {name!r} for runbook {runbook}; known: {known}")
         value = convert(runbook, name, raw, parameter_type(declared[name]))
+        if name == "part":
+            parts = runbook_sections(path)
+            if parts and value not in ("all", *parts):
+                raise UsageError(f"parameter 'part': expected one of all, {', '.join(parts)}; got {raw!r}")
         if name == "as_of" and isinstance(value, str) and value.strip():
             from ccops.context import parse_as_of
 

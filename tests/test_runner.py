@@ -144,6 +144,17 @@ def test_declared_parameters_read_the_cell_as_papermill_does(tmp_path):
         runner.declared_parameters(odd)
 
 
+def test_part_must_name_a_section_of_the_runbook():
+    """A `part` that matches no ctx.section(...) would run nothing and report OK: refused before any kernel."""
+    daily = REPO / "runbooks" / "daily.ipynb"
+    assert runner.runbook_sections(daily) == ["morning", "evening"]
+    values, _ = runner.check_parameters("daily", daily, [["part", "evening"]])
+    assert values == {"part": "evening"}
+    assert runner.check_parameters("daily", daily, [["part", "all"]])[0] == {"part": "all"}
+    with pytest.raises(UsageError, match="parameter 'part': expected one of all, morning, evening; got 'noon'"):
+        runner.check_parameters("daily", daily, [["part", "noon"]])
+
+
 def test_parameter_types_come_from_the_defaults_when_unannotated():
     declared = runner.declared_parameters(NOTEBOOKS / "ok.ipynb")
     types = {name: runner.parameter_type(spec) for name, spec in declared.items()}
