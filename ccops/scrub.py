@@ -1,34 +1,139 @@
 """Secret scrubbing for everything the archive keeps.
 
 An executed notebook is a transcript: whatever a cell printed (a connection
-string in a traceback, a token in a request log) ends up in the .ipynb, its
-HTML and possibly the run record. Reviewers read these files and they may be
-copied around, so every secret ccops knows is replaced by `***` before any of
-them is written. A secret can appear in several spellings (raw, URL-encoded
-inside a URL, JSON- or HTML-escaped), so each is searched for in all of them;
-a generic `scheme://user:password@` mask catches passwords ccops was never
-told about.
+string in a traceback, a token in a request log, a slow `ALTER ROLE ... PASSWORD`
+from pg_stat_statements) ends up in the .ipynb, its HTML and possibly the run
+record. Reviewers read these files and they may be copied around, so every
+secret is replaced by `***` before any of them is written. Two kinds:
+
+- secrets ccops knows (database URL passwords, API keys and webhook URLs named
+  in the settings, the values of secret-named keys in the app's `.env`). One can
+  appear in several spellings (raw, URL-encoded inside a URL, JSON- or
+  HTML-escaped), so each is searched for in all of them; a known webhook URL's
+  path tokens are searched for on their own too.
+- secrets recognised by their form, whatever their value: the password of
+  `scheme://user:password@`, keyword connection strings (`password=...`,
+  quoted or not), SQL `[ENCRYPTED] PASSWORD '...'`, `Authorization:` headers and
+  bearer tokens, webhook URLs (Slack, Discord, Telegram bot URLs), well-known
+  token prefixes, and `NAME=value` where NAME ends like a secret.
+
+Nothing here raises on odd input: a value with bytes that are not UTF-8 is
+searched for by its readable pieces, and a broken `.env` is read tolerantly.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import os
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 MASK = "***"
+QUERY_TEXT_LIMIT = 200  # characters of a query text (pg_stat_statements, pg_stat_activity) a report shows
+MIN_SECRET = 4  # shorter values are not searched for: masking "abc" everywhere would hide the report
+MIN_FRAGMENT = 6  # readable pieces of a value that is not valid UTF-8
 
 # scheme://user:password@ -- the password part is masked whatever it is.
 # Quotes, angle brackets and backslashes end a match so JSON/HTML structure is never cut.
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@\"'<>\\]*:)(?P<pw>[^\s@/\"'<>\\]+)(?=@)")
 
+# A quoted value in any of the spellings a notebook, its JSON or its HTML gives it. A literal cut
+# short (a query text truncated mid-password) still counts: it runs to the end of the line or tag.
+_QUOTED = (
+    r"(?:E?(?:'(?:[^'\\\n]|\\.|'')*'"  # SQL / libpq single quotes ('' and \' inside)
+    r"|\"(?:[^\"\\\n]|\\.)*\""  # double quotes
+    r"|\\\"(?:(?!\\\")[^\n])*\\\""  # JSON-escaped double quotes
+    r"|\\'(?:(?!\\')[^\n])*\\'"  # backslash-escaped single quotes
+    r"|&(?:#39|#x27|quot|#34|#x22|apos);(?:(?!&(?:#39|#x27|quot|#34|#x22|apos);)[^\n<])*&(?:#39|#x27|quot|#34|#x22|apos);"
+    r"|(?P<dollar>\$[A-Za-z_0-9]*\$)(?:(?!(?P=dollar))[\s\S])*(?P=dollar)"  # $$...$$, $tag$...$tag$
+    r"|'[^'\n<]*"  # unterminated (truncated) single-quoted literal
+    r"|&(?:#39|#x27);[^\n<]*))"
+)
+# An unquoted value: up to white space, a quote, a tag or backslash; `&` ends it only where a next
+# `key=` or an HTML entity other than &amp; starts.
+_BARE = r"(?:[^\s'\"<>\\&]|&amp;(?![A-Za-z_][\w.-]*=)|&(?![A-Za-z_][\w.-]*=|#?\w+;))+"
+
+# Names that hold a secret when they end a `NAME=value` (env files, keyword DSNs, query strings, logs).
+_SECRET_KEY = (
+    r"(?:(?:pg|db|client|access|refresh|auth|api|bot|session|private|secret|webhook)?"
+    r"(?:password|passwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|"
+    r"client[_-]?secret|auth[_-]?key|webhook[_-]?url)(?:_backup|_old|_new|_\d+)?)"
+)
+_ASSIGNMENT = re.compile(
+    rf"(?i)(?P<head>(?<![A-Za-z0-9]){_SECRET_KEY}\s*=\s*)(?P<value>{_QUOTED}|{_BARE})"
+)
+# "password": "...", 'api_key': '...'  (JSON, Python reprs, YAML with quoted keys)
+_QUOTED_KEY = re.compile(
+    rf"(?i)(?P<head>(?P<q>\\?[\"']|&(?:quot|#39|#x27|#34);)(?:[\w.-]*?[_-])?{_SECRET_KEY}(?P=q)\s*:\s*)"
+    rf"(?P<value>{_QUOTED})"
+)
+# SQL: CREATE/ALTER ROLE|USER ... [ENCRYPTED|UNENCRYPTED] PASSWORD 'literal'
+_SQL_PASSWORD = re.compile(rf"(?i)(?P<head>\bPASSWORD\s+)(?P<value>{_QUOTED})")
+# Authorization / Proxy-Authorization and API-key headers: everything after the scheme word
+_AUTH_HEADER = re.compile(
+    r"(?i)(?P<head>\b(?:proxy-)?authorization(?:\\?[\"']|&(?:quot|#39|#x27);)?\s*[:=]\s*(?:\\?[\"']|&(?:quot|#39|#x27);)?"
+    r"(?:(?:bearer|basic|token|digest|bot|apikey|key)\s+)?)(?P<value>(?!\*\*\*)[^\s\"'<>\\,;&]+)"
+)
+_KEY_HEADER = re.compile(
+    r"(?i)(?P<head>\b(?:x-api-key|api-key|x-auth-token|x-access-token|private-token|x-goog-api-key)"
+    r"(?:\\?[\"']|&(?:quot|#39|#x27);)?\s*:\s*(?:\\?[\"']|&(?:quot|#39|#x27);)?)(?P<value>(?!\*\*\*)[^\s\"'<>\\,;&]+)"
+)
+# "Bearer <token>" anywhere: a token has a digit or is long, so prose ("the bearer token") stays.
+_BEARER = re.compile(
+    r"(?P<head>\b[Bb]earer\s+)(?P<value>(?=[A-Za-z0-9\-._~+/]*[0-9])[A-Za-z0-9\-._~+/]{8,}=*|[A-Za-z0-9\-._~+/]{20,}=*)"
+)
+# Webhook URLs whose path is the credential.
+_WEBHOOK_PATHS = re.compile(
+    r"(?i)(?P<head>\bhttps?://(?:hooks\.slack\.com/(?:services|workflows|triggers)/"
+    r"|(?:[\w-]+\.)?discord(?:app)?\.com/api(?:/v\d+)?/webhooks/"
+    r"|api\.telegram\.org/(?:file/)?bot"
+    r"|outlook\.office(?:365)?\.com/webhook/|[\w-]+\.webhook\.office\.com/webhookb2/"
+    r"|chat\.googleapis\.com/v1/spaces/))"
+    r"(?P<value>(?!\*\*\*)[^\s\"'<>\\]+)"
+)
+# Well-known token formats, masked wherever they stand.
+_TOKEN_FORMS = re.compile(
+    r"\b(?:xox[abposrce]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|xapp-[A-Za-z0-9-]{10,}"
+    r"|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{10,}"  # Stripe
+    r"|whsec_[A-Za-z0-9]{10,}"  # Stripe webhook secret
+    r"|sk-ant-[A-Za-z0-9_-]{10,}"  # Anthropic
+    r"|sk-(?:proj-)?[A-Za-z0-9_-]{20,}"  # OpenAI
+    r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # GitHub
+    r"|AIza[0-9A-Za-z_-]{30,}"  # Google API key
+    r"|\d{8,10}:AA[A-Za-z0-9_-]{30,})"  # Telegram bot token
+)
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    head, value = match.group("head"), match.group("value")
+    if value[:1] == "E" and value[1:2] in ("'", "&", "\\"):  # E'...' escape string literal
+        head, value = head + "E", value[1:]
+    # keep the quotes a quoted value had, so SQL, JSON and HTML stay well-formed
+    for opener in ("'", '\\"', "\\'", '"', "&#39;", "&#x27;", "&quot;", "&#34;", "&#x22;", "&apos;"):
+        if value.startswith(opener):
+            end = opener if len(value) > len(opener) and value.endswith(opener) else ""
+            return head + opener + MASK + end
+    dollar = re.match(r"\$[A-Za-z_0-9]*\$", value)
+    if dollar and len(value) > len(dollar.group(0)):
+        return head + dollar.group(0) + MASK + dollar.group(0)
+    return head + MASK
+
 
 def variants(secret: str) -> set[str]:
     """The spellings under which a secret may show up in a notebook, its HTML or a JSON file."""
-    forms = {secret, quote(secret, safe=""), quote_plus(secret), quote(secret)}
+    forms = {secret}
+    for encode in (lambda s: quote(s, safe="", errors="surrogateescape"),
+                   lambda s: quote_plus(s, errors="surrogateescape"),
+                   lambda s: quote(s, errors="surrogateescape")):
+        try:
+            forms.add(encode(secret))
+        except (UnicodeError, TypeError):  # never a reason to stop scrubbing
+            pass
     forms |= {json.dumps(f, ensure_ascii=False)[1:-1] for f in list(forms)}
     forms |= {json.dumps(f)[1:-1] for f in list(forms)}
     forms |= {html.escape(f, quote=True) for f in list(forms)} | {html.escape(f, quote=False) for f in list(forms)}
@@ -40,26 +145,149 @@ def mask_url_passwords(text: str) -> str:
     return _URL_PASSWORD.sub(lambda m: m.group("head") + MASK if m.group("pw") != MASK else m.group(0), text)
 
 
+def mask_patterns(text: str) -> str:
+    """text with every secret that is recognisable by its form replaced by ***, values unknown."""
+    if not text:
+        return text
+    text = mask_url_passwords(text)
+    text = _WEBHOOK_PATHS.sub(_mask_value, text)
+    text = _AUTH_HEADER.sub(_mask_value, text)
+    text = _KEY_HEADER.sub(_mask_value, text)
+    text = _BEARER.sub(_mask_value, text)
+    text = _SQL_PASSWORD.sub(_mask_value, text)
+    text = _QUOTED_KEY.sub(_mask_value, text)
+    text = _ASSIGNMENT.sub(_mask_value, text)
+    return _TOKEN_FORMS.sub(MASK, text)
+
+
+def scrub_query(text: Any, limit: int = QUERY_TEXT_LIMIT) -> Any:
+    """A SQL text as a report may show it: one line, secrets masked, then cut to `limit` characters.
+
+    Masking comes first, so a cut never leaves the start of a password behind. Non-strings
+    (None, NaN) are returned as they are.
+    """
+    if not isinstance(text, str):
+        return text
+    line = mask_patterns(" ".join(text.split()))
+    return line if len(line) <= limit else line[: max(limit - 1, 0)] + "…"
+
+
 def scrub_text(text: str, secrets: Iterable[str]) -> str:
-    """text with every known secret (in every spelling) and every URL password replaced by ***."""
+    """text with every known secret (in every spelling) and every secret recognised by form replaced by ***."""
     forms: set[str] = set()
-    for secret in secrets:
-        if secret:
-            forms |= variants(secret)
+    for secret in _expand(secrets):
+        forms |= variants(secret)
     # longest first, so a secret containing another is replaced whole
     for form in sorted(forms, key=len, reverse=True):
         if form in text:
             text = text.replace(form, MASK)
-    return mask_url_passwords(text)
+    return mask_patterns(text)
+
+
+# ---- the secrets ccops knows ------------------------------------------------------------------
+
+def read_env_secrets(path: Path | str | None) -> list[str]:
+    """Values of the secret-named keys of a dotenv file, read tolerantly (never raises).
+
+    Bytes that are not UTF-8 become U+FFFD; such a value is also searched for by its readable
+    pieces, since only those can show up in a report.
+    """
+    if not path:
+        return []
+    try:
+        raw = Path(path).read_bytes()
+    except (OSError, ValueError):
+        return []
+    from ccops.config import is_secret_name
+
+    values: list[str] = []
+    for line in raw.decode("utf-8", errors="replace").splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or "=" not in stripped:
+            continue
+        key, _, value = stripped.partition("=")
+        key = key.strip().removeprefix("export ").strip()
+        value = value.strip()
+        if value[:1] in "\"'" and value.count(value[0]) >= 2:
+            value = value[1 : value.index(value[0], 1)]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        if value and is_secret_name(key):
+            values.append(value)
+    return values
+
+
+def _expand(secrets: Iterable[str]) -> list[str]:
+    """Each secret plus what of it can appear on its own: a URL's password and path tokens, readable pieces."""
+    out: list[str] = []
+    for secret in secrets:
+        if not isinstance(secret, str) or len(secret) < MIN_SECRET:
+            continue
+        out.append(secret)
+        bad = re.compile("[\ufffd\udc80-\udcff]")
+        if bad.search(secret):
+            out += [piece for piece in bad.split(secret) if len(piece) >= MIN_FRAGMENT]
+        if "://" in secret:
+            out += _url_parts(secret)
+    return out
+
+
+def _url_parts(url: str) -> list[str]:
+    try:
+        parts = urlsplit(url.strip())
+        password = parts.password
+    except ValueError:
+        return []
+    found = [password] if password and len(password) >= MIN_SECRET else []
+    for segment in re.split(r"[/?&=;]", f"{parts.path}?{parts.query}"):
+        # path tokens (hooks/T.../B.../<token>): mixed case or digits, or long; words like 'services' stay
+        if len(segment) >= 8 and (re.search(r"[0-9A-Z_]", segment) or len(segment) >= 24):
+            found.append(segment)
+    return found
+
+
+def known_secrets(settings: Any) -> list[str]:
+    """Every secret value the settings name. Never raises: what cannot be read is skipped."""
+    values: list[str] = []
+    try:
+        values += list(settings.secret_values())
+    except Exception:  # noqa: BLE001 - e.g. an unreadable .env: gather what can be read without it
+        values += _fallback_secrets(settings)
+    try:
+        values += read_env_secrets(settings.effective_app_env_file)
+    except Exception:  # noqa: BLE001 - a settings object without the property
+        pass
+    return values
+
+
+def _fallback_secrets(settings: Any) -> list[str]:
+    values: list[str] = []
+    urls = [getattr(settings, "database_url", ""), os.environ.get("DATABASE_URL", "")]
+    env_names = set(getattr(settings, "secret_envs", None) or [])
+    env_names.add(getattr(settings, "database_url_env", "") or "")
+    apis = getattr(settings, "apis", None)
+    env_names |= {getattr(apis, "x_token_env", ""), getattr(apis, "anthropic_key_env", "")}
+    try:
+        channels = settings.section("alerts").get("channels") or []
+    except Exception:  # noqa: BLE001
+        channels = []
+    for channel in channels:
+        if isinstance(channel, dict):
+            env_names |= {v for k, v in channel.items() if k.endswith("_env") and isinstance(v, str)}
+    values += [os.environ[name] for name in env_names if name and os.environ.get(name)]
+    for url in urls:
+        if url and "://" in url:
+            values += _url_parts(url)
+    return values
 
 
 class Scrubber:
     """The secrets of one run, applied to text, to JSON-like data and to notebooks."""
 
     def __init__(self, settings: Any = None, extra: Iterable[str] = ()) -> None:
-        secrets = list(settings.secret_values()) if settings is not None else []
-        secrets += [s for s in extra if s and len(s) >= 4]
-        self.secrets = sorted(set(secrets), key=len, reverse=True)
+        secrets = known_secrets(settings) if settings is not None else []
+        secrets += [s for s in extra if isinstance(s, str) and len(s) >= MIN_SECRET]
+        self.secrets = sorted(set(_expand(secrets)), key=len, reverse=True)
         forms: set[str] = set()
         for secret in self.secrets:
             forms |= variants(secret)
@@ -69,7 +297,7 @@ class Scrubber:
         for form in self._forms:
             if form in text:
                 text = text.replace(form, MASK)
-        return mask_url_passwords(text)
+        return mask_patterns(text)
 
     def data(self, value: Any) -> Any:
         """A copy of JSON-like data (dicts, lists, strings) with every string scrubbed, keys included."""
