@@ -7,6 +7,12 @@ has, keeps to the current database (the view holds every database's
 statements), and leaves out its own catalog reads. When the extension is
 missing, the finding says exactly what to change, because the fix needs a
 server restart an operator has to plan.
+
+A statement's text is shown as pg_stat_statements keeps it, and for utility
+statements that is verbatim: `ALTER ROLE app PASSWORD '...'` would put a password
+in a report that reviewers read. Every text is therefore masked (ccops.scrub's
+forms: SQL PASSWORD literals, keyword `password=`, tokens) and only then cut to
+QUERY_TEXT_LIMIT characters, so a cut never leaves half a password behind.
 """
 
 from __future__ import annotations
@@ -14,19 +20,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import text
+from psycopg import sql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from ccops.checks.postgres._common import TAG, extension_schema, quote_ident
+from ccops import sqlsafe
+from ccops.checks.postgres._common import TAG, extension_schema, tagged
 from ccops.context import RunContext, check
 from ccops.db import query_df, scalar
 from ccops.findings import Finding, Status
+from ccops.scrub import QUERY_TEXT_LIMIT, scrub_query
+from ccops.sqlsafe import ident
 
 PRELOAD_FIX = (
     "add it to shared_preload_libraries in postgresql.conf (shared_preload_libraries = 'pg_stat_statements'; "
     "in docker compose: command: postgres -c shared_preload_libraries=pg_stat_statements) and restart PostgreSQL"
 )
+
+# Characters of a statement read from the server: enough to mask a password that starts late
+# in a long statement before the text is cut to QUERY_TEXT_LIMIT for the report.
+QUERY_READ_LIMIT = 20_000
 
 # Statements ccops' own sessions send around every check (see ccops.db.connect).
 OWN_STATEMENTS = r"^\s*(SET (LOCAL )?(statement_timeout|lock_timeout)|SET TRANSACTION READ ONLY)"
@@ -36,16 +49,23 @@ OWN_STATEMENTS = r"^\s*(SET (LOCAL )?(statement_timeout|lock_timeout)|SET TRANSA
 class StatementsSource:
     """Where pg_stat_statements can be read in this database, or why it cannot."""
 
-    view: str | None  # schema-qualified view name when readable
+    view: str | None  # schema-qualified view name when readable (for reading, not for SQL: see relation())
     total_col: str = "total_exec_time"
     mean_col: str = "mean_exec_time"
     max_col: str = "max_exec_time"
     problem: str = ""
+    schema: str | None = None  # the schema the extension was created in
+
+    def relation(self, name: str = "pg_stat_statements") -> sql.Identifier:
+        """One of the extension's views, as an identifier for a composed statement."""
+        if self.schema is None:
+            raise ValueError("pg_stat_statements is not readable here")
+        return ident(self.schema, name)
 
 
 def preload_state(conn: Connection) -> bool | None:
     """Whether pg_stat_statements is in shared_preload_libraries; None when the role may not see it."""
-    value = scalar(conn, f"{TAG} SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'")
+    value = scalar(conn, tagged("SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'"))
     if value is None:
         return None
     return "pg_stat_statements" in [part.strip().strip('"') for part in value.split(",")]
@@ -53,7 +73,7 @@ def preload_state(conn: Connection) -> bool | None:
 
 def statements_source(conn: Connection) -> StatementsSource:
     """Find the view and its column names, or a one-sentence fix for why it is unusable."""
-    database = scalar(conn, f"{TAG} SELECT current_database()")
+    database = scalar(conn, tagged("SELECT current_database()"))
     create = f"run CREATE EXTENSION pg_stat_statements; in database {database} as a superuser"
     schema = extension_schema(conn, "pg_stat_statements")
     preloaded = preload_state(conn)
@@ -63,10 +83,11 @@ def statements_source(conn: Connection) -> StatementsSource:
         else:
             problem = f"pg_stat_statements is not enabled: {PRELOAD_FIX}, then {create}"
         return StatementsSource(None, problem=problem)
-    view = f"{quote_ident(schema)}.pg_stat_statements"
+    relation = ident(schema, "pg_stat_statements")
+    view = sqlsafe.render(relation, conn)
     try:
         with conn.begin_nested():
-            conn.execute(text(f"{TAG} SELECT 1 FROM {view} LIMIT 1"))
+            sqlsafe.execute(conn, sql.SQL(tagged("SELECT 1 FROM {} LIMIT 1")).format(relation))
     except DBAPIError as exc:
         message = str(getattr(exc, "orig", exc))
         if "shared_preload_libraries" in message or preloaded is False:
@@ -74,43 +95,57 @@ def statements_source(conn: Connection) -> StatementsSource:
         else:
             problem = f"pg_stat_statements cannot be read: {message.strip().splitlines()[0]}"
         return StatementsSource(None, problem=problem)
-    columns = set(query_df(
-        conn, f"{TAG} SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:view) AND attnum > 0", view=view,
-    )["attname"])
+    columns = set(query_df(conn, COLUMNS_SQL, schema=schema)["attname"])
     if "total_exec_time" in columns:
-        return StatementsSource(view)
-    return StatementsSource(view, "total_time", "mean_time", "max_time")  # extension older than 1.8
+        return StatementsSource(view, schema=schema)
+    return StatementsSource(view, "total_time", "mean_time", "max_time", schema=schema)  # extension older than 1.8
 
 
-def statements_sql(source: StatementsSource, order: str) -> str:
-    return f"""{TAG}
+COLUMNS_SQL = tagged("""
+SELECT a.attname FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = :schema AND c.relname = 'pg_stat_statements' AND a.attnum > 0
+""")
+
+# psycopg placeholders: {names} are composed identifiers, %(values)s parameters, %% a literal percent sign.
+STATEMENTS_SQL = tagged("""
 SELECT s.queryid,
-       left(regexp_replace(s.query, '\\s+', ' ', 'g'), 1000) AS query,
+       left(s.query, %(read_limit)s) AS query,
        s.calls,
-       s.{source.total_col}::float8 AS total_ms,
-       s.{source.mean_col}::float8 AS mean_ms,
-       s.{source.max_col}::float8 AS max_ms,
+       s.{total}::float8 AS total_ms,
+       s.{mean}::float8 AS mean_ms,
+       s.{max}::float8 AS max_ms,
        s.rows,
        s.shared_blks_hit,
        s.shared_blks_read,
        CASE WHEN s.shared_blks_hit + s.shared_blks_read > 0
             THEN s.shared_blks_hit::float8 / (s.shared_blks_hit + s.shared_blks_read) END AS cache_hit_ratio,
-       100 * s.{source.total_col} / nullif(sum(s.{source.total_col}) OVER (), 0) AS pct_of_total_time
-FROM {source.view} s
+       100 * s.{total} / nullif(sum(s.{total}) OVER (), 0) AS pct_of_total_time
+FROM {view} s
 WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND s.query NOT ILIKE '%pg_stat_statements%'
-  AND s.query NOT LIKE '{TAG}%'
-  AND s.query !~* :own
+  AND s.query NOT ILIKE '%%pg_stat_statements%%'
+  AND s.query NOT LIKE %(own_tag)s
+  AND s.query !~* %(own)s
 ORDER BY s.{order} DESC NULLS LAST, s.queryid
-LIMIT :limit
-"""
+LIMIT %(limit)s
+""")
+
+
+def statements_sql(source: StatementsSource, order: str) -> sql.Composed:
+    """The statements of this database, the view and its column names composed as identifiers."""
+    return sql.SQL(STATEMENTS_SQL).format(
+        view=source.relation(), total=sql.Identifier(source.total_col), mean=sql.Identifier(source.mean_col),
+        max=sql.Identifier(source.max_col), order=sql.Identifier(order),
+    )
 
 
 def read_statements(conn: Connection, source: StatementsSource, order_by: str, limit: int) -> pd.DataFrame:
     order = {"mean": source.mean_col, "total": source.total_col}.get(order_by)
     if order is None:
         raise ValueError(f"order_by must be 'mean' or 'total', got {order_by!r}")
-    frame = query_df(conn, statements_sql(source, order), own=OWN_STATEMENTS, limit=int(limit))
+    frame = sqlsafe.query_df(conn, statements_sql(source, order), {
+        "own": OWN_STATEMENTS, "own_tag": TAG + "%", "limit": int(limit), "read_limit": QUERY_READ_LIMIT})
+    frame["query"] = frame["query"].map(lambda text: scrub_query(text, QUERY_TEXT_LIMIT))
     for column in ("total_ms", "mean_ms", "max_ms", "cache_hit_ratio", "pct_of_total_time"):
         frame[column] = frame[column].astype(float).round(3)
     return frame
@@ -118,11 +153,14 @@ def read_statements(conn: Connection, source: StatementsSource, order_by: str, l
 
 def stats_since(conn: Connection, source: StatementsSource) -> str:
     """When the statistics started (pg_stat_statements_info, 1.9+), for the summary."""
-    info = source.view.replace("pg_stat_statements", "pg_stat_statements_info") if source.view else None
-    exists = scalar(conn, f"{TAG} SELECT to_regclass(:name) IS NOT NULL", name=info) if info else False
+    if source.schema is None:
+        return ""
+    exists = scalar(conn, tagged("SELECT to_regclass(format('%I.%I', CAST(:schema AS text), 'pg_stat_statements_info')) "
+                                 "IS NOT NULL"), schema=source.schema)
     if not exists:
         return ""
-    reset = scalar(conn, f"{TAG} SELECT stats_reset FROM {info}")
+    reset = sqlsafe.scalar(conn, sql.SQL(tagged("SELECT stats_reset FROM {}")).format(
+        source.relation("pg_stat_statements_info")))
     return f" since {reset:%Y-%m-%d %H:%M} UTC" if reset is not None else ""
 
 
