@@ -7,6 +7,10 @@ line, comment, blank line and line ending stays as it was; the new file is
 written beside the old one, fsynced and renamed over it (atomic); the previous
 version is kept as `.env.bak-<UTC stamp>`; and a file we cannot parse is left
 untouched with a one-line error naming the line.
+
+The file is the app's, not ccops': a byte that is not UTF-8 (a value pasted from
+a latin-1 editor) must not stop an emergency step. It is read with
+surrogateescape, so such bytes are carried through an edit unchanged.
 """
 
 from __future__ import annotations
@@ -87,8 +91,13 @@ def parse_lines(text: str, path: Path) -> list[tuple[str, re.Match[str] | None]]
     return parsed
 
 
+def read_text(path: Path | str) -> str:
+    """The .env as text, whatever its bytes: those that are not UTF-8 survive as surrogate escapes."""
+    return Path(path).read_bytes().decode("utf-8", errors="surrogateescape")
+
+
 def read_flag(path: Path, key: str) -> str | None:
-    for _, match in parse_lines(Path(path).read_text(encoding="utf-8"), Path(path)):
+    for _, match in parse_lines(read_text(path), Path(path)):
         if match and match.group("key") == key:
             return _unquote(match.group("value"))
     return None
@@ -101,10 +110,7 @@ def set_flag(path: Path | str, key: str, value: str, now: datetime | None = None
         original = path.read_bytes()
     except OSError as exc:
         raise EnvFileError(f"{path}: cannot read the app's .env: {exc.strerror}") from None
-    try:
-        text = original.decode("utf-8")
-    except UnicodeDecodeError:
-        raise EnvFileError(f"{path}: not UTF-8 text; left the file untouched") from None
+    text = original.decode("utf-8", errors="surrogateescape")  # other lines' bytes are written back as they were
     lines = parse_lines(text, path)
     matches = [i for i, (_, m) in enumerate(lines) if m and m.group("key") == key]
     if len(matches) > 1:
@@ -134,7 +140,7 @@ def set_flag(path: Path | str, key: str, value: str, now: datetime | None = None
         counter += 1
         backup = path.with_name(f"{path.name}.bak-{stamp}-{counter}")
     shutil.copy2(path, backup)
-    _atomic_write(path, new_text.encode("utf-8"))
+    _atomic_write(path, new_text.encode("utf-8", errors="surrogateescape"))
     return FlagChange(path, key, old, value, changed=True, backup=backup)
 
 

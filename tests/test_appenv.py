@@ -77,3 +77,14 @@ def test_agent_names_map_to_their_flags():
     assert appenv.flag_for_agent("PublishingAgent") == "ENABLE_PUBLISHING"
     assert appenv.flag_for_agent("NewsDigestAgent") == "ENABLE_NEWS_DIGEST"
     assert appenv.flag_for_agent("ENABLE_X") == "ENABLE_X"
+
+
+def test_a_byte_that_is_not_utf8_is_read_and_carried_through_an_edit(tmp_path):
+    path = tmp_path / ".env"
+    original = b"CONTENT_PERSONALITY=caf\xe9 cr\xe8me\nTELEGRAM_BOT_TOKEN=tok\xff\nENABLE_ANALYTICS=true\n"
+    path.write_bytes(original)
+    assert appenv.read_flag(path, "ENABLE_ANALYTICS") == "true"
+    change = appenv.set_flag(path, "ENABLE_ANALYTICS", "false", now=NOW)
+    assert change.changed
+    assert path.read_bytes() == original.replace(b"ENABLE_ANALYTICS=true", b"ENABLE_ANALYTICS=false")
+    assert change.backup.read_bytes() == original
