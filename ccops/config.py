@@ -10,8 +10,11 @@ each one, so a settings dump or an archived notebook cannot leak them.
 from __future__ import annotations
 
 import dataclasses
+import grp
 import json
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -109,6 +112,9 @@ class Settings:
     systemd: SystemdSettings = field(default_factory=SystemdSettings)
     apis: ApiSettings = field(default_factory=ApiSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
+    # [archive] group: the reviewers' group that may read the archive (files 0640, folders 0750,
+    # chgrp to it); None: archive files 0600 and folders 0700, readable by the owner alone.
+    archive_group: str | None = None
     # Sections whose shape belongs to one module (alerts, schedule, costs, security, archive):
     # kept raw here and validated by that module, which names the key and file on error.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -240,11 +246,18 @@ def mask_url(url: str) -> str:
 
 
 def read_env_file(path: Path | None) -> dict[str, str]:
-    """KEY=VALUE pairs of a dotenv file; a missing or unreadable file is empty."""
+    """KEY=VALUE pairs of a dotenv file; a missing or unreadable file is empty.
+
+    The file is the app's, not ccops', so a byte that is not UTF-8 must not stop
+    a run (the scrubber reads it after the notebook ran). It is decoded with
+    errors="replace", the same way the runner decodes the notebook's output
+    before scrubbing, so a secret value holding such a byte reads as the same
+    text in both places and is still masked.
+    """
     if not path:
         return {}
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_bytes().decode("utf-8", errors="replace")
     except OSError:
         return {}
     pairs: dict[str, str] = {}
@@ -331,13 +344,7 @@ def load_settings(
     path = find_config_file(config_file)
     if path:
         settings.config_file = path.resolve()
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-        _apply_file(settings, data, path)
+        _apply_file(settings, _read_toml(path), path)
     for name, attr in ENV_KEYS.items():
         if env.get(name):
             _set(settings, attr, env[name], f"environment {name}", base=Path.cwd())
@@ -347,8 +354,59 @@ def load_settings(
             name = f"CCOPS_{section.upper()}_{f.name.upper()}"
             if env.get(name):
                 _set(target, f.name, env[name], f"environment {name}", base=Path.cwd())
-    _validate(settings, str(path) if path else "environment")
+    _archive_group(settings, env, path)
+    _validate(settings, str(path) if path else "environment", env)
     return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The parsed file, or one line naming it: unreadable, not UTF-8 (TOML must be), or not TOML."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+                          "save the file as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _archive_group(settings: Settings, env: Mapping[str, str], path: Path | None) -> None:
+    """[archive] group (or CCOPS_ARCHIVE_GROUP): the reviewers' group, which must exist and be ours to give.
+
+    The key is read here, not by the archive, because every run needs it and a
+    group that does not exist must fail before a run starts, not when the
+    report is written. It is taken out of the raw section, which the archive
+    module checks for unknown keys.
+    """
+    section = settings.extra.get("archive")
+    if isinstance(section, dict) and "group" in section:
+        raw = section["group"]
+        settings.extra["archive"] = {k: v for k, v in section.items() if k != "group"}
+        label = f"{path}: archive.group"
+        if not isinstance(raw, str) or not raw.strip():
+            raise ConfigError(f"{label}: expected the name of a group, got {raw!r}")
+        settings.archive_group = raw.strip()
+    if env.get("CCOPS_ARCHIVE_GROUP"):
+        label = "environment CCOPS_ARCHIVE_GROUP"
+        settings.archive_group = env["CCOPS_ARCHIVE_GROUP"].strip()
+    if settings.archive_group is None:
+        return
+    name = settings.archive_group
+    try:
+        group = grp.getgrgid(int(name)) if name.isdigit() else grp.getgrnam(name)
+    except (KeyError, OverflowError):
+        raise ConfigError(f"{label}: no group {name!r} on this host") from None
+    if os.geteuid() != 0 and group.gr_gid not in os.getgroups() and group.gr_gid != os.getegid():
+        raise ConfigError(f"{label}: this user is not a member of group {group.gr_name!r}, so the archive "
+                          "cannot be given to it (add the user to the group, or unset the key)")
+    settings.archive_group = group.gr_name
 
 
 def _apply_file(settings: Settings, data: dict[str, Any], path: Path) -> None:
@@ -417,13 +475,15 @@ def _set(target: Any, attr: str, raw: Any, label: str, base: Path) -> None:
             else:
                 raise ValueError("expected a list of strings")
         elif ftype == "int":
-            if isinstance(raw, bool):
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError("expected a whole number")
             value = int(raw)
         elif ftype == "float":
             if isinstance(raw, bool):
                 raise ValueError("expected a number")
             value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError("expected a finite number")
         elif ftype == "bool":
             value = _bool(raw)
         else:
@@ -454,23 +514,113 @@ def _bool(raw: Any) -> bool:
     raise ValueError("expected true or false")
 
 
-def _validate(settings: Settings, source: str) -> None:
+# ---- counts and durations: one rule for settings and runbook parameters -------------------
+
+# Which numbers may not go below what, read from their names, so that a `*_keep_days` or a
+# `*_limit` added tomorrow is covered the day it is added. A keep count (how many to keep
+# whatever their age) below 1 lets retention delete the last verified backup; a negative number
+# of days puts the cut-off in the future, and every file older than "tomorrow" - all of them,
+# the live log included - is deleted. No count, limit or duration of ccops is meaningful below 0.
+KEEP_COUNT = re.compile(r"keep_(?!\w*days$)\w+")
+NON_NEGATIVE = re.compile(
+    r"(\w+_)?(days|hours|minutes|seconds|ms|limit|lines|jobs|count|bytes|size|retries|threshold)"
+    r"|(retention|keep|min|max)_\w+"
+)
+# Where a module needs more than the name says (dotted setting name -> least value).
+LEAST_VALUE = {"archive.keep_days": 1, "run.timeout_seconds": 1}
+
+
+def least_value(name: str) -> int | None:
+    """The least value a number named `name` may take (a setting's dotted key or a parameter's name); None: no rule."""
+    if name in LEAST_VALUE:
+        return LEAST_VALUE[name]
+    last = name.rsplit(".", 1)[-1]
+    if KEEP_COUNT.fullmatch(last):
+        return 1
+    if NON_NEGATIVE.fullmatch(last):
+        return 0
+    return None
+
+
+def bound_problem(name: str, value: Any) -> str | None:
+    """Why `value` cannot be the number named `name` (None when it can, or when no rule covers it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    least = least_value(name)
+    if least is None:
+        return None
+    if not math.isfinite(value):
+        return f"expected a finite number, got {value!r}"
+    if value >= least:
+        return None
+    if KEEP_COUNT.fullmatch(name.rsplit(".", 1)[-1]):
+        return f"expected at least {least} (a count of what to keep: 0 would keep nothing), got {value!r}"
+    return f"expected {least} or more, got {value!r}"
+
+
+def _origin(key: str, settings: Settings, env: Mapping[str, str], source: str) -> str:
+    """Where a dotted setting came from: `environment CCOPS_...` when set there, else `<file>: key`."""
+    section, _, attr = key.rpartition(".")
+    if section in SECTIONS:
+        name = f"CCOPS_{section.upper()}_{attr.upper()}"
+    else:
+        attr = FILE_KEYS.get(key, key)
+        name = next((n for n, a in ENV_KEYS.items() if a == attr), "")
+    if name and env.get(name):
+        return f"environment {name}"
+    return f"{source}: {key}"
+
+
+def _bounded_settings(settings: Settings) -> list[tuple[str, Any]]:
+    """Every number of the settings with its dotted key (module sections walked as written)."""
+    found: list[tuple[str, Any]] = []
+    labels = {attr: label for label, attr in FILE_KEYS.items()}
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        if f.name in SECTIONS:
+            found += [(f"{f.name}.{sub.name}", getattr(value, sub.name)) for sub in fields(value)]
+        elif isinstance(value, (int, float)):
+            found.append((labels.get(f.name, f.name), value))
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}", sub)
+        elif isinstance(value, list):
+            for index, sub in enumerate(value, start=1):
+                if isinstance(sub, dict):
+                    walk(f"{prefix}[{index}]", sub)
+        else:
+            found.append((prefix, value))
+
+    for section, table in settings.extra.items():
+        walk(section, table)
+    return found
+
+
+def _validate(settings: Settings, source: str, env: Mapping[str, str] | None = None) -> None:
+    env = os.environ if env is None else env
+
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{_origin(key, settings, env, source)}: {problem}")
+
+    for key, value in _bounded_settings(settings):
+        problem = bound_problem(key, value)
+        if problem:
+            raise fail(key, problem)
     if settings.backend and settings.backend not in BACKENDS:
-        raise ConfigError(
-            f"{source}: service.backend: expected one of {', '.join(BACKENDS)}, "
-            f"got {settings.backend!r}"
-        )
+        raise fail("service.backend", f"expected one of {', '.join(BACKENDS)}, got {settings.backend!r}")
     t = settings.thresholds
     for name in ("disk_free", "memory_used"):
         for kind in ("warning", "critical"):
             value = getattr(t, f"{name}_{kind}_pct")
             if not 0 <= value <= 100:
-                raise ConfigError(f"{source}: thresholds.{name}_{kind}_pct: expected 0-100, got {value}")
+                raise fail(f"thresholds.{name}_{kind}_pct", f"expected 0-100, got {value}")
     if t.disk_free_critical_pct > t.disk_free_warning_pct:
-        raise ConfigError(f"{source}: thresholds.disk_free_critical_pct: must not exceed the warning level")
+        raise fail("thresholds.disk_free_critical_pct", "must not exceed the warning level")
     if t.memory_used_critical_pct < t.memory_used_warning_pct:
-        raise ConfigError(f"{source}: thresholds.memory_used_critical_pct: must not be below the warning level")
+        raise fail("thresholds.memory_used_critical_pct", "must not be below the warning level")
     if t.errors_per_hour_critical < t.errors_per_hour_warning:
-        raise ConfigError(f"{source}: thresholds.errors_per_hour_critical: must not be below the warning level")
+        raise fail("thresholds.errors_per_hour_critical", "must not be below the warning level")
     if settings.run_timeout_seconds <= 0:
-        raise ConfigError(f"{source}: run.timeout_seconds: expected a positive number")
+        raise fail("run.timeout_seconds", "expected a positive number")

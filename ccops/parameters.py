@@ -1,7 +1,11 @@
 """A runbook's parameters: what its `parameters` cell declares, and turning CLI strings into those types.
 
 DESIGN: `ccops run` checks parameters against the notebook before any kernel
-starts (unknown name or wrong type: exit 64).
+starts (unknown name or wrong type: exit 64). A number is also checked against
+its name, by the rule settings use (config.least_value): no `*_days`,
+`*_limit`, `*_hours`, `*_seconds`, `*_lines`, `jobs` ... below 0, no `keep_*`
+count below 1. `monthly -p log_keep_days -1` would otherwise put the cut-off
+in the future and delete every app log, the live one included.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ccops.config import bound_problem
 from ccops.errors import UsageError
 
 _TYPE_NAMES = {"int": int, "float": float, "bool": bool, "str": str}
@@ -118,7 +123,18 @@ def parameter_type(spec: dict[str, Any]) -> type | None:
 
 
 def convert(runbook: str, name: str, raw: str, expected: type | None) -> Any:
-    """One CLI string as the parameter's type; UsageError naming the parameter otherwise."""
+    """One CLI string as the parameter's type and within its bounds; UsageError naming runbook and parameter otherwise."""
+    try:
+        value = _convert(name, raw, expected)
+    except UsageError as exc:
+        raise UsageError(f"runbook {runbook}: {exc}") from None
+    problem = bound_problem(name, value)
+    if problem:
+        raise UsageError(f"runbook {runbook}: parameter {name!r}: {problem}")
+    return value
+
+
+def _convert(name: str, raw: str, expected: type | None) -> Any:
     def bad() -> UsageError:
         return UsageError(f"parameter {name!r}: expected {expected.__name__ if expected else 'str'}, got {raw!r}")
 
