@@ -12,7 +12,13 @@ The run record is the unit of truth: it is written last, so a record on disk
 means its notebook and HTML are complete, and the index is rebuilt from the
 records only (never from notebooks, which are large and may be pruned). All
 writes go through a temporary file and os.replace, so a reader never sees a
-half-written file.
+half-written file; a run's files are all written to temporary names first and
+renamed together, so a write that fails (a full disk) leaves nothing behind
+and raises ArchiveError, one line naming the path and the errno.
+
+Reports hold what the deployment looked like, so the archive is private:
+files 0600 and folders 0700, or, with a reviewers' group configured
+(`archive.group`), 0640 / 0750 owned by that group (Permissions).
 
 Retention deletes runs (all four files) older than `archive.keep_days`, but
 always keeps the latest completed and the latest failed run of each runbook:
@@ -22,8 +28,10 @@ last bad one broke, however long ago that was.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import functools
+import grp
 import json
 import os
 import tempfile
@@ -37,6 +45,7 @@ from typing import Any
 
 from ccops.archive_figures import figures, worst_findings
 from ccops.archive_html import counts_text, render_index
+from ccops.errors import CcopsError
 
 INDEX_JSON = "index.json"
 INDEX_HTML = "index.html"
@@ -47,7 +56,7 @@ SUMMARY_KEYS = (
     "parameters",
 )
 COMPLETED = ("ok", "warning", "critical", "unknown")  # the notebook ran to its end; its findings decided
-FAILED = ("failed", "timed-out")  # the notebook did not finish
+FAILED = ("failed", "timed-out", "killed")  # the notebook did not finish
 DEFAULT_KEEP_DAYS = 90
 
 
@@ -75,21 +84,186 @@ def reserve_stem(archive_dir: Path, runbook: str, start: datetime) -> Path:
         n += 1
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write text so readers see the old file or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+class ArchiveError(CcopsError):
+    """A file of the archive could not be written; nothing partial was left. Exit 3 (run failed)."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        self.path = Path(path)
+        self.errno = exc.errno
+        super().__init__(f"cannot write {self.path}: {describe_os_error(exc)}")
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`No space left on device (ENOSPC)`: the text and the symbolic errno an operator can search for."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    text = exc.strerror or str(exc)
+    return f"{text} ({name})" if name else text
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """Modes (and group) of the archive's files and folders."""
+
+    file_mode: int = 0o600
+    dir_mode: int = 0o700
+    gid: int | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Any) -> Permissions:
+        """Private by default; with `archive.group` (Settings.archive_group) 0640/0750 owned by that group."""
+        group = getattr(settings, "archive_group", None)
+        if group in (None, ""):
+            return cls()
+        return cls(0o640, 0o750, group_id(str(group)))
+
+    @classmethod
+    def of_archive(cls, archive_dir: Path) -> Permissions:
+        """For writers without settings (`reports index`, retention): keep what the archive folder says.
+
+        A folder readable by its group is a reviewers' archive (0640/0750 for
+        that group); anything else, or a new archive, is private.
+        """
+        try:
+            st = Path(archive_dir).stat()
+        except OSError:
+            return cls()
+        if st.st_mode & 0o050 == 0o050 and not st.st_mode & 0o007:
+            return cls(0o640, 0o750, st.st_gid)
+        return cls()
+
+
+def group_id(group: str) -> int:
+    """The gid of a group name (or number) this process may give files to; ConfigError otherwise."""
+    from ccops.config import ConfigError
+
     try:
+        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(f"archive.group: no group named {group!r} on this host") from None
+    if os.geteuid() != 0 and gid != os.getegid() and gid not in os.getgroups():
+        raise ConfigError(f"archive.group: {group!r}: this user is not a member, so cannot give the archive to it")
+    return gid
+
+
+def make_dirs(path: Path, perms: Permissions | None = None, top: Path | None = None) -> list[Path]:
+    """Create path and its missing parents with perms' folder mode; the folders created, outermost first.
+
+    Folders between `top` (the archive root, included) and path that exist
+    already get the mode and group too, so an archive made by an older
+    version (0755) turns private as it is written to.
+    """
+    perms = perms or Permissions()
+    path = Path(path)
+    created: list[Path] = []
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=perms.dir_mode)
+        except FileExistsError:
+            continue
+        created.append(folder)
+    chain = [path]
+    if top is not None:
+        top = Path(top)
+        chain = [p for p in [path, *path.parents] if p == top or top in p.parents]
+    for folder in set(chain) | set(created):
+        _set_mode(folder, perms.dir_mode, perms.gid)
+    return created
+
+
+def _set_mode(path: Path, mode: int, gid: int | None) -> None:
+    try:
+        st = path.stat()
+        if st.st_uid != os.geteuid() and os.geteuid() != 0:
+            return  # not ours to change
+        if gid is not None and st.st_gid != gid:
+            os.chown(path, -1, gid)
+        if st.st_mode & 0o7777 != mode:
+            os.chmod(path, mode)
+    except FileNotFoundError:
+        pass
+
+
+def write_files(items: list[tuple[Path, str]], perms: Permissions | None = None, top: Path | None = None) -> None:
+    """Write every (path, text) or none: each to a temporary name beside it, then all renamed, in order.
+
+    Any failure (ENOSPC above all) removes every temporary file, every file
+    already renamed into place and every folder this call created, then
+    raises ArchiveError naming the path. Put the file that marks the set as
+    complete (a run record) last.
+    """
+    perms = perms or Permissions()
+    created: list[Path] = []
+    temps: list[tuple[Path, Path]] = []
+    placed: list[Path] = []
+    current = items[0][0] if items else Path(".")
+    try:
+        for path, _ in items:
+            current = Path(path)
+            created += make_dirs(current.parent, perms, top)
+        for path, text in items:
+            current = Path(path)
+            temps.append((_write_temp(current, text, perms), current))
+        for tmp, path in temps:
+            current = path
+            os.replace(tmp, path)
+            placed.append(path)
+        for folder in {path.parent for _, path in temps}:
+            _fsync_dir(folder)
+    except BaseException as exc:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        for path in placed:
+            path.unlink(missing_ok=True)
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        if isinstance(exc, OSError):
+            raise ArchiveError(current, exc) from None
+        raise
+
+
+def _write_temp(path: Path, text: str, perms: Permissions) -> Path:
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        os.fchmod(fd, perms.file_mode)
+        if perms.gid is not None:
+            os.fchown(fd, -1, perms.gid)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, text: str, perms: Permissions | None = None) -> None:
+    """Write text so readers see the old file or the whole new one, never a part (0600 unless perms say)."""
+    write_files([(Path(path), text)], perms)
 
 
 _RENDER_LOCK = threading.Lock()  # the warm-up thread and the runner's own renders share the exporters
@@ -254,25 +428,37 @@ def _display_path(path: Path) -> str:
 
 # ---- the index ----------------------------------------------------------------
 
-def rebuild_index(archive_dir: Path) -> list[dict[str, Any]]:
-    """Write index.json and index.html from the run records alone; returns the summaries (newest first)."""
+def rebuild_index(archive_dir: Path, perms: Permissions | None = None) -> list[dict[str, Any]]:
+    """Write index.json and index.html from the run records alone; returns the summaries (newest first).
+
+    Without perms the archive keeps the modes its folder has (Permissions.of_archive).
+    ArchiveError (nothing half-written) when the index cannot be written.
+    """
     root = Path(archive_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    with _index_lock(root):
+    perms = perms or Permissions.of_archive(root)
+    try:
+        make_dirs(root, perms)
+    except OSError as exc:
+        raise ArchiveError(root, exc) from None
+    with _index_lock(root, perms):
         records = load_summaries(root)
-        write_atomic(root / INDEX_JSON, index_json(records))
-        write_atomic(root / INDEX_HTML, index_html(records))
+        write_files([(root / INDEX_JSON, index_json(records)), (root / INDEX_HTML, index_html(records))], perms)
     return records
 
 
 @contextmanager
-def _index_lock(root: Path) -> Iterator[None]:
+def _index_lock(root: Path, perms: Permissions | None = None) -> Iterator[None]:
     """Serialise rebuilds: two runbooks finishing together must not leave the index of the one that read first.
 
     Whoever holds the lock reads the records after every earlier writer's
     record is on disk, so the last rebuild to finish always lists every run.
+    The lock file stays empty, so taking it needs no free space.
     """
-    fd = os.open(root / INDEX_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    path = root / INDEX_LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, (perms or Permissions()).file_mode)
+    except OSError as exc:
+        raise ArchiveError(path, exc) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -349,7 +535,7 @@ def keep_days_setting(settings: Any) -> int:
     raw = settings.section("archive")
     source = str(settings.config_file) if getattr(settings, "config_file", None) else "settings"
     for key in raw:
-        if key != "keep_days":
+        if key not in ("keep_days", "group"):  # group: Settings.archive_group, read by the settings loader
             raise ConfigError(f"{source}: archive.{key}: unknown setting")
     value = raw.get("keep_days", DEFAULT_KEEP_DAYS)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from ccops.archive_figures import charts_html
 
-OUTCOMES = ("ok", "warning", "critical", "unknown", "failed", "timed-out")
+OUTCOMES = ("ok", "warning", "critical", "unknown", "failed", "timed-out", "killed")
 OUTCOME_COLOURS = {
     "ok": "#d4edda",
     "warning": "#fff3cd",
@@ -26,6 +26,7 @@ OUTCOME_COLOURS = {
     "unknown": "#e2e3e5",
     "failed": "#f5c6cb",
     "timed-out": "#ffe0b2",
+    "killed": "#e1bee7",
 }
 STRIP_RUNS = 12  # the latest panel's row of recent outcomes
 LINKS = (("report_html", "report"), ("html", "notebook (html)"), ("ipynb", "ipynb"))

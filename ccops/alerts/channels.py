@@ -112,10 +112,11 @@ def deliver(channel: ChannelConfig, message: Message) -> None:
 
 def _log(channel: ChannelConfig, message: Message) -> None:
     path = Path(channel.path or "alerts.log")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     stamp = datetime.now().astimezone().strftime("%Y-%m-%dT%H:%M:%S%z")
     text = "".join(f"{stamp} {line}\n" for line in [message.subject, *message.text.splitlines()])
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         os.write(fd, text.encode("utf-8"))  # one write: concurrent writers never interleave inside it
     finally:

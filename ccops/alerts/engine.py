@@ -304,8 +304,8 @@ def run_evaluation(record: dict[str, Any]) -> Evaluation:
     same key, so it joins that alert; any other is keyed `run:<runbook>:<check>`
     and is closed by a later run of the same runbook that evaluated the same
     check without a problem (a part of the runbook that was skipped closes
-    nothing). A failed or timed-out run opens `run.failed:<job>`, closed by the
-    next completed run of that job.
+    nothing). A failed, timed-out or killed run opens `run.failed:<job>`, closed
+    by the next completed run of that job.
     """
     from ccops.alerts.deadman import job_name
     from ccops.findings import Finding
@@ -332,22 +332,32 @@ def run_evaluation(record: dict[str, Any]) -> Evaluation:
         if part == "all":
             out.covered_keys.add(f"run.failed:{runbook}")
             out.covered_prefixes.add(f"run.failed:{runbook}:")
-    elif outcome in ("failed", "timed-out"):
+    elif outcome in ("failed", "timed-out", "killed"):
         out.candidates.append(Candidate(
             f"run.failed:{job}", "warning", f"Runbook {job} {outcome}",
             f"{job} {outcome}: {record.get('error') or 'no error recorded'}", source))
     return out
 
 
-def raise_from_run(settings: Settings, record: dict[str, Any], now: datetime | None = None) -> Outcome | None:
-    """Called by the runner after archiving a run: its findings through the alert path.
+def raise_from_run(settings: Settings, record: dict[str, Any], now: datetime | None = None,
+                   problems: list[str] | None = None) -> Outcome | None:
+    """Called by the runner for each run, before its archive is written: its findings through the alert path.
 
     Never raises: a broken alert setup must not turn a finished run into a
-    failed one. Problems are one line on stderr and None is returned.
+    failed one. Problems are one line on stderr (and appended to `problems`);
+    None is returned when nothing could be evaluated. A state file that cannot
+    be saved (a full disk) does not undo what was delivered.
     """
     from ccops.alerts.deadman import COMPLETED as DONE
     from ccops.alerts.deadman import job_name
 
+    def problem(text: str) -> None:
+        line = f"ccops: alerts for run {record.get('runbook')!r}: {text}"
+        print(line, file=sys.stderr)
+        if problems is not None:
+            problems.append(text)
+
+    outcome: Outcome | None = None
     try:
         now = now or now_utc()
         cfg = load_config(settings)
@@ -361,10 +371,48 @@ def raise_from_run(settings: Settings, record: dict[str, Any], now: datetime | N
                                                           "outcome": record.get("outcome")}
             notifications = reconcile(state, evaluation, now, cfg)
             reports = dispatch(state, notifications, now, cfg, scrub)
-            return Outcome(now, notifications, _open_list(state), reports, evaluation.notes)
-    except Exception as exc:  # noqa: BLE001 - see docstring
-        print(f"ccops: alerts for run {record.get('runbook')!r} not raised: {exc}", file=sys.stderr)
+            outcome = Outcome(now, notifications, _open_list(state), reports, evaluation.notes)
+        return outcome
+    except OSError as exc:
+        from ccops.archive import describe_os_error
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        if outcome is not None:  # delivered, but the state is not saved: repeats may come early
+            problem(f"alert state not saved: {where}{describe_os_error(exc)}")
+            return outcome
+        problem(f"not raised: {where}{describe_os_error(exc)}")
         return None
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        problem(f"not raised: {exc}")
+        return None
+
+
+def alerts_for_run(settings: Settings, record: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """raise_from_run for the runner, summarised for the run record.
+
+    {"notifications": n, "delivered": [channels], "undelivered": ["channel: why"],
+    "held": [rate-limited channels], "problems": [...]}. Notifications that were
+    not delivered are queued for the next attempt (`ccops alerts check`) and
+    named on stderr in one line, so a run's alert is never lost silently.
+    """
+    problems: list[str] = []
+    outcome = raise_from_run(settings, record, now=now, problems=problems)
+    summary: dict[str, Any] = {"notifications": 0, "delivered": [], "undelivered": [], "held": [],
+                               "problems": problems}
+    if outcome is None:
+        return summary
+    summary["notifications"] = len(outcome.notifications)
+    for report in outcome.channels:
+        if report.error:
+            summary["undelivered"].append(report.error)
+        elif report.messages:
+            summary["delivered"].append(report.channel)
+        elif report.held:
+            summary["held"].append(report.channel)
+    if summary["undelivered"]:
+        print(f"ccops: alerts of run {record.get('runbook')!r} not delivered, queued for the next attempt: "
+              + "; ".join(summary["undelivered"]), file=sys.stderr)
+    return summary
 
 
 def list_open(settings: Settings, include_resolved: bool = False) -> dict[str, Any]:

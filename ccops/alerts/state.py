@@ -67,6 +67,20 @@ def empty() -> dict[str, Any]:
     }
 
 
+def _private_dirs(directory: Path) -> None:
+    """directory and its missing parents (ccops' home among them), created 0700: alert texts name hosts and paths."""
+    missing = []
+    current = Path(directory)
+    while not current.exists() and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+
+
 class StateStore:
     """Load and save the state of one ccops home under its lock."""
 
@@ -83,8 +97,9 @@ class StateStore:
     @contextmanager
     def locked(self, save: bool = True) -> Iterator[dict[str, Any]]:
         """The state for changing: saved when the block ends without an exception (and save is true)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a+") as lock:
+        _private_dirs(self.directory)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # empty: no free block needed
+        with os.fdopen(fd, "a+") as lock:
             self._acquire(lock)
             try:
                 state = self._load(quarantine=True)
