@@ -36,10 +36,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import sql
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from ccops.config import Settings, mask_url
-from ccops.db import client_tool, connect, get_engine, libpq_env
+from ccops.db import client_tool, connect, describe_error, get_engine, libpq_env
 from ccops.errors import EXIT_TEMPFAIL, CcopsError
 
 PREFIX = "contentcreator_"
@@ -67,6 +70,73 @@ class BackupBusy(BackupError):
     """Another ccops process holds the backup dir's lock; cron should try again later."""
 
     exit_code = EXIT_TEMPFAIL
+
+
+# What a step of backup, verify, restore or restore test can meet in normal operation: the database
+# (refused, gone, denied), the disk, a client tool (missing, killed, timed out), or ccops' own refusals.
+# Anything else is a bug and keeps its traceback.
+DB_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, psycopg.Error)
+STEP_ERRORS: tuple[type[BaseException], ...] = DB_ERRORS + (CcopsError, OSError, subprocess.SubprocessError)
+
+
+def reason(exc: BaseException, url: str = "") -> str:
+    """One line for an operator: the driver's or tool's first line, any URL's password masked."""
+    if isinstance(exc, DB_ERRORS):
+        return describe_error(exc, mask_url(url) if url else "")
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+class StageFailed(BackupError):
+    """A step of backup or restore test failed; its message already names the procedure and the step."""
+
+
+@contextmanager
+def stage(procedure: str, step: str, url: str = "") -> Iterator[None]:
+    """Turn an expected failure inside one step into a BackupError naming the procedure, the step and why.
+
+    The command line prints a CcopsError as one line and exits 2; a bare traceback
+    would say neither which step stopped nor that nothing was written. A busy lock
+    keeps its own exit code (75), an inner stage its own wording.
+    """
+    try:
+        yield
+    except (StageFailed, BackupBusy):
+        raise
+    except STEP_ERRORS as exc:
+        raise StageFailed(f"{procedure} failed at {step}: {reason(exc, url)}") from None
+
+
+def private_dir(directory: Path) -> Path:
+    """Create the directory (and any missing parent) 0700 and tighten the leaf: dumps hold every row.
+
+    mkdir(parents=True) would create the parents with the umask's 0755, so a
+    restore's first safety dump made backups/ world-listable.
+    """
+    directory = Path(directory)
+    missing = []
+    probe = directory
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    try:
+        for path in reversed(missing):
+            path.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(path, 0o700)
+        os.chmod(directory, 0o700)
+    except OSError as exc:
+        raise BackupError(f"cannot prepare the backup dir {directory}: {reason(exc)}") from None
+    return directory
+
+
+def _private_file(path: Path) -> None:
+    """Create the (empty) file 0600 before a tool writes into it, so it is never readable by others."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
 
 
 # ---- names, locking and listing ----------------------------------------------------------
@@ -235,9 +305,17 @@ def verify_backup(path: Path) -> VerifyResult:
 
     `pg_restore --list` reads only the table of contents at the start of the
     file, so a dump cut off in its data passes it; `pg_restore -f /dev/null`
-    reads and decompresses every data block and catches that.
+    reads and decompresses every data block and catches that. An unreadable
+    file or a missing pg_restore is a failed verification, never a traceback.
     """
     path = Path(path)
+    try:
+        return _verify(path)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return VerifyResult(path, False, f"cannot be verified: {reason(exc)}")
+
+
+def _verify(path: Path) -> VerifyResult:
     checks: list[str] = []
     if not path.exists():
         return VerifyResult(path, False, "file does not exist")
@@ -322,8 +400,21 @@ def _versions(conn: Any) -> tuple[str, str]:
 
 
 def exact_row_counts(conn: Any) -> dict[str, int]:
+    """count(*) of every table in public, in the connection's own transaction (so in its snapshot).
+
+    The names come from the catalog, which any role with CREATE can fill: each is
+    composed with sql.Identifier, never spliced, so `a",public.pwn()"b` is a name
+    and not a call. psycopg's own cursor runs it, as SQLAlchemy's text() would
+    read a `:x` inside a name as a bind parameter.
+    """
     tables = [r[0] for r in conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"))]
-    return {t: int(conn.execute(text(f'SELECT count(*) FROM public."{t}"')).scalar()) for t in tables}
+    raw = conn.connection.driver_connection
+    counts = {}
+    with raw.cursor() as cursor:
+        for table in tables:
+            cursor.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("public", table)))
+            counts[table] = int(cursor.fetchone()[0])
+    return counts
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -348,21 +439,35 @@ def compose_base(settings: Settings) -> list[str]:
 
 
 def _dump_local(url: str, partial: Path, level: int) -> dict[str, Any]:
-    """pg_dump against the URL inside an exported snapshot, whose exact row counts go into the manifest."""
-    engine = get_engine(url)
-    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
-        conn.execute(text("SET TRANSACTION READ ONLY"))
-        snapshot = conn.execute(text("SELECT pg_export_snapshot()")).scalar()
-        counts = exact_row_counts(conn)  # same snapshot as the dump: the manifest's counts are exact
-        server, client = _versions(conn)
-        database = conn.execute(text("SELECT current_database()")).scalar()
+    """pg_dump against the URL inside an exported snapshot, whose exact row counts go into the manifest.
+
+    Each step names itself when it fails (a wrong password is "backup failed at
+    connect to the database: ... password authentication failed", URL masked).
+    """
+    try:
+        return _dump_in_snapshot(url, partial, level)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def _dump_in_snapshot(url: str, partial: Path, level: int) -> dict[str, Any]:
+    with stage("backup", "connect to the database", url):
+        conn = get_engine(url).connect().execution_options(isolation_level="REPEATABLE READ")
+    with stage("backup", "end the snapshot's transaction", url), conn, conn.begin():
+        with stage("backup", "export a snapshot", url):
+            conn.execute(text("SET TRANSACTION READ ONLY"))
+            snapshot = conn.execute(text("SELECT pg_export_snapshot()")).scalar()
+        with stage("backup", "count rows", url):
+            counts = exact_row_counts(conn)  # same snapshot as the dump: the manifest's counts are exact
+        with stage("backup", "read versions", url):
+            server, client = _versions(conn)
+            database = conn.execute(text("SELECT current_database()")).scalar()
         env = {**os.environ, **libpq_env(url)}
-        command = [client_tool("pg_dump"), "-Fc", f"-Z{int(level)}", f"--snapshot={snapshot}", "-f", str(partial)]
-        try:
+        with stage("backup", "pg_dump", url):
+            _private_file(partial)
+            command = [client_tool("pg_dump"), "-Fc", f"-Z{int(level)}", f"--snapshot={snapshot}", "-f", str(partial)]
             proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=6 * 3600)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)
         raise BackupError(f"pg_dump failed ({_last_line(proc.stderr, f'exit {proc.returncode}')}); "
@@ -377,9 +482,8 @@ def _counts_outside_snapshot(url: str) -> tuple[dict[str, int], str]:
     try:
         with connect(url, statement_timeout_ms=3_600_000) as conn:
             counts = exact_row_counts(conn)
-    except Exception as exc:  # noqa: BLE001 - unreachable from here is normal for a compose deployment
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return {}, f"row counts not taken: {mask_url(url)} is not reachable from here ({first})"
+    except DB_ERRORS as exc:  # unreachable from here is normal for a compose deployment
+        return {}, f"row counts not taken: {mask_url(url)} is not reachable from here ({reason(exc)})"
     return counts, (f"row counts taken through {mask_url(url)} just before the dump, not in its snapshot: "
                     "writes during the dump can make a restore differ from them")
 
@@ -391,11 +495,15 @@ def _dump_compose(settings: Settings, partial: Path, level: int) -> dict[str, An
                                         "-Fc", f"-Z{int(level)}", compose.db_name]
     counts, note = _counts_outside_snapshot(settings.resolved_database_url_or_blank())
     try:
+        _private_file(partial)
         with open(partial, "wb") as out:
             proc = subprocess.run(command, stdout=out, stderr=subprocess.PIPE, timeout=6 * 3600)
     except FileNotFoundError:
         partial.unlink(missing_ok=True)
         raise BackupError("docker not found on PATH: --via compose needs the docker CLI; no backup was written") from None
+    except (OSError, subprocess.SubprocessError) as exc:
+        partial.unlink(missing_ok=True)
+        raise BackupError(f"backup failed at docker compose exec pg_dump: {reason(exc)}; no backup was written") from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -405,7 +513,11 @@ def _dump_compose(settings: Settings, partial: Path, level: int) -> dict[str, An
         raise BackupError(f"{' '.join(command[:2])} exec {compose.db_service} pg_dump failed "
                           f"({_last_line(stderr, f'exit {proc.returncode}')}); no backup was written, "
                           "earlier backups are untouched")
-    header = archive_header(partial)
+    try:
+        header = archive_header(partial)
+    except (OSError, subprocess.SubprocessError) as exc:
+        partial.unlink(missing_ok=True)
+        raise BackupError(f"backup failed at reading the dump's header: {reason(exc)}; no backup was written") from None
     return {"database": header.get("database", compose.db_name), "server_version": header.get("server_version", ""),
             "pg_dump_version": header.get("pg_dump_version", ""), "via": "compose", "row_counts": counts,
             "row_counts_exact": False, "row_counts_note": note,
@@ -420,9 +532,7 @@ def create_backup(settings: Settings, *, compression: int | None = None, now: da
     """
     if via not in ("local", "compose"):
         raise BackupError(f"unknown backup route {via!r}: use 'local' or 'compose'")
-    directory = Path(directory or settings.effective_backup_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
+    directory = private_dir(Path(directory or settings.effective_backup_dir))
     level = int(settings.backup.compression if compression is None else compression)
     t0 = time.monotonic()
     with backup_lock(directory, BACKUP_LOCK_WAIT_S):
@@ -497,15 +607,34 @@ class RetentionPlan:
                 + [{"file": p.name, "action": "delete", "reason": r} for p, r in self.delete])
 
 
+def _retention_floor(retention_days: int, keep_verified: int) -> tuple[int, str]:
+    """The number of verified backups retention keeps: never fewer than one, whatever it was called with.
+
+    Settings validation refuses keep_verified < 1 and negative day counts; this
+    holds also for code that calls retention with a value of its own. A negative
+    age has no meaning (it would put the cutoff in the future): refused outright.
+    """
+    if retention_days < 0:
+        raise BackupError(f"retention_days {retention_days} is negative: refusing to delete any backup "
+                          "(give 0 or more days)")
+    if keep_verified < 1:
+        return 1, (f"keep_verified {keep_verified} asked for: the newest verified backup is kept regardless "
+                   "(retention never deletes it)")
+    return keep_verified, ""
+
+
 def plan_retention(backup_dir: Path, now: datetime, retention_days: int, keep_verified: int) -> RetentionPlan:
-    """Delete by age, but never below the newest `keep_verified` verified backups; old leftovers go.
+    """Delete by age, but never below the newest `keep_verified` verified backups (at least one); old leftovers go.
 
     A partial file counts as a leftover only when nothing has written to it for
     6 hours, measured on the real clock (a file's mtime is real time, whatever
     `now` a report is written for).
     """
+    keep_verified, note = _retention_floor(retention_days, keep_verified)
     directory = Path(backup_dir)
     plan = RetentionPlan(directory=directory if directory.is_dir() else None)
+    if note:
+        plan.notes.append(note)
     if not directory.is_dir():
         return plan
     for leftover in sorted(directory.glob(".*.partial")):
@@ -534,15 +663,20 @@ def plan_retention(backup_dir: Path, now: datetime, retention_days: int, keep_ve
 
 
 def _plan_safety_dumps(plan: RetentionPlan, safety: Path, cutoff: datetime, retention_days: int) -> None:
-    """Safety dumps (what a restore replaced) age out like backups, but the newest always stays.
+    """Safety dumps (what a restore replaced) age out like backups, but the newest, and the newest verified, stay.
 
     They never count as backups of the platform; without this, every restore
-    would leave a full dump behind for good.
+    would leave a full dump behind for good. When the newest is damaged, the
+    newest one that verifies is the only copy of what a restore replaced.
     """
-    for index, info in enumerate(list_backups(safety, verify=False)):
+    dumps = list_backups(safety)
+    newest_verified = next((info.path for info in dumps if info.verified), None)
+    for index, info in enumerate(dumps):
         label = f"{SAFETY_DIR}/{info.path.name}"
         if index == 0:
             plan.keep.append((info.path, f"{label}: the newest safety dump (what the last restore replaced)"))
+        elif info.path == newest_verified:
+            plan.keep.append((info.path, f"{label}: the newest verified safety dump"))
         elif info.created >= cutoff:
             plan.keep.append((info.path, f"{label}: safety dump younger than {retention_days} days"))
         else:
@@ -553,6 +687,7 @@ def _plan_safety_dumps(plan: RetentionPlan, safety: Path, cutoff: datetime, rete
 
 
 def _unlink_all(paths: list[Path]) -> int:
+    """Delete the files, counting the bytes; one that cannot be deleted stops the prune with its reason."""
     freed = 0
     for path in paths:
         try:
@@ -561,11 +696,33 @@ def _unlink_all(paths: list[Path]) -> int:
             freed += size
         except FileNotFoundError:
             continue
+        except OSError as exc:
+            raise BackupError(f"prune stopped at {path}: {reason(exc)}; {freed:,} bytes were freed before it") from None
     return freed
 
 
+def _refuse_newest_verified(paths: list[Path]) -> None:
+    """Raise when the paths hold the newest verified backup of their directory (backups or safety dumps).
+
+    Checked again at deletion time, against the files as they are now, so no plan
+    (built by hand, by another module, or with keep_verified 0) can take the last
+    good copy.
+    """
+    doomed = {Path(p).resolve() for p in paths}
+    for directory in sorted({Path(p).parent for p in paths}):
+        newest = latest_verified(directory)
+        if newest is not None and newest.path.resolve() in doomed:
+            raise BackupError(f"refusing to delete {newest.path.name}: it is the newest verified backup in "
+                              f"{directory}; nothing was deleted")
+
+
 def apply_retention(plan: RetentionPlan) -> int:
-    """Delete the plan's files; partial files only while holding the backup lock (no backup running)."""
+    """Delete the plan's files; partial files only while holding the backup lock (no backup running).
+
+    Never the newest verified backup of any directory involved: a plan that holds
+    it is refused as a whole.
+    """
+    _refuse_newest_verified([p for p in plan.delete_paths() if NAME_RE.match(p.name)])
     partials = [p for p in plan.delete_paths() if p.name.endswith(".partial")]
     others = [p for p in plan.delete_paths() if not p.name.endswith(".partial")]
     freed = _unlink_all(others)

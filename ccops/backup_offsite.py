@@ -29,6 +29,7 @@ from ccops.backup import (
     VerifyResult,
     _fsync_dir,
     _now,
+    _retention_floor,
     _VerifyCache,
     apply_retention,
     backup_lock,
@@ -73,7 +74,10 @@ def offsite_copy(settings: Settings, path: Path, *, now: datetime | None = None)
     sources = [path] + ([manifest_path(path)] if manifest_path(path).exists() else [])
     b = settings.backup
     if is_url(destination):
-        return _copy_fsspec(destination, sources, expected, now or _now(), b.retention_days, b.keep_verified)
+        try:
+            return _copy_fsspec(destination, sources, expected, now or _now(), b.retention_days, b.keep_verified)
+        except OSError as exc:  # what fsspec stores raise for a refused, missing or full destination
+            raise BackupError(f"off-site copy to {destination} failed: {exc.strerror or exc}") from None
     directory = Path(destination[len("file://"):] if destination.startswith("file://") else destination).expanduser()
     if not directory.is_dir():
         raise BackupError(f"off-site directory {directory} does not exist (is the remote disk mounted?)")
@@ -156,10 +160,10 @@ def _prune_fsspec(fs: Any, root: str, now: datetime, retention_days: int, keep_v
 
     Re-hashing every object on every run would download the whole store, so a
     remote copy counts as verified when its manifest is there and its size
-    matches; the sha256 was checked when it was written.
+    matches; the sha256 was checked when it was written. The newest verified
+    copy is never deleted, whatever keep_verified says (see _retention_floor).
     """
-    import json
-
+    keep_verified, _ = _retention_floor(retention_days, keep_verified)
     names = {Path(p).name: p for p in fs.ls(root, detail=False)}
     backups = []
     for name in names:
@@ -172,13 +176,7 @@ def _prune_fsspec(fs: Any, root: str, now: datetime, retention_days: int, keep_v
     deleted = []
     for created, name in backups:
         manifest_name = name + ".manifest.json"
-        verified = False
-        if manifest_name in names:
-            try:
-                with fs.open(names[manifest_name], "rb") as handle:
-                    verified = json.loads(handle.read()).get("size") == fs.size(names[name])
-            except (OSError, ValueError):
-                verified = False
+        verified = manifest_name in names and _remote_size_matches(fs, names[name], names[manifest_name])
         if verified and kept_verified < keep_verified:
             kept_verified += 1
         elif created < cutoff:
@@ -186,3 +184,14 @@ def _prune_fsspec(fs: Any, root: str, now: datetime, retention_days: int, keep_v
                 fs.rm(names[victim])
                 deleted.append(victim)
     return deleted
+
+
+def _remote_size_matches(fs: Any, path: str, manifest: str) -> bool:
+    """True when the object's size is the one its manifest records (an unreadable manifest: not verified)."""
+    import json
+
+    try:
+        with fs.open(manifest, "rb") as handle:
+            return bool(json.loads(handle.read()).get("size") == fs.size(path))
+    except (OSError, ValueError, AttributeError):
+        return False
