@@ -123,7 +123,7 @@ def run(env: BenchEnv) -> list[Result]:
 def _restore(env: BenchEnv, backup: Path, environment: dict[str, str], repeat: int) -> Result:
     jobs = max(2, os.cpu_count() or 2)
     commands = {n: ccops_command() + ["restore", str(backup), "--target", RESTORE_TARGET, "--jobs", str(n),
-                                      "--yes", "--json"] for n in (1, jobs)}
+                                      "--yes", "--app-stopped", "--json"] for n in (1, jobs)}
     env.log(f"  {repeat} rounds of ccops restore --jobs 1 and --jobs {jobs}, in turn")
     single, parallel = interleaved_runs([commands[1], commands[jobs]], repeat, environment, warmup=0,
                                         before=lambda: _drop_target(env), timeout=TIMEOUT_S)

@@ -1,7 +1,8 @@
 """`ccops backup ...` and `ccops restore ...`: the backup module on the command line.
 
 Exit codes: 0 done and verified, 1 the backup is verified but its off-site
-copy failed, 2 a backup or verification failed (CRITICAL: the platform has no
+copy failed, 2 a backup, verification, restore or restore test failed (one line
+naming the step and why, the URL's password masked) (CRITICAL: the platform has no
 good backup from this run), 64 bad usage or a changing verb run without --yes
 and without a terminal, 75 another backup holds the backup dir's lock.
 """
@@ -46,6 +47,8 @@ def register(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="restore even if verification fails")
     p.add_argument("--jobs", type=int, default=None,
                    help="parallel pg_restore jobs (default: backup.restore_jobs; 0 there: one per core, at most 4)")
+    p.add_argument("--app-stopped", action="store_true",
+                   help="the app is stopped (by hand): needed when the service backend cannot stop it (e.g. none)")
     p.add_argument("--yes", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_restore)
@@ -129,7 +132,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     settings = _settings(args)
     target = mask_url(backup.target_url(settings, args.target))
     require_yes(args, f"replace {target} with {Path(args.file).name}")
-    result = backup.restore_backup(settings, Path(args.file), args.target, confirm=True, force=args.force, jobs=args.jobs)
+    result = backup.restore_backup(settings, Path(args.file), args.target, confirm=True, force=args.force,
+                                   jobs=args.jobs, app_stopped=args.app_stopped)
     lines = [f"{s.name:18} {'ok' if s.ok else 'FAILED':6} {s.duration_s:7.1f} s  {s.detail}" for s in result.steps]
     _out(args, {"target": result.target, "ok": result.ok, "steps": [vars(s) for s in result.steps]},
          "\n".join(lines + [result.summary()]))

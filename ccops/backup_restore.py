@@ -9,6 +9,11 @@ renamed to the target (the old target renamed aside and dropped after the
 swap). Custom dumps keep their owners when the roles exist on the target;
 plain SQL is streamed into psql line by line, without the settings and roles
 the target does not have.
+
+Every step either succeeds or stops the procedure with one line naming it and
+why (a password is never in it), and a restore is reported as done only after
+its last step read the target back and found the backup's rows there.
+Identifiers (databases, owners) are composed with psycopg.sql, never spliced.
 """
 
 from __future__ import annotations
@@ -19,16 +24,20 @@ import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+import psycopg
+from psycopg import sql
 from sqlalchemy import text
 
 from ccops.backup import (
     MAX_IDENTIFIER,
+    STEP_ERRORS,
     BackupError,
     _last_line,
     _now,
@@ -36,11 +45,13 @@ from ccops.backup import (
     exact_row_counts,
     latest_verified,
     read_manifest,
+    reason,
     safety_dir,
+    stage,
     verify_backup,
 )
 from ccops.config import Settings, mask_url
-from ccops.db import client_tool, connect, get_engine, libpq_env, normalize_url
+from ccops.db import client_tool, connect, get_engine, libpq_env, libpq_url, normalize_url
 from ccops.errors import NotConfirmed
 
 # ---- restore ------------------------------------------------------------------------------
@@ -53,32 +64,50 @@ class RestoreStep:
     ok: bool
 
 
+FINAL_STEP = "verify target"
+
+
 @dataclass
 class RestoreResult:
+    """The steps a restore took. It succeeded only if none failed and the last proof (verify target) passed.
+
+    An empty or cut-short list is no success: a restore that stopped before it
+    could show the target holds the backup's data must never read "restored".
+    """
+
     target: str
     steps: list[RestoreStep] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(s.ok for s in self.steps)
+        proved = any(s.name == FINAL_STEP and s.ok for s in self.steps)
+        return proved and all(s.ok for s in self.steps)
 
     def summary(self) -> str:
         failed = [s for s in self.steps if not s.ok]
         if failed:
             return f"restore into {self.target} failed at {failed[0].name}: {failed[0].detail}"
+        if not self.ok:
+            done = self.steps[-1].name if self.steps else "no step"
+            return f"restore into {self.target} did not finish (last step: {done}): nothing proves the data was restored"
         return f"restored into {self.target} in {sum(s.duration_s for s in self.steps):.1f} s"
 
 
-def _step(result: RestoreResult, name: str, action: Any) -> Any:
+class StepFailed(BackupError):
+    """A restore step failed; it is recorded in the result and the procedure stops."""
+
+
+def _step(result: RestoreResult, name: str, action: Callable[[], Any], url: str = "") -> Any:
+    """Run one step; an expected failure is recorded (one masked line) and stops the procedure as StepFailed."""
     started = time.monotonic()
     try:
         detail = action()
-        result.steps.append(RestoreStep(name, str(detail), time.monotonic() - started, True))
-        return detail
-    except Exception as exc:  # noqa: BLE001 - recorded, and the restore stops
-        result.steps.append(RestoreStep(name, str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
-                                        time.monotonic() - started, False))
-        raise
+    except STEP_ERRORS as exc:
+        line = reason(exc, url)
+        result.steps.append(RestoreStep(name, line, time.monotonic() - started, False))
+        raise StepFailed(f"{name}: {line}") from None
+    result.steps.append(RestoreStep(name, str(detail), time.monotonic() - started, True))
+    return detail
 
 
 def target_url(settings: Settings, target: str) -> str:
@@ -86,7 +115,7 @@ def target_url(settings: Settings, target: str) -> str:
     if "://" in target:
         return target
     parts = urlsplit(normalize_url(settings.resolved_database_url()))
-    return urlunsplit((parts.scheme, parts.netloc, f"/{target}", parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, parts.netloc, f"/{quote(target, safe='')}", parts.query, parts.fragment))
 
 
 def _dbname(url: str) -> str:
@@ -95,12 +124,10 @@ def _dbname(url: str) -> str:
 
 def _with_db(url: str, name: str) -> str:
     parts = urlsplit(normalize_url(url))
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, parts.netloc, f"/{quote(name, safe='')}", parts.query, parts.fragment))
 
 
-def _admin_url(url: str) -> str:
-    """A maintenance database on the same server (not the one being renamed or dropped)."""
-    return _with_db(url, "template1" if _dbname(url) == "postgres" else "postgres")
+MAINTENANCE_DATABASES = ("postgres", "template1")
 
 
 def _derived_name(name: str, suffix: str) -> str:
@@ -110,75 +137,113 @@ def _derived_name(name: str, suffix: str) -> str:
     return base + suffix
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _admin(url: str) -> psycopg.Connection:
+    """An autocommit session on a maintenance database of the target's server: postgres, else template1.
+
+    Hardened servers often REVOKE CONNECT ON DATABASE postgres FROM PUBLIC; the
+    restore then works through template1. Renaming or dropping a database needs
+    a session in another one, so when neither is reachable the restore stops
+    here, saying so, before anything was changed.
+    """
+    tried = []
+    for name in (n for n in MAINTENANCE_DATABASES if n != _dbname(url)):
+        try:
+            return psycopg.connect(libpq_url(_with_db(url, name)), autocommit=True, connect_timeout=10,
+                                   application_name="ccops")
+        except psycopg.Error as exc:
+            tried.append(f"{name}: {reason(exc)}")
+    raise BackupError(f"no maintenance database reachable ({'; '.join(tried)}): renaming and dropping databases "
+                      "needs a session in postgres or template1")
 
 
-def _admin(url: str) -> Any:
-    return get_engine(_admin_url(url)).connect().execution_options(isolation_level="AUTOCOMMIT")
+def _run(conn: psycopg.Connection, statement: sql.Composable, params: tuple[Any, ...] | None = None) -> Any:
+    """Execute one composed statement; the first row, if any."""
+    with conn.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchone() if cursor.description else None
 
 
-def _database_exists(url: str) -> bool:
-    with _admin(url) as conn:
-        return bool(conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": _dbname(url)}).scalar())
+def _database_exists(conn: psycopg.Connection, name: str) -> bool:
+    return _run(conn, sql.SQL("SELECT 1 FROM pg_database WHERE datname = %s"), (name,)) is not None
 
 
 def _drop(url: str) -> None:
     get_engine(url).dispose()
     with _admin(url) as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {_ident(_dbname(url))} WITH (FORCE)"))
+        _run(conn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(_dbname(url))))
 
 
 def _recreate(url: str) -> None:
     _drop(url)
     with _admin(url) as conn:
-        conn.execute(text(f"CREATE DATABASE {_ident(_dbname(url))} TEMPLATE template0"))
+        _run(conn, sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(_dbname(url))))
+
+
+def _check_target(url: str, found: list[bool]) -> str:
+    """Whether the target exists (appended to found); proves on the way that a maintenance database is reachable."""
+    with _admin(url) as conn:
+        exists = _database_exists(conn, _dbname(url))
+    found.append(exists)
+    return (f"{_dbname(url)} exists: it is dumped first, then replaced" if exists
+            else f"{_dbname(url)} does not exist yet: it will be created")
+
+
+def _scratch_clauses(conn: psycopg.Connection, target: str) -> list[sql.Composable]:
+    """CREATE DATABASE options to try, richest first: the target's owner, encoding and locale when it exists."""
+    row = _run(conn, sql.SQL("SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype "
+                             "FROM pg_database WHERE datname = %s"), (target,))
+    attempts: list[sql.Composable] = []
+    if row:
+        owner, encoding, collate, ctype = row
+        attempts.append(sql.SQL("OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+            sql.Identifier(owner), sql.Literal(encoding), sql.Literal(collate), sql.Literal(ctype)))
+        attempts.append(sql.SQL("OWNER {}").format(sql.Identifier(owner)))
+    attempts.append(sql.SQL(""))
+    return attempts
 
 
 def _create_scratch(target: str, scratch: str) -> str:
     """An empty database for the restore, with the target's owner and encoding when it exists."""
     _drop(scratch)  # a leftover of an earlier, interrupted restore: ours by name
-    name = _ident(_dbname(scratch))
     with _admin(target) as conn:
-        row = conn.execute(text("SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype "
-                                "FROM pg_database WHERE datname = :n"), {"n": _dbname(target)}).first()
-        settings = conn.execute(text(
+        settings = _run(conn, sql.SQL(
             "SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
-            "WHERE d.datname = :n AND s.setrole = 0"), {"n": _dbname(target)}).scalar()
-        attempts = []
-        if row:
-            owner, encoding, collate, ctype = row
-            attempts.append(f"{name} TEMPLATE template0 OWNER {_ident(owner)} ENCODING '{encoding}' "
-                            f"LC_COLLATE '{collate}' LC_CTYPE '{ctype}'")
-            attempts.append(f"{name} TEMPLATE template0 OWNER {_ident(owner)}")
-        attempts.append(f"{name} TEMPLATE template0")
+            "WHERE d.datname = %s AND s.setrole = 0"), (_dbname(target),))[0]
+        attempts = _scratch_clauses(conn, _dbname(target))
         for i, clause in enumerate(attempts):
             try:
-                conn.execute(text(f"CREATE DATABASE {clause}"))
+                _run(conn, sql.SQL("CREATE DATABASE {} TEMPLATE template0 {}").format(
+                    sql.Identifier(_dbname(scratch)), clause))
                 break
-            except Exception:  # noqa: BLE001 - e.g. not allowed to give it the owner: a plainer database
+            except psycopg.Error:  # e.g. not allowed to give it the owner: a plainer database
                 if i == len(attempts) - 1:
                     raise
     note = f" (the old database's {settings} ALTER DATABASE ... SET settings are not carried over)" if settings else ""
     return f"{_dbname(scratch)} created{note}"
 
 
-def _terminate(conn: Any, *names: str) -> None:
-    conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                      "WHERE datname = ANY(:names) AND pid <> pg_backend_pid()"), {"names": list(names)})
+def _terminate(conn: psycopg.Connection, *names: str) -> None:
+    _run(conn, sql.SQL("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                       "WHERE datname = ANY(%s) AND pid <> pg_backend_pid()"), (list(names),))
 
 
-def _rename(conn: Any, old: str, new: str, attempts: int = 10) -> None:
+def _rename(conn: psycopg.Connection, old: str, new: str, attempts: int = 10) -> None:
     """ALTER DATABASE RENAME needs no other sessions; one can slip in between terminate and rename, so retry."""
+    statement = sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
     for attempt in range(attempts):
         _terminate(conn, old)
         try:
-            conn.execute(text(f"ALTER DATABASE {_ident(old)} RENAME TO {_ident(new)}"))
+            _run(conn, statement)
             return
-        except Exception:
+        except psycopg.errors.ObjectInUse:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2)
+
+
+def _allow_connections(conn: psycopg.Connection, name: str, allow: bool) -> None:
+    _run(conn, sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
+        sql.Identifier(name), sql.SQL("true" if allow else "false")))
 
 
 class SwapStuck(BackupError):
@@ -191,28 +256,32 @@ def _swap(target: str, scratch: str, old_name: str) -> tuple[str, bool]:
     get_engine(target).dispose()
     get_engine(scratch).dispose()
     with _admin(target) as conn:
-        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar()
+        exists = _database_exists(conn, name)
         if exists:
-            conn.execute(text(f"ALTER DATABASE {_ident(name)} ALLOW_CONNECTIONS false"))
+            _allow_connections(conn, name, False)
             try:
                 _rename(conn, name, old_name)
-            except Exception:
-                conn.execute(text(f"ALTER DATABASE {_ident(name)} ALLOW_CONNECTIONS true"))
+            except psycopg.Error:
+                _allow_connections(conn, name, True)
                 raise
         try:
             _rename(conn, scratch_name, name)
-        except Exception as exc:
+        except psycopg.Error as exc:
             if exists:  # put the old target back as it was
-                try:
-                    _rename(conn, old_name, name)
-                    conn.execute(text(f"ALTER DATABASE {_ident(name)} ALLOW_CONNECTIONS true"))
-                except Exception:  # noqa: BLE001 - say exactly where the data is
-                    raise SwapStuck(f"swap failed ({exc}) and the old database could not be renamed back: "
-                                      f"it is {old_name} (connections disallowed); the restored copy is "
-                                      f"{scratch_name}") from None
+                _put_back(conn, old_name, name, scratch_name, exc)
             raise
     return (f"{scratch_name} renamed to {name}" + (f"; the old {name} renamed to {old_name}" if exists else "")
             ), bool(exists)
+
+
+def _put_back(conn: psycopg.Connection, old_name: str, name: str, scratch_name: str, cause: BaseException) -> None:
+    """Undo the first half of a swap; if that fails too, say exactly where the data is."""
+    try:
+        _rename(conn, old_name, name)
+        _allow_connections(conn, name, True)
+    except psycopg.Error:
+        raise SwapStuck(f"swap failed ({reason(cause)}) and the old database could not be renamed back: "
+                        f"it is {old_name} (connections disallowed); the restored copy is {scratch_name}") from None
 
 
 # ---- loading a dump -------------------------------------------------------------------------
@@ -428,15 +497,107 @@ def _check_counts(url: str, manifest: dict[str, Any]) -> str:
             f"the dump's snapshot" + (f" (differ: {', '.join(differ[:5])})" if differ else ""))
 
 
+def _verify_target(url: str, manifest: dict[str, Any], path: Path) -> str:
+    """The last proof: the target, reached by its own name, holds the backup's rows (or say what was not compared)."""
+    if manifest.get("row_counts"):
+        return _check_counts(url, manifest).replace("row counts", f"{_dbname(url)}'s row counts", 1)
+    with connect(url) as conn:
+        counts = exact_row_counts(conn)
+    return (f"{path.name} has no manifest: row counts could not be compared; {_dbname(url)} now holds "
+            f"{len(counts)} tables, {sum(counts.values()):,} rows")
+
+
+def _stop_app(settings: Settings, stop_app: bool, app_stopped: bool) -> tuple[Any, str]:
+    """(the backend that stopped the app, or None; what was done). Refuses when nothing stops the app.
+
+    A restore while the app writes loses every write made between the safety dump
+    and the swap. With backend `none` (what CCOPS_DATABASE_URL alone gives) ccops
+    cannot stop it, so the operator must, and say so with --app-stopped.
+    """
+    if app_stopped:
+        return None, "the operator stopped the app (--app-stopped / app_stopped=True): ccops did not stop it"
+    if not stop_app:
+        return None, "the caller stops and starts the app (stop_app=False): ccops did not stop it"
+    from ccops.services import BackendError, get_backend
+
+    backend = get_backend(settings)
+    try:
+        backend.stop("app")
+    except BackendError as exc:
+        raise BackupError(f"the app could not be stopped ({exc}); it would keep writing during the restore: "
+                          "stop it by hand, then pass --app-stopped (app_stopped=True); nothing was changed") from None
+    return backend, "app stopped"
+
+
+def _start_app(result: RestoreResult, backend: Any) -> None:
+    """Start the app ccops stopped, also after a failed step; a failed start fails the restore (the app is down)."""
+    from ccops.services import BackendError
+
+    def start() -> str:
+        try:
+            backend.start("app")
+        except BackendError as exc:
+            raise BackupError(f"the app was not started again ({exc}): start it by hand") from None
+        return "app started"
+
+    try:
+        _step(result, "start app", start)
+    except StepFailed:
+        pass  # recorded in result: the restore reads as failed
+
+
+def _restore_steps(result: RestoreResult, settings: Settings, path: Path, url: str, manifest: dict[str, Any],
+                   jobs: int, safety_dump: bool) -> None:
+    """Check target, safety dump, scratch, load, counts, swap, drop old, verify target: any failure stops here."""
+    name = _dbname(url)
+    scratch = _with_db(url, _derived_name(name, "_ccops_restore"))
+    old_name = _derived_name(name, f"_ccops_old_{_now():%Y%m%d%H%M%S}")
+    found: list[bool] = []
+    _step(result, "check target", lambda: _check_target(url, found), url)
+    if safety_dump and found[0]:
+        _step(result, "safety dump", lambda: str(create_backup(settings, database_url=url,
+                                                                directory=safety_dir(settings)).path), url)
+    _step(result, "create scratch database", lambda: _create_scratch(url, scratch), url)
+    swapped: list[bool] = []
+    stuck: list[bool] = []
+    try:
+        _step(result, "restore", lambda: load_dump(path, scratch, jobs) + f" into {_dbname(scratch)}", url)
+        if manifest.get("row_counts"):
+            _step(result, "check row counts", lambda: _check_counts(scratch, manifest), url)
+
+        def swap() -> str:
+            try:
+                detail, had_old = _swap(url, scratch, old_name)
+            except SwapStuck:
+                stuck.append(True)
+                raise
+            swapped.append(had_old)
+            return detail
+
+        _step(result, "swap databases", swap, url)
+    finally:
+        if not swapped and not stuck:
+            _step(result, "drop scratch database",
+                  lambda: _drop(scratch) or f"{_dbname(scratch)} dropped; {name} was not touched", url)
+    if swapped[0]:
+        _step(result, "drop old database", lambda: _drop(_with_db(url, old_name)) or f"{old_name} dropped", url)
+    _step(result, FINAL_STEP, lambda: _verify_target(url, manifest, path), url)
+
+
 def restore_backup(settings: Settings, path: Path, target: str, *, confirm: bool, force: bool = False,
-                   safety_dump: bool = True, stop_app: bool = True, jobs: int | None = None,
-                   run_health: bool = True) -> RestoreResult:
+                   safety_dump: bool = True, stop_app: bool = True, app_stopped: bool = False,
+                   jobs: int | None = None, run_health: bool = True) -> RestoreResult:
     """The guide's recovery procedure, guarded and checked at every step.
 
     The dump goes into <target>_ccops_restore first; only when it loaded and
     its row counts match is it renamed to the target (the old one renamed to
     <target>_ccops_old_<stamp> and dropped after). Anything failing before the
-    swap leaves the target untouched and the scratch database dropped.
+    swap leaves the target untouched and the scratch database dropped. The last
+    step reads the target itself and compares it with the manifest: without it
+    the result is not ok.
+    `app_stopped`: the operator has stopped the app (needed when the service
+    backend cannot stop it, e.g. `none`). `stop_app=False`: the caller (another
+    runbook) stops and starts the app itself.
     `jobs`: parallel pg_restore jobs (None or 0: effective_jobs).
     """
     path = Path(path)
@@ -449,68 +610,23 @@ def restore_backup(settings: Settings, path: Path, target: str, *, confirm: bool
     if not check.ok and not force:
         raise BackupError(f"{path.name} failed verification ({check.reason}); refusing to restore (use force to override)")
     manifest = read_manifest(path)
-    name = _dbname(url)
-    scratch = _with_db(url, _derived_name(name, "_ccops_restore"))
-    old_name = _derived_name(name, f"_ccops_old_{_now():%Y%m%d%H%M%S}")
     backend = None
     try:
-        if stop_app:
-            from ccops.services import BackendError, get_backend
+        stopped: list[Any] = []
 
-            backend = get_backend(settings)
+        def stop() -> str:
+            backend_used, detail = _stop_app(settings, stop_app, app_stopped)
+            stopped.append(backend_used)
+            return detail
 
-            def stop() -> str:
-                try:
-                    backend.stop("app")
-                    return "app stopped"
-                except BackendError as exc:
-                    return f"not stopped by ccops ({exc}): stop the app by hand"
-
-            _step(result, "stop app", stop)
-        if safety_dump and _database_exists(url):
-            _step(result, "safety dump", lambda: str(create_backup(settings, database_url=url,
-                                                                    directory=safety_dir(settings)).path))
-        _step(result, "create scratch database", lambda: _create_scratch(url, scratch))
-        swapped: list[bool] = []
-        stuck: list[bool] = []
-        try:
-            _step(result, "restore", lambda: load_dump(path, scratch, jobs) + f" into {_dbname(scratch)}")
-            if manifest.get("row_counts"):
-                _step(result, "check row counts", lambda: _check_counts(scratch, manifest))
-
-            def swap() -> str:
-                try:
-                    detail, had_old = _swap(url, scratch, old_name)
-                except SwapStuck:
-                    stuck.append(True)
-                    raise
-                swapped.append(had_old)
-                return detail
-
-            _step(result, "swap databases", swap)
-        finally:
-            if not swapped and not stuck:
-                _step(result, "drop scratch database",
-                      lambda: _drop(scratch) or f"{_dbname(scratch)} dropped; {name} was not touched")
-        if swapped[0]:
-            _step(result, "drop old database", lambda: _drop(_with_db(url, old_name)) or f"{old_name} dropped")
-    except Exception:  # noqa: BLE001 - the failed step is recorded in result
-        pass
+        _step(result, "stop app", stop, url)
+        backend = stopped[0]
+        _restore_steps(result, settings, path, url, manifest, jobs, safety_dump)
+    except StepFailed:
+        pass  # recorded in result: result.ok is False and summary() names the step
     finally:
         if backend is not None:
-            from ccops.services import BackendError
-
-            def start() -> str:
-                try:
-                    backend.start("app")
-                    return "app started"
-                except BackendError as exc:
-                    return f"not started by ccops ({exc}): start the app by hand"
-
-            try:
-                _step(result, "start app", start)
-            except Exception:  # noqa: BLE001
-                pass
+            _start_app(result, backend)
     if run_health and result.ok:
         from ccops.checks.health import run_health as health
 
@@ -546,30 +662,61 @@ class RestoreTestResult:
 
 
 def restore_test(settings: Settings, path: Path | None = None) -> RestoreTestResult:
-    """The guide's monthly check: restore into a scratch database, compare, amcheck, drop."""
-    from ccops.checks import integrity
+    """The guide's monthly check: restore into a scratch database, compare, amcheck, drop.
 
+    Each step that fails stops the test with "restore test failed at <step>: <why>"
+    (a BackupError, exit 2 on the command line); the scratch database is dropped
+    whatever happened, and a failed drop is said too.
+    """
     if path is None:
         latest = latest_verified(settings.effective_backup_dir)
         if latest is None:
             raise BackupError(f"no verified backup in {settings.effective_backup_dir} to test")
         path = latest.path
-    manifest = read_manifest(Path(path))
+    path = Path(path)
+    manifest = read_manifest(path)
     scratch = f"ccops_restore_test_{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
-    url = target_url(settings, scratch)
+    with stage("restore test", "find the server"):
+        url = target_url(settings, scratch)
     jobs = effective_jobs(settings)
-    _recreate(url)
+    with stage("restore test", "create scratch database", url):
+        _recreate(url)
     try:
-        started = time.monotonic()
-        load_dump(Path(path), url, jobs)
-        seconds = time.monotonic() - started
+        seconds, counts, clean, detail = _test_scratch(path, url, manifest, jobs)
+    except BackupError as exc:
+        raise BackupError(f"{exc}{_drop_or_say(url)}") from None
+    except BaseException:
+        _drop_or_say(url)
+        raise
+    with stage("restore test", f"drop scratch database {scratch}", url):
+        _drop(url)
+    return RestoreTestResult(path, scratch, seconds, counts, clean, detail, True, jobs)
+
+
+def _test_scratch(path: Path, url: str, manifest: dict[str, Any], jobs: int) -> tuple[float, list, bool, str]:
+    """Load, compare and amcheck the scratch database: (seconds, counts, amcheck clean, amcheck detail)."""
+    from ccops.checks import integrity
+
+    started = time.monotonic()
+    with stage("restore test", "restore", url):
+        load_dump(path, url, jobs)
+    seconds = time.monotonic() - started
+    with stage("restore test", "compare row counts", url):
         counts = (compare_counts(url, manifest["row_counts"], manifest.get("row_counts_exact", True))
                   if manifest.get("row_counts") else [])
+    with stage("restore test", "amcheck", url):
         with get_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS amcheck"))
         report = integrity.check_integrity(url, heap=False)
-        detail = (f"{len(report.indexes)} indexes pass bt_index_check" if report.clean
-                  else f"damaged: {', '.join(report.damaged_indexes)}")
-    finally:
+    detail = (f"{len(report.indexes)} indexes pass bt_index_check" if report.clean
+              else f"damaged: {', '.join(report.damaged_indexes)}")
+    return seconds, counts, report.clean, detail
+
+
+def _drop_or_say(url: str) -> str:
+    """Drop the scratch database after a failed step: "" when gone, else what is left and why (for the message)."""
+    try:
         _drop(url)
-    return RestoreTestResult(Path(path), scratch, seconds, counts, report.clean, detail, True, jobs)
+    except STEP_ERRORS as exc:
+        return f"; the scratch database {_dbname(url)} was not dropped ({reason(exc)})"
+    return ""

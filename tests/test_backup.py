@@ -161,7 +161,8 @@ def test_restore_into_a_database_with_data_takes_a_safety_dump_first(demo_db, cc
     assert cli.main(["restore", str(source.path), "--target", target]) == 64, "no --yes, no terminal: refused"
     assert query(target, "SELECT count(*) FROM insights")[0][0] == 1, "nothing changed without confirmation"
 
-    result = backup.restore_backup(settings, source.path, target, confirm=True, run_health=False, jobs=2)
+    result = backup.restore_backup(settings, source.path, target, confirm=True, run_health=False, jobs=2,
+                                   app_stopped=True)  # backend none cannot stop the app: the operator did
     assert result.ok, result.summary()
     names = [s.name for s in result.steps]
     assert names.index("safety dump") < names.index("restore")
@@ -240,8 +241,8 @@ def test_backup_and_recovery_runbooks_headless(demo_db, ccops_env, make_database
     target = make_database("ccops", name="recovery_target")
     dry = runner.run_runbook(settings, "recovery", [["target", target]], timeout=300).record
     assert {f["check"]: f for f in dry["findings"]}["action.restore"]["status"] == "INFO"
-    real = runner.run_runbook(settings, "recovery", [["target", target], ["dry_run", "False"], ["confirm", "True"]],
-                              timeout=300).record
+    real = runner.run_runbook(settings, "recovery", [["target", target], ["dry_run", "False"], ["confirm", "True"],
+                                                     ["app_stopped", "True"]], timeout=300).record
     found = {f["check"]: f for f in real["findings"]}
     assert found["action.restore"]["status"] == "OK", found["action.restore"]["summary"]
     assert found["backup.restore_steps"]["status"] == "OK"

@@ -170,8 +170,12 @@ def restore_test(ctx: RunContext) -> Finding:
 
 
 def restore(ctx: RunContext, file: str = "", target: str = "", dry_run: bool = True, confirm: bool = False,
-            force: bool = False, jobs: int = 0) -> Findings:
-    """The guide's recovery procedure through ccops.backup.restore_backup, each step timed."""
+            force: bool = False, jobs: int = 0, app_stopped: bool = False) -> Findings:
+    """The guide's recovery procedure through ccops.backup.restore_backup, each step timed.
+
+    `app_stopped`: the operator stopped the app by hand; without it a restore
+    whose service backend cannot stop the app (backend none) is refused.
+    """
     from ccops import actions, backup
     from ccops.config import mask_url
 
@@ -186,13 +190,15 @@ def restore(ctx: RunContext, file: str = "", target: str = "", dry_run: bool = T
     ctx.state["restore_target"] = url
 
     def run() -> str:
-        result = backup.restore_backup(ctx.settings, path, url, confirm=True, force=force, jobs=jobs)
+        result = backup.restore_backup(ctx.settings, path, url, confirm=True, force=force, jobs=jobs,
+                                       app_stopped=app_stopped)
         ctx.state["restore_steps"] = pd.DataFrame([vars(s) for s in result.steps])
         if not result.ok:
             raise backup.BackupError(result.summary())
         return result.summary()
 
-    return actions.guarded(ctx, "restore", f"replace {mask_url(url)} with {path.name} (safety dump first)",
+    stopped = "; the operator says the app is stopped" if app_stopped else ""
+    return actions.guarded(ctx, "restore", f"replace {mask_url(url)} with {path.name} (safety dump first{stopped})",
                            run, dry_run, confirm)
 
 
