@@ -5,9 +5,11 @@ lines of text, not error records: every INFO line that mentions an error and
 every traceback line adds one. ccops counts *records* by their level field,
 with a record's continuation lines (tracebacks, lists) belonging to it.
 
-Line format (loguru, naive UTC, level padded to 8)::
+Line format (loguru, naive UTC, level padded to 8): the app's own, and loguru's
+default (what an app gets when it sets none: milliseconds, and the line number)::
 
     2025-11-23 15:23:43 | ERROR    | __main__:_error - Missing package: Tweepy
+    2025-11-23 15:23:43.123 | ERROR    | __main__:_error:42 - Missing package: Tweepy
 
 A line is a record header when it has that fixed-width prefix; checking a few
 character positions is far cheaper than a regular expression per line and is
@@ -65,6 +67,8 @@ ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 BLOCK_SIZE = 1 << 21  # 2 MB: large enough for numpy to pay off, small enough to stay in cache
 HEADER_MIN = 33  # "YYYY-MM-DD HH:MM:SS | LEVEL    | " is 33 characters
+MS = 4  # loguru's default format adds ".SSS" to the time: everything after it moves 4 characters
+HEADER_MIN_MS = HEADER_MIN + MS
 # Records within one file are written in time order, but threads can interleave them by a
 # moment; a file is abandoned only once its records are this far past `until`.
 STOP_SLACK = timedelta(minutes=1)
@@ -123,16 +127,10 @@ _DIGITS = frozenset("0123456789")
 _PADDED_LEVELS = {level.ljust(8): level for level in LEVELS}
 
 
-def _level_of(line: str, length: int) -> str | None:
-    """The level of a header line (None when `line` is not a header).
-
-    `length` is the line's length without its newline. This is the one definition of a
-    header; `_header_at` and the vector path in `_Counts.inside_block` mirror it position
-    for position. Written to allocate as little as possible: it runs once per line.
-    """
+def _level_start(line: str, length: int) -> int:
+    """Where the level field of a header line starts: 22, 26 with milliseconds, 0 for no header."""
     if (
         length < HEADER_MIN
-        or not line.startswith(" | ", 19)
         or line[4] != "-"
         or line[7] != "-"
         or line[10] != " "
@@ -141,22 +139,55 @@ def _level_of(line: str, length: int) -> str | None:
         or line[11] not in _DIGITS
         or line[12] not in _DIGITS
     ):
+        return 0
+    if line.startswith(" | ", 19):
+        return 22
+    if (
+        length >= HEADER_MIN_MS
+        and line[19] == "."
+        and line[20] in _DIGITS
+        and line[21] in _DIGITS
+        and line[22] in _DIGITS
+        and line.startswith(" | ", 23)
+    ):
+        return 22 + MS
+    return 0
+
+
+def _level_of(line: str, length: int) -> str | None:
+    """The level of a header line (None when `line` is not a header).
+
+    `length` is the line's length without its newline. This is the one definition of a
+    header; `_header_at` and the vector path in `_Counts.inside_block` mirror it position
+    for position. Written to allocate as little as possible: it runs once per line.
+    """
+    start = _level_start(line, length)
+    if not start:
         return None
-    if line.startswith(" | ", 30):
-        field = line[22:30]
+    if line.startswith(" | ", start + 8):
+        field = line[start:start + 8]
         return _PADDED_LEVELS.get(field) or field.rstrip() or None
-    end = line.find(" | ", 22)  # a custom level longer than the padding
+    end = line.find(" | ", start)  # a custom level longer than the padding
     if end < 0:
         return None
-    return line[22:end].strip() or None
+    return line[start:end].strip() or None
+
+
+def _header_time(line: str) -> datetime:
+    """The time of a header line (ValueError when it is no time); milliseconds kept."""
+    return datetime.fromisoformat(line[:23] if line[19] == "." else line[:19])
 
 
 def _split_rest(rest: str) -> tuple[str, str, str]:
-    """`name:function - message` -> (name, function, message)."""
+    """`name:function - message` (or loguru's default `name:function:line - message`)
+    -> (name, function, message)."""
     cut = rest.find(" - ")
     if cut < 0:
         return "", "", rest
     name, _, function = rest[:cut].partition(":")
+    where, colon, line = function.rpartition(":")
+    if colon and line.isdigit():
+        function = where
     return name, function, rest[cut + 3:]
 
 
@@ -178,7 +209,7 @@ def iter_records(lines: Iterable[str], source: str = "", select: Select | None =
         level = _level_of(line, len(line))
         if level is not None:
             try:
-                time = datetime.fromisoformat(line[:19])
+                time = _header_time(line)
             except ValueError:
                 level = None
         if level is None:
@@ -195,7 +226,8 @@ def iter_records(lines: Iterable[str], source: str = "", select: Select | None =
 
 def _build(header: tuple[str, int, str, datetime], lines: list[str], source: str) -> LogRecord:
     line, line_no, level, time = header
-    header_end = 33 if line[30:33] == " | " else line.find(" | ", 22) + 3
+    start = _level_start(line, len(line))
+    header_end = start + 11 if line[start + 8:start + 11] == " | " else line.find(" | ", start) + 3
     name, function, message = _split_rest(line[header_end:])
     extra = lines[1:]
     while extra and not extra[-1].strip():
@@ -272,49 +304,118 @@ def select_any(*selects: Select) -> Selector:
 
 # ---- files -----------------------------------------------------------------------------
 
-LOG_NAME_RE = re.compile(r"^(?P<stem>.+?)\.log(?:\.\d+)?(?:\.(?P<compression>zip|gz))?$")
+# The one rule for the app's log file names. The reader below, the disk clean-up
+# (ccops.diskspace) and the demo (ccops.demo.applog) all go through it, so a file the
+# clean-up writes is a file every log check reads. It takes
+#   content_creator_2026-12-02.log                                      the app's (loguru) file
+#   content_creator_2026-12-02.2026-12-02_09-20-33_298768.log.zip      loguru's rotation, zipped
+#   content_creator_2026-12-02.log.1, .log.gz, .log.1.zip              logrotate, gzip
+#   content_creator_2026-12-02.log.20261202T092033Z.gz                 ccops' archive of a live log
+# and never output.log / error.log: the plain-process deployment's stdout (every record
+# again, in colour) and stderr (crashes that never went through loguru).
+APP_LOG_STEM = "content_creator"
+LOG_NAME_RE = re.compile(
+    r"^(?P<stem>[^.].*?)"
+    r"(?:\.(?P<rotated>\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}_\d+))?"  # loguru: {time:YYYY-MM-DD_HH-mm-ss_SSSSSS}
+    r"\.log"
+    r"(?:\.(?P<n>\d+)|\.(?P<archived>\d{8}T\d{6}Z))?"  # logrotate's .N | ccops' archive of a live log
+    r"(?:\.(?P<compression>zip|gz))?$"
+)
+NOT_RECORD_STEMS = frozenset({"output", "error"})
 DATE_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+
+
+@dataclass(frozen=True)
+class LogName:
+    """What an app log file's name says."""
+
+    stem: str
+    day: date | None  # the first YYYY-MM-DD of the stem: the day loguru opened the file
+    rotated: str  # loguru's rotation time, ccops' archive time or logrotate's number ("" for the current file)
+    compression: str  # "", "zip" or "gz"
+
+    @property
+    def current(self) -> bool:
+        """A plain file as the app opened it (the one it may still be writing)."""
+        return not self.rotated and not self.compression
+
+    def order(self) -> tuple[int, str]:
+        """Within a day: earlier parts (rotated, archived) before the current file."""
+        return (1, "") if self.current else (0, re.sub(r"\D", "", self.rotated)[:14])
+
+
+def parse_log_name(name: str) -> LogName | None:
+    """The app log file `name` is, or None for any other file (output.log and error.log included)."""
+    match = LOG_NAME_RE.match(name)
+    if not match or match.group("stem").lower() in NOT_RECORD_STEMS:
+        return None
+    day = None
+    found = DATE_RE.search(match.group("stem"))
+    if found:
+        try:
+            day = date(int(found.group(1)), int(found.group(2)), int(found.group(3)))
+        except ValueError:
+            day = None
+    rotated = match.group("rotated") or match.group("archived") or match.group("n") or ""
+    return LogName(match.group("stem"), day, rotated, match.group("compression") or "")
+
+
+def app_log_name(day: date) -> str:
+    """The name loguru gives the app's file of `day`."""
+    return f"{APP_LOG_STEM}_{day:%Y-%m-%d}.log"
+
+
+def archived_log_name(name: str, when: datetime) -> str:
+    """ccops' name for an archive of the live log `name` taken at `when` (read like the rest)."""
+    return f"{name}.{when:%Y%m%dT%H%M%SZ}.gz"
+
+
+def compressed_log_name(name: str) -> str:
+    """ccops' name for a rotated plain log it compressed."""
+    return f"{name}.gz"
 
 
 def file_day(path: Path) -> date | None:
     """The day a log file's name carries (the first YYYY-MM-DD in it), or None."""
-    match = LOG_NAME_RE.match(path.name)
-    if not match:
-        return None
-    found = DATE_RE.search(match.group("stem"))
-    if not found:
-        return None
+    parsed = parse_log_name(Path(path).name)
+    return parsed.day if parsed else None
+
+
+def app_log_files(log_dir: Path) -> list[tuple[Path, LogName]]:
+    """Every app log file in log_dir, in reading order: by day, a day's parts in the order written,
+    undated ones last."""
+    found = []
     try:
-        return date(int(found.group(1)), int(found.group(2)), int(found.group(3)))
-    except ValueError:
-        return None
+        entries = list(os.scandir(log_dir))
+    except OSError:
+        return []
+    for entry in entries:
+        parsed = parse_log_name(entry.name)
+        if parsed is None or not entry.is_file():
+            continue
+        found.append(((parsed.day is None, parsed.day or date.min, *parsed.order(), entry.name), Path(entry.path), parsed))
+    found.sort(key=lambda item: item[0])
+    return [(path, parsed) for _, path, parsed in found]
 
 
 def log_files(log_dir: Path, since: datetime | None, until: datetime | None) -> list[Path]:
     """The log files that can hold records of [since, until), oldest first, undated ones last.
 
     A file dated D holds records of [D 00:00, D+1 00:00) only (rotation at midnight), so it
-    is picked iff since.date() <= D and D 00:00 < until. Files of the same day keep name
-    order; within a window the order of same-day files does not change any count.
+    is picked iff since.date() <= D and D 00:00 < until. A day's parts come in the order
+    they were written (rotated and archived parts before the current file).
     """
-    log_dir = Path(log_dir)
     first_day = since.date() if since else None
-    dated: list[tuple[date, str, Path]] = []
-    undated: list[Path] = []
-    for path in log_dir.iterdir():
-        if not LOG_NAME_RE.match(path.name) or not path.is_file():
-            continue
-        day = file_day(path)
-        if day is None:
-            undated.append(path)
-            continue
-        if first_day and day < first_day:
-            continue
-        if until and datetime.combine(day, datetime.min.time()) >= until:
-            continue
-        dated.append((day, path.name, path))
-    dated.sort()
-    return [path for _, _, path in dated] + sorted(undated)
+    picked = []
+    for path, parsed in app_log_files(Path(log_dir)):
+        day = parsed.day
+        if day is not None:
+            if first_day and day < first_day:
+                continue
+            if until and datetime.combine(day, datetime.min.time()) >= until:
+                continue
+        picked.append(path)
+    return picked
 
 
 class _BareZipMember(io.RawIOBase):
@@ -591,7 +692,7 @@ def _is_header(data: bytes, start: int, stop: int) -> bool:
     if _level_of(line, len(line)) is None:
         return False
     try:
-        datetime.fromisoformat(line[:19])
+        _header_time(line)
     except ValueError:
         return False
     return True
@@ -904,10 +1005,11 @@ def _le(raw: bytes) -> int:
 
 
 _PADDED = [level.ljust(8).encode() for level in LEVELS]
-_CHECKS = (  # (offset of an 8-byte word, mask, expected): the punctuation of the prefix
-    (4, _le(b"\xff\0\0\xff\0\0\xff\0"), _le(b"-\0\0-\0\0 \0")),  # 4 '-', 7 '-', 10 ' '
-    (14, _le(b"\0\0\xff\0\0\xff\xff\xff"), _le(b"\0\0:\0\0 | ")),  # 16 ':', 19..21 ' | '
-)
+# (offset of an 8-byte word, mask, expected): the punctuation of the prefix
+_DATE = (4, _le(b"\xff\0\0\xff\0\0\xff\0"), _le(b"-\0\0-\0\0 \0"))  # 4 '-', 7 '-', 10 ' '
+_SECONDS = (14, _le(b"\0\0\xff\0\0\xff\xff\xff"), _le(b"\0\0:\0\0 | "))  # 16 ':', 19..21 ' | '
+_SECONDS_MS = (14, _le(b"\0\0\xff\0\0\xff\0\0"), _le(b"\0\0:\0\0.\0\0"))  # 16 ':', 19 '.'
+_AFTER_MS = (18, _le(b"\0\0\0\0\0\xff\xff\xff"), _le(b"\0\0\0\0\0 | "))  # 23..25 ' | '
 _AFTER_LEVEL = (25, _le(b"\0\0\0\0\0\xff\xff\xff"), _le(b"\0\0\0\0\0 | "))  # 30..32 ' | '
 
 
@@ -925,9 +1027,13 @@ class _Vector:
             for code, level in enumerate(LEVELS):
                 cls.lut[ord(level[0])] = code  # first letters are unique among the seven
             cls.codes = np.array([_le(p) for p in _PADDED] + [0], dtype=np.uint64)
-            cls.checks = [(off, np.uint64(mask), np.uint64(want)) for off, mask, want in _CHECKS]
-            off, mask, want = _AFTER_LEVEL
-            cls.after = (off, np.uint64(mask), np.uint64(want))
+
+            def word(check: tuple[int, int, int]) -> tuple[int, Any, Any]:
+                off, mask, want = check
+                return off, np.uint64(mask), np.uint64(want)
+
+            cls.date, cls.seconds, cls.seconds_ms = word(_DATE), word(_SECONDS), word(_SECONDS_MS)
+            cls.after_ms, cls.after = word(_AFTER_MS), word(_AFTER_LEVEL)
             cls.np = np
         return cls.np
 
@@ -945,13 +1051,17 @@ def _grep_lines(lowered: bytes, start: int, end: int) -> int:
 
 
 def _header_at(buf: bytearray, start: int, end: int) -> bool:
-    """`_level_of`'s prefix test for the bytes line buf[start:end] (without its newline)."""
+    """`_level_start`'s prefix test for the bytes line buf[start:end] (without its newline)."""
     return (
         end - start >= HEADER_MIN
-        and buf[start + 19:start + 22] == b" | "
         and buf[start + 4] == 45 and buf[start + 7] == 45 and buf[start + 10] == 32
         and buf[start + 13] == 58 and buf[start + 16] == 58
         and 48 <= buf[start + 11] <= 57 and 48 <= buf[start + 12] <= 57
+        and (
+            buf[start + 19:start + 22] == b" | "
+            or (end - start >= HEADER_MIN_MS and buf[start + 19] == 46 and buf[start + 23:start + 26] == b" | "
+                and 48 <= buf[start + 20] <= 57 and 48 <= buf[start + 21] <= 57 and 48 <= buf[start + 22] <= 57)
+        )
     )
 
 
@@ -1094,23 +1204,34 @@ class _Counts:
         starts = np.empty_like(ends)
         starts[0] = 0
         starts[1:] = ends[:-1] + 1
-        s = starts[(ends - starts) >= HEADER_MIN]
+        long_enough = (ends - starts) >= HEADER_MIN
+        s = starts[long_enough]
+        lengths = (ends - starts)[long_enough]
         # every 8-byte word of the block, unaligned, without a copy: words[i] = buf[i:i+8]
         words = as_strided(np.frombuffer(buf, dtype="<u8", count=1), shape=(end - 7,), strides=(1,),
                            writeable=False)
-        ok = a[s + 13] == 58
-        for offset, mask, want in _Vector.checks:
-            ok &= (words[s + offset] & mask) == want
-        h = s[ok]
-        tens = a[h + 11].astype(np.intp) - 48
-        ones = a[h + 12].astype(np.intp) - 48
-        code = _Vector.lut[a[h + 22]]
-        offset, mask, want = _Vector.after
-        exact = (
-            (_Vector.codes[code] == words[h + 22])
-            & ((words[h + offset] & mask) == want)
-            & (tens >= 0) & (ones >= 0) & (ones <= 9) & (tens * 10 + ones < 24)
-        )
+
+        def matches(at: Any, check: tuple[int, Any, Any]) -> Any:
+            offset, mask, want = check
+            return (words[at + offset] & mask) == want
+
+        def digit(values: Any) -> Any:
+            return (values >= 48) & (values <= 57)
+
+        ok = (a[s + 13] == 58) & matches(s, _Vector.date)
+        s, lengths = s[ok], lengths[ok]
+        h = s[matches(s, _Vector.seconds)]  # the app's format: level at 22
+        ms = s[matches(s, _Vector.seconds_ms) & (lengths >= HEADER_MIN_MS)]
+        ms = ms[matches(ms, _Vector.after_ms)]  # loguru's default: ".SSS", level at 26
+        tens = np.concatenate((a[h + 11], a[ms + 11])).astype(np.intp) - 48
+        ones = np.concatenate((a[h + 12], a[ms + 12])).astype(np.intp) - 48
+        code = np.concatenate((_Vector.lut[a[h + 22]], _Vector.lut[a[ms + 26]]))
+        exact = np.concatenate((
+            (_Vector.codes[code[:len(h)]] == words[h + 22]) & matches(h, _Vector.after),
+            (_Vector.codes[code[len(h):]] == words[ms + 26]) & matches(ms + MS, _Vector.after)
+            & digit(a[ms + 20]) & digit(a[ms + 21]) & digit(a[ms + 22]),
+        ))
+        exact &= (tens >= 0) & (ones >= 0) & (ones <= 9) & (tens * 10 + ones < 24)
         if not bool(exact.all()):
             part = _Counts(self.since, self.until, self.grep)
             part.in_window = in_window

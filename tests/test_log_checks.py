@@ -250,3 +250,28 @@ def test_errors_by_day_for_the_weekly_review(log_dir: Path) -> None:
     assert int(table["worst_hour_errors"].max()) == 6
     assert "most on 2026-11-20 (7)" in finding.summary and "1 hour above 5 errors/h" in finding.summary
     assert isinstance(finding.figure, Figure)
+
+
+def test_loguru_default_format_records_are_counted_and_listed(log_dir: Path) -> None:
+    """`{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}`: what an
+    app gets from loguru when it sets no format."""
+    records = noise(AS_OF - timedelta(hours=24), AS_OF)
+    ms = [(datetime(2026, 11, 20, 8, 0, 0, 123000),
+           "2026-11-20 08:00:00.123 | ERROR    | src.api_integrations.twitter_api:post_tweet:42 - "
+           "Failed to post tweet: 429 Too Many Requests\n"),
+          (datetime(2026, 11, 20, 9, 30, 0, 5000),
+           "2026-11-20 09:30:00.005 | CRITICAL | src.database.connection:get_db:17 - Database unreachable\n"
+           + "".join(line + "\n" for line in TRACEBACK))]
+    write_logs(log_dir, records + ms)
+    ctx = make_ctx()
+    recent = log_checks.recent_errors(ctx)[0]
+    assert recent.value == 2 and recent.status == Status.CRITICAL
+    assert list(recent.data["message"]) == ["Database unreachable", "Failed to post tweet: 429 Too Many Requests"]
+    assert list(recent.data["where"]) == ["src.database.connection:get_db", "src.api_integrations.twitter_api:post_tweet"]
+    review = log_checks.error_review(ctx)
+    assert review[0].value == 2 and "1 CRITICAL record and 1 exception" in review[0].summary
+    assert review[1].value == 1  # one error record in the worst hour
+    summary = log_checks.log_summary(ctx)[0]
+    assert summary.value == 2 and "(1 ERROR, 1 CRITICAL)" in summary.summary
+    events = log_checks.rate_limit_events_check(ctx)[0]
+    assert events.value == 1 and "x 1" in events.summary

@@ -646,3 +646,84 @@ def test_io_stream_helpers_close_their_files(log_dir: Path) -> None:
         next(lines)
         lines.close()  # an abandoned reader must not leak the archive
     assert len(os.listdir("/proc/self/fd")) <= before
+
+
+# ---- loguru's default format (milliseconds, line number) ----------------------------------------
+
+def rec_ms(ts: str, level: str, message: str, where: str = "src.agents.base_agent:run:88") -> str:
+    """A record in loguru's default format: `{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - `."""
+    return f"{ts} | {level:<8} | {where} - {message}\n"
+
+
+def awk_levels(path: Path) -> dict[str, int]:
+    """Header lines by level, counted by awk (either time format), as the reference."""
+    program = (r"$1 ~ /^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9](\.[0-9][0-9][0-9])?$/"
+               r' && NF >= 3 { level = $2; sub(/ +$/, "", level); n[level]++ } END { for (l in n) print l, n[l] }')
+    proc = subprocess.run(["awk", "-F", " [|] ", program, str(path)], capture_output=True, text=True, check=True)
+    return {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()}
+
+
+def mixed_formats(path: Path, hours: int = 6, seed: int = 3) -> None:
+    """The app's format and loguru's default, interleaved, with tracebacks and near-miss lines."""
+    rng = random.Random(seed)
+    levels = ["DEBUG", "INFO", "INFO", "WARNING", "ERROR", "CRITICAL", "SUCCESS", "TRACE"]
+    out = []
+    start = dt("2026-11-20 00:00:00")
+    for i in range(hours * 900):
+        when = start + timedelta(seconds=4 * i)
+        level = rng.choice(levels)
+        if i % 3 == 0:
+            out.append(rec_ms(f"{when:%Y-%m-%d %H:%M:%S}.{rng.randrange(1000):03d}", level, f"default format {i}"))
+        else:
+            out.append(rec(f"{when:%Y-%m-%d %H:%M:%S}", level, f"app format {i}: an error?",
+                           extra=TRACEBACK if level == "ERROR" and i % 7 == 0 else None))
+        if i % 50 == 0:  # continuation lines that almost look like headers: never records
+            out.append(f"{when:%Y-%m-%d %H:%M:%S}.12x | ERROR    | not a header\n")
+            out.append(f"{when:%Y-%m-%d %H:%M:%S}.123 x ERROR    | not a header either\n")
+    path.write_text("".join(out))
+
+
+def test_loguru_default_format_with_milliseconds_is_counted_and_listed(log_dir: Path) -> None:
+    path = log_dir / "content_creator_2026-11-20.log"
+    path.write_text(rec("2026-11-20 07:59:59", "INFO", "app format")
+                    + rec_ms("2026-11-20 08:00:00.123", "ERROR", "Failed to post tweet: 429 Too Many Requests",
+                             "src.api_integrations.twitter_api:post_tweet:42")
+                    + "".join(line + "\n" for line in TRACEBACK)
+                    + rec_ms("2026-11-20 08:59:59.999", "CRITICAL", "database gone"))
+    since, until = dt("2026-11-20 00:00:00"), dt("2026-11-21 00:00:00")
+    summary = logs.summarize_dir(log_dir, since, until)
+    assert summary.by_level["ERROR"] == 1 and summary.by_level["CRITICAL"] == 1 and summary.total == 3
+    assert summary.by_hour[dt("2026-11-20 08:00:00")] == {"ERROR": 1, "CRITICAL": 1}
+    errors = list(logs.read_records(log_dir, since, until, select=logs.select_levels(logs.ERROR_LEVELS)))
+    assert [(r.time, r.level, r.where, r.first_line) for r in errors] == [
+        (dt("2026-11-20 08:00:00.123"), "ERROR", "src.api_integrations.twitter_api:post_tweet",
+         "Failed to post tweet: 429 Too Many Requests"),
+        (dt("2026-11-20 08:59:59.999"), "CRITICAL", "src.agents.base_agent:run", "database gone")]
+    assert errors[0].exception_line == "KeyError: 'confidence'"
+    # the window's bounds hold for milliseconds as for seconds
+    assert logs.summarize_dir(log_dir, dt("2026-11-20 08:00:00"), dt("2026-11-20 08:59:59")).total == 1
+    assert logs.summarize_dir(log_dir, dt("2026-11-20 08:00:01"), dt("2026-11-20 09:00:00")).total == 1
+
+
+@pytest.mark.parametrize("block_size", [logs.BLOCK_SIZE, 4096])
+def test_both_formats_mixed_count_exactly_on_every_path(log_dir: Path, block_size: int) -> None:
+    path = log_dir / "content_creator_2026-11-20.log"
+    mixed_formats(path)
+    expected = awk_levels(path)
+    assert expected["ERROR"] > 100 and sum(expected.values()) == 6 * 900
+    since, until = dt("2026-11-20 00:00:00"), dt("2026-11-21 00:00:00")
+    want = {level: expected.get(level, 0) for level in logs.LEVELS}
+    vector = logs.summarize_dir(log_dir, since, until, block_size=block_size, grep_compare=True)
+    single = logs.summarize_dir(log_dir, since, until, block_size=block_size, workers=1, grep_compare=True)
+    lines = logs.count_levels(logs.open_text(path), since, until, grep_compare=True)
+    records = logs.summarize(logs.read_records(log_dir, since, until), since, until, grep_compare=True)
+    for found in (vector, single, lines, records):
+        assert found.by_level == want
+        assert found.by_hour == vector.by_hour
+        assert found.grep_error_lines == vector.grep_error_lines
+    # a window cutting through the file: the per-line and vector paths meet at its bounds
+    since, until = dt("2026-11-20 01:30:00"), dt("2026-11-20 04:10:02")
+    inside = logs.summarize_dir(log_dir, since, until, block_size=block_size)
+    assert inside.by_level == logs.count_levels(logs.open_text(path), since, until).by_level
+    picked = list(logs.read_records(log_dir, since, until, select=logs.select_levels({"ERROR"}, tracebacks=True)))
+    assert len([r for r in picked if r.level == "ERROR"]) == inside.by_level["ERROR"]

@@ -7,26 +7,26 @@ all of that, so the format is loguru's to the byte
 one file per UTC day, every day before the last rotated into a zip holding
 the `.log`, the way `rotation="00:00", compression="zip"` leaves them.
 Zip member times and file mtimes are derived from the data, never from the
-clock, so the same inputs give byte-identical files.
+clock, so the same inputs give byte-identical files. File names follow
+ccops.logs' one rule (the one the log checks and the disk clean-up use).
 """
 
 from __future__ import annotations
 
 import calendar
+import gzip
 import io
 import os
-import re
 import zipfile
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from ccops import logs
 from ccops.demo.catalog import TRACE_FRAMES, AgentSpec
 
-LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
-FILE_RE = re.compile(r"^content_creator_(\d{4}-\d{2}-\d{2})\.log(\.zip)?$")
-RECORD_RE = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) \| (\w+)\s* \| ([^ ]+) - (.*)$")
+LEVELS = logs.LEVELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +48,14 @@ def format_record(record: LogRecord) -> str:
 
 
 def log_name(day: date) -> str:
-    return f"content_creator_{day:%Y-%m-%d}.log"
+    return logs.app_log_name(day)
 
 
 def demo_log_files(log_dir: Path) -> list[Path]:
-    """The files this module writes (and only those), oldest first."""
-    if not log_dir.is_dir():
-        return []
-    return sorted(p for p in log_dir.iterdir() if FILE_RE.match(p.name))
+    """The app's dated log files (what this module writes, and what ccops' clean-up made of
+    them), in reading order."""
+    return [path for path, name in logs.app_log_files(Path(log_dir))
+            if name.day is not None and name.stem.startswith(logs.APP_LOG_STEM)]
 
 
 def write_logs(records: list[LogRecord], log_dir: Path, as_of: datetime, first_day: date | None = None) -> list[Path]:
@@ -85,10 +85,13 @@ def write_logs(records: list[LogRecord], log_dir: Path, as_of: datetime, first_d
 
 
 def read_log_text(path: Path) -> str:
-    """A day's text, whether rotated (zip) or live (plain)."""
+    """A day's text, whether rotated (zip), compressed by ccops' clean-up (gz) or live (plain)."""
     if path.name.endswith(".zip"):
         with zipfile.ZipFile(path) as archive:
             return "".join(archive.read(name).decode("utf-8") for name in archive.namelist())
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "rb") as handle:
+            return handle.read().decode("utf-8")
     return path.read_text(encoding="utf-8")
 
 
