@@ -7,13 +7,20 @@ the database's volume). ccops: logs by the date in their name, backups through
 the backup retention plan (never below the newest verified minimum), archive
 reports through the archive's retention (keeping the latest good and failed
 run of each runbook), each a dry run by default listing files and bytes; Docker
-only as a printed suggestion, never with --volumes.
+only as a printed suggestion, never with --volumes. The log the app is writing
+is never deleted, whatever keep_days says (ccops.diskspace.live_logs).
+
+The dry run's list (what a confirmed run may touch) is kept in ccops' home, or,
+when that disk is full, in the system temp dir: the out-of-disk runbook must
+work on a full disk, so nothing here needs room on it before space is freed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -37,23 +44,81 @@ def _reviewed_file(ctx: RunContext, step: str) -> Path:
     return Path(ctx.settings.home) / "cleanup" / f"{step}.json"
 
 
-def _remember(ctx: RunContext, step: str, plan: diskspace.CleanupPlan) -> None:
-    """Keep the dry run's list: a later confirmed run deletes nothing that was not on it."""
-    path = _reviewed_file(ctx, step)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _reviewed_fallback(ctx: RunContext, step: str) -> Path:
+    """Where the dry run's list goes when ccops' home has no room: the temp dir, per user and home."""
+    home = str(Path(ctx.settings.home).resolve())
+    key = hashlib.sha256(home.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"ccops-{os.getuid()}" / key / "cleanup" / f"{step}.json"
+
+
+def _private_dir(path: Path) -> bool:
+    """The fallback's folders exist, are ours and 0700 (the temp dir is shared)."""
+    top = path.parents[2]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = top.lstat()
+    except OSError:
+        return False
+    return info.st_uid == os.getuid() and not (info.st_mode & 0o077) and top.is_dir() and not top.is_symlink()
+
+
+def _write(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"created": datetime.now(timezone.utc).isoformat(),
-                               "paths": [str(a.path) for a in plan.actions]}))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _remember(ctx: RunContext, step: str, plan: diskspace.CleanupPlan) -> None:
+    """Keep the dry run's list: a later confirmed run deletes nothing that was not on it.
+
+    In ccops' home; when its disk is full, in the temp dir instead (never a crash).
+    """
+    text = json.dumps({"created": datetime.now(timezone.utc).isoformat(), "paths": [str(a.path) for a in plan.actions]})
+    home, fallback = _reviewed_file(ctx, step), _reviewed_fallback(ctx, step)
+    try:
+        home.parent.mkdir(parents=True, exist_ok=True)
+        _write(home, text)
+    except OSError as exc:
+        if not _private_dir(fallback):
+            raise exc from None
+        _write(fallback, text)
+        home.unlink(missing_ok=True)
+        return
+    fallback.unlink(missing_ok=True)
+
+
+def _load_reviewed(ctx: RunContext, step: str) -> dict | None:
+    """The newest dry-run list of this step, from ccops' home or the temp-dir fallback."""
+    found = []
+    home, fallback = _reviewed_file(ctx, step), _reviewed_fallback(ctx, step)
+    for path in (home, fallback):
+        try:
+            if path == fallback and path.stat().st_uid != os.getuid():
+                continue
+            reviewed = json.loads(path.read_text())
+            found.append((datetime.fromisoformat(reviewed["created"]), reviewed))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return max(found, key=lambda item: item[0])[1] if found else None
+
+
+def _forget(ctx: RunContext, step: str) -> None:
+    for path in (_reviewed_file(ctx, step), _reviewed_fallback(ctx, step)):
+        path.unlink(missing_ok=True)
 
 
 def _restrict_to_reviewed(ctx: RunContext, step: str, plan: diskspace.CleanupPlan) -> str:
     """Drop from the plan what the last dry run did not list; '' or the reason nothing may be deleted."""
-    path = _reviewed_file(ctx, step)
+    reviewed = _load_reviewed(ctx, step)
     try:
-        reviewed = json.loads(path.read_text())
+        if reviewed is None:
+            raise ValueError("none")
         created = datetime.fromisoformat(reviewed["created"])
-    except (OSError, ValueError, KeyError):
+    except (ValueError, KeyError, TypeError):
         plan.actions.clear()
         return "no reviewed dry run: run this step with dry_run = True first, then confirm"
     if datetime.now(timezone.utc) - created > REVIEW_VALID:
@@ -74,7 +139,14 @@ def apply_reviewed(ctx: RunContext, step: str, what: str, plan: diskspace.Cleanu
         if refused:
             return ctx.record([Finding(f"{prefix}.{step}", Status.WARNING, f"{what}: nothing done: {refused}")])
     else:
-        _remember(ctx, step, plan)
+        try:
+            _remember(ctx, step, plan)
+        except OSError as exc:
+            preview = _plan_finding(ctx, f"{prefix}.{step}", what, plan)
+            return Findings(preview + ctx.record([Finding(
+                f"{prefix}.{step}.review", Status.WARNING,
+                f"{what}: this dry run's list could not be kept ({exc.strerror or exc}), so a confirmed run "
+                "will refuse: free space in ccops' home or the temp dir and run the dry run again")]))
     preview = _plan_finding(ctx, f"{prefix}.{step}", what, plan)
     if not plan.actions:
         return preview
@@ -85,7 +157,7 @@ def apply_reviewed(ctx: RunContext, step: str, what: str, plan: diskspace.Cleanu
         skipped = [a for a in plan.actions if a.error]
         if skipped and not done:
             raise RuntimeError("; ".join(f"{a.path.name}: {a.error}" for a in skipped[:3]))
-        _reviewed_file(ctx, step).unlink(missing_ok=True)
+        _forget(ctx, step)
         return (f"{len(done)} files, {diskspace.human(sum(a.freed for a in done))} freed"
                 + (f"; {len(skipped)} skipped ({skipped[0].error})" if skipped else ""))
 
