@@ -35,17 +35,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from ccops.checks.postgres._common import LOCK_NOT_AVAILABLE, QUERY_CANCELED, TAG, pretty_bytes, sqlstate
+from ccops.checks.postgres._common import LOCK_NOT_AVAILABLE, QUERY_CANCELED, pretty_bytes, sqlstate, tagged
 from ccops.checks.postgres.bloat import index_bloat
 from ccops.checks.postgres.indexes import REBUILD_LEFTOVER, invalid_index_rows
 from ccops.config import Settings
 from ccops.context import RunContext, check
 from ccops.db import connect, get_engine, query_df
 from ccops.findings import Finding, Findings, Status
+from ccops.sqlsafe import execute, ident, render
 
 ACTION_STATEMENT_TIMEOUT_S = 3600.0
 DEFAULT_MIN_INDEX_BYTES = 1024 * 1024  # below 1 MB a rebuild gains nothing worth a lock
@@ -68,6 +70,13 @@ class MaintenanceAction:
     duration_s: float | None = None
     status: str = PLANNED
     error: str = ""
+    statement: sql.Composable | None = field(default=None, repr=False)  # what runs; `action` is its text
+    oid: int | None = None  # the object's oid when the plan read it from the catalog
+
+    @classmethod
+    def of(cls, statement: sql.Composable, object_: str, dry_run: bool, **kwargs: Any) -> MaintenanceAction:
+        """An action whose statement is composed (names as identifiers) and shown as the server gets it."""
+        return cls(object_, render(statement), dry_run, statement=statement, **kwargs)
 
     def row(self) -> dict[str, Any]:
         flat: dict[str, Any] = {"object": self.object, "action": self.action, "dry_run": self.dry_run,
@@ -161,13 +170,15 @@ def plan_session(settings: Settings) -> Iterator[Connection]:
         yield conn
 
 
-def run_statement(conn: Connection, settings: Settings, action: MaintenanceAction, sql: str,
+def run_statement(conn: Connection, settings: Settings, action: MaintenanceAction,
                   statement_timeout_s: float) -> bool:
-    """Run one action statement with its own statement_timeout; a failure is recorded, never raised."""
+    """Run the action's composed statement with its own statement_timeout; a failure is recorded, never raised."""
+    if action.statement is None:
+        raise ValueError(f"{action.object}: no composed statement to run")
     conn.execute(text(f"SET statement_timeout = {int(statement_timeout_s * 1000)}"))
     started = time.monotonic()
     try:
-        conn.execute(text(sql))
+        execute(conn, action.statement)
         action.status = DONE
         return True
     except DBAPIError as exc:
@@ -190,8 +201,11 @@ def run_statement(conn: Connection, settings: Settings, action: MaintenanceActio
 
 # ---- VACUUM (ANALYZE) -----------------------------------------------------------------------
 
-TABLE_STATE_SQL = f"""{TAG}
-SELECT c.oid AS relid, format('%I.%I', n.nspname, c.relname) AS qualified,
+# Each filter is optional (NULL: not applied): by schema, by oid, or by an operator-given name that
+# the server resolves (to_regclass), so only catalog names reach a statement, as identifiers.
+TABLE_STATE_SQL = tagged("""
+SELECT c.oid AS relid, n.nspname AS schema, c.relname AS name,
+       format('%I.%I', n.nspname, c.relname) AS qualified,
        coalesce(s.n_live_tup, 0) AS n_live_tup, coalesce(s.n_dead_tup, 0) AS n_dead_tup,
        CASE WHEN coalesce(s.n_live_tup, 0) + coalesce(s.n_dead_tup, 0) > 0
             THEN s.n_dead_tup::float8 / (s.n_live_tup + s.n_dead_tup) ELSE 0 END AS dead_ratio,
@@ -200,14 +214,31 @@ SELECT c.oid AS relid, format('%I.%I', n.nspname, c.relname) AS qualified,
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
-WHERE c.relkind IN ('r', 'm') AND {{where}}
+WHERE c.relkind IN ('r', 'm')
+  AND (CAST(:schema AS text) IS NULL OR n.nspname = :schema)
+  AND (CAST(:relid AS oid) IS NULL OR c.oid = :relid)
+  AND (CAST(:name AS text) IS NULL OR c.oid = to_regclass(:name))
 ORDER BY n_dead_tup DESC, qualified
-"""
+""")
+CLEAR_SNAPSHOT_SQL = tagged("SELECT pg_stat_clear_snapshot()")
 
 
-def _table_state(conn: Connection, where: str, **params: Any) -> pd.DataFrame:
-    conn.execute(text(f"{TAG} SELECT pg_stat_clear_snapshot()"))
-    return query_df(conn, TABLE_STATE_SQL.format(where=where), **params)
+def _table_state(conn: Connection, schema: str | None = None, relid: int | None = None,
+                 name: str | None = None) -> pd.DataFrame:
+    conn.execute(text(CLEAR_SNAPSHOT_SQL))
+    return query_df(conn, TABLE_STATE_SQL, schema=schema, relid=relid, name=name)
+
+
+def vacuum_statement(schema: str, name: str) -> sql.Composed:
+    return sql.SQL("VACUUM (ANALYZE) {}").format(ident(schema, name))
+
+
+def reindex_statement(schema: str, name: str) -> sql.Composed:
+    return sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(ident(schema, name))
+
+
+def drop_index_statement(schema: str, name: str) -> sql.Composed:
+    return sql.SQL("DROP INDEX CONCURRENTLY {}").format(ident(schema, name))
 
 
 def vacuum_analyze(
@@ -231,11 +262,11 @@ def vacuum_analyze(
                 report.actions.append(MaintenanceAction(name, "VACUUM (ANALYZE)", dry_run, "named",
                                                         status="skipped: no such table"))
         else:
-            plan = _table_state(conn, "n.nspname = :schema", schema=schema)
+            plan = _table_state(conn, schema=schema)
             plan = plan[(plan["n_dead_tup"] >= min_dead_tuples) & (plan["dead_ratio"] >= min_dead_ratio)]
     for row in plan.itertuples():
-        action = MaintenanceAction(
-            row.qualified, f"VACUUM (ANALYZE) {row.qualified}", dry_run,
+        action = MaintenanceAction.of(
+            vacuum_statement(row.schema, row.name), row.qualified, dry_run, oid=int(row.relid),
             reason=f"{int(row.n_dead_tup):,} dead tuples ({row.dead_ratio:.0%})",
             before={"n_dead_tup": int(row.n_dead_tup), "n_live_tup": int(row.n_live_tup),
                     "table_bytes": int(row.table_bytes)},
@@ -249,8 +280,8 @@ def vacuum_analyze(
         for action in report.actions:
             if action.status != PLANNED:
                 continue
-            if run_statement(conn, settings, action, action.action, statement_timeout_s):
-                state = _table_state(conn, "format('%I.%I', n.nspname, c.relname) = :q", q=action.object)
+            if run_statement(conn, settings, action, statement_timeout_s):
+                state = _table_state(conn, relid=action.oid)
                 if not state.empty:
                     after = state.iloc[0]
                     action.after = {"n_dead_tup": int(after["n_dead_tup"]), "n_live_tup": int(after["n_live_tup"]),
@@ -262,30 +293,31 @@ def _named_tables(conn: Connection, tables: Sequence[str]) -> tuple[pd.DataFrame
     """Resolve operator-given names through the catalog, so only catalog-quoted names reach a statement."""
     frames, missing = [], []
     for name in tables:
-        frame = _table_state(conn, "c.oid = to_regclass(:name)", name=name)
+        frame = _table_state(conn, name=name)
         if frame.empty:
             missing.append(name)
         else:
             frames.append(frame)
-    plan = pd.concat(frames, ignore_index=True) if frames else _table_state(conn, "false")
+    plan = pd.concat(frames, ignore_index=True) if frames else _table_state(conn, relid=0)
     return plan.drop_duplicates("qualified"), missing
 
 
 # ---- REINDEX CONCURRENTLY -------------------------------------------------------------------
 
-INDEX_TABLE_SQL = f"""{TAG}
+INDEX_TABLE_SQL = tagged("""
 SELECT i.indrelid AS table_oid, pg_has_role(t.relowner, 'USAGE') AS can_maintain
 FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
 WHERE i.indexrelid = to_regclass(:q)
-"""
+""")
 
-INVALID_ON_TABLE_SQL = f"""{TAG}
-SELECT i.indexrelid AS oid, format('%I.%I', n.nspname, c.relname) AS qualified, c.relname AS name
+INVALID_ON_TABLE_SQL = tagged("""
+SELECT i.indexrelid AS oid, n.nspname AS schema, c.relname AS name,
+       format('%I.%I', n.nspname, c.relname) AS qualified
 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE i.indrelid = :table_oid AND NOT i.indisvalid
-"""
+""")
 
-INDEX_SIZE_SQL = f"{TAG} SELECT pg_relation_size(to_regclass(:q))"
+INDEX_SIZE_SQL = tagged("SELECT pg_relation_size(to_regclass(:q))")
 
 
 def reindex_bloated(
@@ -307,8 +339,8 @@ def reindex_bloated(
     for row in chosen.itertuples():
         density = "" if row.avg_leaf_density != row.avg_leaf_density else (
             f", leaf density {row.avg_leaf_density:.0f}%, fragmentation {row.leaf_fragmentation:.0f}%")
-        report.actions.append(MaintenanceAction(
-            row.qualified, f"REINDEX INDEX CONCURRENTLY {row.qualified}", dry_run,
+        report.actions.append(MaintenanceAction.of(
+            reindex_statement(row.schema, row.index), row.qualified, dry_run,
             reason=f"{row.bloat_ratio:.0%} bloat ({row.method}{density})",
             before={"size_bytes": int(row.size_bytes), "bloat_ratio": round(float(row.bloat_ratio), 4)},
         ))
@@ -324,7 +356,7 @@ def reindex_bloated(
                 action.status = "skipped: not owner"
                 continue
             known_invalid = {r.oid for r in conn.execute(text(INVALID_ON_TABLE_SQL), {"table_oid": info.table_oid})}
-            if run_statement(conn, settings, action, action.action, statement_timeout_s):
+            if run_statement(conn, settings, action, statement_timeout_s):
                 action.after = {"size_bytes": int(conn.execute(text(INDEX_SIZE_SQL), {"q": action.object}).scalar())}
             else:
                 _clean_failed_rebuild(conn, settings, action, info.table_oid, known_invalid)
@@ -338,8 +370,8 @@ def _clean_failed_rebuild(conn: Connection, settings: Settings, action: Maintena
     leftovers = [r for r in rows if r.oid not in known_invalid and REBUILD_LEFTOVER.search(r.name)]
     notes = []
     for leftover in leftovers:
-        cleanup = MaintenanceAction(leftover.qualified, f"DROP INDEX CONCURRENTLY {leftover.qualified}", False)
-        if run_statement(conn, settings, cleanup, cleanup.action, ACTION_STATEMENT_TIMEOUT_S):
+        cleanup = MaintenanceAction.of(drop_index_statement(leftover.schema, leftover.name), leftover.qualified, False)
+        if run_statement(conn, settings, cleanup, ACTION_STATEMENT_TIMEOUT_S):
             notes.append(f"dropped the leftover {leftover.qualified}")
         else:
             notes.append(f"left {leftover.qualified} behind ({cleanup.status}); drop_invalid_ccnew removes it")
@@ -358,8 +390,8 @@ def drop_invalid_ccnew(
     with plan_session(settings) as conn:
         rows = invalid_index_rows(conn)
     for row in rows[rows["rebuild_leftover"]].itertuples():
-        action = MaintenanceAction(
-            row.qualified, f"DROP INDEX CONCURRENTLY {row.qualified}", dry_run,
+        action = MaintenanceAction.of(
+            drop_index_statement(row.schema, row.index), row.qualified, dry_run,
             reason="invalid leftover of a failed REINDEX CONCURRENTLY",
             before={"size_bytes": int(row.size_bytes)},
         )
@@ -370,7 +402,7 @@ def drop_invalid_ccnew(
         return report
     with action_session(settings) as conn:
         for action in report.actions:
-            if action.status == PLANNED and run_statement(conn, settings, action, action.action, statement_timeout_s):
+            if action.status == PLANNED and run_statement(conn, settings, action, statement_timeout_s):
                 action.after = {"size_bytes": 0}
     return report
 

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from ccops.context import RunContext, check
 from ccops.db import get_engine
 from ccops.findings import Finding, Status
+from ccops.sqlsafe import execute, ident
 
 INDEXES_SQL = """
 SELECT c.oid AS oid, c.relname AS index, t.relname AS "table", pg_relation_size(c.oid) AS bytes
@@ -122,16 +124,22 @@ def _first_line(exc: BaseException) -> str:
     return message[0] if message else exc.__class__.__name__
 
 
-def reindex(url: str, indexes: list[str], concurrently: bool = False) -> list[dict[str, Any]]:
-    """Rebuild the named indexes, one statement each; returns what happened to each."""
+def reindex_statement(name: str, concurrently: bool = False, schema: str = "public") -> sql.Composed:
+    """REINDEX INDEX [CONCURRENTLY] schema.name, the name composed as an identifier (never spliced)."""
+    keyword = sql.SQL(" CONCURRENTLY") if concurrently else sql.SQL("")
+    return sql.SQL("REINDEX INDEX{} {}").format(keyword, ident(schema, name))
+
+
+def reindex(url: str, indexes: list[str], concurrently: bool = False, schema: str = "public") -> list[dict[str, Any]]:
+    """Rebuild the named indexes of `schema` (as the catalog spells them), one statement each;
+    returns what happened to each."""
     results = []
     engine = get_engine(url)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for name in indexes:
             started = time.monotonic()
-            keyword = " CONCURRENTLY" if concurrently else ""
             try:
-                conn.execute(text(f'REINDEX INDEX{keyword} public."{name}"'))
+                execute(conn, reindex_statement(name, concurrently, schema))
                 results.append({"index": name, "ok": True, "error": "", "seconds": round(time.monotonic() - started, 3)})
             except Exception as exc:  # noqa: BLE001 - reported per index
                 results.append({"index": name, "ok": False, "error": _first_line(exc),

@@ -18,12 +18,15 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+from psycopg import sql
 from sqlalchemy.exc import DBAPIError
 
-from ccops.checks.postgres._common import TAG, extension_schema, pretty_bytes, quote_ident, user_schemas
+from ccops import sqlsafe
+from ccops.checks.postgres._common import extension_schema, pretty_bytes, tagged, user_schemas
 from ccops.context import RunContext, check
 from ccops.db import query_df, scalar
 from ccops.findings import Finding, Status
+from ccops.sqlsafe import ident
 
 BTREE_DEFAULT_FILLFACTOR = 90
 
@@ -31,7 +34,7 @@ INDEX_COLUMNS = ["schema", "table", "index", "qualified", "size_bytes", "bloat_b
                  "method", "avg_leaf_density", "leaf_fragmentation", "estimate_unreliable"]
 
 # ioguix/pgsql-bloat-estimation btree_bloat.sql, limited to valid B-trees in user schemas with statistics.
-INDEX_BLOAT_ESTIMATE_SQL = f"""{TAG}
+INDEX_BLOAT_ESTIMATE_SQL = tagged(f"""
 SELECT nspname AS schema, tblname AS "table", idxname AS index,
        (SELECT format('%I.%I', nn.nspname, cc.relname) FROM pg_class cc
           JOIN pg_namespace nn ON nn.oid = cc.relnamespace WHERE cc.oid = idxoid) AS qualified,
@@ -103,26 +106,28 @@ FROM (
   ) AS rows_hdr_pdg_stats
 ) AS relation_stats
 ORDER BY bloat_bytes DESC, schema, "table", index
-"""
+""")  # nosec B608 # module constants only, no catalog data
 
-PGSTATINDEX_SQL = """{tag}
+# {pgstatindex} is the function in the schema the extension was created in: psycopg composes it.
+PGSTATINDEX_SQL = tagged(f"""
 SELECT n.nspname AS schema, t.relname AS "table", c.relname AS index,
        format('%I.%I', n.nspname, c.relname) AS qualified,
        pg_relation_size(c.oid) AS size_bytes,
-       coalesce(substring(array_to_string(c.reloptions, ' ') FROM 'fillfactor=([0-9]+)')::int, {ff}) AS fillfactor,
+       coalesce(substring(array_to_string(c.reloptions, ' ') FROM 'fillfactor=([0-9]+)')::int, {BTREE_DEFAULT_FILLFACTOR})
+         AS fillfactor,
        s.leaf_pages, s.empty_pages, s.deleted_pages, s.avg_leaf_density, s.leaf_fragmentation
 FROM pg_index i
 JOIN pg_class c ON c.oid = i.indexrelid
 JOIN pg_class t ON t.oid = i.indrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-CROSS JOIN LATERAL {schema}.pgstatindex(c.oid::regclass) s
+CROSS JOIN LATERAL {{pgstatindex}}(c.oid::regclass) s
 WHERE c.relam = (SELECT oid FROM pg_am WHERE amname = 'btree')
   AND i.indisvalid AND i.indisready AND c.relpersistence <> 't'
-  AND {filter}
-"""
+  AND {user_schemas("n")}
+""")  # nosec B608 # module constants only; the one name is composed below with sql.Identifier
 
 # ioguix/pgsql-bloat-estimation table_bloat.sql, limited to user schemas.
-TABLE_BLOAT_ESTIMATE_SQL = f"""{TAG}
+TABLE_BLOAT_ESTIMATE_SQL = tagged(f"""
 SELECT schemaname AS schema, tblname AS "table",
        (bs * tblpages)::bigint AS size_bytes,
        CASE WHEN tblpages - est_tblpages_ff > 0 THEN ((tblpages - est_tblpages_ff) * bs)::bigint ELSE 0 END
@@ -170,7 +175,7 @@ FROM (
   ) AS s2
 ) AS s3
 ORDER BY bloat_bytes DESC, schema, "table"
-"""
+""")  # nosec B608 # module constants only, no catalog data
 
 
 def index_bloat(conn, use_pgstattuple: bool = True) -> tuple[pd.DataFrame, str]:
@@ -182,12 +187,11 @@ def index_bloat(conn, use_pgstattuple: bool = True) -> tuple[pd.DataFrame, str]:
     note = ""
     schema = extension_schema(conn, "pgstattuple") if use_pgstattuple else None
     if schema:
-        sql = PGSTATINDEX_SQL.format(tag=TAG, ff=BTREE_DEFAULT_FILLFACTOR, schema=quote_ident(schema),
-                                     filter=user_schemas("n"))
+        statement = sql.SQL(PGSTATINDEX_SQL).format(pgstatindex=ident(schema, "pgstatindex"))
         try:
             with conn.begin_nested():
-                frame = query_df(conn, sql)
-            block = int(scalar(conn, f"{TAG} SELECT current_setting('block_size')::int"))
+                frame = sqlsafe.query_df(conn, statement)
+            block = int(scalar(conn, tagged("SELECT current_setting('block_size')::int")))
             return _from_pgstatindex(frame, block), "by pgstatindex leaf density"
         except DBAPIError as exc:
             first = str(getattr(exc, "orig", exc)).strip().splitlines()

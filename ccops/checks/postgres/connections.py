@@ -9,21 +9,21 @@ state, not a window of history, so `as_of` does not apply.
 
 from __future__ import annotations
 
-from ccops.checks.postgres._common import TAG
+from ccops.checks.postgres._common import tagged
 from ccops.context import RunContext, check
 from ccops.db import query_df
 from ccops.findings import Finding, Status
 
-BY_STATE_SQL = f"""{TAG}
+BY_STATE_SQL = tagged("""
 SELECT coalesce(state, 'unknown') AS state, count(*) AS sessions,
        round(max(extract(epoch FROM now() - xact_start))::numeric, 1)::float8 AS oldest_xact_s,
        round(max(extract(epoch FROM now() - state_change))::numeric, 1)::float8 AS longest_in_state_s
 FROM pg_stat_activity
 WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
 GROUP BY 1 ORDER BY 2 DESC, 1
-"""
+""")
 
-IDLE_IN_XACT_SQL = f"""{TAG}
+IDLE_IN_XACT_SQL = tagged("""
 SELECT pid, usename AS "user", application_name, client_addr::text AS client, state,
        round(extract(epoch FROM now() - xact_start)::numeric, 1)::float8 AS xact_age_s,
        round(extract(epoch FROM now() - state_change)::numeric, 1)::float8 AS idle_s,
@@ -32,12 +32,12 @@ FROM pg_stat_activity
 WHERE datname = current_database() AND state LIKE 'idle in transaction%'
   AND now() - state_change > make_interval(secs => :limit_s)
 ORDER BY state_change
-"""
+""")
 
-SERVER_USAGE_SQL = f"""{TAG}
+SERVER_USAGE_SQL = tagged("""
 SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS used,
        current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int AS available
-"""
+""")
 
 
 @check("postgres.connections")

@@ -16,7 +16,7 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from ccops.checks.postgres._common import TAG, pretty_bytes, user_schemas
+from ccops.checks.postgres._common import pretty_bytes, tagged, user_schemas
 from ccops.context import RunContext, check
 from ccops.db import query_df, scalar
 from ccops.findings import Finding, Status
@@ -24,12 +24,12 @@ from ccops.findings import Finding, Status
 # Names PostgreSQL gives the transient indexes of REINDEX ... CONCURRENTLY.
 REBUILD_LEFTOVER = re.compile(r"_cc(new|old)[0-9]*$")
 
-STATS_RESET_SQL = f"""{TAG}
+STATS_RESET_SQL = tagged("""
 SELECT stats_reset, extract(epoch FROM now() - stats_reset)::float8 / 86400 AS days
 FROM pg_stat_database WHERE datname = current_database()
-"""
+""")
 
-UNUSED_SQL = f"""{TAG}
+UNUSED_SQL = tagged("""
 SELECT s.schemaname AS schema, s.relname AS "table", s.indexrelname AS index,
        format('%I.%I', s.schemaname, s.indexrelname) AS qualified,
        pg_relation_size(s.indexrelid) AS size_bytes,
@@ -41,9 +41,9 @@ WHERE s.idx_scan = 0
   AND NOT i.indisunique AND NOT i.indisprimary AND i.indisvalid
   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = s.indexrelid)
 ORDER BY size_bytes DESC, schema, "table", index
-"""
+""")
 
-INDEXES_SQL = f"""{TAG}
+INDEXES_SQL = tagged(f"""
 SELECT i.indrelid AS table_oid,
        n.nspname AS schema, t.relname AS "table", c.relname AS index,
        format('%I.%I', n.nspname, c.relname) AS qualified,
@@ -63,9 +63,9 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_am am ON am.oid = c.relam
 WHERE i.indisvalid AND {user_schemas("n")}
 ORDER BY n.nspname, t.relname, c.relname
-"""
+""")  # nosec B608 # module constants only, no catalog data
 
-INVALID_SQL = f"""{TAG}
+INVALID_SQL = tagged(f"""
 SELECT n.nspname AS schema, t.relname AS "table", c.relname AS index,
        format('%I.%I', n.nspname, c.relname) AS qualified,
        i.indexrelid AS index_oid, i.indrelid AS table_oid,
@@ -82,7 +82,7 @@ JOIN pg_class t ON t.oid = i.indrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE NOT i.indisvalid AND {user_schemas("n")}
 ORDER BY n.nspname, t.relname, c.relname
-"""
+""")  # nosec B608 # module constants only, no catalog data
 
 
 def stats_reset_note(conn: Connection) -> tuple[str, float | None]:
@@ -238,7 +238,7 @@ def invalid_indexes(ctx: RunContext) -> Finding:
     """Invalid indexes: never used by the planner, yet (when ready) maintained on every write."""
     with ctx.db() as conn:
         frame = invalid_index_rows(conn)
-        database = scalar(conn, f"{TAG} SELECT current_database()")
+        database = scalar(conn, tagged("SELECT current_database()"))
     if frame.empty:
         return Finding("postgres.invalid_indexes", Status.OK, f"no invalid index in {database}", 0)
     frame["size"] = frame["size_bytes"].map(pretty_bytes)

@@ -8,12 +8,12 @@ switched off. ccops.maintenance.vacuum_analyze then acts on exactly those.
 
 from __future__ import annotations
 
-from ccops.checks.postgres._common import TAG
+from ccops.checks.postgres._common import tagged
 from ccops.context import RunContext, check
 from ccops.db import query_df
 from ccops.findings import Finding, Status
 
-TABLE_STATS_SQL = f"""{TAG}
+TABLE_STATS_SQL = tagged("""
 SELECT s.schemaname AS schema,
        s.relname AS "table",
        s.n_live_tup,
@@ -28,7 +28,7 @@ SELECT s.schemaname AS schema,
 FROM pg_stat_user_tables s
 JOIN pg_class c ON c.oid = s.relid
 ORDER BY s.n_dead_tup DESC, s.schemaname, s.relname
-"""
+""")
 
 
 @check("postgres.table_maintenance")

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ccops.checks.postgres._common import TAG, user_schemas
+from ccops.checks.postgres._common import tagged, user_schemas
 from ccops.context import RunContext, check
 from ccops.db import query_df
 from ccops.findings import Finding, Status
 
-SEQUENCES_SQL = f"""{TAG}
+SEQUENCES_SQL = tagged(f"""
 SELECT n.nspname AS schema, t.relname AS "table", a.attname AS "column",
        format_type(a.atttypid, a.atttypmod) AS column_type,
        format('%I.%I', sn.nspname, sc.relname) AS sequence,
@@ -38,7 +38,7 @@ JOIN pg_sequences s ON s.schemaname = sn.nspname AND s.sequencename = sc.relname
 WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
   AND d.deptype IN ('a', 'i') AND {user_schemas("n")}
 ORDER BY n.nspname, t.relname, a.attname
-"""
+""")  # nosec B608 # module constants only, no catalog data
 
 
 @check("postgres.sequences")

@@ -8,12 +8,12 @@ than its heap is the first sign of index bloat.
 
 from __future__ import annotations
 
-from ccops.checks.postgres._common import TAG, pretty_bytes
+from ccops.checks.postgres._common import pretty_bytes, tagged
 from ccops.context import RunContext, check
 from ccops.db import query_df
 from ccops.findings import Finding, Status
 
-DATABASE_SIZES_SQL = f"""{TAG}
+DATABASE_SIZES_SQL = tagged("""
 SELECT d.datname AS database,
        pg_get_userbyid(d.datdba) AS owner,
        pg_encoding_to_char(d.encoding) AS encoding,
@@ -22,9 +22,9 @@ SELECT d.datname AS database,
 FROM pg_database d
 WHERE d.datallowconn
 ORDER BY size_bytes DESC NULLS LAST, d.datname
-"""
+""")
 
-LARGEST_TABLES_SQL = f"""{TAG}
+LARGEST_TABLES_SQL = tagged("""
 SELECT n.nspname AS schema,
        c.relname AS "table",
        CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END AS rows_estimate,
@@ -37,7 +37,7 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname = :schema
 ORDER BY total_bytes DESC, c.relname
 LIMIT :limit
-"""
+""")
 
 
 @check("postgres.database_sizes")

@@ -13,15 +13,17 @@ from __future__ import annotations
 import re
 
 import pandas as pd
+from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from ccops.checks.postgres._common import TAG
+from ccops import sqlsafe
+from ccops.checks.postgres._common import TAG, tagged
 from ccops.checks.postgres.queries import statements_source
 from ccops.context import RunContext, check
 from ccops.db import query_df
 from ccops.findings import Finding, Status
 
-SEQ_SCAN_SQL = f"""{TAG}
+SEQ_SCAN_SQL = tagged("""
 SELECT s.relid AS table_oid, s.schemaname AS schema, s.relname AS "table", s.n_live_tup,
        s.seq_scan, s.seq_tup_read, coalesce(s.idx_scan, 0) AS idx_scan,
        s.seq_tup_read / nullif(s.seq_scan, 0) AS avg_rows_per_seq_scan,
@@ -30,23 +32,24 @@ FROM pg_stat_user_tables s
 WHERE s.n_live_tup >= :min_rows AND s.seq_scan > 0
   AND 100.0 * coalesce(s.idx_scan, 0) / (s.seq_scan + coalesce(s.idx_scan, 0)) < :min_index_pct
 ORDER BY s.seq_tup_read DESC, s.relname
-"""
+""")
 
-TABLE_COLUMNS_SQL = f"""{TAG}
+TABLE_COLUMNS_SQL = tagged("""
 SELECT a.attname,
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisvalid
                AND i.indkey[0] = a.attnum) AS leads_index
 FROM pg_attribute a
 WHERE a.attrelid = :oid AND a.attnum > 0 AND NOT a.attisdropped
-"""
+""")
 
-STATEMENTS_FOR_TABLE_SQL = """{tag}
+# psycopg placeholders: {names} are composed identifiers, %(values)s parameters.
+STATEMENTS_FOR_TABLE_SQL = tagged("""
 SELECT s.query FROM {view} s
 WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND s.query ~* :pattern AND s.query NOT LIKE '{tag}%'
+  AND s.query ~* %(pattern)s AND s.query NOT LIKE %(own_tag)s
 ORDER BY s.{total} DESC
-LIMIT :limit
-"""
+LIMIT %(limit)s
+""")
 
 FILTER_COLUMN = re.compile(
     r"\b(?:WHERE|AND|OR)\s+\(*\s*(?:\"?[A-Za-z_][\w$]*\"?\.)?\"?([A-Za-z_][\w$]*)\"?\s*"
@@ -71,8 +74,9 @@ def _hint(conn: Connection, source, table_oid: int, table: str, statements: int)
     if not re.fullmatch(r"\w+", table):
         return ""
     pattern = rf"(FROM|JOIN|UPDATE)\s+(\"?\w+\"?\.)?\"?{table}\"?\M"
-    sql = STATEMENTS_FOR_TABLE_SQL.format(tag=TAG, view=source.view, total=source.total_col)
-    queries = query_df(conn, sql, pattern=pattern, limit=statements)["query"].tolist()
+    statement = sql.SQL(STATEMENTS_FOR_TABLE_SQL).format(view=source.relation(), total=sql.Identifier(source.total_col))
+    queries = sqlsafe.query_df(conn, statement, {"pattern": pattern, "own_tag": TAG + "%",
+                                                 "limit": int(statements)})["query"].tolist()
     columns = query_df(conn, TABLE_COLUMNS_SQL, oid=table_oid)
     own = dict(zip(columns["attname"].str.lower(), columns["leads_index"], strict=True))
     named: list[str] = []
