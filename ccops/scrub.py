@@ -66,6 +66,11 @@ _SECRET_KEY = (
 _ASSIGNMENT = re.compile(
     rf"(?i)(?P<head>(?<![A-Za-z0-9]){_SECRET_KEY}\s*=\s*)(?P<value>{_QUOTED}|{_BARE})"
 )
+# the same inside a URL (a keyword DSN that went through quote(): password%3Dvalue%20user%3D...)
+_ENCODED_ASSIGNMENT = re.compile(
+    rf"(?i)(?P<head>(?:(?<![A-Za-z0-9])|(?<=%[0-9A-Fa-f]{{2}})){_SECRET_KEY}(?:%3D|%253D))"
+    r"(?P<value>(?:[^\s'\"<>\\&%/?#]|%(?!20|26|2520|2526|3B)[0-9A-Fa-f]{2})+)"
+)
 # "password": "...", 'api_key': '...'  (JSON, Python reprs, YAML with quoted keys)
 _QUOTED_KEY = re.compile(
     rf"(?i)(?P<head>(?P<q>\\?[\"']|&(?:quot|#39|#x27|#34);)(?:[\w.-]*?[_-])?{_SECRET_KEY}(?P=q)\s*:\s*)"
@@ -157,6 +162,7 @@ def mask_patterns(text: str) -> str:
     text = _SQL_PASSWORD.sub(_mask_value, text)
     text = _QUOTED_KEY.sub(_mask_value, text)
     text = _ASSIGNMENT.sub(_mask_value, text)
+    text = _ENCODED_ASSIGNMENT.sub(_mask_value, text)
     return _TOKEN_FORMS.sub(MASK, text)
 
 
@@ -239,9 +245,12 @@ def _url_parts(url: str) -> list[str]:
     except ValueError:
         return []
     found = [password] if password and len(password) >= MIN_SECRET else []
+    if parts.scheme.lower() not in ("http", "https"):
+        return found  # a database URL's path is the database name, not a secret
     for segment in re.split(r"[/?&=;]", f"{parts.path}?{parts.query}"):
-        # path tokens (hooks/T.../B.../<token>): mixed case or digits, or long; words like 'services' stay
-        if len(segment) >= 8 and (re.search(r"[0-9A-Z_]", segment) or len(segment) >= 24):
+        # a webhook's path tokens (hooks/T.../B.../<token>): mixed case or digits, or long;
+        # words like 'services' or 'webhooks' stay readable
+        if len(segment) >= 8 and (re.search(r"[0-9A-Z]", segment) or len(segment) >= 24):
             found.append(segment)
     return found
 

@@ -25,6 +25,8 @@ def spellings(text: str) -> list[str]:
     f"host=db password = \"{SECRET}\"",
     f"dbname=x password={SECRET}",
     f"export PGPASSWORD={SECRET}",
+    # ... and the same string URL-encoded into a URL's path (how `target_url` once spliced it)
+    f"postgresql://u:***@h:5432/host%3Dh%20password%3D{SECRET}%20sslmode%3Ddisable",
     # SQL, as pg_stat_statements / pg_stat_activity keep it
     f"ALTER ROLE app PASSWORD '{SECRET}'",
     f"alter user app with encrypted password '{SECRET}' valid until 'infinity'",
@@ -125,6 +127,12 @@ def test_a_configured_webhook_url_is_masked_whole_and_by_its_path_token(ccops_en
                          "404 Not Found for /hooks/T0PLANTED/pLaNtEdPathToken9")
     assert "pLaNtEdPathToken9" not in cleaned and "T0PLANTED" not in cleaned
     assert "/hooks/" in cleaned, "words of the path stay readable"
+
+
+def test_a_database_name_is_not_taken_for_a_secret(ccops_env, monkeypatch):
+    monkeypatch.setenv("CCOPS_DATABASE_URL", "postgresql://app:DbPassw0rd9@127.0.0.1:5432/content_creator")
+    scrub = Scrubber(load_settings())
+    assert scrub.text("restored content_creator with DbPassw0rd9") == "restored content_creator with ***"
 
 
 def test_scrubber_api_is_unchanged_for_its_callers(ccops_env):
