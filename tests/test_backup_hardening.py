@@ -114,6 +114,19 @@ def test_restore_without_any_maintenance_database_fails_clearly(pg_cluster, sour
     assert query(target, "SELECT asset FROM insights") == [("MARK",)], "nothing was changed"
 
 
+def test_restore_as_role_that_does_not_own_the_target_stops_at_the_swap(pg_cluster, source_db, restorer, capsys):
+    role, password, target = restorer
+    made = backup.create_backup(load_settings())
+    pg_cluster.psql(f"ALTER DATABASE {target.rsplit('/', 1)[1]} OWNER TO postgres")
+    code, out = restore_cli(capsys, str(made.path), "--target", target, "--yes", "--app-stopped")
+    assert code == 2, out
+    last = out.strip().splitlines()[-1]
+    assert "failed at swap databases" in last and "must be owner" in last, last
+    assert query(target, "SELECT asset FROM insights") == [("MARK",)], "the target is as it was"
+    assert "drop scratch database" in out and "was not touched" in out
+    assert not query(source_db, "SELECT datname FROM pg_database WHERE datname LIKE '%\\_ccops\\_%'")
+
+
 def test_restore_of_a_plain_dump_without_manifest_says_what_it_could_not_compare(source_db, make_database, ccops_env):
     env = {**os.environ, **libpq_env(source_db)}
     plain = ccops_env / "contentcreator_20261120_020000.sql"
