@@ -317,11 +317,17 @@ class Cluster:
         return proc.stdout
 
     def create_database(self, name: str, drop_existing: bool = False) -> str:
-        if drop_existing:
-            self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'").strip()
-        if not exists:
-            self.psql(f'CREATE DATABASE "{name}"')
+        """Create database `name` (any name: it is composed as an identifier, never spliced)."""
+        import psycopg
+        from psycopg import sql
+
+        database = sql.Identifier(name)
+        with psycopg.connect(self.url(driver="postgresql"), autocommit=True, connect_timeout=10) as conn:
+            if drop_existing:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(database))
         return self.url(name)
 
 

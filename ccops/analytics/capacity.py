@@ -25,11 +25,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from psycopg import sql
 
+from ccops import sqlsafe
 from ccops.analytics._common import day_floor, figure, no_data
 from ccops.analytics.stats import linear_fit
 from ccops.context import RunContext, check
-from ccops.db import query_df, scalar
+from ccops.db import scalar
 from ccops.findings import Finding, Status
 
 TABLES: dict[str, str] = {
@@ -51,10 +53,20 @@ def projected_added(slope: float, intercept: float, first_day: int, days: int) -
     return float(np.clip(intercept + slope * xs, 0, None).sum())
 
 
+# psycopg placeholders: {table} and {column} are composed identifiers, %(values)s parameters.
+DAILY_ROWS_SQL = """
+SELECT date_trunc('day', {column}) AS day, count(*) AS rows
+FROM {table} WHERE {column} >= %(start)s AND {column} < %(end)s GROUP BY 1"""
+ROWS_UNTIL_SQL = "SELECT count(*) FROM {table} WHERE {column} <= %(as_of)s"
+TABLE_SIZE_SQL = "SELECT pg_total_relation_size(CAST(format('%I', CAST(:t AS text)) AS regclass))"
+
+
+def _names(sql_text: str, table: str, column: str) -> sql.Composed:
+    return sql.SQL(sql_text).format(table=sql.Identifier(table), column=sql.Identifier(column))
+
+
 def _daily(conn: Any, table: str, column: str, start: datetime, end: datetime, days: int) -> pd.Series:
-    frame = query_df(conn, f"""
-        SELECT date_trunc('day', "{column}") AS day, count(*) AS rows
-        FROM {table} WHERE "{column}" >= :start AND "{column}" < :end GROUP BY 1""", start=start, end=end)
+    frame = sqlsafe.query_df(conn, _names(DAILY_ROWS_SQL, table, column), {"start": start, "end": end})
     index = pd.date_range(start, periods=days, freq="D")
     if frame.empty:
         return pd.Series(0, index=index, dtype=float)
@@ -75,8 +87,8 @@ def table_growth(conn: Any, as_of: datetime, days: int = 91, horizons: tuple[int
     for table, column in (tables or TABLES).items():
         daily = _daily(conn, table, column, start, end, days)
         series[table] = daily
-        total = int(scalar(conn, f'SELECT count(*) FROM {table} WHERE "{column}" <= :as_of', as_of=as_of))
-        size = int(scalar(conn, "SELECT pg_total_relation_size(CAST(:t AS regclass))", t=table))
+        total = int(sqlsafe.scalar(conn, _names(ROWS_UNTIL_SQL, table, column), {"as_of": as_of}))
+        size = int(scalar(conn, TABLE_SIZE_SQL, t=table))
         slope, intercept = linear_fit(list(range(days)), list(daily.to_numpy()))
         row: dict[str, Any] = {
             "table": table, "column": column, "rows": total, "size_bytes": size,
