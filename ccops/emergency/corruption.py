@@ -11,7 +11,9 @@ damage remains or the rebuild failed; and verifies again before resuming.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -37,21 +39,50 @@ class EmergencyDump:
     seconds: float = 0.0
 
 
+FILE_MODE = 0o600  # an emergency dump holds the whole database: readable by its owner only
+DIR_MODE = 0o700
+
+
+def table_pattern(name: str, schema: str = "public") -> str:
+    """A pg_dump -t pattern matching exactly schema.name: both double-quoted (quotes doubled), so
+    no character of a catalog name acts as a pattern (`*`, `?`, `.`) or changes case."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in (schema, name))
+
+
+def table_file(position: int, name: str) -> str:
+    """A file name for one table's dump that no table name can steer (`/`, `..`, NUL, length)."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", name)[:60].strip("_") or "table"
+    return f"table_{position:03d}_{slug}.dump"
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(path, DIR_MODE)
+
+
 def _pg_dump(url: str, target: Path, extra: list[str], timeout: float) -> str:
-    """Run pg_dump into target via a temporary name; '' on success, else its last error line."""
+    """Run pg_dump into target (mode 0600 from its creation) via a temporary name; '' on success,
+    else its last error line."""
     partial = target.with_name(f".{target.name}.partial")
     env = {**os.environ, **libpq_env(url)}
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
-        proc = subprocess.run([client_tool("pg_dump"), "-Fc", "-f", str(partial), *extra],
-                              capture_output=True, text=True, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                proc = subprocess.run([client_tool("pg_dump"), "-Fc", *extra], stdout=out,
+                                      stderr=subprocess.PIPE, text=True, env=env, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                partial.unlink(missing_ok=True)
+                return f"timed out after {timeout:.0f} s"
+            if proc.returncode != 0:
+                partial.unlink(missing_ok=True)
+                return (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
         partial.unlink(missing_ok=True)
-        return f"timed out after {timeout:.0f} s"
-    if proc.returncode != 0:
-        partial.unlink(missing_ok=True)
-        return (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-    with open(partial, "rb") as handle:
-        os.fsync(handle.fileno())
+        raise
     os.replace(partial, target)
     return ""
 
@@ -62,8 +93,8 @@ def emergency_dump(url: str, dest_dir: Path, tables: list[str], now: datetime | 
     started = time.monotonic()
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d_%H%M%S")
     directory = Path(dest_dir) / f"emergency_{stamp}"
-    directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
+    _private_dir(Path(dest_dir))
+    _private_dir(directory)
     result = EmergencyDump(directory, full=False)
     error = _pg_dump(url, directory / "full.dump", [], timeout)
     if not error:
@@ -74,15 +105,28 @@ def emergency_dump(url: str, dest_dir: Path, tables: list[str], now: datetime | 
         schema_error = _pg_dump(url, directory / "schema.dump", ["--schema-only"], timeout)
         if schema_error:
             result.failed["(schema)"] = schema_error
-        for table in tables:
-            table_error = _pg_dump(url, directory / f"{table}.dump", ["--data-only", "-t", f"public.{table}"], timeout)
+        files = {}
+        for position, table in enumerate(tables, 1):
+            name = table_file(position, table)
+            table_error = _pg_dump(url, directory / name,
+                                   ["--data-only", "--strict-names", "-t", table_pattern(table)], timeout)
             if table_error:
                 result.failed[table] = table_error
             else:
                 result.saved.append(table)
+                files[name] = table
+        _write_private(directory / "tables.json", json.dumps(files, indent=1, ensure_ascii=False) + "\n")
     result.bytes = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
     result.seconds = time.monotonic() - started
     return result
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Which file holds which table (names as the catalog spells them), mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, FILE_MODE)
 
 
 def _tables(ctx: RunContext) -> list[str]:
