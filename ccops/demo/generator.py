@@ -131,27 +131,28 @@ def build(seed: int, days: int, as_of: datetime) -> DemoData:
 def load(url: str, data: DemoData) -> None:
     """Replace every Content Creator table's contents with the dataset, in one transaction."""
     import psycopg
+    from psycopg import sql
 
     from ccops import schema
     from ccops.db import libpq_url
 
+    def names(items: list[str]) -> sql.Composed:
+        return sql.SQL(", ").join(map(sql.Identifier, items))
+
     with psycopg.connect(libpq_url(url), connect_timeout=10) as conn:
         with conn.cursor() as cur:
-            cur.execute("TRUNCATE " + ", ".join(LOAD_ORDER) + " RESTART IDENTITY CASCADE")
+            cur.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(names(list(LOAD_ORDER))))
             for name in LOAD_ORDER:
                 columns = [c.name for c in schema.metadata.tables[name].columns]
-                quoted = ", ".join(f'"{c}"' for c in columns)
-                with cur.copy(f"COPY {name} ({quoted}) FROM STDIN") as copy:
+                with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(name), names(columns))) as copy:
                     for row in data.tables[name]:
                         copy.write_row([row.get(c) for c in columns])
             winners = [(t["_winner"]["id"], t["id"]) for t in data.tables["ab_tests"] if t.get("_winner")]
             if winners:
                 cur.executemany("UPDATE ab_tests SET winning_variant_id = %s WHERE id = %s", winners)
             for name in LOAD_ORDER:
-                cur.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
-                    f"coalesce(max(id), 1), max(id) IS NOT NULL) FROM {name}"
-                )
+                cur.execute(sql.SQL("SELECT setval(pg_get_serial_sequence(%s, 'id'), coalesce(max(id), 1), "
+                                    "max(id) IS NOT NULL) FROM {}").format(sql.Identifier(name)), (name,))
 
 
 def generate(url: str, seed: int, days: int, as_of: datetime, log_dir: Path | None = None) -> DemoFacts:
