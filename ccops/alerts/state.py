@@ -151,8 +151,10 @@ class StateStore:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)
-        except BaseException:
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError) and not exc.filename:  # a full disk: name the file, not the temp
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from None
             raise
         try:  # make the rename itself durable
             dir_fd = os.open(self.directory, os.O_RDONLY)
