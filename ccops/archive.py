@@ -455,11 +455,13 @@ def _index_lock(root: Path, perms: Permissions | None = None) -> Iterator[None]:
     The lock file stays empty, so taking it needs no free space.
     """
     path = root / INDEX_LOCK
+    perms = perms or Permissions()
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, (perms or Permissions()).file_mode)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, perms.file_mode)
     except OSError as exc:
         raise ArchiveError(path, exc) from None
     try:
+        _set_mode(path, perms.file_mode, perms.gid)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
