@@ -150,20 +150,63 @@ def mask_url_passwords(text: str) -> str:
     return _URL_PASSWORD.sub(lambda m: m.group("head") + MASK if m.group("pw") != MASK else m.group(0), text)
 
 
+_SECRET_WORDS = ("pass", "secret", "token", "key", "webhook")
+# (words one of which a line must hold, in lower case; pattern): the words are a fast
+# filter, so a notebook of megabytes (plots, tables) is scanned in C, not by the regexes.
+_RULES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
+    (("://",), _URL_PASSWORD),
+    (("hooks.slack", "discord", "telegram.org", "office", "googleapis"), _WEBHOOK_PATHS),
+    (("authorization",), _AUTH_HEADER),
+    (("api-key", "-token"), _KEY_HEADER),
+    (("earer",), _BEARER),
+    (("password",), _SQL_PASSWORD),
+    (_SECRET_WORDS, _QUOTED_KEY),
+    (_SECRET_WORDS, _ASSIGNMENT),
+    (("%3d", "%253d"), _ENCODED_ASSIGNMENT),
+    (("xox", "xapp-", "_live_", "_test_", "whsec_", "sk-", "gh", "github_pat_", "aiza", ":aa"), _TOKEN_FORMS),
+)
+_DATA_URI = re.compile(r"(data:[\w/+.-]+;base64,[A-Za-z0-9+/=]{64,})")
+_WHOLE_TEXT = 8192  # shorter texts are matched whole (a dollar-quoted literal may span lines)
+
+
+def _apply(pattern: re.Pattern[str], text: str) -> str:
+    if pattern is _URL_PASSWORD:
+        return mask_url_passwords(text)
+    if pattern is _TOKEN_FORMS:
+        return pattern.sub(MASK, text)
+    return pattern.sub(_mask_value, text)
+
+
 def mask_patterns(text: str) -> str:
     """text with every secret that is recognisable by its form replaced by ***, values unknown."""
     if not text:
         return text
-    text = mask_url_passwords(text)
-    text = _WEBHOOK_PATHS.sub(_mask_value, text)
-    text = _AUTH_HEADER.sub(_mask_value, text)
-    text = _KEY_HEADER.sub(_mask_value, text)
-    text = _BEARER.sub(_mask_value, text)
-    text = _SQL_PASSWORD.sub(_mask_value, text)
-    text = _QUOTED_KEY.sub(_mask_value, text)
-    text = _ASSIGNMENT.sub(_mask_value, text)
-    text = _ENCODED_ASSIGNMENT.sub(_mask_value, text)
-    return _TOKEN_FORMS.sub(MASK, text)
+    lower = text.lower()
+    rules = [(words, pattern) for words, pattern in _RULES if any(w in lower for w in words)]
+    if not rules:
+        return text
+    if len(text) <= _WHOLE_TEXT:
+        for _, pattern in rules:
+            text = _apply(pattern, text)
+        return text
+    lines = text.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if len(line) > _WHOLE_TEXT and "base64," in line:
+            # an embedded image (megabytes of base64 on one line) holds no secret: mask around it
+            parts = _DATA_URI.split(line)
+            lines[index] = "".join(p if i % 2 else _mask_line(p, rules) for i, p in enumerate(parts))
+        else:
+            lines[index] = _mask_line(line, rules)
+    return "".join(lines)
+
+
+def _mask_line(line: str, rules: list[tuple[tuple[str, ...], re.Pattern[str]]]) -> str:
+    low = line.lower()
+    for words, pattern in rules:
+        if any(w in low for w in words):
+            line = _apply(pattern, line)
+            low = line.lower()
+    return line
 
 
 def scrub_query(text: Any, limit: int = QUERY_TEXT_LIMIT) -> Any:

@@ -142,3 +142,17 @@ def test_scrubber_api_is_unchanged_for_its_callers(ccops_env):
     assert json.loads(out) == {"k": "password=*** dbname=x"}
     assert scrub.leaks("param-secret-1") == ["param-secret-1"]
     assert Scrubber().text("Bearer abcdef123456") == "Bearer ***"
+
+
+def test_a_large_notebook_is_scanned_line_by_line_around_embedded_images():
+    image = "data:image/png;base64," + "iVBORw0KGgo" * 20_000
+    text = "\n".join([
+        "<p>token counts per hour</p>" * 10,
+        f'<img src="{image}"/> host=h password={SECRET}',
+        "x" * 10_000,
+        f"<td>ALTER ROLE app PASSWORD '{SECRET}'</td>",
+        f"Authorization: Bearer {SECRET}",
+    ])
+    cleaned = mask_patterns(text)
+    assert SECRET not in cleaned
+    assert image in cleaned and cleaned.count(MASK) == 3
