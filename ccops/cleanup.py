@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -45,21 +46,25 @@ def _reviewed_file(ctx: RunContext, step: str) -> Path:
 
 
 def _reviewed_fallback(ctx: RunContext, step: str) -> Path:
-    """Where the dry run's list goes when ccops' home has no room: the temp dir, per user and home."""
-    home = str(Path(ctx.settings.home).resolve())
-    key = hashlib.sha256(home.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"ccops-{os.getuid()}" / key / "cleanup" / f"{step}.json"
+    """Where the dry run's list goes when ccops' home has no room: the temp dir, in the private
+    folder of this user and home that the runner uses for its work dirs on a full disk."""
+    tag = hashlib.sha256(str(Path(ctx.settings.home).resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"ccops-{os.geteuid()}-{tag}" / "cleanup" / f"{step}.json"
 
 
 def _private_dir(path: Path) -> bool:
-    """The fallback's folders exist, are ours and 0700 (the temp dir is shared)."""
-    top = path.parents[2]
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        info = top.lstat()
-    except OSError:
-        return False
-    return info.st_uid == os.getuid() and not (info.st_mode & 0o077) and top.is_dir() and not top.is_symlink()
+    """The fallback's folders exist, are this user's and 0700 (the temp dir is shared)."""
+    for folder in (path.parent.parent, path.parent):
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            info = folder.lstat()
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+                return False
+            if info.st_mode & 0o077:
+                os.chmod(folder, 0o700)
+        except OSError:
+            return False
+    return True
 
 
 def _write(path: Path, text: str) -> None:
@@ -97,7 +102,7 @@ def _load_reviewed(ctx: RunContext, step: str) -> dict | None:
     home, fallback = _reviewed_file(ctx, step), _reviewed_fallback(ctx, step)
     for path in (home, fallback):
         try:
-            if path == fallback and path.stat().st_uid != os.getuid():
+            if path == fallback and path.stat().st_uid != os.geteuid():
                 continue
             reviewed = json.loads(path.read_text())
             found.append((datetime.fromisoformat(reviewed["created"]), reviewed))
