@@ -6,6 +6,15 @@ to recover (the database volume, the last good backup, the incident's log).
 The evidence steps only read; each freeing step is planned in the dry run
 (files, reasons, bytes) and carried out only with dry_run False and confirm
 True, touching exactly what the plan listed.
+
+The runbook must work on a disk that is 100 % full, with ccops' home, its
+archive and the app's logs on it: no step writes there before space is freed.
+The dry run's list goes to the temp dir when home has no room
+(ccops.cleanup), compressed copies are made in the temp dir or memory and moved
+back once the original is gone (ccops.diskspace), the freeing steps run in the
+order the runbook lists them (backups, rotated logs oldest first, the live log),
+and the runner keeps the run's own files off the full disk until it archives.
+The log the app is writing is never deleted or compressed.
 """
 
 from __future__ import annotations
@@ -150,7 +159,11 @@ def compress_rotated_logs(ctx: RunContext, dry_run: bool = True, confirm: bool =
 
 
 def truncate_live_log(ctx: RunContext, dry_run: bool = True, confirm: bool = False, requested: bool = False) -> Findings:
-    """Archive today's live log to .gz, then truncate it (the guide's truncate, without losing it)."""
+    """Archive the live log to .gz, then truncate it (the guide's truncate, without losing it).
+
+    The live log is the one the app writes: the newest plain log, today's, or one a
+    process holds open for writing (ccops.diskspace.live_logs), whatever zone its name is in.
+    """
     if not requested:
         confirm = False  # planned and shown, but never run unless asked for by name
     plan = diskspace.plan_live_log_truncation(ctx.settings.effective_log_dir, ctx.as_of, protected=protected_paths(ctx))
