@@ -9,30 +9,40 @@ papermill or matplotlib.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from ccops import __version__
-from ccops.errors import EXIT_USAGE, CcopsError, NotConfirmed
+from ccops.errors import EXIT_UNKNOWN, EXIT_USAGE, CcopsError, NotConfirmed, UsageError
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that exits 64 (EX_USAGE) on bad usage instead of 2, which means CRITICAL here."""
+    """argparse that exits 64 (EX_USAGE) on bad usage instead of 2, which means CRITICAL here.
+
+    The error is one line, like every other failure (a cron mail's first line
+    says it all); `--help` has the usage.
+    """
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"ccops: error: {message}", file=sys.stderr)
+        print(f"{self.prog}: error: {' '.join(message.split())} (see `{self.prog} --help`)", file=sys.stderr)
         sys.exit(EXIT_USAGE)
 
 
 def _settings(args: argparse.Namespace):
+    """The invocation's settings, loaded once (main loads them before any verb imports its modules)."""
     from ccops.config import load_settings
 
-    return load_settings(getattr(args, "config", None))
+    cached = getattr(args, "_settings", None)
+    if cached is None:
+        cached = load_settings(getattr(args, "config", None))
+        args._settings = cached
+    return cached
 
 
 def print_json(data: Any) -> None:
@@ -89,6 +99,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(result.line())
     return result.exit_code
+
+
+def cmd_runbooks(args: argparse.Namespace) -> int:
+    """The runbooks `ccops run` knows, each with its parameters and their defaults."""
+    from ccops import runner
+    from ccops.parameters import declared_parameters
+
+    settings = _settings(args)
+    root = settings.effective_runbooks_dir
+    names = runner.available(root)
+    if not names:
+        raise UsageError(f"{root}: no runbooks there (set paths.runbooks_dir or CCOPS_RUNBOOKS_DIR)")
+    rows = []
+    for name in names:
+        params = declared_parameters(root / f"{name}.ipynb")
+        rows.append({"runbook": name, "parameters": {k: {"default": v["default"], "help": v["help"]}
+                                                     for k, v in params.items()}})
+    if args.json:
+        print_json(rows)
+    else:
+        for row in rows:
+            shown = " ".join(f"{k}={v['default']}" for k, v in row["parameters"].items() if k != "config")
+            print(f"{row['runbook']:32} {shown}".rstrip())
+    return 0
 
 
 def cmd_reports_list(args: argparse.Namespace) -> int:
@@ -202,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the run record as JSON")
     p.set_defaults(handler=cmd_run)
 
+    p = sub.add_parser("runbooks", help="the runbooks `ccops run` knows, with their parameters")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_runbooks)
+
     p = sub.add_parser("health", help="the guide's health check, fast, for cron")
     p.add_argument("--as-of", default=None, help="ISO timestamp to measure back from (default now)")
     p.add_argument("--json", action="store_true")
@@ -271,19 +309,72 @@ def _load_extensions() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb; every failure is one line on stderr and a documented exit code.
+
+    ccops' own errors carry their code (64 usage, 75 already running, ...). The
+    rest are nets, so cron never reads Python's exit 1 (WARNING) off a crash:
+    a file or disk error names the path and the errno (exit 3), a database
+    that cannot be reached or refuses the login is one line with any password
+    masked (exit 3; verbs that expect it say CRITICAL themselves), and
+    anything else is an internal error, one line (exit 3) unless CCOPS_DEBUG
+    asks for the traceback.
+    """
     _load_extensions()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _settings(args)  # a broken settings file is one line before anything else is imported or touched
         return args.handler(args)
     except CcopsError as exc:
-        print(f"ccops: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `ccops ... | head`: the reader left, nothing is wrong
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        return _fail(_os_error_line(exc), EXIT_UNKNOWN)
+    except Exception as exc:  # noqa: BLE001 - the last net: one line for cron, the traceback on request
+        if os.environ.get("CCOPS_DEBUG"):
+            raise
+        if _is_database_error(exc):
+            return _fail(f"database error: {_first_line(getattr(exc, 'orig', None) or exc)}", EXIT_UNKNOWN)
+        return _fail(f"internal error: {type(exc).__name__}: {_first_line(exc)} "
+                     "(a bug in ccops; CCOPS_DEBUG=1 shows the traceback)", EXIT_UNKNOWN)
+
+
+def _fail(message: str, code: int) -> int:
+    """One line on stderr, passwords masked, whatever the message held."""
+    try:
+        from ccops.scrub import mask_patterns
+
+        message = mask_patterns(message)
+    except Exception:  # noqa: BLE001 - the error path itself must not fail; the URL masks still apply
+        from ccops.config import mask_url
+
+        message = " ".join(mask_url(word) for word in message.split())
+    line = " ".join(message.split()) or "failed"
+    print(f"ccops: {line}", file=sys.stderr)
+    return code
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _os_error_line(exc: OSError) -> str:
+    """`<path>: <ERRNO> (<text>)`, e.g. `outputs/index.json: ENOSPC (No space left on device)`."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    text = exc.strerror or _first_line(exc)
+    where = ": ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    what = f"{name} ({text})" if name else text
+    return f"{where}: {what}" if where else what
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """sqlalchemy's and psycopg's errors, told by their module so neither is imported here."""
+    return any(cls.__module__.split(".")[0] in ("sqlalchemy", "psycopg", "psycopg2") for cls in type(exc).__mro__)
 
 
 if __name__ == "__main__":
