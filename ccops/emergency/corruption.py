@@ -27,6 +27,7 @@ from ccops.checks import integrity
 from ccops.context import RunContext, check
 from ccops.db import client_tool, libpq_env
 from ccops.findings import Finding, Findings, Status
+from ccops.sqlsafe import ident, render
 
 
 @dataclass
@@ -188,7 +189,8 @@ def repair_indexes(ctx: RunContext, dry_run: bool = True, confirm: bool = False)
             raise RuntimeError("; ".join(f"{r['index']}: {r['error']}" for r in failed))
         return f"rebuilt {', '.join(names)} in {sum(r['seconds'] for r in results):.1f} s"
 
-    return actions.guarded(ctx, "reindex", f"REINDEX INDEX {', '.join(names)}", run, dry_run, confirm)
+    shown = ", ".join(render(ident("public", name)) for name in names)
+    return actions.guarded(ctx, "reindex", f"REINDEX INDEX {shown}", run, dry_run, confirm)
 
 
 def restore_if_needed(ctx: RunContext, dry_run: bool = True, confirm: bool = False, force: bool = False) -> Findings:

@@ -20,6 +20,7 @@ from ccops.checks.postgres._common import pretty_bytes, tagged, user_schemas
 from ccops.context import RunContext, check
 from ccops.db import query_df, scalar
 from ccops.findings import Finding, Status
+from ccops.sqlsafe import ident, render
 
 # Names PostgreSQL gives the transient indexes of REINDEX ... CONCURRENTLY.
 REBUILD_LEFTOVER = re.compile(r"_cc(new|old)[0-9]*$")
@@ -183,7 +184,7 @@ def find_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
                         "covered_by": b.name, "index_columns": ", ".join(a.columns),
                         "covering_columns": ", ".join(b.columns), "predicate": a.predicate,
                         "size_bytes": a.size_bytes, "constraint": a.constraint_name,
-                        "suggestion": (f"ALTER TABLE ... DROP CONSTRAINT {a.constraint_name}" if a.constraint_name
+                        "suggestion": (f"ALTER TABLE ... DROP CONSTRAINT {render(ident(a.constraint_name))}" if a.constraint_name
                                        else f"DROP INDEX CONCURRENTLY {a.qualified};"),
                     })
                     break
