@@ -699,6 +699,8 @@ def recover_abandoned(settings: Settings, holding: str, perms: archive.Permissio
     What still runs of it is stopped, the run is archived as `killed` with the
     findings it had, its alerts are raised and the work dir is removed. A run
     that cannot be archived yet (a full disk) keeps its work dir for the next try.
+    While another runbook's orphan is being recovered, its lock is held here,
+    so a run of that runbook starting in those seconds gets exit 75.
     """
     home = Path(settings.home).resolve()
     records = []

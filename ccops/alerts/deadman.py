@@ -7,7 +7,7 @@ scheduled runbook has a cadence (the longest normal gap between two runs),
 and when its last completed run is older than the cadence plus a grace
 period, that is a CRITICAL alert. "Completed" means the notebook ran to its
 end (outcome ok, warning, critical or unknown: its findings are alerted on
-their own); a failed or timed-out run does not count as having run.
+their own); a failed, timed-out or killed run does not count as having run.
 
 A job that never completed is measured from when the switch first watched
 it, so a fresh installation gets one full cadence before it complains.
