@@ -77,6 +77,26 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_check(args: argparse.Namespace) -> int:
+    """Every section checked now, as cron would meet it later: one line naming the first bad key, exit 64."""
+    from ccops import archive, schedule
+    from ccops.alerts import config as alerts_config
+    from ccops.analytics.abtests import confidence_setting
+    from ccops.analytics.costs import cost_settings
+    from ccops.checks.security import security_settings
+
+    settings = _settings(args)
+    for check in (alerts_config.load, schedule.load, security_settings, cost_settings, archive.keep_days_setting,
+                  confidence_setting):
+        check(settings)
+    where = settings.config_file or "no settings file (defaults and CCOPS_* environment)"
+    if args.json:
+        print_json({"ok": True, "config_file": str(settings.config_file) if settings.config_file else None})
+    else:
+        print(f"settings OK: {where}")
+    return 0
+
+
 def cmd_health(args: argparse.Namespace) -> int:
     from ccops.checks import health
 
@@ -283,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = config_sub.add_parser("show", help="effective settings, secrets masked")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_config_show)
+    q = config_sub.add_parser("check", help="check every section of the settings now; one line per first problem")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_config_check)
 
     for extend in EXTENSIONS:
         extend(sub)

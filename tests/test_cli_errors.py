@@ -9,6 +9,7 @@ real test cluster, missing files and unusable paths, bad arguments, changes with
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from ccops import backup, runner
+from ccops import backup, cli, runner
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "N0tTheRealPassw0rd"
@@ -286,3 +287,52 @@ def test_a_backup_while_another_holds_the_backup_lock_is_75(root):
         code, out, err = ccops(root, "backup", CCOPS_DATABASE_URL=url)
     assert code == 75 and "running" in assert_one_line(out, err)
     assert [p.name for p in (root / "backups").iterdir()] == [backup.LOCK_NAME]
+
+
+# ---- the nets in cli.main, and `config check` -------------------------------------------------------
+
+def test_an_unexpected_error_is_one_masked_line_exit_3_and_the_traceback_on_request(ccops_env, monkeypatch, capsys):
+    """A bug must not reach cron as Python's exit 1 (WARNING) with a traceback that may hold a password."""
+    def boom(args):
+        raise RuntimeError("cannot use postgresql://app:hunter2hunter2@db/cc\nsecond line of detail")
+
+    monkeypatch.setattr(cli, "cmd_config_show", boom)
+    assert cli.main(["config", "show"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hunter2hunter2" not in err
+    assert err.startswith("ccops: internal error: RuntimeError: cannot use postgresql://app:***@db/cc ")
+    monkeypatch.setenv("CCOPS_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        cli.main(["config", "show"])
+
+
+def test_a_disk_error_names_the_path_and_the_errno(ccops_env, monkeypatch, capsys):
+    def full(args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(ccops_env / "outputs" / "index.json"))
+
+    monkeypatch.setattr(cli, "cmd_reports_index", full)
+    assert cli.main(["reports", "index"]) == 3
+    assert capsys.readouterr().err == f"ccops: {ccops_env / 'outputs' / 'index.json'}: ENOSPC (No space left on device)\n"
+
+
+@pytest.mark.parametrize(("content", "key"), [
+    ('[schedule]\ntimezone = "Mars/Base"\n', "schedule.timezone"),
+    ("[alerts]\nbogus = 1\n", "alerts.bogus"),
+    ("[security]\ntls_targets = 3\n", "security.tls_targets"),
+    ("[costs]\ninfrastructure_monthly = -5\n", "costs.infrastructure_monthly"),
+    ("[analytics]\nconfidence = 1.5\n", "analytics.confidence"),
+    ("[archive]\nkept_days = 3\n", "archive.kept_days"),
+])
+def test_config_check_finds_a_bad_module_section_now(root, content, key):
+    path = root / "ccops.toml"
+    path.write_text(content)
+    code, out, err = ccops(root, "config", "show")
+    assert code == 0  # sections owned by a module are checked when that module runs ...
+    code, out, err = ccops(root, "config", "check")
+    assert code == 64 and assert_one_line(out, err).startswith(f"ccops: {path}: {key}: ")  # ... or now
+
+
+def test_config_check_passes_the_example_file(root):
+    (root / "ccops.toml").write_text((REPO / "ccops.toml.example").read_text())
+    code, out, err = ccops(root, "config", "check")
+    assert (code, err) == (0, "") and out == f"settings OK: {root / 'ccops.toml'}\n"
