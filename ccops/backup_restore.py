@@ -33,6 +33,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import text
 
 from ccops.backup import (
@@ -52,7 +53,7 @@ from ccops.backup import (
 )
 from ccops.config import Settings, mask_url
 from ccops.db import client_tool, connect, get_engine, libpq_env, libpq_url, normalize_url
-from ccops.errors import NotConfirmed
+from ccops.errors import NotConfirmed, UsageError
 
 # ---- restore ------------------------------------------------------------------------------
 
@@ -111,11 +112,37 @@ def _step(result: RestoreResult, name: str, action: Callable[[], Any], url: str 
 
 
 def target_url(settings: Settings, target: str) -> str:
-    """A database name becomes a database on the configured server; a URL stays a URL."""
+    """A database name becomes a database on the configured server; a URL stays a URL.
+
+    A libpq keyword string (`host=... dbname=... password=...`) is what many operators paste from
+    a `.pgpass`-era runbook: it is read as libpq reads it, never taken for a database's name
+    (which once restored into a database literally named after the whole string).
+    """
     if "://" in target:
         return target
+    if "=" in target:
+        return keyword_dsn_url(target)
     parts = urlsplit(normalize_url(settings.resolved_database_url()))
     return urlunsplit((parts.scheme, parts.netloc, f"/{quote(target, safe='')}", parts.query, parts.fragment))
+
+
+def keyword_dsn_url(dsn: str) -> str:
+    """`host=h port=p dbname=d user=u password=x sslmode=...` as a postgresql:// URL, each part quoted."""
+    try:
+        fields = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise UsageError(f"target: not a database name, URL or libpq keyword string: {str(exc).splitlines()[0]}") from None
+    if not fields.get("dbname"):
+        raise UsageError("target: the keyword string names no dbname")
+    user = quote(str(fields.pop("user", "")), safe="")
+    password = fields.pop("password", None)
+    auth = f"{user}:{quote(str(password), safe='')}@" if password is not None else (f"{user}@" if user else "")
+    host = "" if str(fields.get("host", "")).startswith("/") else str(fields.pop("host", ""))  # a socket dir: query
+    port = fields.pop("port", None)
+    netloc = auth + (f"[{host}]" if ":" in host else quote(host, safe="")) + (f":{port}" if port else "")
+    name = quote(str(fields.pop("dbname")), safe="")
+    query = "&".join(f"{quote(str(k))}={quote(str(v), safe='')}" for k, v in fields.items())
+    return urlunsplit(("postgresql", netloc, f"/{name}", query, ""))
 
 
 def _dbname(url: str) -> str:

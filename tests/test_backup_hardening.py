@@ -358,3 +358,19 @@ def test_safety_dump_and_its_directories_are_private(source_db, make_database, c
     for path in (safety, backup.manifest_path(safety), made.path, backup.manifest_path(made.path)):
         assert oct(path.stat().st_mode)[-3:] == "600", path
     assert oct((ccops_env / "elsewhere").stat().st_mode)[-3:] == "700"
+
+
+def test_keyword_connection_string_is_read_as_libpq_reads_it_not_as_a_database_name():
+    """`recovery -p target 'host=... password=...'` once named a database after the whole string."""
+    from ccops.backup_restore import keyword_dsn_url
+    from ccops.config import Settings
+    from ccops.errors import UsageError
+
+    url = keyword_dsn_url("host=127.0.0.1 port=5433 dbname=content_creator user=restorer password='p w@/x' sslmode=disable")
+    assert url == "postgresql://restorer:p%20w%40%2Fx@127.0.0.1:5433/content_creator?sslmode=disable"
+    assert backup.target_url(Settings(), "dbname=scratch host=/run/pg port=5433") == \
+        "postgresql://:5433/scratch?host=%2Frun%2Fpg"
+    with pytest.raises(UsageError, match="names no dbname"):
+        keyword_dsn_url("host=127.0.0.1 password=x")
+    with pytest.raises(UsageError, match="keyword string"):
+        keyword_dsn_url("host=127.0.0.1 dbname='unterminated")
