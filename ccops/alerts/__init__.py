@@ -7,7 +7,8 @@
     channels.py  log, console, webhook (JSON or Slack), e-mail (SMTP, STARTTLS), command
     config.py    the [alerts] section, validated
 
-The runner calls `raise_from_run(settings, record)` after archiving a run;
+The runner calls `alerts_for_run(settings, record)` before it archives a run (so a
+full archive disk cannot lose the alert), and stores what was delivered in the record;
 cron calls `ccops alerts check` every five minutes and `ccops alerts digest`
 once a day.
 """
