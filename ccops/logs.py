@@ -27,7 +27,9 @@ Two paths share one definition of a header:
 
 Files. loguru writes `content_creator_YYYY-MM-DD.log`, rotates at midnight and
 compresses the old file to `.log.zip` (a rotation suffix may precede `.log`,
-and `.log.N` / `.gz` are accepted too). The date in the name is the day the
+and `.log.N` / `.gz` / ccops' `.log.<time>.gz` archives are accepted too;
+`output.log` and `error.log` never are: see LOG_NAME_RE, the one rule the disk
+clean-up and the demo use as well). The date in the name is the day the
 file was opened, and rotation at 00:00 means a file dated D holds records of
 day D only (loguru writes names and lines in the app's local time; the app
 runs in UTC, so names and lines agree). `log_files` therefore picks exactly
@@ -161,9 +163,23 @@ def _level_of(line: str, length: int) -> str | None:
     header; `_header_at` and the vector path in `_Counts.inside_block` mirror it position
     for position. Written to allocate as little as possible: it runs once per line.
     """
-    start = _level_start(line, length)
-    if not start:
+    if (
+        length < HEADER_MIN
+        or line[4] != "-"
+        or line[7] != "-"
+        or line[10] != " "
+        or line[13] != ":"
+        or line[16] != ":"
+        or line[11] not in _DIGITS
+        or line[12] not in _DIGITS
+    ):
         return None
+    if line.startswith(" | ", 19):  # the app's format, checked inline: this runs once per line
+        start = 22
+    else:
+        start = _level_start(line, length)
+        if not start:
+            return None
     if line.startswith(" | ", start + 8):
         field = line[start:start + 8]
         return _PADDED_LEVELS.get(field) or field.rstrip() or None
