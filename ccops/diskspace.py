@@ -316,6 +316,8 @@ def apply_plan(plan: CleanupPlan, now: datetime | None = None) -> CleanupPlan:
                 action.freed = stat.st_size
             elif action.kind == "compress":
                 target = action.path.with_name(logs.compressed_log_name(action.path.name))
+                if target.exists():  # never overwrite an earlier archive of the same day
+                    target = action.path.with_name(logs.archived_log_name(action.path.name, when))
                 action.freed = _compress_replacing(action.path, target, action)
             elif action.kind == "archive_truncate":
                 target = action.path.with_name(logs.archived_log_name(action.path.name, when))

@@ -250,3 +250,14 @@ def test_logs_compressed_by_the_clean_up_are_still_counted(ccops_env, monkeypatc
         data = summary_json(since, until, capsys)
         assert data["by_level"]["ERROR"] == 20 and data["by_level"]["INFO"] == 20, data
         assert "output.log" not in data["files"] and "error.log" not in data["files"]
+
+
+def test_compressing_never_overwrites_an_earlier_archive(tmp_path):
+    logs = tmp_path / "logs"
+    write_logs(logs, ["2026-11-26", "2026-11-28"], size=5_000)
+    earlier = logs / "content_creator_2026-11-26.log.gz"
+    earlier.write_bytes(gzip.compress(b"2026-11-26 01:00:00 | ERROR    | x:y - the morning's part\n"))
+    before = earlier.read_bytes()
+    diskspace.apply_plan(diskspace.plan_log_cleanup(logs, NOW, keep_days=90), now=NOW)
+    assert earlier.read_bytes() == before
+    assert (logs / "content_creator_2026-11-26.log.20261128T030000Z.gz").exists()
