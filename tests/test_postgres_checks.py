@@ -339,6 +339,21 @@ def test_connections_flag_idle_in_transaction(planted):
     assert calm.status.value == "OK"
 
 
+def test_idle_sessions_last_query_is_masked_before_it_is_cut(planted):
+    """pg_stat_activity's text is the session's own: a password in it never reaches a report."""
+    engine = create_engine(normalize_url(planted), poolclass=NullPool)
+    statement = "SELECT count(*) FROM events /* ALTER ROLE app PASSWORD 'sekrit-idle-42' */ /* " + "x" * 400 + " */"
+    with engine.connect() as holder:
+        holder.execute(text(statement)).scalar()
+        time.sleep(0.4)
+        found = {f.check: f for f in pg.connections(make_ctx(planted), idle_in_transaction_warning_s=0.2)}
+        holder.rollback()
+    engine.dispose()
+    shown = " ".join(found["postgres.idle_in_transaction"].data["last_query"])
+    assert "PASSWORD '***'" in shown and "sekrit" not in shown
+    assert max(len(q) for q in found["postgres.idle_in_transaction"].data["last_query"]) <= 200
+
+
 def test_every_check_runs_on_an_empty_production_database(make_database):
     ctx = make_ctx(make_database("production"))
     for fn in pg.WEEKLY + pg.MONTHLY:

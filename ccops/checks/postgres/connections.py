@@ -13,6 +13,7 @@ from ccops.checks.postgres._common import tagged
 from ccops.context import RunContext, check
 from ccops.db import query_df
 from ccops.findings import Finding, Status
+from ccops.scrub import scrub_query
 
 BY_STATE_SQL = tagged("""
 SELECT coalesce(state, 'unknown') AS state, count(*) AS sessions,
@@ -27,7 +28,7 @@ IDLE_IN_XACT_SQL = tagged("""
 SELECT pid, usename AS "user", application_name, client_addr::text AS client, state,
        round(extract(epoch FROM now() - xact_start)::numeric, 1)::float8 AS xact_age_s,
        round(extract(epoch FROM now() - state_change)::numeric, 1)::float8 AS idle_s,
-       left(query, 200) AS last_query
+       left(query, 20000) AS last_query
 FROM pg_stat_activity
 WHERE datname = current_database() AND state LIKE 'idle in transaction%'
   AND now() - state_change > make_interval(secs => :limit_s)
@@ -52,6 +53,8 @@ def connections(
         states = query_df(conn, BY_STATE_SQL)
         idle = query_df(conn, IDLE_IN_XACT_SQL, limit_s=float(idle_in_transaction_warning_s))
         usage = query_df(conn, SERVER_USAGE_SQL).iloc[0]
+    if not idle.empty:  # masked before it is cut, so no cut leaves the start of a password behind
+        idle["last_query"] = idle["last_query"].map(scrub_query)
     used, available = int(usage["used"]), max(int(usage["available"]), 1)
     pct = 100.0 * used / available
     status = Status.CRITICAL if pct >= usage_critical_pct else Status.WARNING if pct >= usage_warning_pct else Status.OK
