@@ -701,7 +701,7 @@ def _unlink_all(paths: list[Path]) -> int:
     return freed
 
 
-def _refuse_newest_verified(paths: list[Path]) -> None:
+def refuse_newest_verified(paths: list[Path]) -> None:
     """Raise when the paths hold the newest verified backup of their directory (backups or safety dumps).
 
     Checked again at deletion time, against the files as they are now, so no plan
@@ -722,7 +722,7 @@ def apply_retention(plan: RetentionPlan) -> int:
     Never the newest verified backup of any directory involved: a plan that holds
     it is refused as a whole.
     """
-    _refuse_newest_verified([p for p in plan.delete_paths() if NAME_RE.match(p.name)])
+    refuse_newest_verified([p for p in plan.delete_paths() if NAME_RE.match(p.name)])
     partials = [p for p in plan.delete_paths() if p.name.endswith(".partial")]
     others = [p for p in plan.delete_paths() if not p.name.endswith(".partial")]
     freed = _unlink_all(others)

@@ -134,6 +134,18 @@ def _restrict_to_reviewed(ctx: RunContext, step: str, plan: diskspace.CleanupPla
     return ""
 
 
+def _refuse_newest_backup(plan: diskspace.CleanupPlan) -> None:
+    """The backup floor, checked against the files as they are when the deletion runs.
+
+    A reviewed plan may be days old: a backup that failed since, or one deleted by hand,
+    can make a planned file the newest verified copy. Whatever the plan says, it stays.
+    """
+    from ccops import backup
+
+    backup.refuse_newest_verified([a.path for a in plan.actions
+                                   if a.kind == "delete" and backup.NAME_RE.match(a.path.name)])
+
+
 def apply_reviewed(ctx: RunContext, step: str, what: str, plan: diskspace.CleanupPlan, dry_run: bool, confirm: bool,
                    prefix: str = "cleanup") -> Findings:
     """Show the plan; with dry_run False and confirm True, delete what the last dry run listed, no more."""
@@ -157,6 +169,7 @@ def apply_reviewed(ctx: RunContext, step: str, what: str, plan: diskspace.Cleanu
         return preview
 
     def run() -> str:
+        _refuse_newest_backup(plan)
         diskspace.apply_plan(plan)
         done = [a for a in plan.actions if a.done]
         skipped = [a for a in plan.actions if a.error]

@@ -374,3 +374,26 @@ def test_keyword_connection_string_is_read_as_libpq_reads_it_not_as_a_database_n
         keyword_dsn_url("host=127.0.0.1 password=x")
     with pytest.raises(UsageError, match="keyword string"):
         keyword_dsn_url("host=127.0.0.1 dbname='unterminated")
+
+
+def test_a_reviewed_clean_up_never_deletes_the_newest_verified_backup(source_db, ccops_env):
+    """Clean-up (monthly and the disk emergency) deletes through `apply_reviewed`: whatever plan a
+    step hands it, reviewed or not, the newest verified backup is refused at deletion time."""
+    from ccops import cleanup, diskspace
+    from ccops.context import RunContext
+    from ccops.findings import Status
+
+    settings = load_settings()
+    older, newest = (backup.create_backup(settings, now=datetime(2025, 1, day, 2, 0)) for day in (1, 2))
+    ctx = RunContext(runbook="monthly", settings=settings, as_of=datetime(2026, 1, 1))
+
+    def plan() -> diskspace.CleanupPlan:
+        made = diskspace.CleanupPlan()
+        for info in (older, newest):
+            made.add(diskspace.CleanupAction("delete", info.path, info.path.stat().st_size, "planned by hand"))
+        return made
+
+    cleanup.apply_reviewed(ctx, "by_hand", "delete two backups", plan(), dry_run=True, confirm=False)
+    found = cleanup.apply_reviewed(ctx, "by_hand", "delete two backups", plan(), dry_run=False, confirm=True)
+    assert newest.path.exists() and older.path.exists(), "nothing of a refused plan is deleted"
+    assert any(f.status is Status.CRITICAL and "newest verified" in f.summary for f in found), [f.summary for f in found]
