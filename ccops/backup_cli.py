@@ -21,7 +21,8 @@ def register(sub: Any) -> None:
     from ccops.cli import _Parser
 
     p = sub.add_parser("backup", help="take a verified backup (pg_dump custom format + manifest)")
-    p.add_argument("--compression", type=int, default=None, help="pg_dump compression level 0-9")
+    p.add_argument("--compression", type=int, default=None, choices=range(10), metavar="0-9",
+                   help="pg_dump compression level 0-9")
     p.add_argument("--via", choices=("local", "compose"), default="local",
                    help="local pg_dump against the URL (default), or `docker compose exec -T db pg_dump`")
     p.add_argument("--no-offsite", action="store_true", help="skip the off-site copy even if backup.offsite is set")
@@ -130,6 +131,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from ccops.config import mask_url
 
     settings = _settings(args)
+    if not Path(args.file).is_file():  # before asking: "not confirmed" would hide that there is nothing to restore
+        raise backup.BackupError(f"restore: {args.file}: no such backup file; nothing was changed")
     target = mask_url(backup.target_url(settings, args.target))
     require_yes(args, f"replace {target} with {Path(args.file).name}")
     result = backup.restore_backup(settings, Path(args.file), args.target, confirm=True, force=args.force,
