@@ -60,6 +60,14 @@ class RunContext:
     # what one step leaves for a later one (an integrity report, the actions taken so far)
     state: dict[str, Any] = field(default_factory=dict)
 
+    def excerpt(self, text: str, limit: int) -> str:
+        """`text` masked (known secrets and recognisable forms) and cut to `limit`, for a finding's summary."""
+        from ccops.scrub import Scrubber, excerpt
+
+        if "scrubber" not in self.state:
+            self.state["scrubber"] = Scrubber(self.settings)
+        return excerpt(text, limit, self.state["scrubber"])
+
     def section(self, name: str) -> SectionNote:
         """Enter a part of the runbook (e.g. "morning"); checks in a part not selected are skipped."""
         self.current_section = name

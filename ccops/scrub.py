@@ -333,6 +333,14 @@ def _fallback_secrets(settings: Any) -> list[str]:
     return values
 
 
+def excerpt(text: str, limit: int, scrubber: Scrubber | None = None) -> str:
+    """The start of a text as a summary quotes it: masked first (known secrets too when a scrubber is
+    given), then cut, so the cut never leaves the first characters of a secret for the archive pass
+    to miss."""
+    masked = scrubber.text(text) if scrubber is not None else mask_patterns(text)
+    return masked if len(masked) <= limit else masked[: max(limit - 1, 0)] + "…"
+
+
 class Scrubber:
     """The secrets of one run, applied to text, to JSON-like data and to notebooks."""
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from ccops.config import Settings
 from ccops.errors import CcopsError
+from ccops.scrub import excerpt
 
 LOGICAL = ("db", "app")  # start order; stop goes the other way
 STATUS_TIMEOUT = 60.0
@@ -77,7 +78,7 @@ def parse_compose_ps(text: str) -> list[ServiceState]:
         else:
             items = [json.loads(line) for line in text.splitlines() if line.strip()]
     except ValueError:
-        first = text.splitlines()[0][:120]
+        first = excerpt(text.splitlines()[0], 120)
         raise BackendError(f"docker compose ps did not print JSON: {first}") from None
     if isinstance(items, dict):
         items = [items]

@@ -275,3 +275,19 @@ def test_loguru_default_format_records_are_counted_and_listed(log_dir: Path) -> 
     assert summary.value == 2 and "(1 ERROR, 1 CRITICAL)" in summary.summary
     events = log_checks.rate_limit_events_check(ctx)[0]
     assert events.value == 1 and "x 1" in events.summary
+
+
+def test_recent_errors_quotes_a_line_masked_before_it_is_cut(log_dir: Path, ccops_env: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret known only from the app's .env, straddling the 120-character cut, leaves no prefix behind:
+    the archive's scrubber sees the whole value only if the summary never cut it first."""
+    secret = "Qm9vLk7tRw2xYz5aBcD"
+    env_file = ccops_env / "app.env"
+    env_file.write_text(f"BINANCE_API_SECRET={secret}\n")
+    monkeypatch.setenv("CCOPS_APP_ENV_FILE", str(env_file))
+    message = "Binance client failed to sign with " + "x" * 70 + " secret " + secret
+    assert message.index(secret) < 120 < message.index(secret) + len(secret)
+    at = datetime(2026, 11, 20, 9, 0)
+    write_logs(log_dir, noise(AS_OF - timedelta(hours=24), AS_OF) + [(at, rec(at, "ERROR", message))])
+    summary = log_checks.recent_errors(make_ctx())[0].summary
+    assert "secret ***" in summary and secret[:6] not in summary

@@ -92,7 +92,7 @@ def recent_errors(ctx: RunContext, limit: int = 20) -> list[Finding]:
     status = Status.CRITICAL if by_level["CRITICAL"] else Status.WARNING
     summary = f"{_n(total, 'error record')} in the last 24 h ({by_level['ERROR']} ERROR, {by_level['CRITICAL']} CRITICAL)"
     if newest is not None:
-        summary += f"; latest {newest.time:%Y-%m-%d %H:%M} UTC in {newest.where}: {newest.first_line[:120]}"
+        summary += f"; latest {newest.time:%Y-%m-%d %H:%M} UTC in {newest.where}: {ctx.excerpt(newest.first_line, 120)}"
     return [Finding("logs.recent_errors", status, summary + note, total, data=table)]
 
 

@@ -88,7 +88,7 @@ def log_security_events(ctx: RunContext, days: int = 7) -> Finding:
         match = SECURITY_WORDS.search(first_line) or STATUS_CODES.search(first_line)
         if match:
             rows.append({"time": record.time, "level": record.level, "word": match.group(1).lower(),
-                         "where": f"{record.name}:{record.function}", "message": first_line[:160]})
+                         "where": f"{record.name}:{record.function}", "message": ctx.excerpt(first_line, 160)})
     if not rows:
         return Finding("security.log_events", Status.OK,
                        f"no failed, unauthorized or forbidden events in the last {days} days", 0)

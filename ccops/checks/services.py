@@ -28,6 +28,7 @@ import pandas as pd
 from ccops.config import mask_url
 from ccops.context import RunContext, check
 from ccops.findings import Finding, Status
+from ccops.scrub import excerpt
 
 if TYPE_CHECKING:
     from ccops.services import ServiceState
@@ -137,7 +138,7 @@ def _endpoint(ctx: RunContext, check_id: str, url: str, severity: str, want_runn
 
 
 def _snippet(body: str) -> str:
-    text = " ".join(body.split())[:120]
+    text = excerpt(" ".join(body.split()), 120)
     return f": {text}" if text else ""
 
 

@@ -119,7 +119,7 @@ def service_logs(ctx: RunContext, tail: int = 100) -> list[Finding]:
         status = Status.WARNING if errors else Status.INFO
         summary = f"{service}: last {len(lines)} log lines, {len(errors)} of them ERROR/CRITICAL/FATAL"
         if errors:
-            summary += f"; latest: {errors[-1][:160]}"
+            summary += f"; latest: {ctx.excerpt(errors[-1], 160)}"
         found.append(Finding(f"system_down.logs:{service}", status, summary, len(errors), data=table))
     return found
 
