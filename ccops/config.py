@@ -26,7 +26,7 @@ from ccops.errors import UsageError
 
 CONFIG_ENV = "CCOPS_CONFIG"
 CONFIG_NAME = "ccops.toml"
-BACKENDS = ("compose", "systemd", "local", "none")
+BACKENDS = ("compose", "systemd", "process", "local", "none")
 
 
 class ConfigError(UsageError):
@@ -56,12 +56,32 @@ class ComposeSettings:
     db_service: str = "db"
     db_user: str = "contentcreator"
     db_name: str = "content_creator"
+    # container names (FACTS: contentcreator-db/-app or content-creator-db); "": as compose names them
+    app_container: str = ""
+    db_container: str = ""
 
 
 @dataclass
 class SystemdSettings:
     app_unit: str = "content-creator.service"
     db_unit: str = "postgresql.service"
+
+
+@dataclass
+class ProcessSettings:
+    """The plain-process deployment (FACTS: production ran so): start/stop scripts, a process match, pg_ctl."""
+
+    workdir: str = ""  # the app's project dir, e.g. ~/projects/content-creator
+    start_command: str = ""  # shell, run in workdir, e.g. scripts/start_content_creator.sh
+    stop_command: str = ""  # "": SIGTERM to the matched process, SIGKILL after 2 s (stop_content_creator.sh)
+    match: str = "python main.py --scheduled"  # the app's command line, matched against /proc/*/cmdline
+    pid_file: str = ""  # wins over match when set
+    settle_seconds: float = 5.0  # a start is UP only if the process still runs after this
+    error_log: str = ""  # "": <workdir>/logs/error.log
+    output_log: str = ""  # "": <workdir>/logs/output.log
+    db_start_command: str = ""  # e.g. pg_ctl -D $PREFIX/var/lib/postgresql -l logfile start
+    db_stop_command: str = ""  # e.g. pg_ctl -D $PREFIX/var/lib/postgresql stop -m fast
+    db_log: str = ""  # the server's log file (pg_ctl -l), for the logs step
 
 
 @dataclass
@@ -110,6 +130,7 @@ class Settings:
     thresholds: Thresholds = field(default_factory=Thresholds)
     compose: ComposeSettings = field(default_factory=ComposeSettings)
     systemd: SystemdSettings = field(default_factory=SystemdSettings)
+    process: ProcessSettings = field(default_factory=ProcessSettings)
     apis: ApiSettings = field(default_factory=ApiSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
     # [archive] group: the reviewers' group that may read the archive (files 0640, folders 0750,
@@ -313,6 +334,7 @@ SECTIONS = {
     "thresholds": Thresholds,
     "compose": ComposeSettings,
     "systemd": SystemdSettings,
+    "process": ProcessSettings,
     "apis": ApiSettings,
     "backup": BackupSettings,
 }

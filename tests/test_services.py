@@ -151,6 +151,7 @@ printf '%s\\n' "$0" "$@" "@@" >> "$REPLAY_LOG"
 case " $* " in
   *" ps "*|*" show "*) cat "$REPLAY_STATUS" ;;
   *" inspect "*) cat "$REPLAY_INSPECT" ;;
+  *" config --services "*) printf '%s\n' ${REPLAY_SERVICES:-db app} ;;
 esac
 exit "${REPLAY_EXIT:-0}"
 """
@@ -183,7 +184,7 @@ def replay(ccops_env, monkeypatch):
     return commands
 
 
-def test_compose_backend_status_runs_ps_then_inspect_and_speaks_logical_names(replay, monkeypatch):
+def test_compose_backend_status_asks_config_then_ps_then_inspect_and_speaks_logical_names(replay, monkeypatch):
     monkeypatch.setenv("CCOPS_BACKEND", "compose")
     monkeypatch.setenv("CCOPS_COMPOSE_PROJECT_DIR", "/srv/content-creator")
     monkeypatch.setenv("REPLAY_STATUS", str(DATA / "compose_ps_v2.29_ndjson.json"))
@@ -192,6 +193,7 @@ def test_compose_backend_status_runs_ps_then_inspect_and_speaks_logical_names(re
     found = {s.service: s for s in backend.status()}
     assert (found["db"].restarts, found["app"].restarts) == (0, 7)
     assert replay() == [
+        ["docker", "compose", "--project-directory", "/srv/content-creator", "config", "--services"],
         ["docker", "compose", "--project-directory", "/srv/content-creator", "ps", "--all", "--format", "json"],
         ["docker", "inspect", "--format", "{{.Name}} {{.RestartCount}}", "content-creator-db-1", "content-creator-app-1"],
     ]

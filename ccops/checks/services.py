@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ccops.config import mask_url
+from ccops.config import Settings, mask_url
 from ccops.context import RunContext, check
 from ccops.findings import Finding, Status
 from ccops.scrub import excerpt
@@ -43,24 +43,35 @@ def _label(state: ServiceState) -> str:
     return f"{state.service} {state.state}" + (f" ({state.health})" if state.health else "")
 
 
+def _down_label(state: ServiceState) -> str:
+    """A down service with the backend's reason: "app stopped - last words in error.log: SyntaxError ..."."""
+    return _label(state) + (f" - {state.reason}" if state.reason else "")
+
+
 def assess(states: list[ServiceState], backend: str) -> tuple[Status, str, int]:
     """Status, summary and number of problem services for a backend's states (pure: tested on samples)."""
     if not states:
         return Status.CRITICAL, f"{backend}: no services found (nothing created, or the wrong project)", len(REQUIRED)
     seen = {s.service for s in states}
     missing = [name for name in REQUIRED if name not in seen]
-    down, flapping = [], []
+    down, flapping, undecided = [], [], []
     for s in states:
         required = s.service in REQUIRED
-        if required and not s.running and s.state not in TRANSIENT:
+        if required and s.state == "unknown":
+            undecided.append(s)
+        elif required and not s.running and s.state not in TRANSIENT:
             down.append(s)
         elif s.state in TRANSIENT or (s.restarts or 0) > RESTART_WARNING:
             flapping.append(s)
         elif not required and (s.state == "dead" or s.health == "unhealthy"):
             flapping.append(s)
     if down or missing:
-        parts = [_label(s) for s in down] + [f"{name} not found" for name in missing]
-        return Status.CRITICAL, f"{backend}: service down: {', '.join(parts)}", len(parts)
+        parts = [_down_label(s) for s in down] + [f"{name} not found" for name in missing]
+        return Status.CRITICAL, f"{backend}: service down: {'; '.join(parts)}", len(parts)
+    if undecided:
+        parts = [f"{s.service}: {s.reason or s.detail or 'state unknown'}" for s in undecided]
+        return Status.UNKNOWN, f"{backend}: cannot tell whether {', '.join(s.service for s in undecided)} "\
+                               f"is up: {'; '.join(parts)}", len(parts)
     if flapping:
         parts = [_label(s) + (f", {s.restarts} restarts" if s.restarts else "") for s in flapping]
         return Status.WARNING, f"{backend}: services restarting: {'; '.join(parts)}", len(parts)
@@ -73,10 +84,11 @@ def service_status(ctx: RunContext) -> Finding:
     """State, health and restarts of every service of the configured backend."""
     from ccops.services import BackendError, get_backend
 
+    ctx.settings.require("backend")  # a deployment naming no backend: "not configured: set service.backend"
     backend = get_backend(ctx.settings)
     if backend.name == "none":
         return Finding("services.status", Status.INFO,
-                       "no service backend configured; set service.backend (compose, systemd or local)")
+                       "no service backend configured; set service.backend (compose, systemd, process or local)")
     try:
         states = backend.status()
     except BackendError as exc:
@@ -142,10 +154,27 @@ def _snippet(body: str) -> str:
     return f": {text}" if text else ""
 
 
+def configured_status_url(settings: Settings) -> str:
+    """The status endpoint to probe: the configured one; the demo's only when ccops runs its own demo.
+
+    FACTS: the app started with --scheduled (compose and production) runs no HTTP
+    server at all, so a real deployment without http.status_url has nothing to probe.
+    """
+    if settings.status_url:
+        return settings.status_url
+    return settings.effective_status_url() if settings.effective_backend == "local" else ""
+
+
+STATUS_URL_MISSING = ("not configured: set http.status_url (or CCOPS_STATUS_URL); the app serves /api/status "
+                      "only in API mode, with --scheduled it runs no HTTP server")
+
+
 @check("services.status_endpoint")
 def status_endpoint(ctx: RunContext, url: str | None = None, severity_if_down: str = "CRITICAL") -> Finding:
     """The Flask API's GET /api/status must answer 200 with {"status": "running"}."""
-    target = url or ctx.settings.effective_status_url()
+    target = url or configured_status_url(ctx.settings)
+    if not target:
+        return Finding("services.status_endpoint", Status.INFO, STATUS_URL_MISSING)
     return _endpoint(ctx, "services.status_endpoint", target, severity_if_down, want_running=True)
 
 

@@ -4,10 +4,18 @@ The guide's sequence (ps, logs, restart, down/up, verify the database) is kept,
 with two changes an on-call engineer would want: every restart waits for the
 services to come back and says whether they did, and the full reset only runs
 when the plain restart did not bring the system back.
+
+"Back" means still running after the settle time, not "the command returned":
+the real app's head dies at import, and a restart of it must read "crashed at
+start: SyntaxError ...", never "restarted". For the plain-process deployment
+the logs step reads error.log (where such a crash shows) and output.log.
+The status endpoint is only probed when configured (http.status_url) or on
+ccops' own demo: the app run with --scheduled has no HTTP server at all.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.error
 import urllib.request
@@ -36,7 +44,8 @@ class SystemState:
         found = []
         if not self.services.empty:
             down = self.services[self.services["state"] != "running"]
-            found += [f"{row.service} is {row.state}" for row in down.itertuples()]
+            found += [f"{row.service} is {row.state}" + (f" ({row.reason})" if row.reason else "")
+                      for row in down.itertuples()]
         if self.database:
             found.append(self.database)
         if self.endpoint:
@@ -76,20 +85,35 @@ def probe_endpoint(url: str, timeout: float = 5) -> str:
         return f"status endpoint {url} not answering: {reason}"
 
 
+COLUMNS = ["service", "state", "health", "restarts", "detail", "reason"]
+
+
 def system_state(settings: Settings) -> SystemState:
+    """Services by the backend, the database by a query, the status endpoint where there is one."""
+    from ccops.checks.services import configured_status_url
     from ccops.services import get_backend
 
     rows = []
     try:
         for state in get_backend(settings).status():
             rows.append({"service": state.service, "state": state.state, "health": state.health,
-                         "restarts": state.restarts, "detail": state.detail})
+                         "restarts": state.restarts, "detail": state.detail, "reason": state.reason})
     except Exception as exc:  # noqa: BLE001 - the backend itself may be what is broken
         rows.append({"service": "backend", "state": "unknown", "health": "", "restarts": None,
-                     "detail": describe(exc)})
-    frame = pd.DataFrame(rows, columns=["service", "state", "health", "restarts", "detail"])
-    return SystemState(frame, probe_database(settings), probe_endpoint(settings.effective_status_url(),
-                                                                        settings.apis.timeout_seconds))
+                     "detail": describe(exc), "reason": ""})
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    url = configured_status_url(settings)
+    endpoint = probe_endpoint(url, settings.apis.timeout_seconds) if url else ""
+    return SystemState(frame, probe_database(settings), endpoint)
+
+
+def up_words(settings: Settings) -> str:
+    """What "up" was checked against: say so when no status endpoint was there to ask."""
+    from ccops.checks.services import configured_status_url
+
+    if configured_status_url(settings):
+        return "services running, database and status endpoint answering"
+    return "services running, database answering (no status endpoint configured: http.status_url)"
 
 
 def wait_until_up(settings: Settings, timeout_s: float, interval_s: float = 1.0) -> SystemState:
@@ -101,9 +125,15 @@ def wait_until_up(settings: Settings, timeout_s: float, interval_s: float = 1.0)
         time.sleep(interval_s)
 
 
+# loguru's level field, PostgreSQL's FATAL, and a Python traceback's header and last line (error.log holds
+# what never went through loguru: a crash at import ends "SyntaxError: ..."), after an optional "[file] " label
+ERROR_LINE = re.compile(r"\| (ERROR|CRITICAL)\b|FATAL|Traceback \(most recent call last\)"
+                        r"|^(\[[^\]]+\] )?([A-Za-z_][\w.]*)?(Error|Exception|Exit)(: |$)")
+
+
 @check("system_down.logs")
 def service_logs(ctx: RunContext, tail: int = 100) -> list[Finding]:
-    """The guide's `docker-compose logs --tail=100`: the last lines of each service."""
+    """The guide's `docker-compose logs --tail=100`: the last lines of each service (process: error.log, output.log)."""
     from ccops.services import get_backend
 
     backend = get_backend(ctx.settings)
@@ -114,7 +144,7 @@ def service_logs(ctx: RunContext, tail: int = 100) -> list[Finding]:
         except Exception as exc:  # noqa: BLE001
             found.append(Finding(f"system_down.logs:{service}", Status.UNKNOWN, f"no logs for {service}: {describe(exc)}"))
             continue
-        errors = [line for line in lines if "| ERROR" in line or "| CRITICAL" in line or "FATAL" in line]
+        errors = [line for line in lines if ERROR_LINE.search(line)]
         table = pd.DataFrame({"line": lines[-tail:]})
         status = Status.WARNING if errors else Status.INFO
         summary = f"{service}: last {len(lines)} log lines, {len(errors)} of them ERROR/CRITICAL/FATAL"
@@ -130,7 +160,7 @@ def current_state(ctx: RunContext) -> Finding:
     state = system_state(ctx.settings)
     ctx.state["system_state"] = state
     if state.up:
-        return Finding("system_down.state", Status.OK, "the system is up: services running, database and status endpoint answering",
+        return Finding("system_down.state", Status.OK, f"the system is up: {up_words(ctx.settings)}",
                        0, data=state.services)
     return Finding("system_down.state", Status.CRITICAL, "DOWN: " + "; ".join(state.reasons), len(state.reasons),
                    data=state.services)
@@ -145,12 +175,12 @@ def restart_services(ctx: RunContext, dry_run: bool = True, confirm: bool = Fals
     backend = get_backend(ctx.settings)
 
     def run() -> str:
-        backend.restart(None)
+        backend.restart(None)  # the process backend raises "app crashed at start: ..." here
         state = wait_until_up(ctx.settings, wait_s)
         ctx.state["system_state"] = state
         if not state.up:
             raise RuntimeError("still down after the restart: " + "; ".join(state.reasons))
-        return "all services back up"
+        return "; ".join(filter(None, [getattr(backend, "last_result", ""), "all services back up"]))
 
     return actions.guarded(ctx, "restart", f"restart all services ({backend.describe_action('restart', None)})",
                            run, dry_run, confirm)
@@ -166,10 +196,8 @@ def full_reset(ctx: RunContext, dry_run: bool = True, confirm: bool = False, wai
     backend = get_backend(ctx.settings)
 
     def run() -> str:
-        for service in reversed(SERVICES):
-            backend.stop(service)
-        for service in SERVICES:
-            backend.start(service)
+        backend.stop(None)  # every backend stops the app first, then the database
+        backend.start(None)  # and starts the database first; the process backend leaves an unconfigured db alone
         after = wait_until_up(ctx.settings, wait_s)
         ctx.state["system_state"] = after
         if not after.up:
@@ -188,7 +216,7 @@ def verdict(ctx: RunContext) -> Finding:
     acted = [r for r in actions.timeline_of(ctx) if r.executed and r.ok]
     if state.up:
         how = f" after {', '.join(r.step for r in acted)}" if acted else ""
-        return Finding("system_down.verdict", Status.OK, f"UP{how}: services running, database and status endpoint answering")
+        return Finding("system_down.verdict", Status.OK, f"UP{how}: {up_words(ctx.settings)}")
     hint = "" if acted else " (nothing was changed: run again with dry_run = False and confirm = True)"
     return Finding("system_down.verdict", Status.CRITICAL, "STILL DOWN: " + "; ".join(state.reasons) + hint,
                    len(state.reasons), data=state.services)
