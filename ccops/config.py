@@ -16,17 +16,35 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ccops.errors import UsageError
+from ccops.errors import NotConfigured, UsageError
 
 CONFIG_ENV = "CCOPS_CONFIG"
+DEMO_LOGS_TIMEZONE = "Europe/Amsterdam"  # the embedded demo's host clock: its log lines are in this zone
 CONFIG_NAME = "ccops.toml"
 BACKENDS = ("compose", "systemd", "process", "local", "none")
+
+# The settings a deployment must name itself (no demo default applies to it), as
+# name -> (dotted key, environment variable, what it is, optional). An optional one is a probe
+# the real app may not have at all: FACTS.md - with --scheduled no HTTP server runs, and there
+# is no /health in any mode.
+REQUIRED_SETTINGS: dict[str, tuple[str, str, str, bool]] = {
+    "database_url": ("database.url", "CCOPS_DATABASE_URL or the app's DATABASE_URL", "the app's database", False),
+    "log_dir": ("paths.log_dir", "CCOPS_LOG_DIR", "the app's logs/, where content_creator_YYYY-MM-DD.log are", False),
+    "backup_dir": ("paths.backup_dir", "CCOPS_BACKUP_DIR", "where the backups are kept", False),
+    "app_env_file": ("paths.app_env_file", "CCOPS_APP_ENV_FILE", "the app's .env", False),
+    "backend": ("service.backend", "CCOPS_BACKEND", "process, compose, systemd or none", False),
+    "status_url": ("http.status_url", "CCOPS_STATUS_URL",
+                   "optional: the app serves /api/status only in API mode; with --scheduled it runs no HTTP server",
+                   True),
+    "health_url": ("http.health_url", "CCOPS_HEALTH_URL",
+                   "optional: the app has no /health; set it only if your deployment serves a health probe", True),
+}
 
 
 class ConfigError(UsageError):
@@ -89,11 +107,31 @@ class ApiSettings:
     """Live rate-limit probes; base URLs configurable so tests can point them at 127.0.0.1."""
 
     x_base_url: str = "https://api.twitter.com"
-    x_token_env: str = "X_BEARER_TOKEN"
+    x_token_env: str = "TWITTER_BEARER_TOKEN"  # the app's own key, read from the environment, else the app's .env
     anthropic_base_url: str = "https://api.anthropic.com"
     anthropic_key_env: str = "ANTHROPIC_API_KEY"
+    stripe_key_env: str = "STRIPE_API_KEY"
     remaining_warning_share: float = 0.1
     timeout_seconds: float = 5.0
+
+
+@dataclass
+class AppSettings:
+    """The app itself (ccops.appenv): where it lives, the .env keys it defines, how to prove its .env loads."""
+
+    dir: str = ""  # the app's project dir; "": process.workdir, else the folder of the app's .env
+    env_keys: list[str] = field(default_factory=list)  # []: <dir>/.env.example, else the list in FACTS.md
+    validate_command: str = ""  # shell, run in dir after every .env edit; "": the app's settings import
+
+
+@dataclass
+class RateLimitSettings:
+    """ccops.ratelimit: who uses which API client, and how long a limit lasts when nothing says."""
+
+    client_agents: list[str] = field(default_factory=lambda: [
+        "twitter_api=PublishingAgent EngagementAgent", "exchange_api=MarketScannerAgent"])
+    window_minutes: float = 15.0  # X's documented window; the reset when no probe answers
+    agent_key_template: str = ""  # e.g. "ENABLE_{AGENT}": a per-agent switch, only if the app defines it
 
 
 @dataclass
@@ -104,6 +142,8 @@ class BackupSettings:
     compression: int = 6
     offsite: str = ""
     restore_jobs: int = 0  # parallel pg_restore jobs; 0: one per core, at most 4
+    include_env: bool = False  # `ccops backup` also saves the app's .env (0600), as its backup.sh does
+    include_logs: bool = False  # `ccops backup` also saves the app's log dir as a .tar.gz (0600)
 
 
 @dataclass
@@ -116,6 +156,9 @@ class Settings:
     home: Path = Path(".ccops")
     archive_dir: Path = Path("outputs")
     log_dir: Path | None = None
+    # [logs] timezone: the IANA zone of the app's log times (loguru writes local time, no zone);
+    # default: this machine's zone (TZ, else /etc/localtime). CCOPS_LOGS_TIMEZONE.
+    logs_timezone: str = field(default_factory=lambda: machine_timezone())
     backup_dir: Path | None = None
     app_env_file: Path | None = None
     runbooks_dir: Path | None = None
@@ -132,6 +175,8 @@ class Settings:
     systemd: SystemdSettings = field(default_factory=SystemdSettings)
     process: ProcessSettings = field(default_factory=ProcessSettings)
     apis: ApiSettings = field(default_factory=ApiSettings)
+    app: AppSettings = field(default_factory=AppSettings)
+    ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
     # [archive] group: the reviewers' group that may read the archive (files 0640, folders 0750,
     # chgrp to it); None: archive files 0600 and folders 0700, readable by the owner alone.
@@ -146,9 +191,93 @@ class Settings:
 
     # ---- derived values -------------------------------------------------
     @property
+    def deployment(self) -> bool:
+        """True when ccops is pointed at a real deployment: then no demo path or URL applies.
+
+        A settings file found, or a database URL (CCOPS_DATABASE_URL, database.url,
+        DATABASE_URL) that is not the demo cluster's, means a deployment. Falling back
+        to the demo there made `logs summary` count the demo's records and the weekly
+        report quote the demo's /health as the app's health.
+        """
+        if self.config_file is not None:
+            return True
+        url = self.configured_database_url()
+        return bool(url) and not self._is_demo_database(url)
+
+    @property
     def embedded(self) -> bool:
         """True when no deployment is configured and ccops runs on its own demo."""
-        return not self.configured_database_url()
+        return not self.deployment
+
+    def _is_demo_database(self, url: str) -> bool:
+        """Does `url` point at the demo cluster under this home (127.0.0.1 and the cluster's port)?"""
+        from ccops import localpg
+
+        port = localpg.demo_cluster(self.home)._state().get("port")
+        if not port or "://" not in url:
+            return False
+        try:
+            parts = urlsplit(url)
+            return parts.hostname in ("127.0.0.1", "localhost", "::1") and parts.port == int(port)
+        except ValueError:
+            return False
+
+    def require(self, name: str) -> Any:
+        """The value of a deployment setting, or NotConfigured naming the key to set.
+
+        The one way a check reads the deployment's paths and URLs (log_dir,
+        backup_dir, app_env_file, status_url, health_url, backend, database_url):
+        on the demo the demo's default applies, on a deployment only what the
+        operator set. The check decorator turns NotConfigured into an UNKNOWN
+        "not configured: set <key>" finding, listed in the run's summary.
+        """
+        value = self.optional(name)
+        if value is None:
+            key, env, what, optional = REQUIRED_SETTINGS[name]
+            raise NotConfigured(key, f"or {env}: {what}", optional=optional)
+        return value
+
+    def optional(self, name: str) -> Any:
+        """The setting's value, the demo's default when on the demo, else None (for steps that can go on without)."""
+        if name not in REQUIRED_SETTINGS:
+            raise KeyError(f"{name}: not a deployment setting ({', '.join(REQUIRED_SETTINGS)})")
+        if name == "database_url":
+            url = self.configured_database_url()
+            return url or (None if self.deployment else self._demo_database_url())
+        if name == "backend":
+            return self.backend or (None if self.deployment else "local")
+        value = getattr(self, name)
+        if value:
+            return value
+        return None if self.deployment else self._demo_default(name)
+
+    def _demo_default(self, name: str) -> Any:
+        """Where the embedded demo keeps what a deployment must name itself."""
+        defaults: dict[str, Callable[[], Any]] = {
+            "log_dir": lambda: self.demo_dir / "app" / "logs",  # the demo app's dir (ccops.demo.appdir)
+            "backup_dir": lambda: self.home / "backups",
+            "app_env_file": lambda: self.demo_dir / "app" / ".env",
+            "status_url": lambda: _demo_url(self.demo_dir, "/api/status"),
+            "health_url": lambda: None,  # like the real app, the demo has no /health
+        }
+        return defaults[name]()
+
+    def _demo_database_url(self) -> str:
+        from ccops import localpg
+
+        return localpg.demo_database_url(self.home)
+
+    def not_configured(self) -> list[str]:
+        """The deployment settings that are not set ('paths.log_dir', ...); on the demo only the optional health probe."""
+        missing = []
+        for name, (key, *_) in REQUIRED_SETTINGS.items():
+            try:
+                value = self.optional(name)
+            except Exception:  # noqa: BLE001 - the demo's cluster not started: no setting to set
+                value = ""
+            if value is None:
+                missing.append(key)
+        return missing
 
     def configured_database_url(self) -> str:
         if self.database_url:
@@ -160,13 +289,8 @@ class Settings:
         return read_env_file(self.app_env_file).get("DATABASE_URL", "") if self.app_env_file else ""
 
     def resolved_database_url(self) -> str:
-        """The URL checks connect to: the configured one, else the demo cluster's."""
-        url = self.configured_database_url()
-        if url:
-            return url
-        from ccops import localpg
-
-        return localpg.demo_database_url(self.home)
+        """The URL checks connect to: the configured one; the demo cluster's only on the demo."""
+        return self.require("database_url")
 
     @property
     def demo_dir(self) -> Path:
@@ -174,29 +298,38 @@ class Settings:
 
     @property
     def effective_backend(self) -> str:
-        return self.backend or ("local" if self.embedded else "none")
+        """The backend to use: "none" on a deployment that names none (a check wanting one says so)."""
+        return self.optional("backend") or "none"
 
+    # The effective_* accessors below go through require(): on a deployment an unset path or URL
+    # raises NotConfigured instead of quietly pointing at the demo's.
     @property
     def effective_log_dir(self) -> Path:
-        return self.log_dir or self.demo_dir / "logs"
+        return self.require("log_dir")
+
+    def app_log_dir(self) -> Path | None:
+        """The app's log dir; None under compose when none is set (then `docker compose logs app` is read)."""
+        if self.effective_backend == "compose" and self.optional("log_dir") is None:
+            return None
+        return Path(self.require("log_dir"))
 
     @property
     def effective_backup_dir(self) -> Path:
-        return self.backup_dir or self.home / "backups"
+        return self.require("backup_dir")
 
     @property
     def effective_app_env_file(self) -> Path:
-        return self.app_env_file or self.demo_dir / "app.env"
+        return self.require("app_env_file")
 
     @property
     def effective_runbooks_dir(self) -> Path:
         return self.runbooks_dir or Path(__file__).resolve().parent.parent / "runbooks"
 
     def effective_status_url(self) -> str:
-        return self.status_url or _demo_url(self.demo_dir, "/api/status")
+        return self.require("status_url")
 
     def effective_health_url(self) -> str:
-        return self.health_url or _demo_url(self.demo_dir, "/health")
+        return self.require("health_url")
 
     def secret_values(self) -> list[str]:
         """Every secret ccops knows of, for scrubbing anything it archives."""
@@ -217,7 +350,7 @@ class Settings:
         for name in names:
             if name and os.environ.get(name):
                 values.append(os.environ[name])
-        for key, value in read_env_file(self.effective_app_env_file).items():
+        for key, value in read_env_file(self.optional("app_env_file")).items():
             if value and is_secret_name(key):
                 password = urlsplit(value).password if "://" in value else None
                 values.append(password or value)
@@ -229,13 +362,12 @@ class Settings:
         shown["config_file"] = str(self.config_file) if self.config_file else None
         shown["database_url"] = mask_url(self.resolved_database_url_or_blank())
         shown["backend"] = self.effective_backend
-        shown["log_dir"] = str(self.effective_log_dir)
-        shown["backup_dir"] = str(self.effective_backup_dir)
-        shown["app_env_file"] = str(self.effective_app_env_file)
+        for name in ("log_dir", "backup_dir", "app_env_file", "status_url", "health_url"):
+            value = self.optional(name)
+            shown[name] = NOT_SET if value is None else str(value)
         shown["runbooks_dir"] = str(self.effective_runbooks_dir)
-        shown["status_url"] = self.effective_status_url()
-        shown["health_url"] = self.effective_health_url()
         shown["embedded_demo"] = self.embedded
+        shown["not_configured"] = self.not_configured()
         return shown
 
     def resolved_database_url_or_blank(self) -> str:
@@ -245,6 +377,7 @@ class Settings:
             return ""
 
 
+NOT_SET = "(not configured)"
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "DATABASE_URL", "WEBHOOK")
 
 
@@ -320,6 +453,7 @@ ENV_KEYS = {
     "CCOPS_HOME": "home",
     "CCOPS_ARCHIVE_DIR": "archive_dir",
     "CCOPS_LOG_DIR": "log_dir",
+    "CCOPS_LOGS_TIMEZONE": "logs_timezone",
     "CCOPS_BACKUP_DIR": "backup_dir",
     "CCOPS_APP_ENV_FILE": "app_env_file",
     "CCOPS_RUNBOOKS_DIR": "runbooks_dir",
@@ -336,9 +470,11 @@ SECTIONS = {
     "systemd": SystemdSettings,
     "process": ProcessSettings,
     "apis": ApiSettings,
+    "app": AppSettings,
+    "ratelimit": RateLimitSettings,
     "backup": BackupSettings,
 }
-TOP_LEVEL_TABLES = {"database", "paths", "service", "http", "run"}
+TOP_LEVEL_TABLES = {"database", "paths", "service", "http", "run", "logs"}
 MODULE_SECTIONS = {"alerts", "schedule", "costs", "security", "archive", "analytics"}
 
 
@@ -377,6 +513,8 @@ def load_settings(
             if env.get(name):
                 _set(target, f.name, env[name], f"environment {name}", base=Path.cwd())
     _archive_group(settings, env, path)
+    if not path and not env.get("CCOPS_LOGS_TIMEZONE") and settings.embedded:
+        settings.logs_timezone = DEMO_LOGS_TIMEZONE
     _validate(settings, str(path) if path else "environment", env)
     return settings
 
@@ -470,6 +608,7 @@ FILE_KEYS = {
     "paths.home": "home",
     "paths.archive_dir": "archive_dir",
     "paths.log_dir": "log_dir",
+    "logs.timezone": "logs_timezone",
     "paths.backup_dir": "backup_dir",
     "paths.app_env_file": "app_env_file",
     "paths.runbooks_dir": "runbooks_dir",
@@ -644,5 +783,43 @@ def _validate(settings: Settings, source: str, env: Mapping[str, str] | None = N
         raise fail("thresholds.memory_used_critical_pct", "must not be below the warning level")
     if t.errors_per_hour_critical < t.errors_per_hour_warning:
         raise fail("thresholds.errors_per_hour_critical", "must not be below the warning level")
+    if not valid_timezone(settings.logs_timezone):
+        raise fail("logs.timezone", f"expected an IANA time zone name such as Europe/Amsterdam, got {settings.logs_timezone!r}")
     if settings.run_timeout_seconds <= 0:
         raise fail("run.timeout_seconds", "expected a positive number")
+
+
+# ---- the zone of the app's log times --------------------------------------------------------
+
+def valid_timezone(name: str) -> bool:
+    """Whether zoneinfo knows `name` (an IANA key such as Europe/Amsterdam or Etc/GMT-1)."""
+    import zoneinfo
+
+    if not name or name != name.strip():
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def machine_timezone(env: Mapping[str, str] | None = None, localtime: Path = Path("/etc/localtime")) -> str:
+    """This machine's IANA zone: TZ when it names one, else /etc/localtime's target, else /etc/timezone, else UTC.
+
+    Why: the app writes its log times in its host's local time, and ccops usually runs
+    on that host, so the machine's zone is the right default for `logs.timezone`.
+    """
+    env = os.environ if env is None else env
+    candidates = [env.get("TZ", "").lstrip(":")]
+    try:
+        target = os.readlink(localtime)  # the name the admin chose, e.g. /usr/share/zoneinfo/Europe/Amsterdam
+    except OSError:
+        target = ""
+    if "zoneinfo/" in target:
+        candidates.append(target.split("zoneinfo/", 1)[1])
+    try:
+        candidates.append((localtime.parent / "timezone").read_text().strip())
+    except OSError:
+        pass
+    return next((name for name in candidates if valid_timezone(name)), "UTC")

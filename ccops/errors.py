@@ -36,3 +36,21 @@ class NotConfirmed(CcopsError):
     """A changing verb ran without a terminal and without --yes: nothing was done."""
 
     exit_code = EXIT_USAGE
+
+
+class NotConfigured(CcopsError):
+    """A step needs a setting this deployment has not set (no demo default applies to a real deployment).
+
+    `setting` is the dotted key to set (e.g. `paths.log_dir`), `what` says what it is and which
+    environment variable sets it. `optional` marks a probe the app may not have at all (the real
+    app serves no /health): its absence is reported, but is no sign of trouble. The check decorator
+    turns this error into a "not configured: set <setting>" finding; a verb exits 3 (UNKNOWN).
+    """
+
+    exit_code = EXIT_UNKNOWN
+
+    def __init__(self, setting: str, what: str = "", optional: bool = False) -> None:
+        self.setting = setting
+        self.what = what
+        self.optional = optional
+        super().__init__(f"not configured: set {setting}" + (f" ({what})" if what else ""))

@@ -306,7 +306,7 @@ def known_secrets(settings: Any) -> list[str]:
     except Exception:  # noqa: BLE001 - e.g. an unreadable .env: gather what can be read without it
         values += _fallback_secrets(settings)
     try:
-        values += read_env_secrets(settings.effective_app_env_file)
+        values += read_env_secrets(settings.optional("app_env_file"))
     except Exception:  # noqa: BLE001 - a settings object without the property
         pass
     return values

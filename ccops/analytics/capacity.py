@@ -206,7 +206,7 @@ def capacity_disk_projection(ctx: RunContext, history: pd.DataFrame | None = Non
     within `critical_days`.
     """
     check_id = "analytics.capacity_disk"
-    target = Path(path) if path else (ctx.settings.effective_backup_dir or Path("/"))
+    target = Path(path) if path else (ctx.settings.optional("backup_dir") or Path("/"))
     free = float(free_bytes if free_bytes is not None else free_bytes_of(target))
     frame: pd.DataFrame | None = None
     if history is not None and len(history) > 0:

@@ -238,7 +238,7 @@ ORDER BY r.rolsuper DESC, r.rolcanlogin DESC, r.rolname
 
 def app_role(settings: Settings) -> str:
     """The role the app connects as: the user in the app's DATABASE_URL, else in ccops' URL."""
-    for url in (read_env_file(settings.effective_app_env_file).get("DATABASE_URL", ""),
+    for url in (read_env_file(settings.optional("app_env_file")).get("DATABASE_URL", ""),
                 settings.resolved_database_url_or_blank()):
         if url and urlsplit(url).username:
             return urlsplit(url).username or ""

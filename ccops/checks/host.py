@@ -65,7 +65,7 @@ def watched_paths(ctx: RunContext, paths: list[str] | None = None) -> list[tuple
     explicit = list(paths) if paths is not None else list(ctx.settings.disk_paths)
     chosen = [(p, p) for p in explicit]
     if paths is None:
-        derived = [ctx.settings.effective_log_dir, ctx.settings.effective_backup_dir]
+        derived = [p for p in (ctx.settings.optional("log_dir"), ctx.settings.optional("backup_dir")) if p]
         if ctx.settings.embedded:
             from ccops import localpg
 

@@ -32,7 +32,7 @@ from ccops.findings import Finding, Findings, Status
 
 def watched_paths(ctx: RunContext) -> list[Path]:
     s = ctx.settings
-    paths = [Path(p) for p in s.disk_paths] + [s.effective_log_dir, s.effective_backup_dir, s.archive_dir, s.home]
+    paths = [Path(p) for p in s.disk_paths] + [p for p in (s.optional("log_dir"), s.optional("backup_dir")) if p] + [s.archive_dir, s.home]
     seen, unique = set(), []
     for path in paths:
         if path.exists() and path.resolve() not in seen:
