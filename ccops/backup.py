@@ -41,6 +41,7 @@ from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from ccops import selfstats
 from ccops.config import Settings, mask_url
 from ccops.db import client_tool, connect, describe_error, get_engine, libpq_env
 from ccops.errors import EXIT_TEMPFAIL, CcopsError
@@ -544,10 +545,13 @@ def create_backup(settings: Settings, *, compression: int | None = None, now: da
             final = directory / backup_name(started).replace(".dump", f"_{counter}.dump")
         partial = directory / f".{final.name}.partial"
         manifest_tmp = directory / f".{final.name}{MANIFEST_SUFFIX}.partial"
-        if via == "compose":
-            meta = _dump_compose(settings, partial, level)
-        else:
-            meta = _dump_local(database_url or settings.resolved_database_url(), partial, level)
+        source = settings.resolved_database_url_or_blank() if via == "compose" else (
+            database_url or settings.resolved_database_url())
+        with selfstats.measured(source, "backup", settings.home):  # its scans are ccops', not the app's
+            if via == "compose":
+                meta = _dump_compose(settings, partial, level)
+            else:
+                meta = _dump_local(source, partial, level)
         try:
             with open(partial, "rb") as handle:
                 os.fsync(handle.fileno())

@@ -36,6 +36,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import text
 
+from ccops import selfstats
 from ccops.backup import (
     MAX_IDENTIFIER,
     STEP_ERRORS,
@@ -52,7 +53,7 @@ from ccops.backup import (
     verify_backup,
 )
 from ccops.config import Settings, mask_url
-from ccops.db import client_tool, connect, get_engine, libpq_env, libpq_url, normalize_url
+from ccops.db import application_name, client_tool, connect, get_engine, libpq_env, libpq_url, normalize_url
 from ccops.errors import NotConfirmed, UsageError
 
 # ---- restore ------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ def _admin(url: str) -> psycopg.Connection:
     for name in (n for n in MAINTENANCE_DATABASES if n != _dbname(url)):
         try:
             return psycopg.connect(libpq_url(_with_db(url, name)), autocommit=True, connect_timeout=10,
-                                   application_name="ccops")
+                                   application_name=application_name())
         except psycopg.Error as exc:
             tried.append(f"{name}: {reason(exc)}")
     raise BackupError(f"no maintenance database reachable ({'; '.join(tried)}): renaming and dropping databases "
@@ -609,6 +610,7 @@ def _restore_steps(result: RestoreResult, settings: Settings, path: Path, url: s
     if swapped[0]:
         _step(result, "drop old database", lambda: _drop(_with_db(url, old_name)) or f"{old_name} dropped", url)
     _step(result, FINAL_STEP, lambda: _verify_target(url, manifest, path), url)
+    selfstats.adopt_all(url, "restore", settings.home)  # the new database's scans so far were all the restore's
 
 
 def restore_backup(settings: Settings, path: Path, target: str, *, confirm: bool, force: bool = False,

@@ -345,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     _load_extensions()
     parser = build_parser()
     args = parser.parse_args(argv)
+    os.environ.setdefault("CCOPS_APPLICATION_NAME", f"ccops/{args.verb}")  # ccops.db names its sessions so
     try:
         _settings(args)  # a broken settings file is one line before anything else is imported or touched
         return args.handler(args)

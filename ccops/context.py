@@ -158,6 +158,9 @@ class RunSummary:
 def start(runbook: str, as_of: str | datetime | None = None, config: str | None = None, **params: Any) -> RunContext:
     """Open a run: the first call of every runbook, right after its parameters cell."""
     settings = load_settings(config or None)
+    from ccops.db import set_application_name
+
+    set_application_name(f"ccops/{runbook}")  # every session of this run names it (pg_stat_activity, logs)
     return RunContext(runbook=runbook, settings=settings, as_of=parse_as_of(as_of), params=params)
 
 

@@ -4,10 +4,18 @@ Checks run against production while the app writes to it. Every check session
 is READ ONLY and carries statement_timeout and lock_timeout, so a slow
 catalog query or a table lock held by a migration makes a check report
 UNKNOWN instead of hanging a cron job or blocking the app.
+
+ccops must not measure itself. Every session it opens says who it is twice:
+`application_name = ccops/<verb or runbook>` (pg_stat_activity, the server log's
+connection lines; PGAPPNAME for pg_dump, pg_restore and psql children) and the
+comment MARKER in front of every statement it sends through an engine, which
+pg_stat_statements keeps in the statement's text. The query reviews leave
+statements that start with MARKER out (ccops.checks.postgres.queries).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +28,25 @@ from sqlalchemy.pool import NullPool
 from ccops.config import Settings, mask_url
 
 _ENGINES: dict[str, Engine] = {}
+
+MARKER = "/* ccops */"
+APPLICATION_ENV = "CCOPS_APPLICATION_NAME"
+_APPLICATION: dict[str, str] = {}
+
+
+def set_application_name(label: str) -> None:
+    """Name the sessions ccops opens from now on (`ccops/weekly`, `ccops/backup`): the runbook or verb."""
+    _APPLICATION["name"] = label[:63]  # PostgreSQL keeps 63 bytes of application_name
+
+
+def application_name() -> str:
+    """The name ccops' sessions carry: set by the run or verb, else CCOPS_APPLICATION_NAME, else `ccops`."""
+    return _APPLICATION.get("name") or os.environ.get(APPLICATION_ENV) or "ccops"
+
+
+def marked(statement: str) -> str:
+    """`statement` with ccops' marker comment in front (once): pg_stat_statements keeps it in the text."""
+    return statement if statement.lstrip().startswith(MARKER) else f"{MARKER} {statement}"
 
 
 def normalize_url(url: str) -> str:
@@ -41,13 +68,21 @@ def get_engine(url: str, connect_timeout: int = 5) -> Engine:
     url = normalize_url(url)
     engine = _ENGINES.get(url)
     if engine is None:
-        engine = create_engine(
-            url,
-            poolclass=NullPool,
-            connect_args={"connect_timeout": connect_timeout, "application_name": "ccops"},
-        )
+        engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": connect_timeout})
+        event.listen(engine, "do_connect", _name_session)
+        event.listen(engine, "before_cursor_execute", _mark_statement, retval=True)
         _ENGINES[url] = engine
     return engine
+
+
+def _name_session(dialect, conn_rec, cargs, cparams) -> None:  # noqa: ANN001 - SQLAlchemy's event signature
+    """Read the name at connect time, so one cached engine serves every run and verb under its own name."""
+    cparams["application_name"] = application_name()
+
+
+def _mark_statement(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    """Put MARKER in front of every statement an engine sends (SQLAlchemy's cursor hook, retval form)."""
+    return marked(statement), parameters
 
 
 def dispose_all() -> None:
@@ -125,6 +160,7 @@ def libpq_env(url: str) -> dict[str, str]:
         env["PGUSER"] = unquote(parts.username)
     if parts.password:
         env["PGPASSWORD"] = unquote(parts.password)
+    env["PGAPPNAME"] = application_name()
     return env
 
 

@@ -158,7 +158,6 @@ def action_session(settings: Settings) -> Iterator[Connection]:
         conn = raw.execution_options(isolation_level="AUTOCOMMIT")
         conn.execute(text(f"SET lock_timeout = {int(settings.lock_timeout_ms)}"))
         conn.execute(text(f"SET statement_timeout = {int(settings.statement_timeout_ms)}"))
-        conn.execute(text("SET application_name = 'ccops maintenance'"))
         yield conn
 
 

@@ -53,6 +53,9 @@ def _percent_safe(statement: sql.Composable, raw: psycopg.Connection) -> sql.Com
 
 def _run(conn: Any, statement: sql.Composable, params: Params) -> tuple[list[str], list[tuple]]:
     raw = _raw(conn)
+    from ccops.db import MARKER  # ccops' statements carry its marker, these too (see ccops.db)
+
+    statement = sql.Composed([sql.SQL(MARKER + " "), statement])
     try:
         with raw.cursor() as cursor:
             cursor.execute(statement if params is None else _percent_safe(statement, raw), params)

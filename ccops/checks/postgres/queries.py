@@ -41,8 +41,22 @@ PRELOAD_FIX = (
 # in a long statement before the text is cut to QUERY_TEXT_LIMIT for the report.
 QUERY_READ_LIMIT = 20_000
 
-# Statements ccops' own sessions send around every check (see ccops.db.connect).
+# Statements ccops' own sessions send around every check (see ccops.db.connect), and the probes that
+# SQLAlchemy sends once per new engine (the app's SQLAlchemy sends the same: they are connection
+# set-up, not anyone's workload).
 OWN_STATEMENTS = r"^\s*(SET (LOCAL )?(statement_timeout|lock_timeout)|SET TRANSACTION READ ONLY)"
+SETUP_STATEMENTS = (
+    r"^\s*(select pg_catalog\.version\(\)|select current_schema\(\)|show transaction isolation level"
+    r"|show standard_conforming_strings|select oid, typarray from pg_type)"
+)
+# pg_dump's data statements: `COPY public.market_data (id, asset, ...) TO stdout;` (no comment possible).
+DUMP_STATEMENTS = r"^\s*COPY\s+\S+(\s*\([^)]*\))?\s+TO\s+stdout"
+
+# How each statement of the view is classed (psycopg placeholders): ccops' own by its marker comment,
+# connection set-up, a dump's COPY, else the app's.
+KIND_SQL = """CASE WHEN ltrim(s.query) LIKE %(own_tag)s THEN 'ccops'
+            WHEN s.query ~* %(own)s OR s.query ~* %(setup)s THEN 'setup'
+            WHEN s.query ~* %(dump)s THEN 'dump' ELSE 'app' END"""
 
 
 @dataclass
@@ -109,46 +123,148 @@ WHERE n.nspname = :schema AND c.relname = 'pg_stat_statements' AND a.attnum > 0
 
 # psycopg placeholders: {names} are composed identifiers, %(values)s parameters, %% a literal percent sign.
 STATEMENTS_SQL = tagged("""
-SELECT s.queryid,
-       left(s.query, %(read_limit)s) AS query,
-       s.calls,
-       s.{total}::float8 AS total_ms,
-       s.{mean}::float8 AS mean_ms,
-       s.{max}::float8 AS max_ms,
-       s.rows,
-       s.shared_blks_hit,
-       s.shared_blks_read,
-       CASE WHEN s.shared_blks_hit + s.shared_blks_read > 0
-            THEN s.shared_blks_hit::float8 / (s.shared_blks_hit + s.shared_blks_read) END AS cache_hit_ratio,
-       100 * s.{total} / nullif(sum(s.{total}) OVER (), 0) AS pct_of_total_time
-FROM {view} s
-WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND s.query NOT ILIKE '%%pg_stat_statements%%'
-  AND s.query NOT LIKE %(own_tag)s
-  AND s.query !~* %(own)s
+SELECT * FROM (
+  SELECT s.queryid::text AS queryid,
+         left(s.query, %(read_limit)s) AS query,
+         s.calls,
+         s.{total}::float8 AS total_ms,
+         s.{mean}::float8 AS mean_ms,
+         s.{max}::float8 AS max_ms,
+         s.rows,
+         s.shared_blks_hit,
+         s.shared_blks_read,
+         """ + KIND_SQL + """ AS kind
+  FROM {view} s
+  WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND s.query NOT ILIKE '%%pg_stat_statements%%'
+) s
+WHERE s.kind = 'app'
 ORDER BY s.{order} DESC NULLS LAST, s.queryid
 LIMIT %(limit)s
 """)
 
+# Everything the view holds for this database, by kind: what the reviews left out, and the app's total time.
+KINDS_SQL = tagged("""
+SELECT """ + KIND_SQL + """ AS kind, s.queryid::text AS queryid, s.calls, s.{total}::float8 AS total_ms
+FROM {view} s
+WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND s.query NOT ILIKE '%%pg_stat_statements%%'
+""")
+
+PATTERNS = {"own": OWN_STATEMENTS, "setup": SETUP_STATEMENTS, "dump": DUMP_STATEMENTS}
+KIND_WORDS = {"ccops": "ccops' own (marked)", "measured": "run by ccops' backups (measured)",
+              "setup": "connection set-up", "dump": "dump COPY"}
+
 
 def statements_sql(source: StatementsSource, order: str) -> sql.Composed:
-    """The statements of this database, the view and its column names composed as identifiers."""
+    """The app's statements of this database, ranked by `order` (mean_ms or total_ms), the view and its
+    column names composed as identifiers."""
     return sql.SQL(STATEMENTS_SQL).format(
         view=source.relation(), total=sql.Identifier(source.total_col), mean=sql.Identifier(source.mean_col),
         max=sql.Identifier(source.max_col), order=sql.Identifier(order),
     )
 
 
-def read_statements(conn: Connection, source: StatementsSource, order_by: str, limit: int) -> pd.DataFrame:
-    order = {"mean": source.mean_col, "total": source.total_col}.get(order_by)
+def _params(limit: int) -> dict[str, object]:
+    return {**PATTERNS, "own_tag": TAG + "%", "limit": int(limit), "read_limit": QUERY_READ_LIMIT}
+
+
+@dataclass
+class LeftOut:
+    """What a review did not count as the app's: statements, calls and seconds per reason."""
+
+    by_kind: dict[str, tuple[int, float, float]]  # kind -> (statements, calls, total ms)
+    app_total_ms: float
+
+    def sentence(self) -> str:
+        """`left out ccops' work: 41 statements, 1,120 calls, 2.3 s (...)`, or that nothing was left out."""
+        kinds = {k: v for k, v in self.by_kind.items() if v[1] > 0}
+        if not kinds:
+            return "nothing of ccops' own was recorded"
+        statements = sum(v[0] for v in kinds.values())
+        calls = sum(v[1] for v in kinds.values())
+        seconds = sum(v[2] for v in kinds.values()) / 1000
+        parts = ", ".join(f"{KIND_WORDS[k]} {int(v[1]):,} calls" for k, v in sorted(kinds.items()))
+        return (f"left out, as not the app's: {statements:,} statements, {int(calls):,} calls, "
+                f"{seconds:,.1f} s ({parts})")
+
+
+def left_out(conn: Connection, source: StatementsSource, ledger: dict[str, dict[str, float]]) -> LeftOut:
+    """Count the statements a review leaves out, by reason; the app's remaining total time."""
+    statement = sql.SQL(KINDS_SQL).format(view=source.relation(), total=sql.Identifier(source.total_col))
+    frame = sqlsafe.query_df(conn, statement, _params(0))
+    by_kind: dict[str, list[float]] = {}
+    app_total = 0.0
+    for row in frame.itertuples():
+        calls, total = float(row.calls), float(row.total_ms or 0)
+        if row.kind == "app" and row.queryid in ledger:
+            own = ledger[row.queryid]
+            own_calls, own_ms = min(calls, own["calls"]), min(total, own["total_ms"])
+            entry = by_kind.setdefault("measured", [0, 0.0, 0.0])
+            entry[0] += 1 if own_calls >= calls else 0
+            entry[1] += own_calls
+            entry[2] += own_ms
+            calls, total = calls - own_calls, total - own_ms
+        if row.kind == "app":
+            app_total += total
+            continue
+        entry = by_kind.setdefault(row.kind, [0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] += calls
+        entry[2] += total
+    return LeftOut({k: (int(v[0]), v[1], v[2]) for k, v in by_kind.items()}, app_total)
+
+
+def subtract_own(frame: pd.DataFrame, ledger: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """The app's share of each statement: ccops' measured calls, time and rows taken away (max_ms stays:
+    a maximum cannot be split); statements left with no call of the app's are dropped."""
+    frame = frame.copy()
+    for index, row in frame.iterrows():
+        own = ledger.get(str(row["queryid"]))
+        if not own:
+            continue
+        frame.at[index, "calls"] = max(0, int(row["calls"]) - int(own["calls"]))
+        frame.at[index, "total_ms"] = max(0.0, float(row["total_ms"]) - float(own["total_ms"]))
+        frame.at[index, "rows"] = max(0, int(row["rows"]) - int(own["rows"]))
+        if frame.at[index, "calls"]:
+            frame.at[index, "mean_ms"] = frame.at[index, "total_ms"] / frame.at[index, "calls"]
+    return frame[frame["calls"] > 0]
+
+
+def read_statements(conn: Connection, source: StatementsSource, order_by: str, limit: int,
+                    ledger: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
+    """The app's top statements: ccops' marked, set-up and dump statements left out, and the calls that
+    ccops' measured operations made (`ledger`, from ccops.selfstats) subtracted before ranking."""
+    order = {"mean": "mean_ms", "total": "total_ms"}.get(order_by)
     if order is None:
         raise ValueError(f"order_by must be 'mean' or 'total', got {order_by!r}")
-    frame = sqlsafe.query_df(conn, statements_sql(source, order), {
-        "own": OWN_STATEMENTS, "own_tag": TAG + "%", "limit": int(limit), "read_limit": QUERY_READ_LIMIT})
+    ledger = ledger or {}
+    frame = sqlsafe.query_df(conn, statements_sql(source, order), _params(int(limit) + len(ledger)))
+    frame = subtract_own(frame, ledger)
+    key = "mean_ms" if order_by == "mean" else "total_ms"
+    frame = frame.sort_values([key, "queryid"], ascending=[False, True]).head(int(limit)).reset_index(drop=True)
     frame["query"] = frame["query"].map(lambda text: scrub_query(text, QUERY_TEXT_LIMIT))
+    hits, reads = frame["shared_blks_hit"].astype(float), frame["shared_blks_read"].astype(float)
+    frame["cache_hit_ratio"] = (hits / (hits + reads)).where(hits + reads > 0)
+    frame["pct_of_total_time"] = float("nan")  # of the app's total time: review() knows it
+    frame = frame.drop(columns=["kind"])
     for column in ("total_ms", "mean_ms", "max_ms", "cache_hit_ratio", "pct_of_total_time"):
         frame[column] = frame[column].astype(float).round(3)
     return frame
+
+
+def review(conn: Connection, source: StatementsSource, order_by: str, limit: int,
+           ctx: RunContext) -> tuple[pd.DataFrame, LeftOut]:
+    """The ranked app statements and what was left out, ccops' ledger read for this database."""
+    from ccops import selfstats
+
+    ledger = selfstats.own_statements(selfstats.current_ledger(ctx.settings.home, ctx.settings.resolved_database_url(),
+                                                               conn))
+    left = left_out(conn, source, ledger)
+    frame = read_statements(conn, source, order_by, limit, ledger)
+    if left.app_total_ms:
+        frame["pct_of_total_time"] = (100 * frame["total_ms"] / left.app_total_ms).round(3)
+    return frame, left
 
 
 def stats_since(conn: Connection, source: StatementsSource) -> str:
@@ -182,10 +298,11 @@ def slow_queries(
         source = statements_source(conn)
         if source.view is None:
             return Finding("postgres.slow_queries", Status.UNKNOWN, source.problem)
-        frame = read_statements(conn, source, order_by, limit)
+        frame, left = review(conn, source, order_by, limit, ctx)
         since = stats_since(conn, source)
     if frame.empty:
-        return Finding("postgres.slow_queries", Status.OK, f"no data: no statements recorded for this database{since}")
+        return Finding("postgres.slow_queries", Status.OK,
+                       f"no data: no statements of the app recorded for this database{since}; {left.sentence()}")
     counted = frame[frame["calls"] >= min_calls]
     worst_mean = float(counted["mean_ms"].max()) if not counted.empty else 0.0
     status = (Status.CRITICAL if worst_mean >= critical_mean_ms
@@ -197,7 +314,8 @@ def slow_queries(
         over = counted[counted["mean_ms"] >= warning_mean_ms]
         summary = (f"{len(over)} statement(s) called {min_calls}+ times average over {warning_mean_ms:,.0f} ms; "
                    f"worst {worst_mean:,.1f} ms{since}")
-    return Finding("postgres.slow_queries", status, summary, round(worst_mean, 3), warning_mean_ms, data=frame)
+    return Finding("postgres.slow_queries", status, f"{summary}; {left.sentence()}", round(worst_mean, 3),
+                   warning_mean_ms, data=frame)
 
 
 @check("postgres.top_queries")
@@ -207,12 +325,13 @@ def top_queries_by_total_time(ctx: RunContext, limit: int = 20) -> Finding:
         source = statements_source(conn)
         if source.view is None:
             return Finding("postgres.top_queries", Status.UNKNOWN, source.problem)
-        frame = read_statements(conn, source, "total", limit)
+        frame, left = review(conn, source, "total", limit, ctx)
         since = stats_since(conn, source)
     if frame.empty:
-        return Finding("postgres.top_queries", Status.OK, f"no data: no statements recorded for this database{since}")
+        return Finding("postgres.top_queries", Status.OK,
+                       f"no data: no statements of the app recorded for this database{since}; {left.sentence()}")
     share = float(frame["pct_of_total_time"].sum())
     top = frame.iloc[0]
     summary = (f"top {len(frame)} statements take {share:.0f}% of execution time{since}; the first "
-               f"{top['total_ms'] / 1000:,.1f} s in {int(top['calls']):,} calls")
+               f"{top['total_ms'] / 1000:,.1f} s in {int(top['calls']):,} calls; {left.sentence()}")
     return Finding("postgres.top_queries", Status.INFO, summary, round(share, 1), data=frame)
