@@ -64,6 +64,9 @@ class Thresholds:
     no_content_warning_hours: float = 6.0
     agent_errors_24h_max: int = 10
     agent_silence_factor: float = 4.0
+    agent_silence_critical_days: float = 7.0  # silent longer than this: CRITICAL "silent since ..."
+    agent_lookback_days: int = 90  # agents seen this far back are checked for silence
+    expected_agents: list[str] = field(default_factory=list)  # empty: the agent class names in FACTS.md
 
 
 @dataclass

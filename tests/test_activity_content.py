@@ -59,10 +59,55 @@ def test_silent_agent_and_error_burst_are_found(ctx):
 
 
 def test_quiet_week_is_ok(ctx):
+    ctx.settings.thresholds.expected_agents = ["AnalysisAgent"]  # this deployment runs one agent
     rows = [{"t": AS_OF - timedelta(minutes=15 * i + 1), "a": "AnalysisAgent", "s": "success"} for i in range(4 * 24 * 7)]
     insert(ctx, AGENT_SQL, rows)
     found = {f.check: f for f in activity.agent_activity(ctx)}
     assert [f.status.value for f in found.values()] == ["OK", "OK", "OK"]
+
+
+@pytest.fixture
+def production_ctx(make_database, ccops_env, monkeypatch):
+    """The real production schema (agent_logs with its agent_name and timestamp indexes)."""
+    url = make_database("production")
+    monkeypatch.setenv("CCOPS_DATABASE_URL", url)
+    return RunContext(runbook="t", settings=load_settings(), as_of=AS_OF)
+
+
+PRODUCTION_AGENT_SQL = ("INSERT INTO agent_logs (id, timestamp, agent_name, action, status, execution_time) "
+                        "VALUES (:i, :t, :a, 'execute', 'success', 1.5)")
+
+
+def test_agent_silent_for_eight_days_is_critical(production_ctx):
+    ctx = production_ctx
+    last = AS_OF - timedelta(days=8, minutes=30)
+    rows = [{"i": i, "t": last - timedelta(hours=i), "a": "ConversionAgent"} for i in range(60)]
+    rows += [{"i": 1000 + i, "t": AS_OF - timedelta(minutes=10 * i + 1), "a": "MarketScannerAgent"}
+             for i in range(6 * 24 * 7)]
+    rows += [{"i": 5000, "t": AS_OF - timedelta(days=120), "a": "OldAgent"}]  # beyond the 90 days: forgotten
+    insert(ctx, PRODUCTION_AGENT_SQL, rows)
+    ctx.settings.thresholds.expected_agents = ["MarketScannerAgent", "ConversionAgent"]
+
+    silent = {f.check: f for f in activity.agent_activity(ctx)}["activity.silent_agents"]
+    assert silent.status.value == "CRITICAL"
+    assert "ConversionAgent silent since 2026-11-12 17:30 UTC (8.0 days)" in silent.summary
+    assert list(silent.data["agent_name"]) == ["ConversionAgent"]
+    assert "OldAgent" not in silent.summary and "MarketScannerAgent" not in silent.summary
+
+
+def test_agent_never_seen_default_list_is_info_configured_list_is_critical(production_ctx):
+    ctx = production_ctx
+    rows = [{"i": i, "t": AS_OF - timedelta(minutes=10 * i + 1), "a": name}
+            for n, name in enumerate(activity.KNOWN_AGENTS[:-1]) for i in range(n * 2000, n * 2000 + 20)]
+    insert(ctx, PRODUCTION_AGENT_SQL, [dict(r, t=AS_OF - timedelta(minutes=10 * (r["i"] % 2000) + 1)) for r in rows])
+    silent = {f.check: f for f in activity.agent_activity(ctx)}["activity.silent_agents"]
+    assert silent.status.value == "INFO"
+    assert "no run in the last 90 days by OnboardingAgent (named in the app's agent list (FACTS.md))" in silent.summary
+
+    ctx.settings.thresholds.expected_agents = ["MarketScannerAgent", "OnboardingAgent"]
+    silent = {f.check: f for f in activity.agent_activity(ctx)}["activity.silent_agents"]
+    assert silent.status.value == "CRITICAL"
+    assert "OnboardingAgent (named in thresholds.expected_agents)" in silent.summary
 
 
 def seed_content(ctx: RunContext, per_day: dict[int, dict[str, int]]) -> None:
