@@ -1,8 +1,12 @@
 """The embedded demo: deterministic data with the incidents the runbooks must find, real processes.
 
 One demo (30 days, fixed as_of) is brought up for the module with its own
-cluster, log dir and status server; the tests read its database and log files
-exactly as the runbooks will. The determinism tests use the session cluster.
+cluster, app process, log dir and status server; the tests read its database
+and log files exactly as the runbooks will, and hold them to FACTS.md: the
+`.env` key list, the app refusing unknown keys, local-time (Amsterdam) log
+lines, loguru's rotated names, real 429 lines, 'success' rows for runs whose
+client logged an ERROR, and backup.sh's files. The determinism tests use the
+session cluster.
 """
 
 from __future__ import annotations
@@ -10,25 +14,42 @@ from __future__ import annotations
 import os
 import re
 import stat
+import subprocess
+import tarfile
 import zipfile
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 
-from ccops import demo, localpg
+from ccops import demo, localpg, logs
 from ccops.checks.health import run_health
 from ccops.config import Settings, load_settings, read_env_file
 from ccops.db import libpq_url
-from ccops.demo import applog, backend
+from ccops.demo import appdir, appenv, applog, backend
 from ccops.demo.catalog import AGENTS
 from ccops.demo.generator import LOAD_ORDER, build, generate
 from ccops.errors import UsageError
 
 AS_OF_TEXT = "2026-03-10T08:20:00Z"
 AS_OF = datetime(2026, 3, 10, 8, 20)
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+# FACTS.md, Settings: the complete key list of the app's .env.example
+FACTS_ENV_KEYS = """DATABASE_URL, ANTHROPIC_API_KEY,
+  GOOGLE_API_KEY, OPENAI_API_KEY, TWITTER_API_KEY, TWITTER_API_SECRET, TWITTER_ACCESS_TOKEN,
+  TWITTER_ACCESS_TOKEN_SECRET, TWITTER_BEARER_TOKEN, TELEGRAM_BOT_TOKEN, TELEGRAM_CHANNEL_ID,
+  BINANCE_API_KEY, BINANCE_API_SECRET, HUMAN_IN_THE_LOOP, CONTENT_PERSONALITY, LOG_LEVEL,
+  STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET, STRIPE_PRICE_ID_BASIC, STRIPE_PRICE_ID_PREMIUM,
+  STRIPE_PRICE_ID_VIP, DISCORD_BOT_TOKEN, DISCORD_GUILD_ID, DISCORD_ROLE_ID_BASIC,
+  DISCORD_ROLE_ID_PREMIUM, DISCORD_ROLE_ID_VIP, CONVERSION_MIN_ENGAGEMENT_SCORE,
+  CONVERSION_DISCOUNT_PERCENTAGE, CONVERSION_DM_COOLDOWN_DAYS, AB_TESTING_MIN_SAMPLE_SIZE,
+  AB_TESTING_CONFIDENCE_THRESHOLD, AB_TESTING_MAX_ACTIVE_TESTS, AB_TESTING_TEST_DURATION_DAYS,
+  STRATEGY_TUNING_MIN_DATA_POINTS, STRATEGY_TUNING_CONFIDENCE_LEVEL,
+  STRATEGY_TUNING_MAX_ADJUSTMENTS_PER_RUN, PERFORMANCE_ANALYTICS_SNAPSHOT_RETENTION_DAYS,
+  FEEDBACK_LOOP_OPTIMIZATION_CYCLE_HOURS, FEEDBACK_LOOP_MIN_CONFIDENCE_FOR_CHANGES"""
 RECORD = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) \| (TRACE|DEBUG|INFO|SUCCESS|WARNING|ERROR|CRITICAL) *\| (\S+):(\S+) - (.*)$")
 
 
@@ -71,6 +92,11 @@ def parse_records(text: str) -> list[dict]:
     return records
 
 
+def local(ts: datetime) -> datetime:
+    """A naive UTC time (the database's) as the naive Amsterdam time the demo's log lines show."""
+    return ts.replace(tzinfo=timezone.utc).astimezone(AMSTERDAM).replace(tzinfo=None)
+
+
 def all_records(log_dir: Path) -> list[dict]:
     out: list[dict] = []
     for path in applog.demo_log_files(log_dir):
@@ -108,8 +134,12 @@ def test_up_builds_thirty_days_quickly_and_reports_it(running_demo):
     assert counts["agent_logs"] > 20_000
     assert {a["kind"] for a in info["anomalies"]} == {"error_burst", "agent_stopped", "no_content_day", "critical_log"}
     assert info["server_port"] == backend.server_state(settings)["port"]
-    # ccops.config finds the demo's endpoints through server.json
-    assert settings.effective_health_url() == f"http://127.0.0.1:{info['server_port']}/health"
+    # ccops.config finds the demo's status endpoint through server.json; the app has no /health
+    assert settings.effective_status_url() == f"http://127.0.0.1:{info['server_port']}/api/status"
+    assert settings.optional("health_url") is None
+    assert info["clean_as_of"] == "2026-02-26T08:20:00Z" and info["logs_timezone"] == "Europe/Amsterdam"
+    assert settings.effective_log_dir == settings.demo_dir / "app" / "logs"
+    assert settings.effective_app_env_file == settings.demo_dir / "app" / ".env"
 
 
 def test_counts_match_the_database(running_demo, demo_url):
@@ -135,15 +165,21 @@ def test_health_preconditions_hold_at_as_of(running_demo, demo_url):
         assert one(demo_url, f'SELECT max("{column}") FROM {table}') <= AS_OF, table
 
 
-def test_error_burst_stays_under_the_health_threshold_in_agent_logs(demo_url):
+def test_burst_rows_say_success_as_the_app_writes_them(running_demo, demo_url):
+    """FACTS: the app writes 'success' for runs whose client logged an ERROR; the DB and the log disagree."""
+    settings, _ = running_demo
     since = AS_OF - timedelta(hours=24)
     errors = one(demo_url, "SELECT count(*) FROM agent_logs WHERE status = 'error' AND \"timestamp\" > %s AND \"timestamp\" <= %s", since, AS_OF)
-    assert 5 <= errors <= 10
-    burst = rows(demo_url, """SELECT date_trunc('hour', "timestamp"), count(*) FROM agent_logs
-                              WHERE agent_name = 'PublishingAgent' AND status = 'error' AND "timestamp" > %s GROUP BY 1""", since)
-    assert burst == [(datetime(2026, 3, 10, 3), 5)]
-    assert one(demo_url, "SELECT count(DISTINCT error_message) FROM agent_logs WHERE agent_name = 'PublishingAgent' "
-                         "AND status = 'error' AND \"timestamp\" >= '2026-03-10 03:00'") == 1
+    assert errors <= 10
+    burst = rows(demo_url, """SELECT agent_name, status, count(*) FROM agent_logs WHERE "timestamp" >= '2026-03-10 03:00'
+                              AND "timestamp" < '2026-03-10 04:00' AND agent_name IN ('PublishingAgent', 'EngagementAgent')
+                              GROUP BY 1, 2 ORDER BY 1""")
+    assert burst == [("EngagementAgent", "success", 3), ("PublishingAgent", "success", 5)]
+    records = all_records(settings.effective_log_dir)
+    refused = [r for r in records if r["level"] == "ERROR" and r["message"].endswith("429 Too Many Requests")]
+    assert len(refused) == 13 and all(local(datetime(2026, 3, 10, 3)) <= r["ts"] < local(datetime(2026, 3, 10, 4)) for r in refused)
+    # the agent_logs statuses are exactly 'success', 'error', 'warning'
+    assert {r[0] for r in rows(demo_url, "SELECT DISTINCT status FROM agent_logs")} == {"success", "error", "warning"}
 
 
 def test_image_generation_agent_stopped_36_hours_before(demo_url):
@@ -213,28 +249,66 @@ def test_log_files_rotate_and_compress_like_loguru(running_demo):
     files = applog.demo_log_files(settings.effective_log_dir)
     assert [p.name for p in files][-1] == "content_creator_2026-03-10.log"
     assert len(files) == 31 and all(p.name.endswith(".log.zip") for p in files[:-1])
+    # loguru's name: the day, then the file's creation time (FACTS: content_creator_2026-12-02.2026-12-02_09-20-33_298768.log.zip)
+    assert all(re.fullmatch(r"content_creator_(\d{4}-\d{2}-\d{2})\.\1_\d{2}-\d{2}-\d{2}_\d{6}\.log\.zip", p.name) for p in files[:-1])
+    assert files[0].name == "content_creator_2026-02-08.2026-02-08_09-20-00_000000.log.zip"  # started 08:20 UTC = 09:20 CET
+    assert all(logs.parse_log_name(p.name).day == logs.file_day(p) for p in files)
     with zipfile.ZipFile(files[0]) as archive:
         assert archive.namelist() == ["content_creator_2026-02-08.log"]
     today = parse_records(files[-1].read_text())
-    assert today[-1]["ts"] <= AS_OF and today[0]["ts"].date() == AS_OF.date()
-    # a rotated file's mtime is its rotation time, so age-based cleanup sees realistic ages
-    assert datetime.fromtimestamp(files[0].stat().st_mtime, timezone.utc) == datetime(2026, 2, 9, tzinfo=timezone.utc)
+    assert today[-1]["ts"] <= local(AS_OF) and today[0]["ts"].date() == local(AS_OF).date()
+    # a rotated file's mtime is its rotation time, local midnight (23:00 UTC in winter)
+    assert datetime.fromtimestamp(files[0].stat().st_mtime, timezone.utc) == datetime(2026, 2, 8, 23, tzinfo=timezone.utc)
 
 
-def test_log_burst_is_critical_by_level_while_grep_over_counts(running_demo):
+def test_log_times_are_amsterdam_local_time(tmp_path):
+    """FACTS: the log shows the host's local time, no zone; the database holds UTC."""
+    november = applog.LogRecord(datetime(2026, 11, 10, 12, 0), "ERROR", f"{logs.APP_LOG_STEM}:x", "noon UTC")
+    july = applog.LogRecord(datetime(2026, 7, 1, 12, 0), "INFO", "m:f", "noon UTC")
+    assert applog.format_record(november, AMSTERDAM) == "2026-11-10 13:00:00 | ERROR    | content_creator:x - noon UTC\n"
+    assert applog.format_record(july, AMSTERDAM).startswith("2026-07-01 14:00:00 | INFO     | ")
+    # 23:30 UTC is already the next local day: it goes into that day's file
+    late = applog.LogRecord(datetime(2026, 11, 10, 23, 30), "INFO", "m:f", "late")
+    written = applog.write_logs([november, late], tmp_path, datetime(2026, 11, 11, 6), datetime(2026, 11, 10, 6))
+    assert [p.name for p in written] == ["content_creator_2026-11-10.2026-11-10_13-00-00_000000.log.zip",
+                                         "content_creator_2026-11-11.log"]
+    assert written[1].read_text() == "2026-11-11 00:30:00 | INFO     | m:f - late\n"
+
+
+def test_the_demos_records_are_local_time_of_its_database_rows(running_demo, demo_url):
+    settings, _ = running_demo
+    text = applog.read_log_text(next(p for p in applog.demo_log_files(settings.effective_log_dir)
+                                     if p.name.startswith("content_creator_2026-03-09.")))
+    level = {"success": "INFO", "warning": "WARNING", "error": "ERROR"}
+    expected = Counter(
+        (local(ts).replace(microsecond=0), level[status], name)
+        for ts, status, name in rows(demo_url, """SELECT "timestamp", status, agent_name FROM agent_logs
+                                                  WHERE "timestamp" >= '2026-03-08 22:00' AND "timestamp" < '2026-03-10 01:00'""")
+        if local(ts).date() == datetime(2026, 3, 9).date()
+    )
+    pattern = re.compile(r"^(\w+) (completed|warning:|failed:)")
+    found = Counter(
+        (r["ts"], r["level"], pattern.match(r["message"]).group(1))
+        for r in parse_records(text) if r["where"] == "src.agents.base_agent:run" and pattern.match(r["message"])
+    )
+    assert found == expected and len(found) > 500
+
+
+def test_log_burst_is_real_429_lines_and_grep_over_counts(running_demo):
     settings, _ = running_demo
     records = all_records(settings.effective_log_dir)
     errors_by_hour = Counter(r["ts"].replace(minute=0, second=0) for r in records if r["level"] == "ERROR")
-    burst_hour = datetime(2026, 3, 10, 3)
-    assert errors_by_hour[burst_hour] > 10
+    burst_hour = local(datetime(2026, 3, 10, 3))  # 04:00 CET
+    assert errors_by_hour[burst_hour] == 13
     assert [h for h, n in errors_by_hour.items() if n > 10] == [burst_hour]
-    limit = [r for r in records if "rate limit" in r["message"].lower() and r["ts"] >= burst_hour - timedelta(hours=1)]
-    x_limit = [r for r in limit if r["message"].startswith("Rate limit hit for X API")]
-    assert len(x_limit) >= 5 and {(r["level"], r["where"]) for r in x_limit} == {("WARNING", "src.integrations.twitter_client:post_tweet")}
-    assert all(burst_hour <= r["ts"] < burst_hour + timedelta(hours=1) for r in x_limit)
-    assert re.fullmatch(r"Rate limit hit for X API \(HTTP 429\) in PublishingAgent: x-rate-limit-remaining=0, "
-                        r"reset at \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", x_limit[0]["message"])
-    assert any("Rate limit hit for Anthropic API (HTTP 429)" in r["message"] for r in records)
+    refused = [r for r in records if "Too Many Requests" in r["message"] or ": 429" in r["message"]]
+    assert {(r["level"], r["where"], r["message"]) for r in refused} == {
+        ("ERROR", "src.api_integrations.twitter_api:post_tweet", "Failed to post tweet: 429 Too Many Requests"),
+        ("ERROR", "src.api_integrations.twitter_api:search_tweets", "Failed to search tweets: 429 Too Many Requests")}
+    # the app never writes rate-limit words or headers itself
+    assert not [r for r in records if "rate limit" in r["message"].lower() or "x-rate-limit" in r["message"].lower()
+                or "ratelimit" in r["message"].lower()]
+    assert any(r["where"] == "src.api_integrations.exchange_api:get_ticker_24h" for r in records)
     # the guide's `grep -i error | wc -l` counts text, not records
     text = (settings.effective_log_dir / "content_creator_2026-03-10.log").read_text()
     grep_count = sum(1 for line in text.splitlines() if "error" in line.lower())
@@ -251,21 +325,14 @@ def test_log_burst_is_critical_by_level_while_grep_over_counts(running_demo):
     assert 1000 <= per_day[datetime(2026, 3, 5).date()] <= 5000
 
 
-def test_log_records_match_agent_logs_to_the_second(running_demo, demo_url):
+def test_output_log_is_coloured_and_never_counted_and_error_log_is_beside_it(running_demo):
     settings, _ = running_demo
-    text = applog.read_log_text(settings.effective_log_dir / "content_creator_2026-03-09.log.zip")
-    level = {"success": "INFO", "warning": "WARNING", "error": "ERROR"}
-    expected = Counter(
-        (ts.replace(microsecond=0), level[status], name)
-        for ts, status, name in rows(demo_url, """SELECT "timestamp", status, agent_name FROM agent_logs
-                                                  WHERE "timestamp" >= '2026-03-09' AND "timestamp" < '2026-03-10'""")
-    )
-    pattern = re.compile(r"^(\w+) (completed|warning:|failed:)")
-    found = Counter(
-        (r["ts"], r["level"], pattern.match(r["message"]).group(1))
-        for r in parse_records(text) if r["where"] == "src.agents.base_agent:run" and pattern.match(r["message"])
-    )
-    assert found == expected
+    log_dir = settings.effective_log_dir
+    output = (log_dir / "output.log").read_text()
+    assert "\x1b[32m" in output and "\x1b[0m" in output and "Starting Content Creator in scheduled mode" in output
+    assert (log_dir / "error.log").exists()
+    counted = [path.name for path, _ in logs.app_log_files(log_dir)]
+    assert "output.log" not in counted and "error.log" not in counted and len(counted) == 31
 
 
 # ---- determinism --------------------------------------------------------------------------------
@@ -291,8 +358,8 @@ def test_same_inputs_give_identical_tables_and_logs(make_database, tmp_path):
 def test_incidents_hold_for_any_seed_and_instant(seed, as_of):
     data = build(seed, 6, as_of)
     facts = data.facts
-    assert facts.agent_errors_24h <= 10 and facts.burst_agent_log_errors == 5
-    assert facts.burst_log_errors > 10 and facts.burst_rate_limit_warnings >= 5
+    assert facts.agent_errors_24h <= 10 and facts.burst_agent_log_errors == 0
+    assert facts.burst_log_errors >= facts.burst_429_records >= 13
     assert as_of - timedelta(hours=24) < facts.burst_hour < as_of - timedelta(hours=4)
     assert facts.stopped_last_seen <= as_of - timedelta(hours=36)
     assert as_of - timedelta(hours=1) < facts.last_agent_activity <= as_of
@@ -318,19 +385,99 @@ def test_rerunning_up_regenerates_without_restarting(running_demo, demo_url):
 
 # ---- the app's .env and safety --------------------------------------------------------------------
 
-def test_app_env_file_is_realistic_and_private(running_demo):
+def test_app_env_file_has_exactly_the_apps_keys_and_is_private(running_demo):
     settings, _ = running_demo
     path = settings.effective_app_env_file
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     env = read_env_file(path)
+    facts_keys = [key.strip() for key in FACTS_ENV_KEYS.replace("\n", " ").split(",")]
+    assert list(env) == facts_keys == list(appenv.ENV_KEYS) and len(facts_keys) == 39  # no ENABLE_*, X_BEARER_TOKEN, STRIPE_SECRET_KEY
+    example = read_env_file(settings.demo_dir / "app" / ".env.example")
+    assert list(example) == facts_keys
     assert env["DATABASE_URL"] == backend.app_database_url(settings) and env["DATABASE_URL"].startswith("postgresql://")
     assert re.fullmatch(r"sk-ant-api03-[\w-]{86}-\w{6}AA", env["ANTHROPIC_API_KEY"])
     assert re.fullmatch(r"\d{10}:AA[\w-]{33}", env["TELEGRAM_BOT_TOKEN"])
-    assert env["STRIPE_SECRET_KEY"].startswith("sk_test_") and env["X_BEARER_TOKEN"].startswith("AAAAAAAA")
-    assert all(env[agent.flag] == "true" for agent in AGENTS)
+    assert env["STRIPE_API_KEY"].startswith("sk_test_") and env["TWITTER_BEARER_TOKEN"].startswith("AAAAAAAA")
+    assert env["HUMAN_IN_THE_LOOP"] == "false"
     # the archive scrubber learns every secret from this file, the database password included
     secrets = settings.secret_values()
     assert env["ANTHROPIC_API_KEY"] in secrets and localpg.demo_cluster(settings.home)._state()["password"] in secrets
+
+
+def settings_import(app: Path) -> subprocess.CompletedProcess[str]:
+    """What a validation step runs: the app's own settings import, in its directory."""
+    return subprocess.run([appdir.venv_python(), "-c", "import src.config.settings"], cwd=app, capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_the_app_refuses_to_start_with_a_key_it_does_not_define(running_demo):
+    settings, _ = running_demo
+    app, env_file = backend.app_dir(settings), settings.effective_app_env_file
+    good = env_file.read_bytes()
+    assert settings_import(app).returncode == 0
+    demo.stop_service(settings, "app")
+    try:
+        env_file.write_bytes(good + b"ENABLE_PUBLISHING=false\n")  # the guide's pause, which the app does not have
+        checked = settings_import(app)
+        assert checked.returncode != 0 and "Extra inputs are not permitted" in checked.stderr
+        assert "enable_publishing" in checked.stderr and "ValidationError: 1 validation error for Settings" in checked.stderr
+        with pytest.raises(backend.DemoError, match="crashed at start: .*Extra inputs are not permitted"):
+            backend.start_app(settings)
+        assert "Extra inputs are not permitted" in (settings.effective_log_dir / "error.log").read_text()
+        assert backend.app_pids(settings) == [] and demo.service(settings, "app")["state"] == "stopped"
+        # keys are case-insensitive, and a wrong type is refused too
+        env_file.write_bytes(good.replace(b"HUMAN_IN_THE_LOOP=false", b"human_in_the_loop=maybe"))
+        assert "Input should be a valid boolean" in settings_import(app).stderr
+        env_file.write_bytes(good.replace(b"HUMAN_IN_THE_LOOP=false", b"human_in_the_loop=true"))
+        assert settings_import(app).returncode == 0
+    finally:
+        env_file.write_bytes(good)
+    started = demo.start_service(settings, "app")
+    assert started["state"] == "running" and backend.app_pids(settings) == [started["pid"]]
+    assert (settings.effective_log_dir / "error.log").read_text() == ""
+
+
+def test_the_scripts_start_and_stop_the_app_on_their_own(running_demo):
+    """A process supervisor (ccops' process backend) can run the scripts unchanged from the app dir."""
+    settings, _ = running_demo
+    app = backend.app_dir(settings)
+    before = backend.app_pids(settings)
+    assert before
+    cmdline = Path(f"/proc/{before[0]}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    assert appdir.MATCH in cmdline and os.readlink(f"/proc/{before[0]}/cwd") == str(app.resolve())
+    assert int((app / appdir.PID_FILE).read_text()) == before[0]
+    stop = subprocess.run(["sh", appdir.STOP_SCRIPT], cwd=app, capture_output=True, text=True, timeout=30)
+    assert stop.returncode == 0 and "stopped" in stop.stdout and backend.app_pids(settings) == []
+    assert "Received SIGTERM" in (settings.effective_log_dir / "output.log").read_text()
+    start = subprocess.run(["sh", appdir.START_SCRIPT], cwd=app, capture_output=True, text=True, timeout=30)
+    assert start.returncode == 0 and "started" in start.stdout
+    deadline = datetime.now() + timedelta(seconds=10)
+    while not backend.app_pids(settings) and datetime.now() < deadline:
+        pass
+    assert backend.app_pids(settings) == [int((app / appdir.PID_FILE).read_text())]
+
+
+def test_backup_sh_files_from_before_ccops(running_demo):
+    """FACTS: db_YYYYmmdd_HHMMSS.sql (plain pg_dump), env_YYYYmmdd_HHMMSS (0600), logs_YYYYmmdd_HHMMSS.tar.gz."""
+    settings, info = running_demo
+    backup_dir = settings.effective_backup_dir
+    names = sorted(p.name for p in backup_dir.iterdir() if re.match(r"(db|env|logs)_\d{8}_\d{6}", p.name))
+    assert names == sorted(info["app_backups"]) == sorted([
+        "db_20260226_030017.sql", "env_20260226_030017", "logs_20260226_030017.tar.gz",  # the night before the clean day
+        "db_20260310_030017.sql", "env_20260310_030017", "logs_20260310_030017.tar.gz"])  # the night before as_of
+    dump = (backup_dir / "db_20260310_030017.sql").read_text()
+    assert dump.startswith("--\n-- PostgreSQL database dump\n") and "-- PostgreSQL database dump complete" in dump
+    assert "COPY public.agent_logs " in dump
+    env_copy = backup_dir / "env_20260310_030017"
+    assert stat.S_IMODE(env_copy.stat().st_mode) == 0o600
+    assert list(read_env_file(env_copy)) == list(read_env_file(settings.effective_app_env_file))
+    with tarfile.open(backup_dir / "logs_20260310_030017.tar.gz") as archive:
+        members = archive.getnames()
+    assert members[-1] == "logs/content_creator_2026-03-10.log" and all(m.startswith("logs/content_creator_") for m in members)
+    # dated by the host's local clock, written before as_of (03:00:17 CET = 02:00:17 UTC)
+    stamp = datetime.fromtimestamp((backup_dir / "db_20260310_030017.sql").stat().st_mtime, timezone.utc)
+    assert datetime(2026, 3, 10, 2, 0, 17, tzinfo=timezone.utc) <= stamp < AS_OF.replace(tzinfo=timezone.utc)
+    assert (backup_dir.parent / "demo" / "app" / "scripts" / "backup.sh").exists()
 
 
 def test_up_refuses_to_overwrite_a_deployments_files(ccops_env, monkeypatch):
@@ -356,39 +503,36 @@ def test_up_refuses_to_overwrite_a_deployments_files(ccops_env, monkeypatch):
 def test_status_server_and_service_controls(running_demo):
     settings, _ = running_demo
     password = localpg.demo_cluster(settings.home)._state()["password"]
-    status_url, health_url = settings.effective_status_url(), settings.effective_health_url()
+    status_url = settings.effective_status_url()
     assert backend.probe(status_url) == (200, {"status": "running", "project": "Content Creator API"})
-    assert backend.probe(health_url) == (200, {"status": "healthy", "database": "connected"})
+    assert backend.probe(status_url.replace("/api/status", "/health"))[0] == 404  # the app has no /health
     listed = {s["service"]: s for s in demo.services(settings)}
     assert listed["db"]["state"] == listed["app"]["state"] == "running"
-    assert listed["db"]["health"] == listed["app"]["health"] == "healthy"
+    assert listed["db"]["health"] == "healthy" and listed["app"]["health"] == ""
     assert set(listed["app"]) == {"service", "state", "health", "restarts", "pid", "detail"}
+    assert appdir.MATCH in listed["app"]["detail"]
 
     stopped = demo.stop_service(settings, "db")
     assert (stopped["state"], stopped["health"], stopped["pid"]) == ("stopped", "", None)
-    code, body = backend.probe(health_url)
-    assert code == 503 and body["database"] == "unreachable" and body["status"] == "unhealthy"
-    assert password not in str(body)
-    assert demo.service(settings, "app")["health"] == "unhealthy"
-
     started = demo.start_service(settings, "db")  # a new port: the app's .env follows it
     assert (started["state"], started["health"]) == ("running", "healthy")
-    assert backend.probe(health_url)[0] == 200
+    assert read_env_file(settings.effective_app_env_file)["DATABASE_URL"] == backend.app_database_url(settings)
 
     app_pid = demo.service(settings, "app")["pid"]
     assert demo.stop_service(settings, "app")["state"] == "stopped"
-    assert backend.probe(status_url)[0] is None
+    assert backend.probe(status_url)[0] is None and backend.app_pids(settings) == []
     assert demo.start_service(settings, "app")["state"] == "running"
     restarted = demo.restart_service(settings, "app")
     assert restarted["restarts"] == 1 and restarted["pid"] not in (None, app_pid)
-    assert settings.effective_status_url() == status_url  # it kept its port
+    assert settings.effective_status_url() == status_url  # the status server kept its port
     assert demo.restart_service(settings, "db")["restarts"] == 1
-    assert backend.probe(health_url)[0] == 200
     assert {s["service"]: s["restarts"] for s in demo.services(settings)} == {"db": 1, "app": 1}
 
     # the password is on no command line and in no log of the server
-    cmdline = Path(f"/proc/{restarted['pid']}/cmdline").read_bytes().decode()
+    server_pid = backend.server_running(settings)["pid"]
+    cmdline = Path(f"/proc/{server_pid}/cmdline").read_bytes().decode()
     assert "ccops.demo.server" in cmdline and password not in cmdline
+    assert password not in Path(f"/proc/{restarted['pid']}/cmdline").read_bytes().decode()
     assert password not in (settings.demo_dir / "server.log").read_text()
     with pytest.raises(UsageError):
         demo.stop_service(settings, "redis")
@@ -399,7 +543,7 @@ def test_down_stops_both_and_keeps_the_data(running_demo):
     result = demo.down(settings)
     assert result["app"] == "stopped" and result["db"] == "stopped"
     assert {(s["service"], s["state"]) for s in demo.services(settings)} == {("db", "stopped"), ("app", "stopped")}
-    assert backend.probe(settings.effective_health_url())[0] is None
+    assert backend.probe(settings.effective_status_url())[0] is None and backend.app_pids(settings) == []
     assert (Path(result["data_dir"]) / "PG_VERSION").exists()
     shown = demo.status(settings)
     assert shown["db"] == "stopped" and shown["app"] == "stopped" and shown["generated"]["seed"] == 42

@@ -1,9 +1,16 @@
 """The embedded Content Creator: `ccops demo up` gives a newcomer a deployment to run runbooks on.
 
-A private PostgreSQL cluster holding a month of realistic, deterministic data
-(with incidents worth finding), the app's log files and `.env`, and a status
-server answering /api/status and /health. Re-running `up` regenerates data,
-logs and `.env`; it starts only what is not running. `down` stops both
+Built from FACTS.md, not from the maintenance guide: a private PostgreSQL
+cluster holding a month of realistic, deterministic data (with incidents worth
+finding, and a clean day: `DemoFacts.clean_as_of`), and the app deployed the
+way production ran it, as plain processes: `$CCOPS_HOME/demo/app/` with
+`main.py` run as `python main.py --scheduled` by `scripts/start_content_creator.sh`,
+its `.env` holding exactly the keys the app defines (it refuses any other),
+its loguru logs in Europe/Amsterdam local time beside `output.log` and
+`error.log`, and in the backup dir the files of the app's own `backup.sh`
+from before ccops took over. A status server answers `/api/status` as the
+app's API mode does (there is no `/health`). Re-running `up` regenerates
+data, logs and `.env`; it starts only what is not running. `down` stops the
 processes and keeps the data files.
 """
 
@@ -24,32 +31,37 @@ from ccops.demo.backend import (
     start_service,
     stop_service,
 )
-from ccops.demo.generator import DemoData, DemoFacts, build, generate, load
+from ccops.demo.generator import CLEAN_DAYS_BEFORE_AS_OF, DemoData, DemoFacts, build, generate, load
 from ccops.errors import UsageError
 
 __all__ = [
-    "DemoData", "DemoFacts", "build", "down", "generate", "load", "restart_service", "service",
-    "services", "start_service", "status", "stop_service", "up",
+    "CLEAN_DAYS_BEFORE_AS_OF", "DEFAULT_AS_OF", "DEFAULT_CLEAN_AS_OF", "DemoData", "DemoFacts", "build", "down",
+    "generate", "load", "restart_service", "service", "services", "start_service", "status", "stop_service", "up",
 ]
 
 LOG_MARKER = ".ccops-demo"
+# The tests' demo (seed 42, 30 days to DEFAULT_AS_OF) and its clean day: `ccops run daily` and
+# `ccops run weekly` with `-p as_of DEFAULT_CLEAN_AS_OF` find nothing to warn about there.
+DEFAULT_AS_OF = "2026-11-20T18:00:00Z"
+DEFAULT_CLEAN_AS_OF = "2026-11-08T18:00:00Z"
 
 
 def up(settings: Settings, seed: int = 42, days: int = 30, as_of: str | None = None) -> dict[str, Any]:
-    """Start (or reuse) the demo's cluster and server, and regenerate its database, logs and `.env`."""
+    """Start (or reuse) the demo's cluster and app, and regenerate its database, logs, `.env` and old backups."""
     from ccops import localpg, schema
     from ccops.context import parse_as_of
-    from ccops.demo import appenv, applog
+    from ccops.demo import appdir, appenv, applog, history
     from ccops.demo import backend as svc
 
     started = time.monotonic()
     when = parse_as_of(as_of)
     if days < 5:
         raise UsageError(f"--days must be at least 5 (the demo's incidents reach 4 days back), got {days}")
-    log_dir = Path(settings.effective_log_dir)
     env_file = Path(settings.effective_app_env_file)
-    _guard_log_dir(log_dir)
     appenv.guard(env_file)
+    log_dir = Path(settings.effective_log_dir)
+    _guard_log_dir(log_dir)
+    backup_dir = Path(settings.effective_backup_dir)
     settings.demo_dir.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(build, seed, days, when)  # CPU-bound, overlaps the cluster start
@@ -59,13 +71,17 @@ def up(settings: Settings, seed: int = 42, days: int = 30, as_of: str | None = N
         schema.create_all(url)
         data: DemoData = future.result()
     load(url, data)
+    app = svc.app_dir(settings)
+    appdir.install(app, backup_dir, str(cluster.bindir / "pg_dump"))
+    appenv.write(env_file, svc.app_database_url(settings), seed)
+    svc.start_app(settings)  # before the logs: its start records must not land in the generated history
+    server = svc.start_server(settings)
     for old in applog.demo_log_files(log_dir):
         old.unlink()
     log_dir.mkdir(parents=True, exist_ok=True)
     (log_dir / LOG_MARKER).write_text("written by `ccops demo up`; `demo up` replaces content_creator_*.log* here\n")
-    files = applog.write_logs(data.records, log_dir, data.facts.as_of, data.facts.start.date())
-    appenv.write(env_file, svc.app_database_url(settings), seed)
-    server = svc.start_server(settings)
+    files = applog.write_logs(data.records, log_dir, data.facts.as_of, data.facts.start)
+    backups = history.write_app_backups(cluster, backup_dir, env_file, log_dir, data.facts)
     facts = data.facts
     info = {
         "database_url": mask_url(svc.app_database_url(settings)),
@@ -73,14 +89,18 @@ def up(settings: Settings, seed: int = 42, days: int = 30, as_of: str | None = N
         "seed": seed,
         "days": days,
         "as_of": facts.as_of.isoformat() + "Z",
+        "clean_as_of": facts.clean_as_of.isoformat() + "Z" if facts.clean_as_of else None,
+        "app_dir": str(app),
+        "app_command": appdir.MATCH,
         "log_dir": str(log_dir),
+        "logs_timezone": applog.DEMO_TIMEZONE,
         "log_files": len(files),
         "app_env_file": str(env_file),
+        "app_backups": [path.name for path in backups],
         "counts": facts.counts,
         "anomalies": facts.anomalies(),
         "server_port": server["port"],
         "status_url": f"http://127.0.0.1:{server['port']}/api/status",
-        "health_url": f"http://127.0.0.1:{server['port']}/health",
         "elapsed_seconds": round(time.monotonic() - started, 2),
     }
     _save_last_run(settings, info)
@@ -88,10 +108,11 @@ def up(settings: Settings, seed: int = 42, days: int = 30, as_of: str | None = N
 
 
 def down(settings: Settings) -> dict[str, Any]:
-    """Stop the status server and the cluster; the data files stay for the next `up`."""
+    """Stop the app (its stop script), the status server and the cluster; the data files stay."""
     from ccops.demo import backend as svc
 
-    app_was_running = svc.stop_server(settings)
+    svc.stop_server(settings)
+    app_was_running = svc.stop_app(settings)
     cluster = svc.cluster(settings)
     db_was_running = cluster.status().running
     cluster.stop()
@@ -109,13 +130,13 @@ def status(settings: Settings) -> dict[str, Any]:
     info: dict[str, Any] = {item["service"]: f"{item['state']}{' (' + item['health'] + ')' if item['health'] else ''}"
                             for item in listed}
     info["database_url"] = _demo_url_masked(settings)
-    info["status_url"] = settings.effective_status_url()
-    info["health_url"] = settings.effective_health_url()
+    info["status_url"] = settings.optional("status_url")
+    info["app_dir"] = str(settings.demo_dir / "app")
     info["log_dir"] = str(settings.effective_log_dir)
     info["app_env_file"] = str(settings.effective_app_env_file)
     last = _last_run(settings)
     if last:
-        info["generated"] = {key: last[key] for key in ("seed", "days", "as_of") if key in last}
+        info["generated"] = {key: last[key] for key in ("seed", "days", "as_of", "clean_as_of") if key in last}
         info["anomalies"] = last.get("anomalies", [])
     info["services"] = listed
     return info

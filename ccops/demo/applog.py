@@ -1,14 +1,17 @@
-"""The app's log files, written exactly as loguru writes them in production.
+"""The app's log files, written exactly as loguru writes them in production (FACTS.md, Logs).
 
 The log runbooks count by the level field, follow multi-line records, read
-rotated `.zip` files and look for "rate limit": the demo's logs must exercise
-all of that, so the format is loguru's to the byte
+rotated `.zip` files and convert the app's local times: the demo's logs must
+exercise all of that, so the format is the app's to the byte
 (`{time:YYYY-MM-DD HH:mm:ss} | {level: <8} | {name}:{function} - {message}`),
-one file per UTC day, every day before the last rotated into a zip holding
-the `.log`, the way `rotation="00:00", compression="zip"` leaves them.
-Zip member times and file mtimes are derived from the data, never from the
-clock, so the same inputs give byte-identical files. File names follow
-ccops.logs' one rule (the one the log checks and the disk clean-up use).
+in the host's LOCAL time with no zone (the demo's host lives in
+Europe/Amsterdam, UTC+1/UTC+2, while the database holds UTC), one file per
+local day, every day before the last rotated at local midnight into a zip
+named the way loguru names it (`content_creator_2026-12-02.2026-12-02_09-20-33_298768.log.zip`:
+the file's creation time) holding the `.log`. Zip member times and file mtimes
+are derived from the data, never from the clock, so the same inputs give
+byte-identical files. File names follow ccops.logs' one rule (the one the log
+checks and the disk clean-up use).
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ import os
 import zipfile
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from ccops import logs
 from ccops.demo.catalog import TRACE_FRAMES, AgentSpec
 
 LEVELS = logs.LEVELS
+DEMO_TIMEZONE = "Europe/Amsterdam"  # the zone of the demo host's clock, so of its log lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +45,15 @@ class LogRecord:
     extra: tuple[str, ...] = ()
 
 
-def format_record(record: LogRecord) -> str:
-    head = f"{record.ts:%Y-%m-%d %H:%M:%S} | {record.level:<8} | {record.where} - {record.message}\n"
+def to_local(ts: datetime, zone: ZoneInfo) -> datetime:
+    """A naive UTC instant (the database's kind) as the naive local time a log line shows."""
+    return ts.replace(tzinfo=UTC).astimezone(zone).replace(tzinfo=None)
+
+
+def format_record(record: LogRecord, zone: ZoneInfo | None = None) -> str:
+    """The record's lines; its time in `zone`'s local time (UTC when None)."""
+    ts = to_local(record.ts, zone) if zone else record.ts
+    head = f"{ts:%Y-%m-%d %H:%M:%S} | {record.level:<8} | {record.where} - {record.message}\n"
     if not record.extra:
         return head
     return head + "\n".join(record.extra) + "\n"
@@ -51,6 +63,11 @@ def log_name(day: date) -> str:
     return logs.app_log_name(day)
 
 
+def rotated_name(day: date, created: datetime) -> str:
+    """loguru's name for the zipped file of `day`: the stem, the file's creation time, `.log.zip`."""
+    return f"{logs.APP_LOG_STEM}_{day:%Y-%m-%d}.{created:%Y-%m-%d_%H-%M-%S_%f}.log.zip"
+
+
 def demo_log_files(log_dir: Path) -> list[Path]:
     """The app's dated log files (what this module writes, and what ccops' clean-up made of
     them), in reading order."""
@@ -58,23 +75,32 @@ def demo_log_files(log_dir: Path) -> list[Path]:
             if name.day is not None and name.stem.startswith(logs.APP_LOG_STEM)]
 
 
-def write_logs(records: list[LogRecord], log_dir: Path, as_of: datetime, first_day: date | None = None) -> list[Path]:
-    """Write one file per day; days before as_of's day as `.log.zip`, as_of's day as plain `.log`."""
+def write_logs(records: list[LogRecord], log_dir: Path, as_of: datetime, first: datetime | date | None = None,
+               timezone: str = DEMO_TIMEZONE) -> list[Path]:
+    """Write one file per LOCAL day in `timezone`; days before as_of's local day rotated and zipped
+    under loguru's name, as_of's day as the plain `.log` the app is still writing."""
+    zone = ZoneInfo(timezone)
     log_dir.mkdir(parents=True, exist_ok=True)
     by_day: dict[date, list[str]] = defaultdict(list)
+    created: dict[date, datetime] = {}
     for record in sorted(records, key=lambda r: r.ts):
         if record.ts <= as_of:
-            by_day[record.ts.date()].append(format_record(record))
-    first = first_day or (min(by_day) if by_day else as_of.date())
+            day = to_local(record.ts, zone).date()
+            created.setdefault(day, to_local(record.ts, zone))
+            by_day[day].append(format_record(record, zone))
+    last = to_local(as_of, zone).date()
+    if isinstance(first, datetime):
+        day = to_local(first, zone).date()
+    else:
+        day = first or (min(by_day) if by_day else last)
     written: list[Path] = []
-    day = first
-    while day <= as_of.date():
+    while day <= last:
         data = "".join(by_day.get(day, [])).encode("utf-8")
-        if day < as_of.date():
-            rotated = datetime.combine(day + timedelta(days=1), datetime.min.time())
-            path = log_dir / (log_name(day) + ".zip")
-            _write_atomic(path, _zip_bytes(log_name(day), data, rotated))
-            _set_mtime(path, rotated)
+        if day < last:
+            midnight = datetime.combine(day + timedelta(days=1), datetime.min.time())
+            path = log_dir / rotated_name(day, created.get(day, midnight - timedelta(days=1)))
+            _write_atomic(path, _zip_bytes(log_name(day), data, midnight))
+            _set_mtime(path, _to_utc(midnight, zone))
         else:
             path = log_dir / log_name(day)
             _write_atomic(path, data)
@@ -82,6 +108,11 @@ def write_logs(records: list[LogRecord], log_dir: Path, as_of: datetime, first_d
         written.append(path)
         day += timedelta(days=1)
     return written
+
+
+def _to_utc(local: datetime, zone: ZoneInfo) -> datetime:
+    """A naive local wall time as a naive UTC instant (the first one, in an autumn's repeated hour)."""
+    return local.replace(tzinfo=zone).astimezone(UTC).replace(tzinfo=None)
 
 
 def read_log_text(path: Path) -> str:

@@ -1,11 +1,17 @@
-"""The "local" service backend: the demo's `db` (the private cluster) and `app` (the status server).
+"""The "local" service backend: the demo's `db` (the private cluster) and `app` (the app's process).
 
 The emergency runbooks check, stop, start and restart services through a
-backend (compose, systemd, local). For the embedded demo those services are
-real processes on this machine, so the system-down runbook can be practised
-for real: stop the db and /health turns 503; start it and it comes back.
-docker compose reports a restart count per container; we keep the same
-number in `demo_dir/services.json`, bumped by every restart_service.
+backend (compose, systemd, process, local). For the embedded demo those
+services are real processes on this machine, deployed the way production
+was (FACTS.md, plain processes): the app is `python main.py --scheduled`,
+started by the app dir's `scripts/start_content_creator.sh` and stopped by
+`scripts/stop_content_creator.sh`, and "running" means such a process with the
+app dir as its working directory. An app that dies at start (a `.env` key
+its settings refuse) is reported with the tail of `logs/error.log`, never as
+started. Beside it runs a small status server answering what the app's API
+mode answers (`/api/status`), started and stopped with the app. docker
+compose reports a restart count per container; we keep the same number in
+`demo_dir/services.json`, bumped by every restart_service.
 """
 
 from __future__ import annotations
@@ -20,14 +26,17 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ccops import localpg
 from ccops.config import Settings
-from ccops.demo import appenv
+from ccops.demo import appdir, appenv
 from ccops.errors import CcopsError, UsageError
 
 SERVICE_NAMES = ("db", "app")
 SERVER_MODULE = "ccops.demo.server"
+SCRIPT_TIMEOUT_SECONDS = 15
+START_SETTLE_SECONDS = 10  # how long a start may take to log its first record
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
 
@@ -35,7 +44,89 @@ class DemoError(CcopsError):
     """A demo service could not be started or stopped."""
 
 
-# ---- the app (status server) ---------------------------------------------------------
+# ---- the app (python main.py --scheduled) -----------------------------------------------
+
+def app_dir(settings: Settings) -> Path:
+    return settings.demo_dir / "app"
+
+
+def app_pids(settings: Settings) -> list[int]:
+    """Live processes running this demo's app: command line and working directory both match."""
+    here = os.path.realpath(app_dir(settings))
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if appdir.MATCH not in cmdline or os.readlink(entry / "cwd") != here:
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _script(settings: Settings, name: str) -> subprocess.CompletedProcess[str]:
+    """Run one of the app's scripts from the app dir, as an operator would."""
+    app = app_dir(settings)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    try:
+        return subprocess.run(["sh", name], cwd=app, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=SCRIPT_TIMEOUT_SECONDS, start_new_session=True)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DemoError(f"{name} in {app} did not finish: {exc}") from None
+
+
+def error_tail(settings: Settings, lines: int = 3) -> str:
+    """The last lines of the app's logs/error.log (where a crash at start shows), joined by ' / '."""
+    try:
+        text = (app_dir(settings) / "logs" / "error.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    return " / ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+
+
+def start_app(settings: Settings, timeout: float = START_SETTLE_SECONDS) -> list[int]:
+    """Start the app with its start script unless it runs; its pids once it logged its first record.
+
+    Raises DemoError with error.log's tail when the process is gone before that (e.g. its settings
+    refused the .env): a crash at start must never read as "started".
+    """
+    running = app_pids(settings)
+    if running:
+        return running
+    output = app_dir(settings) / "logs" / "output.log"
+    proc = _script(settings, appdir.START_SCRIPT)
+    if proc.returncode != 0:
+        raise DemoError(f"{appdir.START_SCRIPT} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = app_pids(settings)
+        if not pids:
+            break
+        if output.exists() and "Starting Content Creator" in output.read_text(errors="replace"):
+            return pids
+        time.sleep(0.05)
+    time.sleep(0.05)
+    if app_pids(settings):
+        raise DemoError(f"app started but logged nothing within {timeout:g} s (see {output})")
+    raise DemoError(f"app crashed at start: {error_tail(settings) or 'no output in logs/error.log'}")
+
+
+def stop_app(settings: Settings) -> bool:
+    """Stop the app with its stop script (SIGTERM, SIGKILL after 2 s); True if it was running."""
+    was_running = bool(app_pids(settings))
+    if was_running:
+        proc = _script(settings, appdir.STOP_SCRIPT)
+        if proc.returncode != 0 or app_pids(settings):
+            raise DemoError(f"{appdir.STOP_SCRIPT} did not stop the app: {(proc.stderr or proc.stdout).strip()}")
+    return was_running
+
+
+# ---- the app's API face (status server) ------------------------------------------------------
 
 def server_file(settings: Settings) -> Path:
     return settings.demo_dir / "server.json"
@@ -87,8 +178,7 @@ def start_server(settings: Settings, timeout: float = 15) -> dict[str, Any]:
     log_path = settings.demo_dir / "server.log"
     with open(log_path, "ab") as log:
         child = subprocess.Popen(
-            [sys.executable, "-m", SERVER_MODULE, "--port", str(port),
-             "--env-file", str(Path(settings.effective_app_env_file).resolve()), "--state-file", str(state_path.resolve())],
+            [sys.executable, "-m", SERVER_MODULE, "--port", str(port), "--state-file", str(state_path.resolve())],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             cwd=str(settings.demo_dir), env=env,
         )
@@ -164,13 +254,23 @@ def app_database_url(settings: Settings) -> str:
 
 
 def db_health(settings: Settings) -> tuple[bool, str]:
-    from ccops.demo.server import check_database
+    """(answering, reason): one connection and SELECT 1 to the demo database."""
+    import psycopg
+
+    from ccops.db import libpq_url
 
     try:
         url = app_database_url(settings)
+        with psycopg.connect(libpq_url(url), connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+        return True, ""
     except localpg.LocalPgError as exc:
         return False, str(exc)
-    return check_database(url)
+    except Exception as exc:  # noqa: BLE001 - any failure means unreachable
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+        reason = lines[0] if lines else exc.__class__.__name__
+        password = urlsplit(url).password
+        return False, reason.replace(password, "***") if password else reason
 
 
 def start_db(settings: Settings) -> None:
@@ -220,18 +320,16 @@ def service(settings: Settings, name: str) -> dict[str, Any]:
         return {"service": "db", "state": "running", "health": "healthy" if healthy else "unhealthy",
                 "restarts": restarts, "pid": status.pid,
                 "detail": f"PostgreSQL on 127.0.0.1:{status.port}" + ("" if healthy else f": {reason}")}
-    running = server_running(settings)
-    if not running:
-        port = server_state(settings).get("port")
+    pids = app_pids(settings)
+    server = server_running(settings)
+    api = f"status server on 127.0.0.1:{server['port']}" if server else "status server stopped"
+    if not pids:
+        crashed = error_tail(settings, 1)
         return {"service": "app", "state": "stopped", "health": "", "restarts": restarts, "pid": None,
-                "detail": "status server stopped" + (f" (last on port {port})" if port else "")}
-    code, body = probe(f"http://127.0.0.1:{running['port']}/health")
-    health = "healthy" if code == 200 else "unhealthy"
-    detail = f"status server on 127.0.0.1:{running['port']}"
-    if code != 200:
-        detail += f": /health {code or 'no answer'} {body.get('error') or body.get('database') or ''}".rstrip()
-    return {"service": "app", "state": "running", "health": health, "restarts": restarts,
-            "pid": running["pid"], "detail": detail}
+                "detail": f"no '{appdir.MATCH}' process in {app_dir(settings)}"
+                          + (f"; error.log: {crashed}" if crashed else "") + f"; {api}"}
+    return {"service": "app", "state": "running", "health": "", "restarts": restarts, "pid": pids[0],
+            "detail": f"'{appdir.MATCH}' (pid {', '.join(map(str, pids))}) in {app_dir(settings)}; {api}"}
 
 
 def services(settings: Settings) -> list[dict[str, Any]]:
@@ -243,6 +341,7 @@ def start_service(settings: Settings, name: str) -> dict[str, Any]:
     if name == "db":
         start_db(settings)
     else:
+        start_app(settings)
         start_server(settings)
     return service(settings, name)
 
@@ -253,6 +352,7 @@ def stop_service(settings: Settings, name: str) -> dict[str, Any]:
         cluster(settings).stop()
     else:
         stop_server(settings)
+        stop_app(settings)
     return service(settings, name)
 
 
@@ -263,6 +363,10 @@ def restart_service(settings: Settings, name: str) -> dict[str, Any]:
         start_db(settings)
     else:
         stop_server(settings)
+        stop_app(settings)
+        _bump_restarts(settings, name)  # counted even when the start fails: it was restarted
+        start_app(settings)
         start_server(settings)
+        return service(settings, name)
     _bump_restarts(settings, name)
     return service(settings, name)

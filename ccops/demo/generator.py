@@ -14,10 +14,15 @@ news rows; the analysis runs carry insights; the publishing runs carry the
 posts (and their content plans); the community reacts to the posts. So the
 tables agree with each other and with the log files.
 
-Injected incidents (see DemoFacts): an X rate-limit error burst in
-PublishingAgent ~5 h before as_of, ImageGenerationAgent silent for the last
-36 h, a calendar day without content 4 days back, and an older database-pool
-incident with CRITICAL log records. Everything else is healthy at as_of.
+Injected incidents (see DemoFacts): a burst of X refusals ~5 h before as_of,
+logged the way the app's twitter_api client logs them (`Failed to post tweet:
+429 Too Many Requests`, `Failed to search tweets: ...`) while PublishingAgent's
+and EngagementAgent's agent_logs rows say 'success' (the app writes 'success'
+for runs whose client logged an ERROR); ImageGenerationAgent silent for the
+last 36 h; a calendar day without content 4 days back; and an older
+database-pool incident with CRITICAL log records. Everything else is healthy at
+as_of, and CLEAN_DAYS_BEFORE_AS_OF days before as_of lies a day whose daily and
+weekly reports are clean (`DemoFacts.clean_as_of`).
 """
 
 from __future__ import annotations
@@ -41,10 +46,14 @@ LOAD_ORDER = (
     "user_interactions", "conversion_attempts", "exclusive_content", "moderation_actions",
     "performance_snapshots",
 )
-BASELINE_ERRORS_24H_MAX = 3  # + the 5 burst failures stays under the health check's 10
-BURST_FAILURES = 5
-BURST_RETRIES = 3
+BASELINE_ERRORS_24H_MAX = 3  # agent_logs errors in the last 24 h, under the health check's 10
+BURST_RUNS = 5  # PublishingAgent runs refused by X in the burst hour
+BURST_TWEETS = 2  # tweets each of them tries (and fails) to post
 POOL_FAILURES = 6
+CLIENT_ERROR_P = 0.004  # a client logs an ERROR during a run that still ends 'success'
+# A day with nothing to report: no incident in its last 24 h nor in the week before (the pool
+# incident is 9 days before as_of, so 12 days before as_of is clean for a weekly run too).
+CLEAN_DAYS_BEFORE_AS_OF = 12
 
 
 @dataclass
@@ -59,7 +68,7 @@ class Run:
     traceback: bool = False
     tag: str = ""
     details: dict[str, Any] = field(default_factory=dict)
-    anthropic_429: bool = False
+    client_errors: list[tuple[str, str]] = field(default_factory=list)  # (where, message) logged at ERROR
     retried: bool = False
 
 
@@ -75,7 +84,7 @@ class DemoFacts:
     burst_agent: str
     burst_hour: datetime
     burst_log_errors: int
-    burst_rate_limit_warnings: int
+    burst_429_records: int
     burst_agent_log_errors: int
     agent_errors_24h: int
     stopped_agent: str
@@ -84,13 +93,14 @@ class DemoFacts:
     critical_at: datetime
     last_published: datetime
     last_agent_activity: datetime
+    clean_as_of: datetime | None
 
     def anomalies(self) -> list[dict[str, Any]]:
         return [
             {
                 "kind": "error_burst", "agent": self.burst_agent, "api": "X (HTTP 429)",
                 "hour": _iso(self.burst_hour), "log_error_records": self.burst_log_errors,
-                "rate_limit_warnings": self.burst_rate_limit_warnings,
+                "records_429": self.burst_429_records,
                 "agent_log_errors": self.burst_agent_log_errors,
                 "agent_log_errors_24h": self.agent_errors_24h,
             },
@@ -162,7 +172,7 @@ def generate(url: str, seed: int, days: int, as_of: datetime, log_dir: Path | No
     data = build(seed, days, as_of)
     load(url, data)
     if log_dir is not None:
-        write_logs(data.records, Path(log_dir), data.facts.as_of, data.facts.start.date())
+        write_logs(data.records, Path(log_dir), data.facts.as_of, data.facts.start)
     return data.facts
 
 
@@ -309,9 +319,9 @@ class _World:
         if roll < agent.err_p + agent.warn_p:
             return Run(agent, ts, "warning", exec_s, self._warning_text(agent, rng))
         run = Run(agent, ts, "success", exec_s)
-        if agent.name in ("ContentCreationAgent", "AnalysisAgent") and rng.random() < 0.012:
-            run.anthropic_429 = True
-            run.exec_s = round(exec_s + 30.0, 3)
+        if agent.name in cat.CLIENT_ERRORS and rng.random() < CLIENT_ERROR_P:
+            where, message = cat.CLIENT_ERRORS[agent.name]
+            run.client_errors = [(where, message.format(asset=_weighted(rng, cat.ASSET_WEIGHTS)))]
         elif agent.name in ("MarketScannerAgent", "EngagementAgent", "CommunityModeratorAgent") and rng.random() < 0.012:
             run.retried = True
         return run
@@ -335,7 +345,7 @@ class _World:
             if not (day_from <= run.ts < day_to):
                 continue
             if run.agent.name == "ContentCreationAgent":
-                run.status, run.traceback, run.anthropic_429 = "warning", False, False
+                run.status, run.traceback, run.client_errors = "warning", False, []
                 run.message = "Skipping generation: Anthropic credit balance too low (HTTP 400 invalid_request_error)"
             elif run.agent.name == "PublishingAgent" and run.status != "error":
                 run.status, run.tag, run.message = "success", "gap", None
@@ -360,20 +370,27 @@ class _World:
             run.status, run.message, run.tag = "error", cat.POOL_ERROR, "pool"
             run.exec_s = round(30.0 + rng.uniform(0.01, 0.2), 3)
             run.traceback = number < 2
-            run.anthropic_429 = run.retried = False
+            run.client_errors, run.retried = [], False
         restart_done = self.crit_at + timedelta(minutes=4)
         return [r for r in runs if not (self.crit_at < r.ts < restart_done)]
 
     def _burst(self, runs: list[Run], rng: random.Random) -> list[Run]:
-        """PublishingAgent hits X's rate limit: 5 failed executions in one clock hour, 3 retries each."""
+        """X refuses for an hour: 5 PublishingAgent runs fail to post 2 tweets each (429), and every
+        EngagementAgent run of that hour fails to search; their client logs ERROR, their rows say 'success'."""
         agent = cat.AGENT_BY_NAME["PublishingAgent"]
         hour = self.burst_hour
         lo, hi = hour - timedelta(minutes=15), hour + timedelta(minutes=75)
         runs = [r for r in runs if not (r.agent is agent and lo <= r.ts < hi)]
-        for number in range(BURST_FAILURES):
+        for number in range(BURST_RUNS):
             ts = hour + timedelta(minutes=6 + 9 * number) + _secs(rng.uniform(0, 50))
-            exec_s = round(14.0 + rng.uniform(0.3, 1.5), 3)
-            runs.append(Run(agent, ts, "error", exec_s, cat.X_RATE_LIMIT_ERROR, traceback=True, tag="burst"))
+            run = Run(agent, ts, "success", round(1.2 + rng.uniform(0.3, 1.5), 3), tag="burst",
+                      client_errors=[cat.POST_TWEET_429] * BURST_TWEETS)
+            run.details = {"published": 0, "failed": BURST_TWEETS}
+            runs.append(run)
+        for run in runs:
+            if run.agent.name == "EngagementAgent" and hour <= run.ts < hour + timedelta(hours=1):
+                run.status, run.message, run.traceback, run.tag = "success", None, False, "burst"
+                run.client_errors = [cat.SEARCH_TWEETS_429]
         recovery = hour + timedelta(minutes=64) + _secs(rng.uniform(0, 40))
         runs.append(Run(agent, recovery, "success", round(3.2 + rng.uniform(0, 1), 3), tag="recovery"))
         return runs
@@ -588,6 +605,8 @@ class _World:
         for run in publishing:
             if run.tag == "gap":
                 run.details = {"published": 0, "queue": 0}
+                continue
+            if run.tag == "burst":  # X refused every post
                 continue
             hour_factor = cat.HOUR_WEIGHTS[run.ts.hour] / HOUR_MEAN
             weekend = 0.85 if run.ts.weekday() >= 5 else 1.0
@@ -1053,7 +1072,7 @@ class _World:
         for number, run in enumerate(self.runs, 1):
             details = dict(run.details) or self._default_details(rng, run)
             if run.status == "error":
-                details = {"error_type": (run.message or "").split(":")[0], "attempts": BURST_RETRIES if run.tag == "burst" else 1}
+                details = {"error_type": (run.message or "").split(":")[0], "attempts": 1}
             rows.append({
                 "id": number, "timestamp": run.ts, "agent_name": run.agent.name, "action": run.agent.action,
                 "status": run.status, "details": _dumps(details), "error_message": run.message,
@@ -1093,17 +1112,13 @@ class _World:
             runs_by_hour[hour] = runs_by_hour.get(hour, 0) + 1
             errors_by_hour[hour] = errors_by_hour.get(hour, 0) + (run.status == "error")
         for run in self.runs:
-            if run.tag == "burst":
-                out.extend(self._burst_records(rng, run))
-            else:
-                out.extend(run_records(run.agent, run.ts, run.status, run.exec_s, run.message, run.traceback))
+            out.extend(run_records(run.agent, run.ts, run.status, run.exec_s, run.message, run.traceback))
             self._run_extras(rng, run, errors_by_hour, runs_by_hour)
         for post in self.tables["published_content"]:
             at = post["published_at"]
             if post["platform"] == "twitter":
-                remaining = rng.randint(0, 3) if self.burst_hour - timedelta(minutes=90) <= at < self.burst_hour else rng.randint(8, 95)
-                out.append(LogRecord(at - _secs(0.2), "DEBUG", "src.integrations.twitter_client:post_tweet",
-                                     f"POST /2/tweets -> 201 Created (x-rate-limit-remaining={remaining})"))
+                out.append(LogRecord(at - _secs(0.2), "INFO", f"{cat.TWITTER_API}:post_tweet",
+                                     f"Tweet posted successfully: {post['post_id']}"))
             out.append(LogRecord(at, "INFO", "src.agents.publishing_agent:publish",
                                  f"Published to {post['platform']}: post_id={post['post_id']} (content_plan_id={post['content_plan_id']})"))
         self._incident_records(rng)
@@ -1113,21 +1128,16 @@ class _World:
         out, name = self.records, run.agent.name
         started = run.ts - _secs(run.exec_s)
         if name == "MarketScannerAgent" and run.status != "error":
-            out.append(LogRecord(run.ts - _secs(0.3), "DEBUG", "src.integrations.coingecko_client:get_prices",
+            out.append(LogRecord(run.ts - _secs(0.3), "DEBUG", "src.api_integrations.coingecko_api:get_prices",
                                  f"Fetched {len(cat.ASSETS)} prices in {rng.randint(180, 900)}ms"))
-        if run.anthropic_429:
-            out.append(LogRecord(started + _secs(2.1), "WARNING", "src.integrations.anthropic_client:create_message",
-                                 cat.ANTHROPIC_RATE_LIMIT.format(agent=name)))
-            out.append(LogRecord(started + _secs(32.3), "INFO", "src.utils.retry:wrapper",
-                                 "Recovered from transient error, retry succeeded (attempt 2/3)"))
+        for number, (where, message) in enumerate(run.client_errors):
+            out.append(LogRecord(started + _secs(0.3 + 0.2 * number + run.exec_s * number / (len(run.client_errors) + 1)),
+                                 "ERROR", where, message))
         if run.retried:
             out.append(LogRecord(run.ts - _secs(0.1), "INFO", "src.utils.retry:wrapper",
                                  "Recovered from transient error, retry succeeded (attempt 2/3)"))
         if run.tag == "gap":
             out.append(LogRecord(run.ts - _secs(0.1), "DEBUG", "src.agents.publishing_agent:publish", "No approved content in queue"))
-        if run.tag == "recovery":
-            out.append(LogRecord(started, "INFO", "src.integrations.twitter_client:post_tweet",
-                                 "X rate limit window reset, resuming publishing with backlog"))
         if name == "AnalyticsAgent" and run.status == "success":
             hour = _floor_hour(run.ts) - timedelta(hours=1)
             rate = errors_by_hour.get(hour, 0) / max(1, runs_by_hour.get(hour, 1))
@@ -1137,27 +1147,6 @@ class _World:
         if name == "PerformanceAnalyticsAgent" and run.status == "success":
             out.append(LogRecord(run.ts + _secs(0.01), "SUCCESS", "src.agents.performance_analytics:run",
                                  f"Daily snapshot stored for {run.details.get('snapshot_date')}"))
-
-    def _burst_records(self, rng: random.Random, run: Run) -> list[LogRecord]:
-        """One failed publish: a 429 and an ERROR per attempt, then base_agent's failure with traceback."""
-        agent = run.agent
-        started = run.ts - _secs(run.exec_s)
-        out = [LogRecord(started, "DEBUG", "src.agents.base_agent:run", f"{agent.name} starting {agent.action}")]
-        at = started + _secs(0.4)
-        for attempt in range(1, BURST_RETRIES + 1):
-            reset = _floor_hour(at) + timedelta(minutes=15 * (at.minute // 15 + 1))
-            out.append(LogRecord(at, "WARNING", "src.integrations.twitter_client:post_tweet",
-                                 f"Rate limit hit for X API (HTTP 429) in PublishingAgent: x-rate-limit-remaining=0, "
-                                 f"reset at {reset:%Y-%m-%d %H:%M:%S}"))
-            out.append(LogRecord(at + _secs(0.05), "ERROR", "src.agents.publishing_agent:publish",
-                                 f"PublishingAgent failed: {cat.X_RATE_LIMIT_ERROR}"))
-            if attempt < BURST_RETRIES:
-                wait = 2 ** attempt
-                out.append(LogRecord(at + _secs(0.06), "INFO", "src.utils.retry:wrapper",
-                                     f"Retrying publish in {wait}s (attempt {attempt + 1}/{BURST_RETRIES})"))
-                at += _secs(wait + rng.uniform(0.3, 0.9))
-        out.extend(run_records(agent, run.ts, "error", run.exec_s, run.message, True)[1:])
-        return out
 
     def _incident_records(self, rng: random.Random) -> None:
         out, crit = self.records, self.crit_at
@@ -1191,15 +1180,24 @@ class _World:
             counts={name: len(rows) for name, rows in self.tables.items()},
             burst_agent="PublishingAgent", burst_hour=self.burst_hour,
             burst_log_errors=sum(1 for r in in_hour if r.level == "ERROR"),
-            burst_rate_limit_warnings=sum(1 for r in in_hour if r.level == "WARNING" and "Rate limit hit for X API" in r.message),
-            burst_agent_log_errors=sum(1 for r in self.runs if r.tag == "burst"),
+            burst_429_records=sum(1 for r in in_hour if r.level == "ERROR" and "429 Too Many Requests" in r.message),
+            burst_agent_log_errors=sum(1 for r in self.runs if r.tag == "burst" and r.status == "error"),
             agent_errors_24h=sum(1 for r in self.runs if r.status == "error" and window_from < r.ts <= self.as_of),
             stopped_agent="ImageGenerationAgent",
             stopped_last_seen=max(r.ts for r in self.runs if r.agent.name == "ImageGenerationAgent"),
             no_content_day=self.gap_day, critical_at=self.crit_at,
             last_published=max(p["published_at"] for p in self.tables["published_content"]),
             last_agent_activity=self.runs[-1].ts,
+            clean_as_of=clean_as_of(self.as_of, self.days),
         )
+
+
+def clean_as_of(as_of: datetime, days: int) -> datetime | None:
+    """The instant, CLEAN_DAYS_BEFORE_AS_OF days back, whose daily and weekly reports find nothing;
+    None when the history is too short to hold a full week before it."""
+    if days >= CLEAN_DAYS_BEFORE_AS_OF + 8:
+        return as_of - timedelta(days=CLEAN_DAYS_BEFORE_AS_OF)
+    return None
 
 
 def _days(first: date, last: date) -> list[date]:

@@ -26,9 +26,11 @@ import pandas as pd
 from ccops import actions
 from ccops.config import Settings
 from ccops.context import RunContext, check, describe
-from ccops.findings import Finding, Findings, Status
+from ccops.findings import Finding, Findings, Status, recovered
 
 SERVICES = ("db", "app")
+# what a verified restart resolves: the state, service status and logs found before it, and a failed first try
+RESOLVES = ("system_down.state", "services.status", "system_down.logs", "action.restart", "action.full_reset")
 
 
 @dataclass
@@ -216,7 +218,10 @@ def verdict(ctx: RunContext) -> Finding:
     acted = [r for r in actions.timeline_of(ctx) if r.executed and r.ok]
     if state.up:
         how = f" after {', '.join(r.step for r in acted)}" if acted else ""
-        return Finding("system_down.verdict", Status.OK, f"UP{how}: {up_words(ctx.settings)}")
+        summary = f"UP{how}: {up_words(ctx.settings)}"
+        if acted:  # verified recovery: what step 1 found is this run's incident, resolved (findings.assess)
+            return recovered("system_down.verdict", summary, RESOLVES)
+        return Finding("system_down.verdict", Status.OK, summary)
     hint = "" if acted else " (nothing was changed: run again with dry_run = False and confirm = True)"
     return Finding("system_down.verdict", Status.CRITICAL, "STILL DOWN: " + "; ".join(state.reasons) + hint,
                    len(state.reasons), data=state.services)
