@@ -53,7 +53,7 @@ INDEX_LOCK = ".index.lock"
 SUFFIXES = (".ipynb", ".html", ".report.html", ".json")
 SUMMARY_KEYS = (
     "runbook", "run_id", "start", "end", "as_of", "outcome", "exit_code", "duration_s", "counts", "paths", "error",
-    "parameters",
+    "parameters", "incident", "not_configured", "undecided", "mode",
 )
 COMPLETED = ("ok", "warning", "critical", "unknown")  # the notebook ran to its end; its findings decided
 FAILED = ("failed", "timed-out", "killed")  # the notebook did not finish

@@ -92,7 +92,8 @@ def worst_findings(findings: Any, limit: int = WORST_SHOWN) -> list[dict[str, st
     """The most severe WARNING/CRITICAL/UNKNOWN findings of a run, most severe first, for the latest panel."""
     if not isinstance(findings, list):
         return []
-    bad = [f for f in findings if isinstance(f, dict) and f.get("status") in _SEVERITY]
+    # a finding a verified recovery resolved is the run's incident (shown on its own), not its present state
+    bad = [f for f in findings if isinstance(f, dict) and f.get("status") in _SEVERITY and not f.get("resolved_by")]
     bad.sort(key=lambda f: -_SEVERITY[f["status"]])  # stable: equal severities keep the notebook's order
     return [{"check": str(f.get("check") or ""), "status": f["status"],
              "summary": _clip(str(f.get("summary") or ""))} for f in bad[:limit]]

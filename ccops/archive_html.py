@@ -122,7 +122,7 @@ def latest_table(latest: list[dict[str, Any]], recent: dict[str, list[dict[str, 
             f"<td><a href='#runbook={quote(name, safe='/')}'>{esc(name)}</a></td>"
             f"<td class='o o-{esc(outcome)}'>{esc(outcome)}</td><td class='when'>{esc(_when(r))}</td>"
             f"<td class='num'>{_duration(r.get('duration_s'))}</td>"
-            f"<td>{error}{'<ul class=worst>' + worst + '</ul>' if worst else ''}"
+            f"<td>{error}{notes_html(r)}{'<ul class=worst>' + worst + '</ul>' if worst else ''}"
             f"{'' if worst or error else esc(counts_text(r.get('counts')))}</td>"
             f"<td>{_links(r)}</td><td class='strip'>{strip}</td></tr>"
         )
@@ -141,7 +141,7 @@ def runs_table(records: list[dict[str, Any]]) -> str:
         rows.append(
             f"<tr data-runbook='{name}' data-outcome='{outcome}'><td class='when'>{esc(_when(r))}</td>"
             f"<td>{name}</td><td class='o o-{outcome}'>{outcome}</td><td class='num'>{_duration(r.get('duration_s'))}</td>"
-            f"<td>{esc(counts_text(r.get('counts')))}</td><td>{_links(r)}</td>"
+            f"<td>{esc(counts_text(r.get('counts')))}{notes_html(r)}</td><td>{_links(r)}</td>"
             f"<td class='err'>{esc(str(r.get('error') or ''))}</td></tr>"
         )
     head = ("<table id='runs'><thead><tr><th>start (UTC)</th><th>runbook</th><th>outcome</th><th>duration</th>"
@@ -181,6 +181,24 @@ def _duration(value: Any) -> str:
     if seconds < 120:
         return f"{seconds:.1f}s"
     return f"{seconds / 60:.1f} min"
+
+
+def notes_text(r: dict[str, Any]) -> list[str]:
+    """What the counts alone hide: an incident the run repaired, steps that did nothing for want of a setting."""
+    lines = []
+    incident = r.get("incident")
+    if isinstance(incident, dict):
+        lines.append(f"incident resolved: [{incident.get('status')}] {incident.get('check')}: {incident.get('summary')}")
+    missing = [i for i in r.get("not_configured") or [] if isinstance(i, dict)]
+    if missing:
+        keys = ", ".join(dict.fromkeys(str(i.get("setting")) for i in missing if i.get("setting")))
+        lines.append(f"not configured ({len(missing)}): {', '.join(dict.fromkeys(str(i.get('check')) for i in missing))}"
+                     + (f" - set {keys}" if keys else ""))
+    return lines
+
+
+def notes_html(r: dict[str, Any]) -> str:
+    return "".join(f"<div class='note'>{html.escape(line)}</div>" for line in notes_text(r))
 
 
 def counts_text(counts: Any) -> str:

@@ -135,22 +135,43 @@ class RunSummary:
     findings: Findings
 
     @property
+    def assessment(self) -> findings_mod.Assessment:
+        return findings_mod.assess(self.findings)
+
+    @property
     def status(self) -> Status:
-        return self.findings.status
+        """The state after the run: an incident this run repaired and verified no longer counts."""
+        return self.assessment.status
+
+    def notes(self) -> list[str]:
+        """The lines under the heading: the repaired incident, and the steps that did nothing."""
+        found = self.assessment
+        lines = []
+        if found.incident:
+            top = found.incident_record() or {}
+            lines.append(f"incident found at the start, resolved by {', '.join(top.get('resolved_by', []))}: "
+                         f"[{top.get('status')}] {top.get('check')}: {top.get('summary')}")
+        if found.not_configured:
+            lines.append(found.not_configured_line())
+        if found.undecided:
+            lines.append(f"could not decide ({len(found.undecided)}): "
+                         + ", ".join(dict.fromkeys(f.check for f in found.undecided)))
+        return lines
 
     def _repr_html_(self) -> str:
         ordered = sorted(self.findings, key=lambda f: -f.status.rank)
         counts = {s.value: sum(1 for f in self.findings if f.status == s) for s in Status}
         count_text = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
+        notes = "".join(f"<p><b>{html.escape(line)}</b></p>" for line in self.notes())
         return (
             f'<h3 style="background:{self.status.colour};padding:4px">{html.escape(self.runbook)}: '
             f"{self.status.value}</h3><p>as of {self.as_of.isoformat()}Z &middot; "
             f"{len(self.findings)} findings ({count_text or 'none'})</p>"
-            + findings_table_html(ordered)
+            + notes + findings_table_html(ordered)
         )
 
     def __str__(self) -> str:
-        lines = [f"{self.runbook}: {self.status.value} as of {self.as_of.isoformat()}Z"]
+        lines = [f"{self.runbook}: {self.status.value} as of {self.as_of.isoformat()}Z", *self.notes()]
         lines += [str(f) for f in sorted(self.findings, key=lambda f: -f.status.rank)]
         return "\n".join(lines)
 
@@ -179,13 +200,34 @@ def check(check_id: str) -> Callable[[CheckFunction], Callable[..., Findings]]:
                 result = fn(ctx, *args, **kwargs)
                 found = [result] if isinstance(result, Finding) else list(result)
             except Exception as exc:  # noqa: BLE001 - the contract: never raise into the notebook
-                found = [Finding(check_id, Status.UNKNOWN, f"could not run: {describe(exc)}")]
+                setting = missing_setting(exc)
+                found = [findings_mod.not_configured(check_id, setting, getattr(exc, "what", "")) if setting is not None
+                         else Finding(check_id, Status.UNKNOWN, f"could not run: {describe(exc)}")]
+                if setting is not None and getattr(exc, "optional", False):
+                    found[0].status = Status.INFO  # a probe the app may not have (no /health): listed, no alarm
             return ctx.record(found)
 
         wrapper.check_id = check_id  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
+
+
+def missing_setting(exc: BaseException) -> str | None:
+    """The setting a NotConfigured error names ('' when it names none); None for any other error.
+
+    Matched by class name along the MRO, so the error may live in ccops.errors
+    or ccops.config; the setting is read from its `setting` or `key` attribute,
+    else from a message of the form "... set <key>".
+    """
+    if not any(cls.__name__ == "NotConfigured" for cls in type(exc).__mro__):
+        return None
+    for attr in ("setting", "key"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    text = str(exc)
+    return text.rsplit("set ", 1)[1].strip() if "set " in text else ""
 
 
 def describe(exc: BaseException) -> str:

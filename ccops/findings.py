@@ -68,6 +68,10 @@ def worst(statuses: Iterable[Status]) -> Status:
     return result
 
 
+NOT_CONFIGURED = "not_configured"
+RECOVERED = "recovered"
+
+
 @dataclass
 class Finding:
     """One observation of one check: a status, a sentence, and the evidence."""
@@ -79,9 +83,16 @@ class Finding:
     threshold: float | int | str | None = None
     data: Any = None  # a pandas DataFrame shown as a table, or None
     figure: Any = None  # a matplotlib Figure shown as a plot, or None
+    # what kind of finding: "" an observation; NOT_CONFIGURED a step that could not do its job
+    # because a setting is missing (`setting` names it); RECOVERED a verified repair, which
+    # marks the earlier findings of the checks in `resolves` as the incident it resolved
+    kind: str = ""
+    setting: str = ""
+    resolves: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
+        self.resolves = tuple(self.resolves or ())
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form kept in the run record (tables and plots stay in the notebook)."""
@@ -94,6 +105,12 @@ class Finding:
         }
         if self.data is not None and hasattr(self.data, "shape"):
             record["rows"] = int(self.data.shape[0])
+        if self.kind:
+            record["kind"] = self.kind
+        if self.setting:
+            record["setting"] = self.setting
+        if self.resolves:
+            record["resolves"] = list(self.resolves)
         return record
 
     @classmethod
@@ -104,7 +121,14 @@ class Finding:
             summary=record["summary"],
             value=record.get("value"),
             threshold=record.get("threshold"),
+            kind=str(record.get("kind") or ""),
+            setting=str(record.get("setting") or ""),
+            resolves=tuple(str(c) for c in record.get("resolves") or ()),
         )
+
+    @property
+    def not_configured(self) -> bool:
+        return self.kind == NOT_CONFIGURED
 
     def row_html(self) -> str:
         value = "" if self.value is None else html.escape(_fmt(self.value))
@@ -117,6 +141,95 @@ class Finding:
 
     def __str__(self) -> str:
         return f"[{self.status.value}] {self.check}: {self.summary}"
+
+
+def not_configured(check: str, setting: str, what: str = "") -> Finding:
+    """A step that could not do its job because `setting` is missing.
+
+    UNKNOWN (it decided nothing), of kind NOT_CONFIGURED so the summary, the run
+    record and the index can list it on its own: a report must never look clean
+    while steps did nothing.
+    """
+    summary = f"not configured: set {setting}" + (f" ({what})" if what else "")
+    return Finding(check, Status.UNKNOWN, summary, kind=NOT_CONFIGURED, setting=setting)
+
+
+def recovered(check: str, summary: str, resolves: Iterable[str], status: Status = Status.OK) -> Finding:
+    """A verified repair: the earlier findings of the checks in `resolves` become the run's incident.
+
+    Only a step that has verified the recovery (a restart found UP, a rebuild
+    found clean by amcheck) emits it; `status` is the state after the repair
+    (OK, or WARNING when degraded). A check id in `resolves` also covers its
+    per-item family (`x` resolves `x:db` and `x.indexes`).
+    """
+    return Finding(check, status, summary, kind=RECOVERED, resolves=tuple(resolves))
+
+
+def covers(prefix: str, check: str) -> bool:
+    """True when `check` is `prefix` or one of its items (`prefix:item`, `prefix.sub`)."""
+    return check == prefix or check.startswith(prefix + ":") or check.startswith(prefix + ".")
+
+
+@dataclass
+class Assessment:
+    """What a run's findings mean taken together: the state after the run, and what it found on the way."""
+
+    status: Status  # the present: the worst finding not resolved by a later verified recovery
+    incident: list[Finding]  # problems found, then resolved by a recovery in the same run
+    resolved_by: dict[int, str]  # position in the findings -> the recovery that resolved it
+    not_configured: list[Finding]
+    undecided: list[Finding]  # UNKNOWN for another reason than a missing setting
+
+    @property
+    def incident_status(self) -> Status:
+        return worst(f.status for f in self.incident)
+
+    def incident_record(self) -> dict[str, Any] | None:
+        """The incident as the run record keeps it: its worst finding and every check involved."""
+        if not self.incident:
+            return None
+        top = max(self.incident, key=lambda f: f.status.rank)
+        return {"status": top.status.value, "check": top.check, "summary": top.summary,
+                "checks": [f.check for f in self.incident],
+                "resolved_by": sorted(set(self.resolved_by.values()))}
+
+    def not_configured_record(self) -> list[dict[str, str]]:
+        return [{"check": f.check, "setting": f.setting, "summary": f.summary} for f in self.not_configured]
+
+    def not_configured_line(self) -> str:
+        """'not configured (2): audit.bandit, checks.tls - set security.app_source_dir, security.tls_hosts'."""
+        if not self.not_configured:
+            return ""
+        checks = ", ".join(dict.fromkeys(f.check for f in self.not_configured))
+        settings = ", ".join(dict.fromkeys(f.setting for f in self.not_configured if f.setting))
+        return f"not configured ({len(self.not_configured)}): {checks}" + (f" - set {settings}" if settings else "")
+
+
+def assess(findings: Iterable[Finding]) -> Assessment:
+    """The run's status is the state after it: a verified recovery resolves the incident it repaired.
+
+    A finding is resolved when a RECOVERED finding recorded after it names its
+    check in `resolves`; resolved findings no longer count towards the status
+    (they are kept, as the incident). Everything else counts as it is.
+    """
+    found = list(findings)
+    resolved_by: dict[int, str] = {}
+    for i, recovery in enumerate(found):
+        if recovery.kind != RECOVERED:
+            continue
+        for j in range(i):
+            earlier = found[j]
+            if earlier.kind != RECOVERED and any(covers(p, earlier.check) for p in recovery.resolves):
+                resolved_by.setdefault(j, recovery.check)
+    present = [f for i, f in enumerate(found) if i not in resolved_by]
+    incident = [found[j] for j in sorted(resolved_by) if found[j].status.rank > Status.INFO.rank]
+    return Assessment(
+        status=worst(f.status for f in present),
+        incident=incident,
+        resolved_by={j: c for j, c in resolved_by.items()},
+        not_configured=[f for f in present if f.not_configured],
+        undecided=[f for f in present if f.status == Status.UNKNOWN and not f.not_configured],
+    )
 
 
 TABLE_HEAD = (
@@ -136,7 +249,8 @@ class Findings(list):
 
     @property
     def status(self) -> Status:
-        return worst(f.status for f in self)
+        """The state after the run (see assess): a repaired incident no longer counts."""
+        return assess(self).status
 
     def by_check(self, check: str) -> list[Finding]:
         return [f for f in self if f.check == check]

@@ -51,7 +51,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ import ccops
 from ccops import archive
 from ccops.config import Settings, is_secret_name
 from ccops.errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, AlreadyRunning, CcopsError, UsageError
-from ccops.findings import FINDINGS_FILE_ENV, Finding, Status, read_recorded, worst
+from ccops.findings import FINDINGS_FILE_ENV, Assessment, Finding, Status, assess, read_recorded
 from ccops.parameters import convert, declared_parameters, parameter_type, runbook_sections
 from ccops.scrub import Scrubber
 
@@ -98,11 +98,29 @@ class RunResult:
     paths: dict[str, Path] = field(default_factory=dict)
 
     def line(self) -> str:
-        """One line for the terminal / cron mail."""
+        """One line for the terminal / cron mail.
+
+        Exit 3 means either "a check could not decide" or "the run broke"; the
+        line says which, and names the checks or the error.
+        """
         r = self.record
         text = f"{r['runbook']}: {r['outcome']} in {float(r.get('duration_s') or 0):.1f}s"
         if r.get("error"):
-            text += f" ({r['error']})"
+            text += f" (the run broke: {r['error']})" if r["outcome"] == "failed" else f" ({r['error']})"
+        notes = []
+        if r.get("incident"):
+            notes.append(f"incident resolved: [{r['incident']['status']}] {r['incident']['check']}")
+        if r.get("undecided"):
+            notes.append(f"could not decide ({len(r['undecided'])}): {', '.join(dict.fromkeys(r['undecided']))}")
+        if r.get("not_configured"):
+            items = r["not_configured"]
+            keys = ", ".join(dict.fromkeys(i["setting"] for i in items if i.get("setting")))
+            notes.append(f"not configured ({len(items)}): {', '.join(dict.fromkeys(i['check'] for i in items))}"
+                         + (f" - set {keys}" if keys else ""))
+        if r.get("alerts", {}).get("backdated"):
+            notes.append("backdated: live alerts untouched")
+        if notes:
+            text += " [" + "; ".join(notes) + "]"
         report = self.paths.get("html")
         if report:
             text += f" -> {_display_path(report)}"
@@ -806,6 +824,7 @@ def _finish(settings: Settings, perms: archive.Permissions, root: Path, name: st
     import nbformat
 
     findings = read_recorded(work / "findings.jsonl")
+    verdict = assess(findings)
     notebook, executed = _load_notebook(execution.output, path)
     error = None
     if execution.killed or execution.abandoned:
@@ -818,7 +837,7 @@ def _finish(settings: Settings, perms: archive.Permissions, root: Path, name: st
         outcome = "failed"
         error = _failure_message(notebook if executed else None, execution)
     else:
-        outcome = STATUS_OUTCOME[worst(f.status for f in findings)]
+        outcome = STATUS_OUTCOME[verdict.status]
     if error:
         notebook.cells.insert(0, _status_cell(outcome, error, executed))
 
@@ -836,16 +855,22 @@ def _finish(settings: Settings, perms: archive.Permissions, root: Path, name: st
         "outcome": outcome,
         "exit_code": OUTCOME_EXIT[outcome],
         "error": error,
-        "findings": [f.to_dict() for f in findings],
+        "findings": _finding_dicts(findings, verdict),
         "counts": _counts(findings),
-        "ccops_version": ccops.__version__,
-        "git": git_info(root, path),
-        "host": socket.gethostname(),
+        "incident": verdict.incident_record(),
+        "not_configured": verdict.not_configured_record(),
+        "undecided": [f.check for f in verdict.undecided],
+        **provenance(path),
     })
-    # DESIGN: WARNING/CRITICAL findings of any run raise alerts through the same path as `ccops alerts check`
-    from ccops.alerts.engine import alerts_for_run
+    # DESIGN: WARNING/CRITICAL findings of any run raise alerts through the same path as `ccops alerts check`;
+    # a run looking back at the past raises none: it records what it would have raised
+    from ccops.alerts.engine import alerts_for_run, would_raise
 
-    record["alerts"] = scrub.data(alerts_for_run(settings, record))
+    as_of = _parse_iso(record["as_of"]) if record.get("as_of") else None
+    if is_backdated(as_of, started):
+        record["alerts"] = scrub.data(would_raise(record))
+    else:
+        record["alerts"] = scrub.data(alerts_for_run(settings, record))
 
     archive_root = Path(settings.archive_dir)
     stem = archive.reserve_stem(archive_root, name, started)
@@ -956,6 +981,33 @@ def _status_cell(outcome: str, error: str, executed: bool) -> Any:
     return cell
 
 
+def _finding_dicts(findings: list[Finding], verdict: Assessment) -> list[dict[str, Any]]:
+    """Each finding as recorded; one a later verified recovery resolved says which (`resolved_by`)."""
+    out = []
+    for i, finding in enumerate(findings):
+        item = finding.to_dict()
+        if i in verdict.resolved_by:
+            item["resolved_by"] = verdict.resolved_by[i]
+        out.append(item)
+    return out
+
+
+BACKDATED_TOLERANCE = timedelta(minutes=10)
+
+
+def is_backdated(as_of: datetime | None, started: datetime) -> bool:
+    """True when the run reports on the past (as_of more than BACKDATED_TOLERANCE before its start).
+
+    Such a run reproduces an old report; its findings describe then, not now,
+    so it must not open, update or resolve live alerts.
+    """
+    if as_of is None:
+        return False
+    as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+    started = started if started.tzinfo else started.replace(tzinfo=UTC)
+    return as_of < started - BACKDATED_TOLERANCE
+
+
 def _counts(findings: list[Finding]) -> dict[str, int]:
     return {s.value: sum(1 for f in findings if f.status == s) for s in Status}
 
@@ -964,8 +1016,59 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def git_info(root: Path, path: Path) -> dict[str, Any] | None:
-    """The commit that last changed the runbook file, and whether it has uncommitted changes; None outside git."""
+RUN_MODE_ENV = "CCOPS_RUN_MODE"
+RUN_MODES = ("scheduled", "interactive", "cli")
+
+
+def run_mode() -> str:
+    """How the run was started: CCOPS_RUN_MODE when it names a mode (the crontab line sets
+    `scheduled`), else `interactive` when an operator's terminal is attached, else `cli`
+    (a script or another program)."""
+    named = os.environ.get(RUN_MODE_ENV, "").strip().lower()
+    if named in RUN_MODES:
+        return named
+    try:
+        return "interactive" if os.isatty(0) and os.isatty(2) else "cli"
+    except OSError:
+        return "cli"
+
+
+def user_at_host() -> str:
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.geteuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:  # an abandoned run whose runbook was since removed
+        return None
+
+
+def provenance(path: Path) -> dict[str, Any]:
+    """What produced the record: ccops' version, the commit of the code that ran, the runbook's bytes,
+    who and where, and how the run was started."""
+    return {
+        "mode": run_mode(),
+        "user_host": user_at_host(),
+        "host": socket.gethostname(),
+        "ccops_version": ccops.__version__,
+        "git": git_info(Path(ccops.__file__).resolve().parent.parent),
+        "runbook_sha256": file_sha256(path),
+    }
+
+
+def git_info(root: Path, path: Path | None = None) -> dict[str, Any] | None:
+    """The checkout's HEAD commit and whether a tracked file differs from it (or `path`, when given); None outside git.
+
+    Called with the ccops package's checkout: the commit is the code that ran,
+    not the last commit that touched the notebook.
+    """
     def git(*args: str) -> subprocess.CompletedProcess[str] | None:
         try:
             return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
@@ -975,9 +1078,9 @@ def git_info(root: Path, path: Path) -> dict[str, Any] | None:
     inside = git("rev-parse", "--is-inside-work-tree")
     if inside is None or inside.returncode != 0 or inside.stdout.strip() != "true":
         return None
-    log = git("log", "-1", "--format=%H", "--", str(path))
-    status = git("status", "--porcelain", "--", str(path))
-    commit = log.stdout.strip() if log is not None and log.returncode == 0 else ""
+    head = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no", *(["--", str(path)] if path else []))
+    commit = head.stdout.strip() if head is not None and head.returncode == 0 else ""
     dirty = bool(status.stdout.strip()) if status is not None and status.returncode == 0 else None
     return {"commit": commit or None, "dirty": dirty}
 

@@ -24,9 +24,13 @@ Decisions an operator should know:
   unset there (or set the system zone). The guards use the same zone. The
   block is always placed at the end of the crontab, because crontab variable
   lines apply to every line after them.
-- every command is `cd <project dir> && <venv>/bin/ccops [--config FILE] ...`
+- every command is `cd <project dir> && CCOPS_RUN_MODE=scheduled <venv>/bin/ccops [--config FILE] ...`
   with its output appended, after a timestamp line, to `<home>/cron/<name>.log`:
-  cron has no virtualenv, no CCOPS_* variables and no working directory.
+  cron has no virtualenv, no CCOPS_* variables and no working directory; the
+  variable marks the run record's mode as `scheduled`.
+- the weekly entry applies the guide's weekly database maintenance
+  (`-p dry_run false`: VACUUM ANALYZE and REINDEX CONCURRENTLY, non-blocking and
+  non-destructive) unless `weekly_maintenance = false`; it never passes confirm.
 """
 
 from __future__ import annotations
@@ -83,6 +87,16 @@ class Entry:
         return self.cron + guard
 
 
+# The guide's weekly database maintenance (VACUUM ANALYZE, REINDEX CONCURRENTLY) blocks no writer and
+# deletes nothing, so the scheduled weekly run does it (dry_run false); dropping invalid leftover
+# indexes still needs confirm, which cron never gives. `schedule.weekly_maintenance = false` makes
+# the weekly entry a report only.
+WEEKLY_MAINTAINS = ("run", "weekly", "-p", "dry_run", "false")
+WEEKLY_MAINTAINS_TEXT = "weekly Sunday morning routine, database maintenance applied (VACUUM ANALYZE, REINDEX CONCURRENTLY)"
+WEEKLY_REPORTS = ("run", "weekly")
+WEEKLY_REPORTS_TEXT = "weekly Sunday morning routine, database maintenance as a dry run (schedule.weekly_maintenance = false)"
+RUN_MODE_ASSIGNMENT = "CCOPS_RUN_MODE=scheduled"  # the run record's `mode` (runner.run_mode)
+
 DEFAULT_ENTRIES = (
     Entry("health", "0 * * * *", ("health",), "the guide's hourly health check (scripts/health_check.py)"),
     Entry("alerts", "*/5 * * * *", ("alerts", "check"), "evaluate the alert rules, send, repeat and resolve alerts"),
@@ -94,8 +108,7 @@ DEFAULT_ENTRIES = (
           cadence_hours=24),
     Entry("daily-evening", "0 19 * * *", ("run", "daily", "-p", "part", "evening"),
           "daily evening checks: backup, engagement, disk", runbook="daily", part="evening", cadence_hours=24),
-    Entry("weekly", "0 6 * * 0", ("run", "weekly"), "weekly Sunday morning routine", runbook="weekly",
-          cadence_hours=7 * 24),
+    Entry("weekly", "0 6 * * 0", WEEKLY_MAINTAINS, WEEKLY_MAINTAINS_TEXT, runbook="weekly", cadence_hours=7 * 24),
     Entry("monthly", "0 5 1-7 * *", ("run", "monthly"), "monthly, first Sunday of the month", weekday=7,
           runbook="monthly", cadence_hours=35 * 24),
     Entry("quarterly", "0 4 1-7 1,4,7,10 *", ("run", "quarterly"),
@@ -105,7 +118,7 @@ DEFAULT_ENTRIES = (
 )
 
 JOB_KEYS = {"cron", "enabled", "args", "weekday", "description", "cadence_hours", "watched"}
-TOP_KEYS = {"timezone", "ccops", "project_dir", "log_dir", "jobs"}
+TOP_KEYS = {"timezone", "ccops", "project_dir", "log_dir", "jobs", "weekly_maintenance"}
 
 
 @dataclass
@@ -162,6 +175,11 @@ def load(settings: Settings) -> ScheduleConfig:
     cfg = ScheduleConfig(entries=[replace(e) for e in DEFAULT_ENTRIES], timezone=timezone,
                          ccops=raw.get("ccops") or default_ccops(), project_dir=project_dir, log_dir=log_dir,
                          config_file=settings.config_file.resolve() if settings.config_file else None)
+    weekly = raw.get("weekly_maintenance", True)
+    if not isinstance(weekly, bool):
+        raise fail("weekly_maintenance", f"expected true or false, got {weekly!r}")
+    if not weekly:
+        _weekly_report_only(cfg)
     jobs = raw.get("jobs", {})
     if not isinstance(jobs, dict):
         raise fail("jobs", "expected a table of jobs ([schedule.jobs.<name>])")
@@ -186,6 +204,13 @@ def load(settings: Settings) -> ScheduleConfig:
     for entry in cfg.entries:
         entry.command = command_for(entry, cfg)
     return cfg
+
+
+def _weekly_report_only(cfg: ScheduleConfig) -> None:
+    """schedule.weekly_maintenance = false: the weekly entry reports what maintenance would do, and does none."""
+    for entry in cfg.entries:
+        if entry.name == "weekly":
+            entry.args, entry.description = WEEKLY_REPORTS, WEEKLY_REPORTS_TEXT
 
 
 def _apply_job(entry: Entry, table: dict[str, Any], fail: Any) -> None:
@@ -274,7 +299,8 @@ def command_for(entry: Entry, cfg: ScheduleConfig) -> str:
     config = f" --config {shlex.quote(str(cfg.config_file))}" if cfg.config_file else ""
     log = shlex.quote(str(cfg.log_dir / f"{entry.name}.log"))
     stamp = 'echo "--- $(date -u +%Y-%m-%dT%H:%M:%SZ) ' + entry.name + '"'
-    run = f"cd {shlex.quote(str(cfg.project_dir))} && {{ {stamp}; {ccops}{config} {shlex.join(entry.args)}; }} >> {log} 2>&1"
+    verb = f"{RUN_MODE_ASSIGNMENT} {ccops}{config} {shlex.join(entry.args)}"
+    run = f"cd {shlex.quote(str(cfg.project_dir))} && {{ {stamp}; {verb}; }} >> {log} 2>&1"
     if entry.weekday:
         tz = f"TZ={shlex.quote(cfg.timezone)} " if cfg.timezone else ""
         run = f'[ "$({tz}date +%u)" = {entry.weekday} ] && {run}'

@@ -308,7 +308,7 @@ def run_evaluation(record: dict[str, Any]) -> Evaluation:
     by the next completed run of that job.
     """
     from ccops.alerts.deadman import job_name
-    from ccops.findings import Finding
+    from ccops.findings import Finding, Status
 
     runbook = str(record.get("runbook") or "unknown")
     part = str((record.get("parameters") or {}).get("part") or "all")
@@ -320,6 +320,8 @@ def run_evaluation(record: dict[str, Any]) -> Evaluation:
             finding = Finding.from_dict(raw)
         except (KeyError, ValueError, TypeError):
             continue
+        if raw.get("resolved_by"):  # an incident this run repaired and verified: it covers its key, raises nothing
+            finding.status = Status.OK
         (shared if rule_for(finding.check) else own).append(finding)
     out = from_findings(shared, source=source)
     out.merge(from_findings(own, key_prefix=f"run:{runbook}:", source=source))
@@ -413,6 +415,20 @@ def alerts_for_run(settings: Settings, record: dict[str, Any], now: datetime | N
         print(f"ccops: alerts of run {record.get('runbook')!r} not delivered, queued for the next attempt: "
               + "; ".join(summary["undelivered"]), file=sys.stderr)
     return summary
+
+
+def would_raise(record: dict[str, Any]) -> dict[str, Any]:
+    """For a run whose as_of is in the past: the alerts its findings call for, without touching the state.
+
+    A past day's report describes then, not now: opening, updating or resolving
+    a live alert from it would page someone for an old problem or close an
+    alert that is still true. Nothing is read or written, nothing is sent.
+    """
+    evaluation = run_evaluation(record)
+    return {"backdated": True, "notifications": 0, "delivered": [], "undelivered": [], "held": [], "problems": [],
+            "note": f"as_of {record.get('as_of')} is in the past: live alerts were not opened, updated or resolved",
+            "would_raise": [{"key": c.key, "severity": c.severity, "title": c.title, "message": c.message}
+                            for c in _dedupe(evaluation.candidates)]}
 
 
 def list_open(settings: Settings, include_resolved: bool = False) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from ccops import actions
 from ccops.checks import integrity
 from ccops.context import RunContext, check
 from ccops.db import client_tool, libpq_env
-from ccops.findings import Finding, Findings, Status
+from ccops.findings import Finding, Findings, Status, recovered
 from ccops.sqlsafe import ident, render
 
 
@@ -199,7 +199,7 @@ def restore_if_needed(ctx: RunContext, dry_run: bool = True, confirm: bool = Fal
     reindex_failed = any(not r["ok"] for r in ctx.state.get("reindex_results", []))
     heap_damage = bool(report and report.damaged_tables)
     if not (heap_damage or reindex_failed or force):
-        return ctx.record([Finding("action.restore", Status.OK, "no restore needed: no heap damage and the indexes were rebuilt")])
+        return ctx.record([Finding("action.restore", Status.OK, "no restore needed: " + _index_state(ctx))])
     from ccops import backup
 
     latest = backup.latest_verified(ctx.settings.effective_backup_dir)
@@ -218,6 +218,26 @@ def restore_if_needed(ctx: RunContext, dry_run: bool = True, confirm: bool = Fal
     return actions.guarded(ctx, "restore", f"restore {latest.path.name} ({why})", run, dry_run, confirm)
 
 
+def _index_state(ctx: RunContext) -> str:
+    """What happened to the damaged indexes in this run, in words true for a dry run too."""
+    report = ctx.state.get("integrity_report")
+    damaged = list(report.damaged_indexes) if report is not None else []
+    if not damaged:
+        return "no heap damage and no damaged index"
+    rebuilt = [r["index"] for r in ctx.state.get("reindex_results", []) if r["ok"]]
+    if rebuilt:
+        return f"no heap damage and the damaged indexes were rebuilt ({', '.join(rebuilt)})"
+    return f"no heap damage; a REINDEX would repair {', '.join(damaged)} (not rebuilt in this run)"
+
+
+def _repairs(ctx: RunContext) -> list[str]:
+    """The repair steps this run executed successfully (reindex, restore)."""
+    return [r.step for r in actions.timeline_of(ctx) if r.executed and r.ok and r.step in ("reindex", "restore")]
+
+
+RESOLVES = ("integrity", "action.reindex", "action.restore")
+
+
 @check("corruption.verify")
 def verify(ctx: RunContext) -> list[Finding]:
     """Step 6: amcheck again, and row counts per table, before the app comes back."""
@@ -233,6 +253,10 @@ def verify(ctx: RunContext) -> list[Finding]:
     found.append(Finding("corruption.row_counts", Status.INFO, f"{len(counts)} tables, "
                          f"{int(pd.to_numeric(counts['rows_estimate']).sum()):,} rows (estimate){note}",
                          data=counts))
+    repairs = _repairs(ctx)
+    if report.clean and repairs:  # verified: the damage step 3 found is this run's incident, resolved
+        found.append(recovered("corruption.recovered", f"recovered: {' and '.join(repairs)} done, amcheck now clean "
+                               "on every index and table", RESOLVES))
     return found
 
 
@@ -242,6 +266,10 @@ def resume_app(ctx: RunContext, dry_run: bool = True, confirm: bool = False) -> 
 
     report = integrity.check_integrity(ctx.settings.resolved_database_url())
     if not report.clean:
+        if not actions.may_act(dry_run, confirm):
+            return ctx.record([Finding("action.resume", Status.CRITICAL,
+                                       "would not resume: the database fails amcheck and this dry run repaired "
+                                       "nothing; run with dry_run = False and confirm = True")])
         return ctx.record([Finding("action.resume", Status.CRITICAL,
                                    "not resuming: the database still fails amcheck; keep the app stopped")])
     backend = get_backend(ctx.settings)
