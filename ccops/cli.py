@@ -78,8 +78,10 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    """Every section checked now, as cron would meet it later: one line naming the first bad key, exit 64."""
-    from ccops import archive, schedule
+    """Every section checked now, as cron would meet it later (a bad key: one line naming it, exit 64), then
+    each piece of the configuration tried for real: database and schema, log files, the app's .env, the
+    backend, backups, the health probe (ccops.config_check); exit 0 all OK, 1 warnings, 2 failures."""
+    from ccops import archive, config_check, schedule
     from ccops.alerts import config as alerts_config
     from ccops.analytics.abtests import confidence_setting
     from ccops.analytics.costs import cost_settings
@@ -90,11 +92,17 @@ def cmd_config_check(args: argparse.Namespace) -> int:
                   confidence_setting):
         check(settings)
     where = settings.config_file or "no settings file (defaults and CCOPS_* environment)"
+    lines = config_check.run(settings)  # then the configuration proved against the real thing
+    code = config_check.exit_code(lines)
     if args.json:
-        print_json({"ok": True, "config_file": str(settings.config_file) if settings.config_file else None})
-    else:
-        print(f"settings OK: {where}")
-    return 0
+        print_json({"ok": code == 0, **config_check.to_json(settings, lines)})
+        return code
+    kind = "a deployment" if settings.deployment else "the embedded demo"
+    print(f"settings OK: {where}")
+    print(f"checking {kind} (exit 0 all OK, 1 warnings, 2 failures):")
+    for line in lines:
+        print(f"  {line}")
+    return code
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -303,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = config_sub.add_parser("show", help="effective settings, secrets masked")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_config_show)
-    q = config_sub.add_parser("check", help="check every section of the settings now; one line per first problem")
+    q = config_sub.add_parser("check", help="check the settings, then prove them: database, logs, .env, backend, backups, health probe")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_config_check)
 

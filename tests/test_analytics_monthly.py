@@ -200,8 +200,8 @@ def test_engagement_breakdown(make_database, ccops_env, monkeypatch):
     by_week = trend.data.set_index("weeks_ago")
     assert by_week.loc[0, "posts"] == 3 and by_week.loc[1, "posts"] == 3 and sorted(by_week.index) == [0, 1]
     assert by_week.loc[1, "avg_engagement_rate"] == pytest.approx(0.02)
-    assert trend.value == pytest.approx(0.03), "rising 3 points a week"
-    assert trend.summary.startswith("engagement rising")
+    assert trend.value == pytest.approx(0.03), "the slope: 3 points a week"
+    assert trend.summary.startswith("engagement flat (+3.000 pp/week; 2 points are too few"), "two weeks show no noise"
 
 
 def test_a_single_week_of_history_has_no_trend(make_database, ccops_env, monkeypatch):

@@ -8,7 +8,7 @@ import pytest
 
 from ccops.analytics.abtests import metric_for
 from ccops.analytics.capacity import projected_added
-from ccops.analytics.stats import lift, linear_fit, pct_change, safe_ratio, two_proportion_z_test
+from ccops.analytics.stats import lift, linear_fit, pct_change, safe_ratio, t_critical_95, trend, two_proportion_z_test
 
 
 def test_z_test_matches_the_hand_computed_case():
@@ -61,3 +61,55 @@ def test_metric_follows_the_variable_being_tested():
     assert metric_for("link_position") == "clicks"
     assert metric_for("hook_style") == "engagement_count"
     assert metric_for(None) == "engagement_count"
+
+
+# ---- trends: rising or falling only beyond the week-to-week noise ----------------------------------
+
+WEEKS = [float(x) for x in range(-7, 1)]  # eight weeks, the latest at 0
+
+
+def hand_interval(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
+    """Slope and 95 % interval computed independently: numpy's least squares, t from the textbook table (df 6)."""
+    import numpy as np
+
+    design = np.vstack([np.ones(len(xs)), xs]).T
+    (intercept, slope), residual, *_ = np.linalg.lstsq(design, np.array(ys), rcond=None)
+    se = math.sqrt(float(residual[0]) / (len(xs) - 2) / sum((x - sum(xs) / len(xs)) ** 2 for x in xs))
+    return float(slope), float(slope) - 2.447 * se, float(slope) + 2.447 * se
+
+
+def test_noisy_flat_series_is_flat():
+    ys = [0.050, 0.046, 0.053, 0.047, 0.052, 0.045, 0.051, 0.049]
+    fit = trend(WEEKS, ys)
+    slope, low, high = hand_interval(WEEKS, ys)
+    assert (fit.slope, fit.low, fit.high) == pytest.approx((slope, low, high), rel=1e-9)
+    assert low < 0 < high and fit.direction == "flat"
+    assert fit.describe(100, " pp/week").startswith("flat (")
+
+
+def test_clear_rise_is_rising_with_its_interval():
+    ys = [0.040, 0.042, 0.045, 0.046, 0.049, 0.051, 0.053, 0.056]
+    fit = trend(WEEKS, ys)
+    slope, low, high = hand_interval(WEEKS, ys)
+    assert fit.low == pytest.approx(low) and low > 0
+    assert fit.direction == "rising"
+    assert fit.describe(100, " pp/week") == (f"rising ({slope * 100:+.3f} pp/week, 95 % CI {low * 100:+.3f} "
+                                             f"to {high * 100:+.3f})")
+    assert trend(WEEKS, [-y for y in ys]).direction == "falling"
+
+
+def test_last_week_up_but_overall_flat_is_not_falling():
+    # the issue's case: the least-squares slope is slightly negative while the latest week rose
+    ys = [0.0500, 0.0520, 0.0480, 0.0510, 0.0470, 0.0500, 0.0460, 0.0490]
+    fit = trend(WEEKS, ys)
+    assert fit.slope < 0 and ys[-1] > ys[-2], "the old rule said 'falling' here"
+    assert fit.direction == "flat"
+    assert "95 % CI" in fit.describe(100, " pp/week")
+
+
+def test_too_few_points_and_a_straight_line():
+    assert trend([0.0, 1.0], [0.02, 0.05]).direction == "flat", "two weeks cannot show noise"
+    assert "too few" in trend([0.0, 1.0], [0.02, 0.05]).describe(100, " pp/week")
+    exact = trend([0.0, 1.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0])
+    assert (exact.low, exact.slope, exact.high) == pytest.approx((1.0, 1.0, 1.0)) and exact.direction == "rising"
+    assert t_critical_95(35) == 2.042 and t_critical_95(500) == 1.960

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ccops.analytics import abtests
 from ccops.analytics._common import Periods, figure, no_data, pct, signed
-from ccops.analytics.stats import linear_fit, pct_change
+from ccops.analytics.stats import pct_change, trend
 from ccops.context import RunContext, check
 from ccops.db import query_df
 from ccops.findings import Finding, Status
@@ -275,13 +275,12 @@ def _trend_finding(frame: pd.DataFrame, ctx: RunContext, weeks: int) -> Finding:
     if len(points) < 2:
         return Finding(check_id, Status.INFO, f"only {len(points)} week(s) with engagement data: no trend yet",
                        len(points), data=frame, figure=fig)
-    slope, _ = linear_fit([-float(n) for n in points["weeks_ago"]], list(points["avg_engagement_rate"]))
+    fit = trend([-float(n) for n in points["weeks_ago"]], list(points["avg_engagement_rate"]))  # flat unless beyond noise
     latest = points.iloc[-1]
     earlier = points.iloc[:-1]["avg_engagement_rate"].mean()
-    direction = "rising" if slope > 0 else "falling" if slope < 0 else "flat"
-    summary = (f"engagement {direction} ({signed(slope * 100, 3, ' pp/week')}) over {len(points)} weeks; "
+    summary = (f"engagement {fit.describe(100, ' pp/week')} over {len(points)} weeks; "
                f"latest week {pct(latest['avg_engagement_rate'])} vs {pct(earlier)} before")
-    return Finding(check_id, Status.OK, summary, slope, data=frame, figure=fig)
+    return Finding(check_id, Status.OK, summary, fit.slope, data=frame, figure=fig)
 
 
 @check("analytics.engagement_breakdown")
