@@ -110,3 +110,55 @@ def test_pip_audit_report_format_is_parsed():
     table = audit.parse_pip_audit(json.dumps(sample))
     assert table.to_dict("records") == [{"package": "flask", "version": "2.2.0", "id": "PYSEC-2023-62",
                                          "fix_versions": "2.2.5, 2.3.2", "aliases": "CVE-2023-30861"}]
+
+
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+def test_pip_audit_that_could_check_nothing_says_the_advisory_database_was_unreachable():
+    """Real pip-audit 2.10.1 output on this offline machine: every dependency skipped, exit 0 and
+    "No known vulnerabilities found" on stderr. It must not read as a clean audit."""
+    stdout = (DATA / "pip_audit_pypi_unreachable.json").read_text()
+    finding = audit.pip_audit_finding(stdout, "No known vulnerabilities found\n", "requirements.txt")
+    assert finding.status.value == "UNKNOWN"
+    assert finding.summary.startswith("advisory database unreachable: none of the 11 dependencies of requirements.txt")
+    assert "Dependency not found on PyPI and could not be audited: requests (2.19.0)" in finding.summary
+
+
+def test_pip_audit_osv_connection_error_says_the_advisory_database_was_unreachable():
+    """Real pip-audit 2.10.1 `-s osv` output without DNS: a traceback ending in requests' ConnectionError."""
+    stderr = (DATA / "pip_audit_osv_unreachable.stderr").read_text()
+    finding = audit.pip_audit_finding("", stderr, "requirements.txt")
+    assert finding.status.value == "UNKNOWN"
+    assert finding.summary.startswith("advisory database unreachable: requests.exceptions.ConnectionError: "
+                                      "HTTPSConnectionPool(host='api.osv.dev'")
+
+
+def test_pip_audit_partly_checked_is_not_ok():
+    stdout = json.dumps({"dependencies": [
+        {"name": "requests", "version": "2.31.0", "vulns": []},
+        {"name": "privatepkg", "skip_reason": "Dependency not found on PyPI and could not be audited: privatepkg (1.0)"},
+    ], "fixes": []})
+    finding = audit.pip_audit_finding(stdout, "", "requirements.txt")
+    assert finding.status.value == "UNKNOWN"
+    assert finding.summary == ("pip-audit: no known vulnerabilities in the 1 dependencies checked of requirements.txt; "
+                               "1 dependencies could not be checked")
+
+
+def test_pip_audit_is_installed_with_ccops():
+    assert audit._command("pip-audit") is not None, "pip-audit is a dependency of ccops (pyproject.toml)"
+
+
+def test_steps_without_their_setting_are_the_not_configured_kind(ccops_env, monkeypatch):
+    env_file = ccops_env / "app.env"
+    env_file.write_text("TWITTER_BEARER_TOKEN=AAAA\nSTRIPE_API_KEY=sk_live_x\n")
+    monkeypatch.setenv("CCOPS_APP_ENV_FILE", str(env_file))
+    ctx = make_ctx(ccops_env)
+    found = [*audit.bandit_scan(ctx), *audit.known_vulnerabilities(ctx), *audit.api_key_age(ctx)]
+    assert [(f.check, f.status.value, f.kind, f.setting) for f in found] == [
+        ("audit.bandit", "UNKNOWN", "not_configured", "security.app_source_dir"),
+        ("audit.pip_audit", "UNKNOWN", "not_configured", "security.requirements_file"),
+        ("audit.api_keys", "UNKNOWN", "not_configured", "security.key_rotation"),
+    ]
+    assert "not configured (3): audit.bandit, audit.pip_audit, audit.api_keys - set security.app_source_dir, " \
+           "security.requirements_file, security.key_rotation" in str(ctx.summary())

@@ -34,7 +34,7 @@ import pandas as pd
 from ccops.config import Settings, is_secret_name, read_env_file
 from ccops.context import RunContext, check
 from ccops.db import query_df
-from ccops.findings import Finding, Status
+from ccops.findings import Finding, Status, not_configured
 
 ROTATED_COMMENT = re.compile(r"#.*rotated\s+(\d{4}-\d{2}-\d{2})", re.IGNORECASE)
 
@@ -73,7 +73,7 @@ def bandit_scan(ctx: RunContext) -> Finding:
     conf = audit_settings(ctx.settings)
     source = conf["app_source_dir"]
     if not source:
-        return Finding("audit.bandit", Status.INFO, "not configured: set security.app_source_dir to the app's src/")
+        return not_configured("audit.bandit", "security.app_source_dir", "the app's src/ folder, for bandit")
     if not Path(source).is_dir():
         return Finding("audit.bandit", Status.UNKNOWN, f"app source dir {source} does not exist")
     command = _command(conf["bandit_command"])
@@ -91,10 +91,28 @@ def bandit_scan(ctx: RunContext) -> Finding:
                    len(table), data=table)
 
 
+UNREACHABLE = re.compile(r"ConnectionError|NameResolutionError|Max retries exceeded|Failed to resolve|"
+                         r"ProxyError|timed out|Network is unreachable|Connection refused|SSLError", re.IGNORECASE)
+
+
+def _dependencies(output: str) -> list[dict[str, Any]]:
+    data = json.loads(output or "{}")
+    return data.get("dependencies", []) if isinstance(data, dict) else data if isinstance(data, list) else []
+
+
+def pip_audit_skipped(output: str) -> list[tuple[str, str]]:
+    """(package, reason) for each dependency pip-audit could not audit (`skip_reason` in its JSON).
+
+    pip-audit prints "No known vulnerabilities found" and exits 0 when its
+    advisory source answered for no package at all: skipped packages must be
+    counted, or an audit that checked nothing reads as clean.
+    """
+    return [(str(d.get("name")), str(d["skip_reason"])) for d in _dependencies(output) if d.get("skip_reason")]
+
+
 def parse_pip_audit(output: str) -> pd.DataFrame:
     """pip-audit's JSON (`--format json`) as one row per known vulnerability."""
-    data = json.loads(output or "{}")
-    dependencies = data.get("dependencies", data if isinstance(data, list) else [])
+    dependencies = _dependencies(output)
     rows = []
     for dep in dependencies:
         for vuln in dep.get("vulns", []):
@@ -121,19 +139,39 @@ def known_vulnerabilities(ctx: RunContext) -> Finding:
         args = [sec["app_python"], "-m", "pip_audit", "--format", "json", "--progress-spinner", "off"]
         source = sec["app_python"]
     else:
-        return Finding("audit.pip_audit", Status.INFO,
-                       "not configured: set security.requirements_file or security.app_python to the app's")
+        return not_configured("audit.pip_audit", "security.requirements_file",
+                              "the app's requirements.txt; or security.app_python, its interpreter")
     proc = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    return pip_audit_finding(proc.stdout, proc.stderr, source)
+
+
+def pip_audit_finding(stdout: str, stderr: str, source: str) -> Finding:
+    """One finding from pip-audit's output: vulnerabilities, or exactly why nothing could be checked."""
     try:
-        table = parse_pip_audit(proc.stdout)
+        if not stdout.strip():  # it crashed before writing its report: an empty output is not "no vulnerabilities"
+            raise ValueError("no report")
+        table = parse_pip_audit(stdout)
+        skipped = pip_audit_skipped(stdout)
+        audited = len(_dependencies(stdout)) - len(skipped)
     except ValueError:
-        reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return Finding("audit.pip_audit", Status.UNKNOWN, f"pip-audit failed on {source}: {reason}")
+        reason = (stderr.strip().splitlines() or ["no output"])[-1]
+        if UNREACHABLE.search(stderr):
+            return Finding("audit.pip_audit", Status.UNKNOWN, f"advisory database unreachable: {reason[:300]}")
+        return Finding("audit.pip_audit", Status.UNKNOWN, f"pip-audit failed on {source}: {reason[:300]}")
+    if skipped and audited == 0:
+        name, why = skipped[0]
+        return Finding("audit.pip_audit", Status.UNKNOWN,
+                       f"advisory database unreachable: none of the {len(skipped)} dependencies of {source} could "
+                       f"be checked (pip-audit: {why})", len(skipped),
+                       data=pd.DataFrame(skipped, columns=["package", "skip_reason"]))
+    note = f"; {len(skipped)} dependencies could not be checked" if skipped else ""
     if table.empty:
-        return Finding("audit.pip_audit", Status.OK, f"pip-audit: no known vulnerabilities in {source}", 0)
+        status = Status.UNKNOWN if skipped else Status.OK
+        return Finding("audit.pip_audit", status,
+                       f"pip-audit: no known vulnerabilities in the {audited} dependencies checked of {source}{note}", 0)
     packages = table["package"].nunique()
     return Finding("audit.pip_audit", Status.CRITICAL if (table["fix_versions"] != "").any() else Status.WARNING,
-                   f"pip-audit: {len(table)} known vulnerabilities in {packages} packages of {source}",
+                   f"pip-audit: {len(table)} known vulnerabilities in {packages} packages of {source}{note}",
                    len(table), data=table)
 
 
@@ -209,6 +247,11 @@ def api_key_age(ctx: RunContext) -> Finding:
     table = pd.DataFrame(rows, columns=["key", "rotated", "age_days", "overdue"])
     if table.empty:
         return Finding("audit.api_keys", Status.INFO, "no API keys found in the app's .env")
+    if not dates:  # no rotation date anywhere: the step cannot tell a fresh key from a five-year-old one
+        finding = not_configured("audit.api_keys", "security.key_rotation",
+                                 f"no rotation date recorded for any of the {len(table)} API keys")
+        finding.data = table
+        return finding
     overdue = table[table["overdue"]]
     unknown = table[table["rotated"] == ""]
     parts = []
