@@ -332,6 +332,8 @@ def test_config_check_finds_a_bad_module_section_now(root, content, key):
 
 
 def test_config_check_passes_the_example_file(root):
+    """The example's settings load; then the check proves them, and an example names no database."""
     (root / "ccops.toml").write_text((REPO / "ccops.toml.example").read_text())
     code, out, err = ccops(root, "config", "check")
-    assert (code, err) == (0, "") and out == f"settings OK: {root / 'ccops.toml'}\n"
+    assert err == "" and out.startswith(f"settings OK: {root / 'ccops.toml'}\nchecking a deployment")
+    assert code == 2 and "  FAIL     database: not configured: set database.url" in out
