@@ -118,6 +118,24 @@ def test_default_paths_include_log_backup_and_demo_data_dirs(ccops_env, monkeypa
     assert not [f for f in found.values() if f.status == Status.UNKNOWN], "missing derived dirs are not UNKNOWN"
 
 
+
+def test_guide_data_path_is_watched_when_it_exists(ccops_env, monkeypatch, small_fs, tmp_path):
+    """The guide's df line names /data. It is watched when it exists and silently absent when not; a stand-in
+    directory plays /data here, so the test never creates a top-level folder on a shared machine."""
+    assert host.GUIDE_OPTIONAL_PATHS == ("/data",)
+    monkeypatch.setenv("CCOPS_DISK_PATHS", str(tmp_path))
+    absent = tmp_path / "no-data"
+    monkeypatch.setattr(host, "GUIDE_OPTIONAL_PATHS", (str(absent),))
+    labels = [label for label, _ in host.watched_paths(make_ctx())]
+    assert str(absent) not in labels
+    monkeypatch.setattr(host, "GUIDE_OPTIONAL_PATHS", (str(small_fs),))
+    fill_to(small_fs, 0.95)
+    ctx = make_ctx()
+    labels = [label for label, _ in host.watched_paths(ctx)]
+    assert labels[:2] == [str(tmp_path), str(small_fs)]
+    found = {f.check: f for f in host.disk_space(ctx)}
+    assert found[f"host.disk:{small_fs}"].status == Status.CRITICAL
+
 def test_parse_meminfo_recorded_sample():
     info = host.parse_meminfo((DATA / "meminfo_busy.txt").read_text())
     assert info["MemTotal"] == 4025000 * 1024 and info["MemAvailable"] == 563500 * 1024

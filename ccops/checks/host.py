@@ -27,6 +27,9 @@ from ccops.context import RunContext, check
 from ccops.findings import Finding, Status
 
 GIB = 2**30
+# The guide's own list (`df -h | grep -E "/$|/var|/data"`): "/" and "/var" are the default disk_paths;
+# /data is where the guide keeps the app's data, so it is watched whenever it exists on this host.
+GUIDE_OPTIONAL_PATHS: tuple[str, ...] = ("/data",)
 
 
 def disk_usage(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -65,6 +68,7 @@ def watched_paths(ctx: RunContext, paths: list[str] | None = None) -> list[tuple
     explicit = list(paths) if paths is not None else list(ctx.settings.disk_paths)
     chosen = [(p, p) for p in explicit]
     if paths is None:
+        chosen += [(p, p) for p in GUIDE_OPTIONAL_PATHS if p not in explicit and os.path.isdir(p)]
         derived = [p for p in (ctx.settings.optional("log_dir"), ctx.settings.optional("backup_dir")) if p]
         if ctx.settings.embedded:
             from ccops import localpg
