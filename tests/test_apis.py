@@ -65,7 +65,7 @@ def server():
 @pytest.fixture
 def x_api(ccops_env, monkeypatch, server):
     monkeypatch.setenv("CCOPS_APIS_X_BASE_URL", server.url)
-    monkeypatch.setenv("X_BEARER_TOKEN", X_TOKEN)
+    monkeypatch.setenv("TWITTER_BEARER_TOKEN", X_TOKEN)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     return server
 
@@ -74,7 +74,7 @@ def x_api(ccops_env, monkeypatch, server):
 def anthropic_api(ccops_env, monkeypatch, server):
     monkeypatch.setenv("CCOPS_APIS_ANTHROPIC_BASE_URL", server.url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
-    monkeypatch.delenv("X_BEARER_TOKEN", raising=False)
+    monkeypatch.delenv("TWITTER_BEARER_TOKEN", raising=False)
     return server
 
 
@@ -145,7 +145,7 @@ def test_x_probe_low_remaining_warns_and_sends_the_bearer_token(x_api):
     assert (request["method"], request["path"]) == ("GET", "/2/users/me")
     assert request["headers"].get("authorization") == f"Bearer {X_TOKEN}"
     assert found["apis.anthropic.rate_limit"].status == Status.INFO
-    assert found["apis.anthropic.rate_limit"].summary == "Anthropic: not configured: set ANTHROPIC_API_KEY to probe"
+    assert found["apis.anthropic.rate_limit"].summary == ("Anthropic: not configured: set ANTHROPIC_API_KEY in the app's .env or the environment to probe")
     assert found["apis.stripe"].status == Status.INFO and "Stripe dashboard" in found["apis.stripe"].summary
     assert_no_secret(found)
 
@@ -182,7 +182,7 @@ def test_anthropic_probe_posts_count_tokens_and_reads_its_headers(anthropic_api)
     assert request["headers"].get("x-api-key") == ANTHROPIC_KEY
     assert request["headers"].get("anthropic-version") == "2023-06-01"
     assert json.loads(request["body"]) == {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "ping"}]}
-    assert found["apis.x.rate_limit"].summary == "X: not configured: set X_BEARER_TOKEN to probe"
+    assert found["apis.x.rate_limit"].summary == "X: not configured: set TWITTER_BEARER_TOKEN in the app's .env or the environment to probe"
     assert_no_secret(found)
 
 
@@ -206,7 +206,7 @@ def test_nothing_listening_is_unknown_with_the_reason(ccops_env, monkeypatch):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("CCOPS_APIS_X_BASE_URL", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("X_BEARER_TOKEN", X_TOKEN)
+    monkeypatch.setenv("TWITTER_BEARER_TOKEN", X_TOKEN)
     found = probe_all()
     x = found["apis.x.rate_limit"]
     assert x.status == Status.UNKNOWN
@@ -215,9 +215,65 @@ def test_nothing_listening_is_unknown_with_the_reason(ccops_env, monkeypatch):
 
 
 def test_not_configured_is_info_for_both(ccops_env, monkeypatch):
-    monkeypatch.delenv("X_BEARER_TOKEN", raising=False)
+    monkeypatch.delenv("TWITTER_BEARER_TOKEN", raising=False)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.setenv("CCOPS_APIS_X_TOKEN_ENV", "CC_X_TOKEN")
     found = probe_all()
     assert [f.status for f in found.values()] == [Status.INFO, Status.INFO, Status.INFO]
-    assert found["apis.x.rate_limit"].summary == "X: not configured: set CC_X_TOKEN to probe"
+    assert found["apis.x.rate_limit"].summary == "X: not configured: set CC_X_TOKEN in the app's .env or the environment to probe"
+
+
+# ---- the app's own key names, from its .env (FACTS.md) -----------------------------------------
+
+def configured_app(ccops_env, monkeypatch, env_text: str):
+    """A configured (non-demo) deployment whose .env is written from FACTS.md's key names."""
+    env_file = ccops_env / "app" / ".env"
+    env_file.parent.mkdir()
+    env_file.write_text(env_text)
+    monkeypatch.setenv("CCOPS_DATABASE_URL", "postgresql://contentcreator@127.0.0.1:1/content_creator")
+    monkeypatch.setenv("CCOPS_APP_ENV_FILE", str(env_file))
+    for name in ("TWITTER_BEARER_TOKEN", "X_BEARER_TOKEN", "ANTHROPIC_API_KEY", "STRIPE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    return env_file
+
+
+def test_x_probe_uses_the_apps_twitter_bearer_token_from_its_env(ccops_env, monkeypatch, server):
+    configured_app(ccops_env, monkeypatch, f"DATABASE_URL=postgresql://u:p@db/cc\nTWITTER_BEARER_TOKEN={X_TOKEN}\n"
+                                           "STRIPE_API_KEY=sk_live_abcdefgh12345678\n")
+    monkeypatch.setenv("CCOPS_APIS_X_BASE_URL", server.url)
+    server.headers = {"x-rate-limit-limit": "75", "x-rate-limit-remaining": "74", "x-rate-limit-reset": str(RESET_EPOCH)}
+    found = probe_all()
+    assert found["apis.x.rate_limit"].status == Status.OK
+    assert server.seen[-1]["headers"].get("authorization") == f"Bearer {X_TOKEN}"
+    assert found["apis.stripe"].summary.endswith(f"STRIPE_API_KEY found in {ccops_env / 'app' / '.env'}")
+    assert "sk_live_abcdefgh12345678" not in repr([f.to_dict() for f in found.values()])
+    assert_no_secret(found)
+
+
+def test_invented_key_names_are_not_read(ccops_env, monkeypatch, server):
+    """X_BEARER_TOKEN and STRIPE_SECRET_KEY are not the app's keys: finding them probes nothing."""
+    configured_app(ccops_env, monkeypatch, f"X_BEARER_TOKEN={X_TOKEN}\nSTRIPE_SECRET_KEY=sk_live_x1234567\n")
+    monkeypatch.setenv("CCOPS_APIS_X_BASE_URL", server.url)
+    found = probe_all()
+    assert found["apis.x.rate_limit"].status == Status.INFO and not server.seen
+    assert found["apis.stripe"].summary.endswith("STRIPE_API_KEY not found")
+
+
+def test_the_environment_wins_over_the_apps_env(ccops_env, monkeypatch, server):
+    configured_app(ccops_env, monkeypatch, "TWITTER_BEARER_TOKEN=from-the-file-0000000000\n")
+    monkeypatch.setenv("CCOPS_APIS_X_BASE_URL", server.url)
+    monkeypatch.setenv("TWITTER_BEARER_TOKEN", X_TOKEN)
+    server.headers = {"x-rate-limit-limit": "75", "x-rate-limit-remaining": "74"}
+    probe_all()
+    assert server.seen[-1]["headers"].get("authorization") == f"Bearer {X_TOKEN}"
+
+
+def test_the_embedded_demos_fake_credentials_are_never_sent(ccops_env, monkeypatch, server):
+    monkeypatch.delenv("TWITTER_BEARER_TOKEN", raising=False)
+    monkeypatch.setenv("CCOPS_APIS_X_BASE_URL", server.url)
+    settings = load_settings()
+    env_file = settings.effective_app_env_file  # where the demo keeps its app's .env
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text(f"TWITTER_BEARER_TOKEN={X_TOKEN}\n")
+    assert settings.embedded
+    assert probe_all()["apis.x.rate_limit"].status == Status.INFO and not server.seen

@@ -1,4 +1,8 @@
-"""Editing the app's .env: one value changes, every other byte stays, atomically, with a backup."""
+"""Editing the app's .env: one value changes, every other byte stays, atomically, with a backup.
+
+The keys are the app's own (FACTS.md); the key check and the validation are pinned in
+tests/conformance/test_app_env.py.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,9 @@ ENV = (
     "DATABASE_URL=postgresql://contentcreator:pw@db:5432/content_creator\r\n"
     "\r\n"
     "export ANTHROPIC_API_KEY='sk-ant-xyz'   # rotated 2026-10\r\n"
-    "ENABLE_MARKET_SCANNER = true  # scanner on\r\n"
-    'ENABLE_PUBLISHING="true"\r\n'
-    "ENABLE_ANALYTICS=true"  # no final newline
+    "HUMAN_IN_THE_LOOP = true  # scanner on\r\n"
+    'CONTENT_PERSONALITY="true"\r\n'
+    "AB_TESTING_MAX_ACTIVE_TESTS=true"  # no final newline
 )
 NOW = datetime(2026, 11, 28, 3, 0, 0)
 
@@ -30,37 +34,37 @@ def env_file(tmp_path):
 
 
 def test_pausing_changes_exactly_one_value(env_file):
-    change = appenv.set_flag(env_file, "ENABLE_MARKET_SCANNER", "false", now=NOW)
+    change = appenv.set_flag(env_file, "HUMAN_IN_THE_LOOP", "false", now=NOW)
     assert change.changed and change.old == "true"
-    assert env_file.read_bytes() == ENV.replace("ENABLE_MARKET_SCANNER = true", "ENABLE_MARKET_SCANNER = false").encode()
+    assert env_file.read_bytes() == ENV.replace("HUMAN_IN_THE_LOOP = true", "HUMAN_IN_THE_LOOP = false").encode()
     assert change.backup.read_bytes() == ENV.encode()
     assert oct(env_file.stat().st_mode)[-3:] == "600"
 
 
 def test_quotes_and_missing_final_newline_are_kept(env_file):
-    appenv.set_flag(env_file, "ENABLE_PUBLISHING", "false", now=NOW)
-    appenv.set_flag(env_file, "ENABLE_ANALYTICS", "false", now=NOW)
+    appenv.set_flag(env_file, "CONTENT_PERSONALITY", "false", now=NOW)
+    appenv.set_flag(env_file, "AB_TESTING_MAX_ACTIVE_TESTS", "false", now=NOW)
     text = env_file.read_bytes().decode()
     assert len(list(env_file.parent.glob(".env.bak-*"))) == 2, "each edit keeps its own backup"
-    assert 'ENABLE_PUBLISHING="false"\r\n' in text
-    assert text.endswith("ENABLE_ANALYTICS=false")
+    assert 'CONTENT_PERSONALITY="false"\r\n' in text
+    assert text.endswith("AB_TESTING_MAX_ACTIVE_TESTS=false")
 
 
 def test_setting_the_same_value_twice_is_idempotent(env_file):
-    appenv.set_flag(env_file, "ENABLE_MARKET_SCANNER", "false", now=NOW)
+    appenv.set_flag(env_file, "HUMAN_IN_THE_LOOP", "false", now=NOW)
     once = env_file.read_bytes()
-    again = appenv.set_flag(env_file, "ENABLE_MARKET_SCANNER", "false", now=NOW)
+    again = appenv.set_flag(env_file, "HUMAN_IN_THE_LOOP", "false", now=NOW)
     assert not again.changed and again.backup is None
     assert env_file.read_bytes() == once
-    assert appenv.read_flag(env_file, "ENABLE_MARKET_SCANNER") == "false"
+    assert appenv.read_flag(env_file, "HUMAN_IN_THE_LOOP") == "false"
 
 
 def test_a_missing_flag_is_appended_with_the_files_line_ending(env_file):
-    appenv.set_flag(env_file, "ENABLE_IMAGE_GENERATION", "false", now=NOW)
-    assert env_file.read_bytes() == (ENV + "\r\nENABLE_IMAGE_GENERATION=false\r\n").encode()
+    appenv.set_flag(env_file, "GOOGLE_API_KEY_BACKUP", "false", now=NOW)
+    assert env_file.read_bytes() == (ENV + "\r\nGOOGLE_API_KEY_BACKUP=false\r\n").encode()
 
 
-@pytest.mark.parametrize("bad", ["ENABLE_X=true\nthis is not a setting\n", "KEY='unterminated\n", "A=1\nA=2\n"])
+@pytest.mark.parametrize("bad", ["LOG_LEVEL=true\nthis is not a setting\n", "KEY='unterminated\n", "A=1\nA=2\n"])
 def test_malformed_env_gives_one_line_and_stays_untouched(tmp_path, bad):
     path = tmp_path / ".env"
     path.write_text(bad)
@@ -72,19 +76,31 @@ def test_malformed_env_gives_one_line_and_stays_untouched(tmp_path, bad):
     assert [p.name for p in tmp_path.iterdir()] == [".env"], "no backup or temp file left behind"
 
 
-def test_agent_names_map_to_their_flags():
-    assert appenv.flag_for_agent("MarketScannerAgent") == "ENABLE_MARKET_SCANNER"
-    assert appenv.flag_for_agent("PublishingAgent") == "ENABLE_PUBLISHING"
-    assert appenv.flag_for_agent("NewsDigestAgent") == "ENABLE_NEWS_DIGEST"
-    assert appenv.flag_for_agent("ENABLE_X") == "ENABLE_X"
+def test_remove_key_gives_back_the_file_it_was_appended_to(env_file):
+    change = appenv.set_flag(env_file, "GOOGLE_API_KEY_BACKUP", "x", now=NOW)
+    assert change.added_separator, "the file had no final line ending"
+    removed = appenv.remove_key(env_file, "GOOGLE_API_KEY_BACKUP", strip_final_newline=True, now=NOW)
+    assert removed.changed and removed.old == "x" and env_file.read_bytes() == ENV.encode()
+    assert not appenv.remove_key(env_file, "GOOGLE_API_KEY_BACKUP").changed
+
+
+def test_keys_are_matched_as_the_app_matches_them_case_insensitively(env_file):
+    assert appenv.read_flag(env_file, "human_in_the_loop") == "true"
+    appenv.set_flag(env_file, "human_in_the_loop", "false", now=NOW)
+    assert "HUMAN_IN_THE_LOOP = false  # scanner on" in env_file.read_text(), "the line keeps its own spelling"
+
+
+def test_a_per_agent_key_comes_only_from_a_template():
+    assert appenv.agent_key("ENABLE_{AGENT}", "MarketScannerAgent") == "ENABLE_MARKET_SCANNER"
+    assert appenv.agent_key("PAUSE_{agent}", "FeedbackLoopCoordinator") == "PAUSE_FeedbackLoopCoordinator"
 
 
 def test_a_byte_that_is_not_utf8_is_read_and_carried_through_an_edit(tmp_path):
     path = tmp_path / ".env"
-    original = b"CONTENT_PERSONALITY=caf\xe9 cr\xe8me\nTELEGRAM_BOT_TOKEN=tok\xff\nENABLE_ANALYTICS=true\n"
+    original = b"CONTENT_PERSONALITY=caf\xe9 cr\xe8me\nTELEGRAM_BOT_TOKEN=tok\xff\nAB_TESTING_MAX_ACTIVE_TESTS=true\n"
     path.write_bytes(original)
-    assert appenv.read_flag(path, "ENABLE_ANALYTICS") == "true"
-    change = appenv.set_flag(path, "ENABLE_ANALYTICS", "false", now=NOW)
+    assert appenv.read_flag(path, "AB_TESTING_MAX_ACTIVE_TESTS") == "true"
+    change = appenv.set_flag(path, "AB_TESTING_MAX_ACTIVE_TESTS", "false", now=NOW)
     assert change.changed
-    assert path.read_bytes() == original.replace(b"ENABLE_ANALYTICS=true", b"ENABLE_ANALYTICS=false")
+    assert path.read_bytes() == original.replace(b"AB_TESTING_MAX_ACTIVE_TESTS=true", b"AB_TESTING_MAX_ACTIVE_TESTS=false")
     assert change.backup.read_bytes() == original

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -60,28 +61,88 @@ def test_system_down_defaults_change_nothing_then_confirm_brings_it_back(own_dem
     assert found["action.timeline"]["summary"] == "1 of 1 actions run, 0 failed"
 
 
-def test_rate_limit_pause_and_resume_edit_only_the_flag(own_demo):
-    env_file = own_demo.effective_app_env_file
-    before = env_file.read_bytes()
-    record = run("emergency/api_rate_limit", ("as_of", DEMO_AS_OF))
-    found = by_check(record)
-    assert found["rate_limit.events"]["status"] in ("WARNING", "CRITICAL")
-    assert "PublishingAgent" in found["rate_limit.events"]["summary"]
-    assert "-p phase resume -p agent PublishingAgent" in found["rate_limit.wait"]["summary"]
-    assert env_file.read_bytes() == before, "the dry run leaves the .env alone"
+def test_rate_limit_runbook_holds_publishing_the_way_the_app_allows_and_resumes_exactly(
+        ccops_env, monkeypatch, make_database):
+    """On a deployment built from FACTS.md: real 429 lines, the app's key list, its rejecting settings.
 
-    run("emergency/api_rate_limit", ("as_of", DEMO_AS_OF), ("dry_run", "False"), ("confirm", "True"))
-    after = env_file.read_bytes()
-    assert b"ENABLE_PUBLISHING=false" in after
-    assert after.replace(b"ENABLE_PUBLISHING=false", b"ENABLE_PUBLISHING=true") == before
-    assert list(env_file.parent.glob(env_file.name + ".bak-*")), "a backup copy is kept"
+    The pause sets HUMAN_IN_THE_LOOP=true (never an ENABLE_* key), the app's own settings still
+    load, the resume time is in the report and in a one-shot crontab line; the resume gives back
+    the .env byte for byte and takes the line out again. After the reset nothing is paused.
+    """
+    from datetime import UTC, datetime, timedelta
 
-    record = run("emergency/api_rate_limit", ("as_of", DEMO_AS_OF), ("phase", "resume"), ("agent", "PublishingAgent"),
-                 ("dry_run", "False"), ("confirm", "True"))
-    assert env_file.read_bytes() == before
-    found = by_check(record)
-    assert "PublishingAgent" in found["rate_limit.after"]["summary"]
-    assert "action.pause" not in found, "the resume phase does not pause"
+    from sqlalchemy import create_engine, text
+
+    from ccops.db import dispose_all, normalize_url
+    from tests.conformance.test_app_env import ENV_CRLF, SETTINGS_MODULE
+    from tests.test_schedule import FAKE_CRONTAB, USER_CRONTAB
+
+    app = ccops_env / "content-creator"
+    (app / "src" / "config").mkdir(parents=True)
+    (app / "src" / "config" / "settings.py").write_text(SETTINGS_MODULE)
+    env = app / ".env"
+    env.write_bytes(ENV_CRLF)
+    log_dir = app / "logs"
+    log_dir.mkdir()
+    as_of = datetime.now(UTC).replace(tzinfo=None, microsecond=0) + timedelta(hours=1)
+    hit = as_of - timedelta(minutes=8)
+    (log_dir / f"content_creator_{hit:%Y-%m-%d}.log").write_text(
+        f"{hit:%Y-%m-%d %H:%M:%S} | ERROR    | src.api_integrations.twitter_api:post_tweet - "
+        "Failed to post tweet: 429 Too Many Requests\n")
+    url = make_database("production")
+    engine = create_engine(normalize_url(url))
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO agent_logs (id, \"timestamp\", agent_name, action, status) "
+                          "VALUES (1, :at, 'PublishingAgent', 'execute', 'error')"), {"at": hit + timedelta(seconds=20)})
+    engine.dispose()
+    store, script = ccops_env / "crontab.txt", ccops_env / "fake-crontab"
+    store.write_text(USER_CRONTAB)
+    script.write_text(FAKE_CRONTAB.format(store=store))
+    script.chmod(0o755)
+    for name, value in {"CCOPS_DATABASE_URL": url, "CCOPS_LOG_DIR": str(log_dir), "CCOPS_APP_ENV_FILE": str(env),
+                        "CCOPS_BACKEND": "none", "CCOPS_LOGS_TIMEZONE": "UTC", "CCOPS_CRONTAB_CMD": str(script)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("TWITTER_BEARER_TOKEN", raising=False)
+    stamp = as_of.strftime("%Y-%m-%dT%H:%M:%SZ")
+    resume_at = hit + timedelta(minutes=20)
+    try:
+        found = by_check(run("emergency/api_rate_limit", ("as_of", stamp)))
+        events = found["rate_limit.events"]
+        assert events["status"] == "CRITICAL" and events["value"] == 1
+        assert "PublishingAgent (inferred: agent_logs error within 1 min of the 429)" in events["summary"]
+        assert found["action.pause"]["summary"].startswith("would hold publishing: set HUMAN_IN_THE_LOOP=true")
+        assert f"until {resume_at:%Y-%m-%d %H:%M} UTC" in found["action.pause"]["summary"]
+        assert env.read_bytes() == ENV_CRLF and store.read_text() == USER_CRONTAB, "the dry run changes nothing"
+
+        found = by_check(run("emergency/api_rate_limit", ("as_of", stamp), ("dry_run", "False"), ("confirm", "True"),
+                             ("schedule_resume", "True")))
+        assert found["action.pause"]["status"] == "OK", found["action.pause"]["summary"]
+        assert env.read_bytes() == ENV_CRLF + b"\r\nHUMAN_IN_THE_LOOP=true\r\n"
+        assert b"ENABLE_" not in env.read_bytes()
+        started = subprocess.run([__import__("sys").executable, "-c", "import src.config.settings"], cwd=app,
+                                 capture_output=True, text=True)
+        assert started.returncode == 0, started.stderr
+        assert f"resume at {resume_at:%Y-%m-%d %H:%M} UTC" in found["action.pause"]["summary"]
+        assert found["rate_limit.wait"]["value"] == f"{resume_at:%Y-%m-%dT%H:%M:%SZ}"
+        cron = store.read_text()
+        assert cron.startswith(USER_CRONTAB) and cron.count("-p phase resume") == 1
+        local = resume_at.replace(tzinfo=UTC).astimezone()
+        assert f"\n{local.minute} {local.hour} {local.day} {local.month} * " in cron
+
+        found = by_check(run("emergency/api_rate_limit", ("as_of", stamp), ("phase", "resume"), ("dry_run", "False"),
+                             ("confirm", "True")))
+        assert found["action.resume"]["status"] == "OK", found["action.resume"]["summary"]
+        assert "HUMAN_IN_THE_LOOP: true -> (absent)" in found["action.resume"]["summary"]
+        assert env.read_bytes() == ENV_CRLF, "the resume gives back every byte"
+        assert store.read_text() == USER_CRONTAB, "the one-shot line is gone, every other line kept"
+
+        later = (hit + timedelta(minutes=16)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        found = by_check(run("emergency/api_rate_limit", ("as_of", later), ("dry_run", "False"), ("confirm", "True")))
+        assert found["action.pause"]["summary"].startswith(
+            f"nothing paused: the limit reset at {hit + timedelta(minutes=15):%Y-%m-%d %H:%M:%S} UTC")
+        assert env.read_bytes() == ENV_CRLF
+    finally:
+        dispose_all()
 
 
 def test_out_of_disk_dry_run_lists_and_confirmed_run_frees(ccops_env, monkeypatch, make_database):

@@ -18,13 +18,13 @@ import subprocess
 import tracemalloc
 import zipfile
 import zlib
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from ccops import logs
+from ccops import logs, ratelimit
 from ccops.cli import main
 from ccops.config import load_settings
 
@@ -360,10 +360,9 @@ def test_prefiltered_records_equal_the_line_by_line_records(log_dir: Path) -> No
     write_gz(log_dir / "content_creator_2026-11-19.log.gz",
              rec("2026-11-19 23:59:00", "ERROR", "yesterday's error", extra=TRACEBACK))
 
-    notable = logs.select_any(logs.select_levels(logs.ERROR_LEVELS, tracebacks=True),
-                              logs.select_matching(logs.RATE_LIMIT_RE, logs.RATE_LIMIT_NEEDLES))
+    notable = logs.select_any(logs.select_levels(logs.ERROR_LEVELS, tracebacks=True), ratelimit.select_events())
     selectors = [notable, logs.select_levels({"CRITICAL"}), logs.select_levels({"WARNING"}, tracebacks=True),
-                 logs.select_matching(logs.RATE_LIMIT_RE, logs.RATE_LIMIT_NEEDLES)]
+                 ratelimit.select_events()]
     windows = [(dt("2026-11-19 00:00:00"), dt("2026-11-21 00:00:00")),
                (dt("2026-11-20 03:17:09"), dt("2026-11-20 17:42:31")), (None, None)]
     for selector in selectors:
@@ -386,7 +385,7 @@ def test_prefiltered_records_equal_the_line_by_line_records(log_dir: Path) -> No
 
 
 def test_selectors_without_needles_read_line_by_line(log_dir: Path) -> None:
-    plain = logs.select_matching(logs.RATE_LIMIT_RE)
+    plain = logs.select_matching(ratelimit.EVENT_RE)
     assert plain.prefilter is None
     assert logs.select_any(plain, logs.select_levels({"ERROR"})).prefilter is None
     (log_dir / "content_creator_2026-11-20.log").write_text(DAY)
@@ -478,61 +477,6 @@ def test_compose_without_docker_or_engine_is_one_clear_line(compose_env: Path) -
     fake_docker(compose_env / "bin", "PATH=/usr/bin:/bin exec sleep 30\n")
     with pytest.raises(logs.LogSourceError, match="timed out after 0.5 s"):
         list(logs.compose_log_lines(settings, since, until, timeout=0.5))
-
-
-# ---- rate limits ------------------------------------------------------------------------------
-
-RATE_LIMIT_LOG = "".join([
-    rec("2026-11-20 10:00:00", "WARNING",
-        "Rate limit hit for X API in PublishingAgent: 429 Too Many Requests x-rate-limit-limit=300 "
-        "x-rate-limit-remaining=0 x-rate-limit-reset=1795171500", where="src.integrations.twitter_client:post_tweet"),
-    rec("2026-11-20 10:01:00", "ERROR",
-        "anthropic.RateLimitError: Error code: 429 - {'type': 'error', 'error': {'type': 'rate_limit_error'}} "
-        "anthropic-ratelimit-requests-remaining=0 retry-after=30", where="src.agents.analysis_agent:execute"),
-    rec("2026-11-20 10:02:00", "WARNING", "Rate limit hit for Anthropic API (HTTP 429) in ContentCreationAgent: retry-after=45"),
-    rec("2026-11-20 10:03:00", "ERROR", "EngagementAgent failed: tweepy.errors.TooManyRequests: 429 Too Many Requests",
-        extra=TRACEBACK[:3] + ["tweepy.errors.TooManyRequests: 429 Too Many Requests (rate limit exceeded)"]),
-    rec("2026-11-20 10:04:00", "WARNING", "Telegram rate limit: flood control, reset at 2026-11-20 10:20:00",
-        where="src.agents.community_moderator:moderate"),
-    rec("2026-11-20 10:05:00", "INFO", "processed 1429 items, no rate trouble"),
-    rec("2026-11-20 10:06:00", "INFO", "Stripe webhook 200 OK"),
-])
-
-
-def test_rate_limit_events_extract_api_agent_remaining_and_reset(log_dir: Path) -> None:
-    (log_dir / "content_creator_2026-11-20.log").write_text(RATE_LIMIT_LOG)
-    records = logs.read_records(log_dir, dt("2026-11-20 00:00:00"), dt("2026-11-21 00:00:00"))
-    events = logs.rate_limit_events(records)
-    assert list(events.columns) == ["time", "api", "agent", "level", "remaining", "reset_at", "message"]
-    rows = events.to_dict("records")
-    assert [(r["api"], r["agent"], r["level"]) for r in rows] == [
-        ("x", "PublishingAgent", "WARNING"),
-        ("anthropic", "AnalysisAgent", "ERROR"),  # agent from the module name
-        ("anthropic", "ContentCreationAgent", "WARNING"),
-        ("x", "EngagementAgent", "ERROR"),  # 429 only in the traceback's last line
-        ("telegram", "CommunityModeratorAgent", "WARNING"),
-    ]
-    assert [None if pd.isna(v) else int(v) for v in events["remaining"]] == [0, 0, None, None, None]
-    x_reset = datetime.fromtimestamp(1795171500, UTC).replace(tzinfo=None)
-    assert rows[0]["reset_at"] == x_reset
-    assert rows[1]["reset_at"] == dt("2026-11-20 10:01:30")  # retry-after after the record's time
-    assert rows[2]["reset_at"] == dt("2026-11-20 10:02:45")
-    assert events["reset_at"].isna().tolist()[3] is True
-    assert rows[4]["reset_at"] == dt("2026-11-20 10:20:00")
-    empty = logs.rate_limit_events([])
-    assert empty.empty and list(empty.columns) == list(events.columns)
-
-
-def test_api_and_agent_words() -> None:
-    assert logs.api_of("posting to X failed: rate limit") == "x"
-    assert logs.api_of("Claude rate limit, then Telegram") == "anthropic"
-    assert logs.api_of("429 from discord gateway") == "discord"
-    assert logs.api_of("429", "src.integrations.stripe_client") == "stripe"
-    assert logs.api_of("HTTP 429") == "unknown"
-    assert logs.agent_of("", "src.agents.publishing_agent") == "PublishingAgent"
-    assert logs.agent_of("", "src.agents.market_scanner") == "MarketScannerAgent"
-    assert logs.agent_of("loop stalled in FeedbackLoopCoordinator", "src.main") == "FeedbackLoopCoordinator"
-    assert logs.agent_of("", "src.agents.base_agent") == "" and logs.agent_of("", "__main__") == ""
 
 
 # ---- summary output and the command line -----------------------------------------------------

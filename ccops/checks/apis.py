@@ -8,10 +8,14 @@ each tells us: X's `GET /2/users/me` (x-rate-limit-limit / -remaining /
 -remaining / -reset in RFC 3339, and retry-after on 429). A probe spends one
 request of the budget it measures; that is the price of knowing.
 
-Probes run only when the credential's environment variable is set (an INFO
-finding says which to set otherwise), base URLs are settings (tests point them
-at 127.0.0.1), and no token ever reaches a finding: summaries are built from
-headers and status codes only, and scrubbed of the token besides.
+The credentials are the app's own keys (FACTS.md): `TWITTER_BEARER_TOKEN`,
+`ANTHROPIC_API_KEY`, `STRIPE_API_KEY` (names are settings: apis.*_env), read
+from ccops' environment, else from the app's `.env` - except in the embedded
+demo, whose `.env` holds fake credentials that must never be sent anywhere.
+Probes run only when a credential is found (an INFO finding says which key to
+set otherwise), base URLs are settings (tests point them at 127.0.0.1), and no
+token ever reaches a finding: summaries are built from headers and status codes
+only, and scrubbed of the token besides.
 """
 
 from __future__ import annotations
@@ -41,6 +45,28 @@ ANTHROPIC_VERSION = "2023-06-01"
 PROBE_MODEL = "claude-sonnet-4-5"
 STRIPE_NOTE = ("Stripe: no probe; check the Stripe dashboard "
                "(rate limits are per-request, 100 read/s in live mode)")
+
+
+def credential(settings: Any, name: str) -> tuple[str, str]:
+    """(value, where it came from) of the app's key `name`: the environment, else the app's .env.
+
+    The app's settings read .env case-insensitively, so the key is matched so too.
+    The embedded demo's .env is never read here: its credentials are fake.
+    """
+    if not name:
+        return "", ""
+    value = os.environ.get(name, "").strip()
+    if value:
+        return value, "environment"
+    if getattr(settings, "embedded", True):
+        return "", ""  # the demo's .env: fake credentials, never sent
+    from ccops.config import read_env_file
+
+    env_file = settings.optional("app_env_file")
+    for key, found in read_env_file(env_file).items():
+        if key.upper() == name.upper() and found.strip():
+            return found.strip(), str(env_file)
+    return "", ""
 
 
 def _lower(headers: Any) -> dict[str, str]:
@@ -163,9 +189,10 @@ def probe(ctx: RunContext, api: str) -> Finding:
     env_name, base_url = (s.x_token_env, s.x_base_url) if api == "x" else (s.anthropic_key_env, s.anthropic_base_url)
     check_id = f"apis.{api}.rate_limit"
     label = LABELS[api]
-    secret = os.environ.get(env_name, "").strip() if env_name else ""
+    secret, _ = credential(ctx.settings, env_name)
     if not secret:
-        return Finding(check_id, Status.INFO, f"{label}: not configured: set {env_name or 'the API key variable'} to probe")
+        return Finding(check_id, Status.INFO, f"{label}: not configured: set {env_name or 'the API key variable'} "
+                                              "in the app's .env or the environment to probe")
 
     def scrub(text: str) -> str:
         return text.replace(secret, "***")
@@ -188,4 +215,12 @@ def probe(ctx: RunContext, api: str) -> Finding:
 @check("apis.rate_limit")
 def live_rate_limits(ctx: RunContext) -> list[Finding]:
     """X and Anthropic rate limits from their headers; Stripe has no probe."""
-    return [probe(ctx, "x"), probe(ctx, "anthropic"), Finding("apis.stripe", Status.INFO, STRIPE_NOTE)]
+    return [probe(ctx, "x"), probe(ctx, "anthropic"), stripe_note(ctx)]
+
+
+def stripe_note(ctx: RunContext) -> Finding:
+    """Stripe has no rate-limit probe; say whether the app's key is there at all (never its value)."""
+    name = getattr(ctx.settings.apis, "stripe_key_env", "STRIPE_API_KEY")
+    found, where = credential(ctx.settings, name)
+    have = f"{name} found in {where}" if found else f"{name} not found"
+    return Finding("apis.stripe", Status.INFO, f"{STRIPE_NOTE}; {have}")

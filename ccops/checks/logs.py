@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from ccops import logs
+from ccops import logs, ratelimit
 from ccops.context import RunContext, check
 from ccops.findings import Finding, Status
 
@@ -41,7 +41,7 @@ def _n(count: int, word: str) -> str:
 
 # What any of the daily log steps can want: errors (recent_errors), CRITICAL records and
 # tracebacks (error_review), rate-limit messages (rate_limit_events_check).
-_RATE_LIMITED = logs.select_matching(logs.RATE_LIMIT_RE, logs.RATE_LIMIT_NEEDLES)
+_RATE_LIMITED = ratelimit.select_events()  # refused requests at WARNING+, never a DEBUG quota figure
 _notable = logs.select_any(logs.select_levels(logs.ERROR_LEVELS, tracebacks=True), _RATE_LIMITED)
 
 
@@ -180,7 +180,7 @@ def rate_limit_events_check(ctx: RunContext, hours: int = 24) -> list[Finding]:
     problems: list[str] = []
     try:
         select = _RATE_LIMITED
-        events = logs.rate_limit_events(_records(ctx, since, until, problems, select))
+        events = ratelimit.rate_limit_events(_records(ctx, since, until, problems, select))
     except logs.LogSourceError as exc:
         return _unknown(("apis.rate_limit_events",), exc)
     note = _problems_note(problems)
