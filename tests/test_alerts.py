@@ -500,7 +500,7 @@ class XApi:
 
 def test_api_rate_limit_approaching_is_probed_at_most_hourly(ccops_env, monkeypatch):
     api = XApi()
-    monkeypatch.setenv("X_BEARER_TOKEN", "x-token-value-123")
+    monkeypatch.setenv("TWITTER_BEARER_TOKEN", "x-token-value-123")  # the app's own key (FACTS.md)
     try:
         settings = write_config(ccops_env, f'[apis]\nx_base_url = "{api.url}"\nremaining_warning_share = 0.1\n'
                                            + rules_only("api_rate_limit"))
