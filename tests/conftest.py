@@ -76,11 +76,13 @@ def ccops_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 DEMO_AS_OF = "2026-11-20T18:00:00Z"
 DEMO_SEED = 42
+# the demo's clean day (ccops.demo.DEFAULT_CLEAN_AS_OF): daily and weekly find nothing to warn about
+DEMO_CLEAN_AS_OF = "2026-11-08T18:00:00Z"
 
 
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory: pytest.TempPathFactory):
-    """One demo deployment for the session (cluster, data, logs, status server), as `ccops demo up` makes it."""
+    """One demo deployment for the session (cluster, data, app process, logs, status server), as `ccops demo up` makes it."""
     from ccops import demo
     from ccops.config import load_settings
 

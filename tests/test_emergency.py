@@ -35,9 +35,12 @@ def own_demo(ccops_env):
 
 
 def kill_everything(settings) -> None:
-    pid = demo.status(settings).get("server_pid") or __import__("json").loads(
-        (settings.demo_dir / "server.json").read_text())["pid"]
-    os.kill(int(pid), signal.SIGKILL)
+    """The app process (python main.py --scheduled), its status server and the database, all killed."""
+    from ccops.demo import backend
+
+    for pid in backend.app_pids(settings):
+        os.kill(pid, signal.SIGKILL)
+    os.kill(backend.server_running(settings)["pid"], signal.SIGKILL)
     localpg.demo_cluster(settings.home).stop(mode="immediate")
     time.sleep(0.2)
 

@@ -98,6 +98,8 @@ def start_app(settings: Settings, timeout: float = START_SETTLE_SECONDS) -> list
     running = app_pids(settings)
     if running:
         return running
+    if not (app_dir(settings) / appdir.START_SCRIPT).exists():  # never brought up: lay the app out first
+        appdir.install(app_dir(settings), Path(settings.optional("backup_dir") or settings.home / "backups"))
     output = app_dir(settings) / "logs" / "output.log"
     proc = _script(settings, appdir.START_SCRIPT)
     if proc.returncode != 0:
