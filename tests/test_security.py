@@ -142,3 +142,105 @@ def test_log_events_count_records_not_lines(ccops_env, monkeypatch):
     assert finding.value == 3
     assert finding.status.value == "WARNING"
     assert sorted(finding.data["word"]) == ["failed", "forbidden", "unauthorized"]
+
+
+# ---- the quarterly access review -------------------------------------------------------------------
+
+def _psql(cluster, sql: str, dbname: str = "postgres", **env: str) -> subprocess.CompletedProcess:
+    import os
+
+    environ = {**os.environ, **cluster.libpq_env(), "PGDATABASE": dbname, **env}
+    return subprocess.run([str(cluster.bindir / "psql"), "-X", "-A", "-t", "-c", sql],
+                          capture_output=True, text=True, env=environ, timeout=60)
+
+
+@pytest.fixture
+def connection_logging(pg_cluster):
+    """The test cluster with log_connections on (a reload is enough: it applies to new sessions)."""
+    assert _psql(pg_cluster, "ALTER SYSTEM SET log_connections = on").returncode == 0
+    _psql(pg_cluster, "SELECT pg_reload_conf()")
+    yield pg_cluster
+    _psql(pg_cluster, "ALTER SYSTEM RESET log_connections")
+    _psql(pg_cluster, "SELECT pg_reload_conf()")
+
+
+def test_access_log_counts_connections_and_failed_logins_as_postgres_writes_them(
+        connection_logging, make_database, ccops_env, monkeypatch):
+    cluster = connection_logging
+    url = make_database("production")
+    role = "access_review_reader"
+    _psql(cluster, f"DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'right-one'")
+    for _ in range(2):
+        assert _psql(cluster, "SELECT 1", PGUSER=role, PGPASSWORD="right-one", PGAPPNAME="content-creator").returncode == 0
+    assert _psql(cluster, "SELECT 1", PGUSER=role, PGPASSWORD="wrong-one").returncode != 0
+    (ccops_env / "ccops.toml").write_text(f'[security]\npostgres_log = "{cluster.logfile}"\n')
+    monkeypatch.setenv("CCOPS_DATABASE_URL", url)
+    ctx = RunContext(runbook="t", settings=load_settings(), as_of=datetime.now(timezone.utc).replace(tzinfo=None)
+                     + timedelta(minutes=1))
+
+    [finding] = security.postgres_access_log(ctx)
+    log = Path(cluster.logfile).read_text()
+    # by hand: the server's own lines
+    authorized = [line for line in log.splitlines() if f"connection authorized: user={role} " in line]
+    refused = [line for line in log.splitlines() if f'password authentication failed for user "{role}"' in line]
+    assert len(authorized) == 2 and len(refused) == 1, log[-2000:]
+    assert finding.status.value == "WARNING"
+    failed = finding.data[finding.data["user"] == role]
+    assert len(failed) == 1 and failed.iloc[0]["host"] == "127.0.0.1"
+    assert f"{role} 1" in finding.summary
+
+    table, _, unknown = security.parse_connection_log(log.splitlines(), ctx.as_of - timedelta(days=1), ctx.as_of)
+    mine = table[(table["user"] == role) & (table["application"] == "content-creator")]
+    assert int(mine["connections"].sum()) == 2 and unknown == 0
+
+
+def test_access_log_without_connection_logging_says_so(make_database, ccops_env, monkeypatch):
+    monkeypatch.setenv("CCOPS_DATABASE_URL", make_database("production"))
+    ctx = RunContext(runbook="t", settings=load_settings(), as_of=datetime(2026, 11, 20, 18))
+    [finding] = security.postgres_access_log(ctx)
+    assert finding.status.value == "UNKNOWN"
+    assert "log_connections = off" in finding.summary
+
+
+def test_connection_log_lines_in_other_zones():
+    lines = [
+        "2026-11-20 09:00:00.123 +01 [77] LOG:  connection authorized: user=app database=cc application_name=x",
+        "2026-11-20 09:00:00.123 CET [78] LOG:  connection authorized: user=app database=cc",
+        '2026-11-20 09:00:01.000 UTC [79] FATAL:  no pg_hba.conf entry for host "10.0.0.9", user "mallory", '
+        'database "cc", no encryption',
+        '2026-11-20 09:00:02.000 UTC [80] FATAL:  role "ghost" does not exist',
+    ]
+    table, failed, unknown = security.parse_connection_log(lines, datetime(2026, 11, 20), datetime(2026, 11, 21))
+    assert table.iloc[0]["first"] == datetime(2026, 11, 20, 8, 0, 0), "+01 is converted to UTC"
+    assert unknown == 1, "CET is a name whose offset the line does not carry"
+    assert list(failed["user"]) == ["mallory", "ghost"] and failed.iloc[0]["host"] == "10.0.0.9"
+
+
+def test_api_keys_table_reviewed_when_present(make_database, ccops_env, monkeypatch, pg_cluster):
+    url = make_database("production")
+    dbname = url.rsplit("/", 1)[1]
+    monkeypatch.setenv("CCOPS_DATABASE_URL", url)
+    as_of = datetime(2026, 11, 20, 18)
+    ctx = RunContext(runbook="t", settings=load_settings(), as_of=as_of)
+    [absent] = security.api_key_review(ctx)
+    assert absent.status.value == "INFO" and "no api_keys table" in absent.summary
+
+    pg_cluster.psql("""CREATE TABLE api_keys (id serial PRIMARY KEY, name text, key_hash text,
+        created_at timestamp, last_used_at timestamp, is_active boolean);
+        INSERT INTO api_keys (name, created_at, last_used_at, is_active) VALUES
+        ('never', '2026-11-01', NULL, true),
+        ('idle', '2026-09-01', '2026-08-10', true),
+        ('ancient', '2026-03-01', '2026-11-19', true),
+        ('fine', '2026-10-01', '2026-11-19', true),
+        ('off', '2025-01-01', NULL, false)""", dbname=dbname)
+    [finding] = security.api_key_review(ctx)
+    # by hand, as psql counts them
+    need = pg_cluster.psql("SELECT count(*) FROM api_keys WHERE is_active AND (last_used_at IS NULL "
+                           "OR last_used_at < timestamp '2026-11-20 18:00' - interval '90 days' "
+                           "OR created_at < timestamp '2026-11-20 18:00' - interval '90 days')", dbname=dbname)
+    assert finding.value == int(need) == 3
+    assert finding.status.value == "WARNING"
+    assert finding.summary == ("3 of 4 active API keys need review: 1 never used, 1 unused for over 90 days, "
+                               "1 older than the 90-day rotation period")
+    assert dict(zip(finding.data["key"], finding.data["problem"], strict=True)) == {
+        "never": "never used", "idle": "unused for 102 days", "ancient": "264 days old"}

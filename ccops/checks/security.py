@@ -11,7 +11,15 @@ base URL is configurable so a mirror (or a test server) can stand in.
 Settings live in the module-owned `[security]` table:
   tls_targets = ["example.com:443"], tls_ca_file = "", tls_warning_days = 30,
   tls_critical_days = 7, requirements_file = "", app_python = "",
-  package_index_url = "https://pypi.org/pypi"
+  package_index_url = "https://pypi.org/pypi", postgres_log = "", api_key_unused_days = 90
+
+The quarterly "review access logs" reads what exists: PostgreSQL's own
+connection log (`log_connections = on`; the file or folder in
+security.postgres_log, else the server's pg_current_logfile()), and the app's
+`api_keys` table when the database has one (keys never used, unused for
+api_key_unused_days, older than key_max_age_days). Neither is invented: a
+server that does not log connections, or a database without the table, is
+said to be so, with what to change.
 """
 
 from __future__ import annotations
@@ -52,6 +60,9 @@ DEFAULTS: dict[str, Any] = {
     "pip_audit_command": "pip-audit",
     "key_rotation": {},
     "key_max_age_days": 90,
+    # the quarterly access review
+    "postgres_log": "",
+    "api_key_unused_days": 90,
 }
 
 
@@ -264,3 +275,226 @@ def outdated_packages(ctx: RunContext) -> Finding:
     return Finding("security.outdated_packages", Status.INFO if not majors else Status.WARNING,
                    f"{len(table)} of {len(current)} packages have newer releases ({majors} major){unknown}",
                    len(table), data=table)
+
+
+# ---- access review (quarterly) ---------------------------------------------------------------
+
+# PostgreSQL's log lines with the default prefix '%m [%p] ' (and any prefix that starts with %m or %t):
+#   2026-11-20 10:00:01.123 UTC [4242] LOG:  connection authorized: user=app database=cc application_name=psql
+#   2026-11-20 10:00:02.456 UTC [4243] FATAL:  password authentication failed for user "app"
+LOG_LINE = re.compile(
+    r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)?(?: (?P<zone>[A-Za-z]{2,5}|[+-]\d\d(?::?\d\d)?))?\b"
+    r".*?\b(?P<level>LOG|FATAL):\s+(?P<message>.*)$")
+AUTHORIZED = re.compile(r"^connection authorized: user=(?P<user>\S+)(?: database=(?P<database>\S+))?"
+                        r"(?: application_name=(?P<app>.*?))?(?: SSL enabled.*)?$")
+RECEIVED = re.compile(r"^connection received: host=(?P<host>\S+)")
+FAILED = re.compile(r"^(?:password authentication failed for user \"(?P<user1>[^\"]*)\""
+                    r"|no pg_hba\.conf entry for (?:replication connection from )?host \"(?P<host>[^\"]*)\", "
+                    r"user \"(?P<user2>[^\"]*)\""
+                    r"|role \"(?P<user3>[^\"]*)\" does not exist"
+                    r"|database \"(?P<database>[^\"]*)\" does not exist)")
+UTC_NAMES = ("UTC", "GMT", "Z")
+
+
+def _log_time(match: re.Match[str]) -> datetime | None:
+    """A log line's time as naive UTC; None when its zone is an abbreviation other than UTC (unknowable offset)."""
+    stamp = datetime.strptime(match.group("time"), "%Y-%m-%d %H:%M:%S")
+    zone = match.group("zone")
+    if zone is None or zone.upper() in UTC_NAMES:
+        return stamp
+    if zone[0] in "+-":
+        digits = zone[1:].replace(":", "")
+        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+        return stamp - offset if zone[0] == "+" else stamp + offset
+    return None
+
+
+def parse_connection_log(lines, since: datetime, until: datetime) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """(connections by user, database and application; failed logins; lines of unknown zone) in [since, until).
+
+    A failure's client host comes from the `connection received` line of the same process id.
+    """
+    hosts: dict[str, str] = {}
+    ok: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    unknown_zone = 0
+    for line in lines:
+        match = LOG_LINE.match(line.rstrip("\n"))
+        if not match:
+            continue
+        message = match.group("message")
+        pid = re.search(r"\[(\d+)\]", line)
+        pid_key = pid.group(1) if pid else ""
+        received = RECEIVED.match(message)
+        if received:
+            hosts[pid_key] = received.group("host")
+            continue
+        authorized, failure = AUTHORIZED.match(message), FAILED.match(message)
+        if not (authorized or (failure and match.group("level") == "FATAL")):
+            continue
+        when = _log_time(match)
+        if when is None:
+            unknown_zone += 1
+            continue
+        if not since <= when < until:
+            continue
+        if authorized:
+            ok.append({"user": authorized.group("user"), "database": authorized.group("database") or "",
+                       "application": (authorized.group("app") or "").strip(), "time": when})
+        else:
+            user = failure.group("user1") or failure.group("user2") or failure.group("user3") or ""
+            failed.append({"time": when, "user": user, "host": failure.group("host") or hosts.get(pid_key, ""),
+                           "reason": message.split(" for ")[0].split(" entry")[0][:80]})
+    connections = pd.DataFrame(ok, columns=["user", "database", "application", "time"])
+    table = (connections.groupby(["user", "database", "application"], dropna=False)["time"]
+             .agg(connections="count", first="min", last="max").reset_index()
+             .sort_values("connections", ascending=False).reset_index(drop=True))
+    return table, pd.DataFrame(failed, columns=["time", "user", "host", "reason"]), unknown_zone
+
+
+def _log_files(path: Path) -> list[Path]:
+    """The log file itself, or every file of a log folder (postgresql-*.log, *.csv left out)."""
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.is_file() and not p.name.endswith((".csv", ".json")))
+    return [path]
+
+
+def _server_log(ctx: RunContext, conf: dict[str, Any]) -> tuple[Path | None, bool | None, str]:
+    """(the server log to read, whether log_connections is on, where the path came from)."""
+    from ccops.db import scalar
+
+    with ctx.db() as conn:
+        on = str(scalar(conn, "SELECT current_setting('log_connections')")).lower() in ("on", "true")
+        if conf["postgres_log"]:
+            return Path(conf["postgres_log"]), on, "security.postgres_log"
+        try:
+            with conn.begin_nested():
+                current = scalar(conn, "SELECT pg_current_logfile()")
+                data_dir = scalar(conn, "SELECT current_setting('data_directory')")
+        except Exception:  # noqa: BLE001 - the role may not see these; then the setting is needed
+            current = None
+    if current:
+        return Path(data_dir) / current if not Path(current).is_absolute() else Path(current), on, "pg_current_logfile()"
+    return None, on, ""
+
+
+@check("security.access_log")
+def postgres_access_log(ctx: RunContext, days: int = 91) -> Finding:
+    """Who connected to the database over the quarter, and which logins failed (the server's connection log)."""
+    conf = security_settings(ctx.settings)
+    check_id = "security.access_log"
+    path, on, origin = _server_log(ctx, conf)
+    if not on:
+        return Finding(check_id, Status.UNKNOWN,
+                       "PostgreSQL does not log connections (log_connections = off): set it on "
+                       "(ALTER SYSTEM SET log_connections = on; SELECT pg_reload_conf()) to review who connects")
+    if path is None:
+        from ccops.findings import not_configured
+
+        return not_configured(check_id, "security.postgres_log",
+                              "the server's log file or folder; PostgreSQL writes it to stderr here, "
+                              "not through logging_collector")
+    if not path.exists():
+        return Finding(check_id, Status.UNKNOWN, f"{path} (from {origin}) does not exist")
+    since, until = ctx.as_of - timedelta(days=days), ctx.as_of
+    lines: list[str] = []
+    for file in _log_files(path):
+        try:
+            lines += file.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError as exc:
+            return Finding(check_id, Status.UNKNOWN, f"cannot read {file}: {exc.strerror or exc}")
+    table, failed, unknown_zone = parse_connection_log(lines, since, until)
+    zone_note = (f"; {unknown_zone} lines left out: their time zone is a name other than UTC "
+                 "(set log_timezone = 'UTC')") if unknown_zone else ""
+    covered = f" in {path}"
+    if failed.empty:
+        status = Status.OK if not table.empty else Status.INFO
+        summary = (f"{int(table['connections'].sum()) if not table.empty else 0} connections by "
+                   f"{table['user'].nunique() if not table.empty else 0} roles in the last {days} days, "
+                   f"no failed login{covered}{zone_note}")
+        return Finding(check_id, status, summary, 0, data=table)
+    by_user = failed.groupby("user").size().sort_values(ascending=False)
+    who = ", ".join(f"{user or '?'} {n}" for user, n in by_user.items())
+    summary = (f"{len(failed)} failed logins in the last {days} days ({who}); "
+               f"{int(table['connections'].sum()) if not table.empty else 0} successful connections{covered}{zone_note}")
+    return Finding(check_id, Status.WARNING, summary, len(failed), 0,
+                   data=failed.sort_values("time", ascending=False).reset_index(drop=True))
+
+
+API_KEY_COLUMNS = {
+    "name": ("name", "key_name", "label", "description", "id"),
+    "created": ("created_at", "created", "issued_at"),
+    "last_used": ("last_used_at", "last_used", "last_seen_at", "used_at"),
+    "active": ("is_active", "active", "enabled"),
+    "revoked": ("revoked_at", "deleted_at", "expired_at"),
+}
+
+
+def _pick(columns: list[str], role: str) -> str | None:
+    return next((c for c in API_KEY_COLUMNS[role] if c in columns), None)
+
+
+@check("security.api_keys")
+def api_key_review(ctx: RunContext) -> Finding:
+    """The app's `api_keys` table, where it has one: keys never used, unused for N days, older than rotation."""
+    from psycopg import sql
+
+    from ccops import sqlsafe
+    from ccops.db import query_df, scalar
+
+    conf = security_settings(ctx.settings)
+    check_id = "security.api_keys"
+    with ctx.db() as conn:
+        table = scalar(conn, "SELECT to_regclass('api_keys')::text")
+        if table is None:
+            return Finding(check_id, Status.INFO, "no api_keys table in this database: the app keeps no API keys "
+                           "of its own there (the production schema has none); its provider keys are in .env, "
+                           "whose age the key-rotation step reviews")
+        columns = list(query_df(conn, "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass('api_keys') "
+                                      "AND attnum > 0 AND NOT attisdropped")["attname"])
+        chosen = {role: _pick(columns, role) for role in API_KEY_COLUMNS}
+        if chosen["created"] is None and chosen["last_used"] is None:
+            return Finding(check_id, Status.UNKNOWN, f"api_keys has neither a creation nor a last-use column "
+                           f"(columns: {', '.join(columns)}): nothing to review")
+        picked = [c for c in chosen.values() if c]
+        frame = sqlsafe.query_df(conn, sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in dict.fromkeys(picked)), sql.Identifier("api_keys")))
+    return _key_finding(check_id, frame, chosen, ctx.as_of, conf)
+
+
+def _key_finding(check_id: str, frame: pd.DataFrame, chosen: dict[str, str | None], as_of: datetime,
+                 conf: dict[str, Any]) -> Finding:
+    """Active keys only (not revoked, not switched off); each problem counted on its own."""
+    keys = frame.copy()
+    if chosen["active"]:
+        keys = keys[keys[chosen["active"]].fillna(False).astype(bool)]
+    if chosen["revoked"]:
+        keys = keys[keys[chosen["revoked"]].isna()]
+    unused_days, max_age = int(conf["api_key_unused_days"]), int(conf["key_max_age_days"])
+    name = keys[chosen["name"]].astype(str) if chosen["name"] else pd.Series(range(len(keys)), index=keys.index).astype(str)
+    rows = []
+    for index in keys.index:
+        created = keys.at[index, chosen["created"]] if chosen["created"] else None
+        used = keys.at[index, chosen["last_used"]] if chosen["last_used"] else None
+        problems = []
+        if chosen["last_used"] and pd.isna(used):
+            problems.append("never used")
+        elif chosen["last_used"] and (as_of - pd.Timestamp(used).to_pydatetime()).days > unused_days:
+            problems.append(f"unused for {(as_of - pd.Timestamp(used).to_pydatetime()).days} days")
+        if chosen["created"] and pd.notna(created) and (as_of - pd.Timestamp(created).to_pydatetime()).days > max_age:
+            problems.append(f"{(as_of - pd.Timestamp(created).to_pydatetime()).days} days old")
+        if problems:
+            rows.append({"key": name[index], "created": created, "last_used": used, "problem": ", ".join(problems)})
+    table = pd.DataFrame(rows, columns=["key", "created", "last_used", "problem"])
+    if table.empty:
+        return Finding(check_id, Status.OK, f"{len(keys)} active API keys: all used within {unused_days} days "
+                       f"and younger than {max_age} days", 0)
+    counts = {"never used": 0, "unused": 0, "old": 0}
+    for problem in table["problem"]:
+        counts["never used"] += "never used" in problem
+        counts["unused"] += "unused for" in problem
+        counts["old"] += "days old" in problem
+    summary = (f"{len(table)} of {len(keys)} active API keys need review: {counts['never used']} never used, "
+               f"{counts['unused']} unused for over {unused_days} days, {counts['old']} older than the "
+               f"{max_age}-day rotation period")
+    return Finding(check_id, Status.WARNING, summary, len(table), 0, data=table)
