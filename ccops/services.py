@@ -910,9 +910,11 @@ class ProcessBackend(Backend):
                 continue
             except OSError as exc:
                 raise BackendError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if not self.log_files(service):
+            key = "process.db_log (the file pg_ctl -l writes)" if service == "db" else "process.workdir"
+            raise BackendError(f"not configured: set {key}")
         if not lines and not any(path.exists() for _, path in self.log_files(service)):
-            files = ", ".join(str(p) for _, p in self.log_files(service)) or "none configured"
-            raise BackendError(f"no {service} log to read ({files})")
+            raise BackendError(f"no {service} log to read ({', '.join(str(p) for _, p in self.log_files(service))})")
         return lines
 
     def log_files(self, service: str) -> list[tuple[str, Path]]:

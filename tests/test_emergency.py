@@ -214,3 +214,52 @@ def test_corruption_runbook_finds_rebuilds_and_saves(tmp_path, ccops_env, monkey
     finally:
         dispose_all()
         cluster.destroy()
+
+
+# ---- system down on the plain-process deployment (FACTS.md: what production ran) ---------------
+
+def test_system_down_on_the_real_heads_crash_then_on_a_fixed_app(ccops_env, monkeypatch, make_database):
+    """The head that dies at import reads 'crashed at start: SyntaxError', never UP; fixed, it is UP after restart."""
+    from tests.conformance.test_deployments import GOOD_MAIN, make_app
+
+    app = make_app(ccops_env / "projects" / "content-creator", "broken")
+    bindir = ccops_env / "pybin"
+    bindir.mkdir()
+    (bindir / "python").symlink_to(__import__("sys").executable)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    monkeypatch.setenv("CCOPS_DATABASE_URL", make_database("empty"))
+    monkeypatch.setenv("CCOPS_BACKEND", "process")
+    monkeypatch.setenv("CCOPS_PROCESS_WORKDIR", str(app))
+    monkeypatch.setenv("CCOPS_PROCESS_START_COMMAND", "scripts/start_content_creator.sh")
+    monkeypatch.setenv("CCOPS_PROCESS_SETTLE_SECONDS", "1.5")
+    act = (("dry_run", "False"), ("confirm", "True"), ("wait_seconds", "5"))
+    # the outage: the operator's last start of the head died at import, leaving its traceback in error.log
+    subprocess.run(["scripts/start_content_creator.sh"], cwd=app, check=True, capture_output=True)
+    time.sleep(1)
+    try:
+        found = by_check(run("emergency/system_down", *act))
+        assert found["system_down.state"]["summary"].startswith("DOWN: app is stopped")
+        assert found["action.restart"]["status"] == "CRITICAL"
+        assert "app crashed at start: SyntaxError: invalid syntax. Perhaps you forgot a comma? " \
+               "(src/database/models.py, line 10)" in found["action.restart"]["summary"]
+        logs = found["system_down.logs:app"]
+        assert logs["status"] == "WARNING" and logs["summary"].endswith(
+            "latest: [error.log] SyntaxError: invalid syntax. Perhaps you forgot a comma?")
+        assert found["system_down.logs:db"]["summary"] == \
+            "no logs for db: not configured: set process.db_log (the file pg_ctl -l writes)"
+        assert found["system_down.verdict"]["status"] == "CRITICAL"
+        assert found["system_down.verdict"]["summary"].startswith("STILL DOWN: app is stopped (last words in ")
+        assert found["services.status_endpoint"]["summary"].startswith("not configured: set http.status_url")
+
+        (app / "main.py").write_text(GOOD_MAIN)  # the missing comma put back, in effect
+        found = by_check(run("emergency/system_down", *act))
+        assert found["action.restart"]["status"] == "OK", found["action.restart"]["summary"]
+        assert "app UP: pid " in found["action.restart"]["summary"]
+        verdict = found["system_down.verdict"]
+        assert verdict["status"] == "OK" and verdict["summary"] == (
+            "UP after restart: services running, database answering (no status endpoint configured: http.status_url)")
+    finally:
+        from ccops import services
+
+        for proc in services.find_processes("python main.py --scheduled", str(app)):
+            services._signal(proc.pid, services.signal.SIGKILL)

@@ -466,3 +466,41 @@ def test_probe_reports_a_timeout(ccops_env):
         listener.listen(1)
         code, reason = service_checks.probe(f"http://127.0.0.1:{listener.getsockname()[1]}/health", 0.3)
     assert code is None and reason == "no answer within 0.3 s"
+
+
+# ---- plain processes: matching and verdicts (real processes in tests/conformance/test_deployments.py) ----
+
+@pytest.mark.parametrize("argv, matches", [
+    (["python", "main.py", "--scheduled"], True),  # Termux, as the start script runs it
+    (["/data/data/com.termux/files/usr/bin/python", "main.py", "--scheduled"], True),
+    (["python3.11", "main.py", "--scheduled"], True),
+    (["/srv/cc/venv/bin/python3", "main.py", "--scheduled"], True),
+    (["python", "main.py"], False),  # API mode is another app
+    (["python", "main.py", "--scheduled", "--debug"], False),
+    (["bash", "scripts/start_content_creator.sh"], False),
+    (["vim", "main.py", "--scheduled"], False),
+    ([], False),
+])
+def test_process_match_is_the_command_line_word_for_word(argv, matches):
+    assert services.cmdline_matches(argv, "python main.py --scheduled") is matches
+
+
+def test_a_down_service_shows_why_and_an_undecidable_one_is_unknown():
+    crashed = ServiceState("app", "stopped", reason="last words in logs/error.log: SyntaxError: invalid syntax")
+    status, summary, _ = service_checks.assess([ServiceState("db", "running"), crashed], "process")
+    assert status == Status.CRITICAL
+    assert summary == "process: service down: app stopped - last words in logs/error.log: SyntaxError: invalid syntax"
+    unknown_db = ServiceState("db", "unknown", reason="not configured: set database.url or CCOPS_DATABASE_URL")
+    status, summary, _ = service_checks.assess([unknown_db, ServiceState("app", "running")], "process")
+    assert status == Status.UNKNOWN and summary.endswith("db: not configured: set database.url or CCOPS_DATABASE_URL")
+
+
+def test_a_real_deployment_never_probes_the_demos_status_url(ccops_env, monkeypatch):
+    monkeypatch.setenv("CCOPS_BACKEND", "compose")
+    monkeypatch.setenv("CCOPS_DATABASE_URL", "postgresql://cc@127.0.0.1:1/content_creator")
+    settings = load_settings()
+    assert service_checks.configured_status_url(settings) == ""
+    (finding,) = service_checks.status_endpoint(make_ctx())
+    assert finding.status == Status.INFO and finding.summary.startswith("not configured: set http.status_url")
+    monkeypatch.setenv("CCOPS_STATUS_URL", "http://127.0.0.1:5001/api/status")
+    assert service_checks.configured_status_url(load_settings()) == "http://127.0.0.1:5001/api/status"

@@ -87,6 +87,7 @@ def service_status(ctx: RunContext) -> Finding:
     ctx.settings.require("backend")  # a deployment naming no backend: "not configured: set service.backend"
     backend = get_backend(ctx.settings)
     if backend.name == "none":
+        ctx.settings.require("backend")  # unset on a deployment: "not configured: set service.backend"
         return Finding("services.status", Status.INFO,
                        "no service backend configured; set service.backend (compose, systemd, process or local)")
     try:
@@ -160,21 +161,13 @@ def configured_status_url(settings: Settings) -> str:
     FACTS: the app started with --scheduled (compose and production) runs no HTTP
     server at all, so a real deployment without http.status_url has nothing to probe.
     """
-    if settings.status_url:
-        return settings.status_url
-    return settings.effective_status_url() if settings.effective_backend == "local" else ""
-
-
-STATUS_URL_MISSING = ("not configured: set http.status_url (or CCOPS_STATUS_URL); the app serves /api/status "
-                      "only in API mode, with --scheduled it runs no HTTP server")
+    return settings.optional("status_url") or ""
 
 
 @check("services.status_endpoint")
 def status_endpoint(ctx: RunContext, url: str | None = None, severity_if_down: str = "CRITICAL") -> Finding:
     """The Flask API's GET /api/status must answer 200 with {"status": "running"}."""
-    target = url or configured_status_url(ctx.settings)
-    if not target:
-        return Finding("services.status_endpoint", Status.INFO, STATUS_URL_MISSING)
+    target = url or ctx.settings.effective_status_url()  # unset on a deployment: "not configured" (INFO)
     return _endpoint(ctx, "services.status_endpoint", target, severity_if_down, want_running=True)
 
 

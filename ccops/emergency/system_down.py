@@ -136,7 +136,7 @@ ERROR_LINE = re.compile(r"\| (ERROR|CRITICAL)\b|FATAL|Traceback \(most recent ca
 @check("system_down.logs")
 def service_logs(ctx: RunContext, tail: int = 100) -> list[Finding]:
     """The guide's `docker-compose logs --tail=100`: the last lines of each service (process: error.log, output.log)."""
-    from ccops.services import get_backend
+    from ccops.services import BackendError, get_backend
 
     backend = get_backend(ctx.settings)
     found = []
@@ -144,7 +144,9 @@ def service_logs(ctx: RunContext, tail: int = 100) -> list[Finding]:
         try:
             lines = backend.logs(service, tail)
         except Exception as exc:  # noqa: BLE001
-            found.append(Finding(f"system_down.logs:{service}", Status.UNKNOWN, f"no logs for {service}: {describe(exc)}"))
+            reason = str(exc) if isinstance(exc, BackendError) else describe(exc)
+            status = Status.INFO if reason.startswith("not configured") else Status.UNKNOWN
+            found.append(Finding(f"system_down.logs:{service}", status, f"no logs for {service}: {reason}"))
             continue
         errors = [line for line in lines if ERROR_LINE.search(line)]
         table = pd.DataFrame({"line": lines[-tail:]})

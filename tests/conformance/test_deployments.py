@@ -260,6 +260,7 @@ def test_a_pid_file_wins_over_the_match(process_env, ccops_env):
 
 def test_settings_not_set_say_which_key(ccops_env, monkeypatch):
     monkeypatch.setenv("CCOPS_BACKEND", "process")
+    monkeypatch.setenv("CCOPS_DATABASE_URL", "postgresql://contentcreator@127.0.0.1:1/content_creator")
     ours = backend()
     with pytest.raises(services.BackendError, match=r"^not configured: set process.start_command"):
         ours.start("app")
