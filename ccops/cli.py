@@ -246,6 +246,9 @@ def cmd_logs_summary(args: argparse.Namespace) -> int:
         print_json(summary.to_dict())
     else:
         print(summary.format_text())
+    if summary.warning:  # no app log file at all: 0 records would pass for a quiet day
+        print(f"ccops: warning: {summary.warning}", file=sys.stderr)
+        return 1
     return 0
 
 

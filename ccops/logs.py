@@ -5,8 +5,8 @@ lines of text, not error records: every INFO line that mentions an error and
 every traceback line adds one. ccops counts *records* by their level field,
 with a record's continuation lines (tracebacks, lists) belonging to it.
 
-Line format (loguru, naive UTC, level padded to 8): the app's own, and loguru's
-default (what an app gets when it sets none: milliseconds, and the line number)::
+Line format (loguru, level padded to 8): the app's own, and loguru's default (what
+an app gets when it sets none: milliseconds, and the line number)::
 
     2025-11-23 15:23:43 | ERROR    | __main__:_error - Missing package: Tweepy
     2025-11-23 15:23:43.123 | ERROR    | __main__:_error:42 - Missing package: Tweepy
@@ -31,9 +31,19 @@ and `.log.N` / `.gz` / ccops' `.log.<time>.gz` archives are accepted too;
 `output.log` and `error.log` never are: see LOG_NAME_RE, the one rule the disk
 clean-up and the demo use as well). The date in the name is the day the
 file was opened, and rotation at 00:00 means a file dated D holds records of
-day D only (loguru writes names and lines in the app's local time; the app
-runs in UTC, so names and lines agree). `log_files` therefore picks exactly
-the files whose day intersects the window; files without a date are read too.
+day D only. `log_files` therefore picks exactly the files whose day intersects
+the window; files without a date are read too.
+
+Time zones. loguru writes names and line times in the host's LOCAL time with no
+zone (production ran at UTC+1); the database and every window ccops asks about
+are UTC. A `LocalClock` (the setting logs.timezone) turns each local minute into
+UTC as the file is read, in file order: in the autumn hour that happens twice, a
+time that jumps back inside that hour is the second pass (fold=1); a time in the
+spring gap (which no correct clock writes) is read at the offset before the
+change, counted, and named in the problems. All three paths (records, lines,
+vector blocks) convert the same way: the vector path takes only blocks of one
+local day whose ends share one offset and lie outside any DST change, and sends
+every other block through the per-line path. Hours are UTC everywhere.
 """
 
 from __future__ import annotations
@@ -53,7 +63,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,13 +99,15 @@ class LogSourceError(CcopsError):
 class LogRecord:
     """One loguru record; `message` holds its continuation lines joined with newlines."""
 
-    time: datetime
+    time: datetime  # naive UTC (converted from the line's local time)
     level: str
     name: str
     function: str
     message: str
     source: str = ""
     line_no: int = 0
+    local_time: datetime | None = None  # the time as the line says it (the app's local time); None: same as time
+    gap: bool = False  # the line's local time does not exist (spring-forward gap): read at the earlier offset
 
     @property
     def where(self) -> str:
@@ -120,9 +132,14 @@ class LogRecord:
                 return line.strip()
         return ""
 
+    @property
+    def written(self) -> datetime:
+        """The time as the line says it: the app's local time."""
+        return self.local_time or self.time
+
     def text(self) -> str:
         """The record as loguru wrote it (the lines `grep` sees)."""
-        return f"{self.time.strftime(TIME_FORMAT)} | {self.level:<8} | {self.where} - {self.message}"
+        return f"{self.written.strftime(TIME_FORMAT)} | {self.level:<8} | {self.where} - {self.message}"
 
 
 _DIGITS = frozenset("0123456789")
@@ -207,19 +224,160 @@ def _split_rest(rest: str) -> tuple[str, str, str]:
     return name, function, rest[cut + 3:]
 
 
+# ---- time zones ----------------------------------------------------------------------------
+
+ZERO = timedelta(0)
+
+
+def zone_named(name: str | None) -> tzinfo:
+    """The tzinfo for an IANA name ("" or None: UTC); LogSourceError naming it when unknown."""
+    if not name or name.upper() == "UTC":
+        return UTC
+    import zoneinfo
+
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise LogSourceError(f"unknown time zone {name!r} (logs.timezone): expected an IANA name") from None
+
+
+def zone_for(settings: Settings) -> tzinfo:
+    """The zone the app writes its log times in (the setting logs.timezone)."""
+    return zone_named(getattr(settings, "logs_timezone", "") or "")
+
+
+def zone_name(zone: tzinfo | None) -> str:
+    """A zone's IANA name for reports ("UTC" for None)."""
+    if zone is None or zone is UTC:
+        return "UTC"
+    return str(getattr(zone, "key", None) or zone)
+
+
+def to_local(utc: datetime, zone: tzinfo | None) -> datetime:
+    """Naive UTC -> the naive local time the app's log would show for that instant."""
+    if zone is None or zone is UTC:
+        return utc
+    return utc.replace(tzinfo=UTC).astimezone(zone).replace(tzinfo=None)
+
+
+def _constant_offset(zone: tzinfo) -> timedelta | None:
+    """The offset of a zone that never changes it (UTC, Etc/*, datetime.timezone), else None."""
+    key = str(getattr(zone, "key", "") or "")
+    if zone is UTC or not key and zone.utcoffset(None) is not None or key.startswith("Etc/") or key in ("UTC", "GMT"):
+        return zone.utcoffset(datetime(2000, 1, 1)) or ZERO
+    return None
+
+
+class LocalClock:
+    """Turns the local minutes of one file's header lines into UTC offsets, in file order.
+
+    Why per minute and in order: a log line carries its host's local time with no zone,
+    so the offset of a line is the zone's offset at that local time, which is unique
+    except twice a year. In the autumn hour that happens twice (Europe/Amsterdam:
+    02:00-03:00 on 2026-10-25, first CEST then CET), the file's order decides: a time
+    that goes back (by more than STOP_SLACK, the interleaving the reader tolerates) inside
+    that hour is the second pass, fold=1, and stays so for the rest of the hour. In the
+    spring gap (02:00-03:00 on 2026-03-29 does not exist) a line can still appear (a clock
+    set by hand, a container without zone data): it is read at the offset before the
+    change, as zoneinfo does for fold=0, and `gap` says so. Offsets are looked up once per
+    minute of text; every reader asks the same question the same way.
+    """
+
+    def __init__(self, zone: tzinfo | None = None) -> None:
+        self.zone = zone or UTC
+        self.constant = _constant_offset(self.zone)  # UTC, Etc/GMT-1 ...: no DST, no lookups
+        self.reset()
+
+    def reset(self) -> None:
+        """A new file: nothing seen before its first line."""
+        self.prev: datetime | None = None
+        self.offset = ZERO
+        self.prev_ambiguous = False
+        self.fold = 0
+        self.gap = False
+
+    def scratch(self) -> LocalClock:
+        """A fresh clock of the same zone (for a block known to hold no DST change)."""
+        return LocalClock(self.zone)
+
+    def offsets(self, local: datetime) -> tuple[timedelta, timedelta]:
+        """The zone's offsets at a local time for fold=0 and fold=1 (equal except at a DST change)."""
+        if self.constant is not None:
+            return self.constant, self.constant
+        return (local.replace(tzinfo=self.zone).utcoffset() or ZERO,
+                local.replace(tzinfo=self.zone, fold=1).utcoffset() or ZERO)
+
+    def enter(self, minute: str) -> timedelta | None:
+        """The offset of the next header's local minute ("YYYY-MM-DD HH:MM"); None when it is no time."""
+        try:
+            local = datetime.fromisoformat(minute)
+        except ValueError:
+            return None
+        if self.constant is not None:
+            self.prev, self.offset = local, self.constant
+            return self.constant
+        first, second = self.offsets(local)
+        ambiguous = first > second
+        self.gap = first < second
+        fold = self._fold(local) if ambiguous else 0
+        self.prev, self.prev_ambiguous, self.fold = local, ambiguous, fold
+        self.offset = second if fold else first
+        return self.offset
+
+    def last_utc(self) -> datetime | None:
+        """The UTC start of the last minute entered (None before the first)."""
+        return None if self.prev is None else self.prev - self.offset
+
+    def _fold(self, local: datetime) -> int:
+        """fold for an ambiguous local minute, from the minutes before it in the file."""
+        prev = self.prev
+        if prev is None:
+            return 0  # a file that starts inside the repeated hour: read as the first pass
+        if self.prev_ambiguous:
+            return 1 if self.fold or local < prev - STOP_SLACK else 0
+        return 1 if prev > local else 0  # the line before was after the repeated hour
+
+    def steady(self, first: str, last: str) -> timedelta | None:
+        """The one offset of a stretch from local time `first` to `last` (same day), None if it may change.
+
+        A stretch of one local day whose ends have the same offset and lie in no DST
+        change holds no change inside either: its times convert by one subtraction.
+        """
+        try:
+            start, end = datetime.fromisoformat(first[:16]), datetime.fromisoformat(last[:16])
+        except ValueError:
+            return None
+        if self.constant is not None:
+            return self.constant
+        if start.date() != end.date():
+            return None
+        a, b = self.offsets(start)
+        c, d = self.offsets(end)
+        return a if a == b == c == d else None
+
+    def settle(self, minute: str) -> None:
+        """The file was read up to a (steady) minute without looking at each line: remember it."""
+        if self.constant is None:
+            self.enter(minute[:16])
+
+
 Select = Callable[[str, list[str]], bool]
 
 
-def iter_records(lines: Iterable[str], source: str = "", select: Select | None = None) -> Iterator[LogRecord]:
+def iter_records(lines: Iterable[str], source: str = "", select: Select | None = None,
+                 clock: LocalClock | None = None) -> Iterator[LogRecord]:
     """Records from log lines; lines without the timestamp prefix belong to the record above.
 
     `select(level, lines)` (the record's header and continuation lines) picks the records
     worth building; the others cost a level test and a list append, which matters when a
     check wants the few ERROR records among millions. Lines before the first header (the
-    tail of a record from an earlier file) are dropped.
+    tail of a record from an earlier file) are dropped. `clock` converts the lines' local
+    times to UTC in the order read (None: the lines are UTC already).
     """
-    header: tuple[str, int, str, datetime] | None = None
+    clock = clock or LocalClock()
+    header: tuple[str, int, str, datetime, timedelta, bool] | None = None
     raw_lines: list[str] = []
+    minute, offset, gap = "\0", ZERO, False
     for line_no, raw in enumerate(lines, 1):
         line = raw.rstrip("\r\n")
         level = _level_of(line, len(line))
@@ -232,16 +390,21 @@ def iter_records(lines: Iterable[str], source: str = "", select: Select | None =
             if header is not None:
                 raw_lines.append(line)
             continue
+        if not line.startswith(minute):
+            minute = line[:16]
+            offset = clock.enter(minute) or ZERO
+            gap = clock.gap
         if header is not None and (select is None or select(header[2], raw_lines)):
             yield _build(header, raw_lines, source)
-        header = (line, line_no, level, time)
+        header = (line, line_no, level, time, offset, gap)
         raw_lines = [line]
     if header is not None and (select is None or select(header[2], raw_lines)):
         yield _build(header, raw_lines, source)
 
 
-def _build(header: tuple[str, int, str, datetime], lines: list[str], source: str) -> LogRecord:
-    line, line_no, level, time = header
+def _build(header: tuple[str, int, str, datetime, timedelta, bool], lines: list[str], source: str) -> LogRecord:
+    line, line_no, level, local, offset, gap = header
+    time = local - offset if offset else local
     start = _level_start(line, len(line))
     header_end = start + 11 if line[start + 8:start + 11] == " | " else line.find(" | ", start) + 3
     name, function, message = _split_rest(line[header_end:])
@@ -250,7 +413,7 @@ def _build(header: tuple[str, int, str, datetime], lines: list[str], source: str
         extra.pop()  # loguru ends a traceback with an empty line
     if extra:
         message = message + "\n" + "\n".join(extra)
-    return LogRecord(time, level, name, function, message, source, line_no)
+    return LogRecord(time, level, name, function, message, source, line_no, local if offset else None, gap)
 
 
 class Selector:
@@ -414,21 +577,27 @@ def app_log_files(log_dir: Path) -> list[tuple[Path, LogName]]:
     return [(path, parsed) for _, path, parsed in found]
 
 
-def log_files(log_dir: Path, since: datetime | None, until: datetime | None) -> list[Path]:
-    """The log files that can hold records of [since, until), oldest first, undated ones last.
+def log_files(log_dir: Path, since: datetime | None, until: datetime | None,
+              zone: tzinfo | None = None) -> list[Path]:
+    """The log files that can hold records of the UTC window [since, until), oldest first, undated last.
 
-    A file dated D holds records of [D 00:00, D+1 00:00) only (rotation at midnight), so it
-    is picked iff since.date() <= D and D 00:00 < until. A day's parts come in the order
-    they were written (rotated and archived parts before the current file).
+    A file dated D holds records of local [D 00:00, D+1 00:00) only (rotation at local
+    midnight; the name's date is local too), so the window's ends are turned into the
+    app's local time first: a UTC window crossing local midnight reads both days' files.
+    A file is picked iff first <= D and D 00:00 < last, first and last being the earlier
+    and later local end (in the repeated autumn hour the later UTC end can read earlier).
+    A day's parts come in the order they were written (rotated parts before the current file).
     """
-    first_day = since.date() if since else None
+    ends = [to_local(_naive(t), zone) for t in (since, until) if t is not None]
+    first_day = min(ends).date() if since else None
+    last = max(ends) if until else None
     picked = []
     for path, parsed in app_log_files(Path(log_dir)):
         day = parsed.day
         if day is not None:
             if first_day and day < first_day:
                 continue
-            if until and datetime.combine(day, datetime.min.time()) >= until:
+            if last and datetime.combine(day, datetime.min.time()) >= last:
                 continue
         picked.append(path)
     return picked
@@ -657,33 +826,54 @@ def open_text(path: Path, problems: list[str] | None = None) -> Iterator[str]:
 
 def read_records(
     log_dir: Path, since: datetime | None, until: datetime | None, problems: list[str] | None = None,
-    select: Select | None = None,
+    select: Select | None = None, zone: tzinfo | None = None,
 ) -> Iterator[LogRecord]:
-    """Records of [since, until) from the log dir, oldest file first.
+    """Records of the UTC window [since, until) from the log dir, oldest file first.
 
+    `zone` is the zone the app writes its line times in (None: UTC); record.time is UTC.
     A file is abandoned once its records pass `until` (plus STOP_SLACK): files hold
-    records in time order. Problems (truncated files) go to `problems` when given.
-    A `select` with a prefilter (Selector) reads each file by blocks and builds only
-    the candidate records; the result is the same, record for record.
+    records in time order. Problems (truncated files, times in the spring gap) go to
+    `problems` when given. A `select` with a prefilter (Selector) reads each file by
+    blocks and builds only the candidate records; the result is the same, record for record.
     """
     log_dir = Path(log_dir)
     _require_dir(log_dir)
     since, until = _naive(since), _naive(until)
-    stop = until + STOP_SLACK if until else None
+    problems = problems if problems is not None else []
     prefilter = getattr(select, "prefilter", None)
-    for path in log_files(log_dir, since, until):
+    gaps = 0
+    for path in log_files(log_dir, since, until, zone):
+        clock = LocalClock(zone)
         if prefilter is not None and select is not None:
-            yield from _scan_file(path, since, until, problems if problems is not None else [], select, prefilter)
-            continue
-        with closing(open_text(path, problems)) as lines:
-            for record in iter_records(lines, source=path.name, select=select):
-                if since and record.time < since:
-                    continue
-                if until and record.time >= until:
-                    if stop and record.time >= stop:
-                        break
-                    continue
+            found: Iterable[LogRecord] = _scan_file(path, since, until, problems, select, prefilter, clock)
+        else:
+            found = _in_window(iter_records(open_text(path, problems), path.name, select, clock), since, until)
+        with closing(iter(found)) as records:  # type: ignore[type-var]
+            for record in records:
+                gaps += record.gap
                 yield record
+    if gaps:
+        problems.append(gap_note(gaps, zone))
+
+
+def gap_note(count: int, zone: tzinfo | None) -> str:
+    """The problem line for records whose local time does not exist (the spring-forward gap)."""
+    return (f"{count} record{'s' if count != 1 else ''} at a local time that does not exist in "
+            f"{zone_name(zone)} (the spring-forward gap): read at the offset before the change")
+
+
+def _in_window(records: Iterator[LogRecord], since: datetime | None, until: datetime | None) -> Iterator[LogRecord]:
+    """The records of [since, until) (UTC), stopping once one is STOP_SLACK past `until`."""
+    stop = until + STOP_SLACK if until else None
+    with closing(records):  # type: ignore[type-var]
+        for record in records:
+            if since and record.time < since:
+                continue
+            if until and record.time >= until:
+                if stop and record.time >= stop and not record.gap:  # a gap time is out of order: read on
+                    break
+                continue
+            yield record
 
 
 def _candidates(data: bytes, end: int, prefilter: tuple[tuple[bytes, ...], tuple[bytes, ...]]) -> list[int]:
@@ -740,18 +930,31 @@ def _record_end(data: bytes, start: int, end: int) -> int:
     return end
 
 
+def _local_bounds(since: datetime | None, until: datetime | None, offset: timedelta) -> tuple[str, str, str]:
+    """The UTC window's since, until and until+STOP_SLACK as local header text at `offset`.
+
+    Within a stretch of one offset, comparing a header line with these strings is
+    comparing its UTC time with the window (the line starts with its local time).
+    """
+    return (
+        (since + offset).strftime(TIME_FORMAT) if since else "",
+        (until + offset).strftime(TIME_FORMAT) if until else "9999",
+        (until + STOP_SLACK + offset).strftime(TIME_FORMAT) if until else "9999",
+    )
+
+
 def _scan_file(path: Path, since: datetime | None, until: datetime | None, problems: list[str],
                select: Select, prefilter: tuple[tuple[bytes, ...], tuple[bytes, ...]],
-               block_size: int = BLOCK_SIZE) -> Iterator[LogRecord]:
+               clock: LocalClock | None = None, block_size: int = BLOCK_SIZE) -> Iterator[LogRecord]:
     """The selected records of one file, building only the records a needle points into.
 
     Each block is scanned together with the last record of the block before (which
     may go on in this one); the last record of a block waits for the next, so every
-    record is seen whole. Line numbers are counted as iter_records counts them.
+    record is seen whole. Line numbers are counted as iter_records counts them. A block
+    whose local times may cross a DST change is read record by record through `clock`
+    (the fold of the repeated hour needs every line in order); the others compare bytes.
     """
-    since_b = since.strftime(TIME_FORMAT).encode() if since else b""
-    until_b = until.strftime(TIME_FORMAT).encode() if until else b"9999"
-    stop_b = (until + STOP_SLACK).strftime(TIME_FORMAT).encode() if until else b"9999"
+    clock = clock or LocalClock()
     buffers = _Buffers(block_size)
     carry = b""  # the unfinished last record of the previous block (or lines before any header)
     carry_line = 1  # file line number of carry's first line
@@ -769,20 +972,41 @@ def _scan_file(path: Path, since: datetime | None, until: datetime | None, probl
                     continue
                 carry = data
                 continue
-            last_stamp = data[last:last + 19]  # records are in time order: the block's newest
-            if last_stamp >= since_b:  # else every record before `last` is older than the window
-                yield from _selected(data, last, carry_line, path.name, since_b, until_b, select, prefilter)
+            first = _first_header(data, last)  # type: ignore[arg-type]
+            first_stamp = data[first:first + 19].decode("ascii", "replace")
+            last_stamp = data[last:last + 19].decode("ascii", "replace")  # records are in time order
+            offset = clock.steady(first_stamp, last_stamp)
+            if offset is None:  # the block may hold a DST change: every record, in order, through the clock
+                lines = str(data[:last], "utf-8", "replace").split("\n")[:-1]
+                for record in iter_records(lines, source=path.name, select=select, clock=clock):
+                    record.line_no += carry_line - 1
+                    if (since is None or record.time >= since) and (until is None or record.time < until):
+                        yield record
+                newest = clock.last_utc()
+                done = until is not None and newest is not None and newest >= until + STOP_SLACK and not clock.gap
+            else:
+                since_b, until_b, stop_b = (b.encode() for b in _local_bounds(since, until, offset))
+                if last_stamp.encode() >= since_b:  # else every record before `last` is older than the window
+                    yield from _selected(data, last, carry_line, path.name, since_b, until_b, select, prefilter,
+                                         clock.scratch())
+                clock.settle(last_stamp)
+                done = last_stamp.encode() >= stop_b
             carry_line += data.count(b"\n", 0, last)
             carry = data[last:]
-            if last_stamp >= stop_b:
+            if done:
                 finished = True
                 break
     if carry and not finished:
-        yield from _selected(carry, len(carry), carry_line, path.name, since_b, until_b, select, prefilter)
+        lines = str(carry, "utf-8", "replace").split("\n")[:-1]
+        for record in iter_records(lines, source=path.name, select=select, clock=clock):
+            record.line_no += carry_line - 1
+            if (since is None or record.time >= since) and (until is None or record.time < until):
+                yield record
 
 
 def _selected(data: bytes, end: int, first_line: int, source: str, since_b: bytes, until_b: bytes,
-              select: Select, prefilter: tuple[tuple[bytes, ...], tuple[bytes, ...]]) -> Iterator[LogRecord]:
+              select: Select, prefilter: tuple[tuple[bytes, ...], tuple[bytes, ...]],
+              clock: LocalClock | None = None) -> Iterator[LogRecord]:
     """The records of data[:end] (whole records, header first) that a needle points into and select wants."""
     done = 0  # data[:done] is behind us: records already built or skipped
     counted_at, line_no = 0, first_line
@@ -801,7 +1025,7 @@ def _selected(data: bytes, end: int, first_line: int, source: str, since_b: byte
         line_no += data.count(b"\n", counted_at, start)
         counted_at = start
         lines = str(data[start:stop], "utf-8", "replace").split("\n")[:-1]
-        for record in iter_records(lines, source=source, select=select):
+        for record in iter_records(lines, source=source, select=select, clock=clock):
             record.line_no += line_no - 1
             yield record
 
@@ -916,6 +1140,16 @@ class LogSummary:
     source: str = ""
     # lines of the same window that `grep -i error` matches (None when not computed)
     grep_error_lines: int | None = None
+    zone: tzinfo | None = None  # the zone of the app's log times; hours and bounds here are UTC
+    warning: str = ""  # set when the source holds no app log file at all (see no_log_files_warning)
+
+    @property
+    def timezone(self) -> str:
+        return zone_name(self.zone)
+
+    def local(self, utc: datetime | None) -> datetime | None:
+        """A UTC time of this summary as the app's log would write it."""
+        return None if utc is None else to_local(utc, self.zone)
 
     @property
     def errors(self) -> int:
@@ -951,24 +1185,37 @@ class LogSummary:
         levels = self.levels()
         return {
             "source": self.source,
+            "timezone": self.timezone,
             "since": self.since.isoformat() if self.since else None,
             "until": self.until.isoformat() if self.until else None,
+            "since_local": self._local_iso(self.since),
+            "until_local": self._local_iso(self.until),
             "total": self.total,
             "errors": self.errors,
             "by_level": {lv: self.by_level.get(lv, 0) for lv in levels},
             "by_hour": [
-                {"hour": h.isoformat(), **{lv: counts.get(lv, 0) for lv in levels}, "total": sum(counts.values())}
+                {"hour": h.isoformat(), "hour_local": self._local_iso(h),
+                 **{lv: counts.get(lv, 0) for lv in levels}, "total": sum(counts.values())}
                 for h, counts in sorted(self.by_hour.items())
             ],
             "files": list(self.files),
             "problems": list(self.problems),
+            "warning": self.warning,
             "grep_error_lines": self.grep_error_lines,
         }
+
+    def _local_iso(self, utc: datetime | None) -> str | None:
+        """A UTC time in the app's zone with its offset (2026-10-25T02:30:00+01:00): unambiguous."""
+        if utc is None:
+            return None
+        return utc.replace(tzinfo=UTC).astimezone(self.zone or UTC).isoformat()
 
     def format_text(self) -> str:
         """A compact table for a terminal: one row per hour, one column per level in use."""
         shown = [lv for lv in self.levels() if self.by_level.get(lv, 0) or lv in ERROR_LEVELS]
         span = f"{_fmt_time(self.since)} .. {_fmt_time(self.until)} UTC"
+        if self.timezone != "UTC":
+            span += f" ({_fmt_time(self.local(self.since))} .. {_fmt_time(self.local(self.until))} {self.timezone})"
         files = f", {len(self.files)} files" if self.files else ""
         lines = [f"logs {span} from {self.source or '?'}{files}",
                  f"{self.total} records, {self.errors} errors (ERROR+CRITICAL): "
@@ -978,11 +1225,14 @@ class LogSummary:
         rows = sorted(self.by_hour.items())
         widths = [max([len(lv)] + [len(str(c.get(lv, 0))) for _, c in rows]) for lv in shown]
         total_width = max([5] + [len(str(sum(c.values()))) for _, c in rows])
-        lines.append("hour (UTC)        " + " ".join(lv.rjust(w) for lv, w in zip(shown, widths, strict=True))
+        local = self.timezone != "UTC"
+        lines.append("hour (UTC)        " + ("local   " if local else "")
+                     + " ".join(lv.rjust(w) for lv, w in zip(shown, widths, strict=True))
                      + "  " + "total".rjust(total_width))
         for hour, counts in rows:
             cells = " ".join(str(counts.get(lv, 0)).rjust(w) for lv, w in zip(shown, widths, strict=True))
-            lines.append(f"{hour:%Y-%m-%d %H:00}  {cells}  {sum(counts.values()):>{total_width}}")
+            shown_local = f"{self.local(hour):%H:%M}   " if local else ""
+            lines.append(f"{hour:%Y-%m-%d %H:00}  {shown_local}{cells}  {sum(counts.values()):>{total_width}}")
         if self.problems:
             lines.append("problems:")
             lines += [f"  {problem}" for problem in self.problems]
@@ -1105,21 +1355,46 @@ def _last_header(buf: bytearray, end: int) -> int:
 
 
 class _Counts:
-    """Counters for one window: (hour, level) -> records, and the grep comparison.
+    """Counters for one UTC window: (UTC hour, level) -> records, and the grep comparison.
 
-    Keys are the hour as text ("YYYY-MM-DD HH") on the line paths and datetimes on the
-    record path; `summary()` turns both into datetimes once.
+    Keys are UTC hours (naive datetimes); a header whose time is no time is kept under
+    its text and reported as unreadable by `summary()`. `clock` turns the lines' local
+    minutes into UTC offsets in file order (reset per file by the caller).
     """
 
-    def __init__(self, since: datetime | None, until: datetime | None, grep: bool = False) -> None:
+    def __init__(self, since: datetime | None, until: datetime | None, grep: bool = False,
+                 zone: tzinfo | None = None) -> None:
         self.since, self.until = _naive(since), _naive(until)
-        self.since_s = self.since.strftime(TIME_FORMAT) if self.since else ""
-        self.until_s = self.until.strftime(TIME_FORMAT) if self.until else "9999"
-        self.stop_s = (self.until + STOP_SLACK).strftime(TIME_FORMAT) if self.until else "9999"
+        self.clock = LocalClock(zone)
+        self._bound_cache: dict[timedelta, tuple[str, str, str]] = {}
         self.counts: dict[Any, dict[str, int]] = {}  # hour -> level -> records
         self.grep = grep
         self.grep_lines = 0
+        self.gaps = 0  # records in the window at a local time of the spring-forward gap
         self.in_window = False  # does the line being read belong to a record inside the window?
+
+    def _bounds(self, offset: timedelta) -> tuple[str, str, str]:
+        """since, until and until+STOP_SLACK as local header text at `offset` (see _local_bounds)."""
+        found = self._bound_cache.get(offset)
+        if found is None:
+            found = self._bound_cache[offset] = _local_bounds(self.since, self.until, offset)
+        return found
+
+    def _minute(self, minute: str) -> tuple[str, str, str, dict[str, int], bool]:
+        """For the next local minute of a file: its window bounds as text, its UTC hour's counters, gap.
+
+        A minute wholly outside the window gets a scratch dict (its lines fail the bounds
+        anyway), so no empty hour outside the window is ever created.
+        """
+        offset = self.clock.enter(minute)
+        if offset is None:  # not a time: judged by the last offset, counted as unreadable
+            return (*self._bounds(self.clock.offset), self.counts.setdefault(minute, {}), False)
+        start = datetime.fromisoformat(minute) - offset
+        if (self.until and start >= self.until) or (self.since and start + timedelta(minutes=1) <= self.since):
+            slot: dict[str, int] = {}
+        else:
+            slot = self.counts.setdefault(start.replace(minute=0), {})
+        return (*self._bounds(offset), slot, self.clock.gap)
 
     # -- the per-line path: the definition every other path agrees with
     def feed_lines(self, lines: Iterable[str], stop: bool = False) -> bool:
@@ -1129,12 +1404,11 @@ class _Counts:
         line starts with one), and the hour's counters are reused while the hour lasts:
         no slicing or allocation for most lines.
         """
-        counts, grep = self.counts, self.grep
-        since_s, until_s, stop_s = self.since_s, self.until_s, self.stop_s
+        grep = self.grep
         error_word = _ERROR_WORD.search
         in_window = self.in_window
-        matched = 0
-        hour, slot = "\0", {}
+        matched = gaps = 0
+        minute, since_s, until_s, stop_s, slot, gap = "\0", "", "9999", "9999", {}, False
         try:
             for line in lines:
                 length = len(line)
@@ -1142,16 +1416,18 @@ class _Counts:
                     length -= 1
                 level = _level_of(line, length) if length >= HEADER_MIN and line[4] == "-" else None
                 if level is not None:
+                    if not line.startswith(minute):  # a new local minute: its offset, once
+                        minute = line[:16]
+                        since_s, until_s, stop_s, slot, gap = self._minute(minute)
                     if line < since_s or line >= until_s:
                         in_window = False
-                        if stop and line >= stop_s:
+                        if stop and line >= stop_s and not gap:  # a gap time is out of order: read on
                             return False
                         continue
-                    if not line.startswith(hour):
-                        hour = line[:13]
-                        slot = counts.setdefault(hour, {})
                     slot[level] = slot.get(level, 0) + 1
                     in_window = True
+                    if gap:
+                        gaps += 1
                     if grep and error_word(line):
                         matched += 1
                 elif in_window and grep and error_word(line):
@@ -1159,6 +1435,7 @@ class _Counts:
         finally:
             self.in_window = in_window
             self.grep_lines += matched
+            self.gaps += gaps
         return True
 
     def add_record(self, record: LogRecord) -> None:
@@ -1166,6 +1443,7 @@ class _Counts:
             return
         slot = self.counts.setdefault(record.time.replace(minute=0, second=0, microsecond=0), {})
         slot[record.level] = slot.get(record.level, 0) + 1
+        self.gaps += record.gap
         if self.grep:
             self.grep_lines += sum(1 for line in record.text().split("\n") if _ERROR_WORD.search(line))
 
@@ -1187,14 +1465,20 @@ class _Counts:
         last = _last_header(buf, end)
         first_ts = buf[first:first + 19].decode("ascii", "replace")
         last_ts = buf[last:last + 19].decode("ascii", "replace")
-        if last_ts < self.since_s:
+        offset = self.clock.steady(first_ts, last_ts)
+        if offset is None:  # the block may hold a DST change: line by line, in order, through the clock
+            return self._slow(buf, end)
+        since_s, until_s, stop_s = self._bounds(offset)
+        if last_ts < since_s:
             self.in_window = False
+            self.clock.settle(last_ts)
             return True
-        if first_ts >= self.stop_s:
+        if first_ts >= stop_s:
             return False
-        if first_ts >= self.since_s and last_ts < self.until_s and first_ts[:10] == last_ts[:10]:
-            job = (first, first_ts[:10], self.in_window)
+        if first_ts >= since_s and last_ts < until_s and first_ts[:10] == last_ts[:10]:
+            job = (first, first_ts[:10], self.in_window, offset)
             self.in_window = True  # the block's last record is inside the window
+            self.clock.settle(last_ts)
             return job
         return self._slow(buf, end)
 
@@ -1205,12 +1489,15 @@ class _Counts:
             lines.pop()
         return self.feed_lines(lines, stop=True)
 
-    def inside_block(self, buf: bytearray, end: int, first: int, day: str, in_window: bool) -> tuple[dict, int]:
-        """Counts of a block whose records all lie in the window on one day; thread-safe.
+    def inside_block(self, buf: bytearray, end: int, first: int, day: str, in_window: bool,
+                     offset: timedelta = ZERO) -> tuple[dict, int]:
+        """Counts of a block whose records all lie in the window on one local day at one offset; thread-safe.
 
         The vector form of `_level_of`, over every line at once. A block holding any line
-        it cannot classify exactly (a custom level, odd hour digits) is counted by the
-        per-line path instead, so both paths always agree.
+        it cannot classify exactly (a custom level, odd hour or minute digits) is counted
+        by the per-line path instead, so both paths always agree. Local hours become UTC
+        hours by subtracting `offset`; an offset of a fraction of an hour (+05:30) counts
+        by minute first, since a local hour then straddles two UTC hours.
         """
         np = _Vector.load()
         from numpy.lib.stride_tricks import as_strided
@@ -1247,17 +1534,25 @@ class _Counts:
             (_Vector.codes[code[len(h):]] == words[ms + 26]) & matches(ms + MS, _Vector.after)
             & digit(a[ms + 20]) & digit(a[ms + 21]) & digit(a[ms + 22]),
         ))
+        minute_tens = np.concatenate((a[h + 14], a[ms + 14])).astype(np.intp) - 48
+        minute_ones = np.concatenate((a[h + 15], a[ms + 15])).astype(np.intp) - 48
         exact &= (tens >= 0) & (ones >= 0) & (ones <= 9) & (tens * 10 + ones < 24)
+        exact &= (minute_tens >= 0) & (minute_tens <= 5) & (minute_ones >= 0) & (minute_ones <= 9)
         if not bool(exact.all()):
-            part = _Counts(self.since, self.until, self.grep)
+            part = _Counts(self.since, self.until, self.grep, self.clock.zone)
             part.in_window = in_window
             part._slow(buf, end)
             return part.counts, part.grep_lines
-        table = np.bincount((tens * 10 + ones) * len(LEVELS) + code, minlength=24 * len(LEVELS))
-        counts: dict[str, dict[str, int]] = {}
+        whole_hours = offset % timedelta(hours=1) == ZERO
+        slots = tens * 10 + ones if whole_hours else (tens * 10 + ones) * 60 + minute_tens * 10 + minute_ones
+        step = timedelta(hours=1) if whole_hours else timedelta(minutes=1)
+        table = np.bincount(slots * len(LEVELS) + code, minlength=(24 if whole_hours else 1440) * len(LEVELS))
+        base = datetime.fromisoformat(day) - offset  # the local day's midnight, in UTC
+        counts: dict[Any, dict[str, int]] = {}
         for index in np.flatnonzero(table):
-            hour, level = divmod(int(index), len(LEVELS))
-            counts.setdefault(f"{day} {hour:02d}", {})[LEVELS[level]] = int(table[index])
+            slot, level = divmod(int(index), len(LEVELS))
+            levels = counts.setdefault((base + slot * step).replace(minute=0), {})
+            levels[LEVELS[level]] = levels.get(LEVELS[level], 0) + int(table[index])
         grep = 0
         if self.grep:
             lowered = buf[:end].lower()
@@ -1278,21 +1573,18 @@ class _Counts:
         by_hour: dict[datetime, dict[str, int]] = {}
         by_level: dict[str, int] = dict.fromkeys(LEVELS, 0)
         unreadable = 0
-        for hour_key, levels in self.counts.items():
-            if isinstance(hour_key, str):
-                try:
-                    hour = datetime.strptime(hour_key, "%Y-%m-%d %H")
-                except ValueError:
-                    unreadable += sum(levels.values())
-                    continue
-            else:
-                hour = hour_key
+        for hour, levels in self.counts.items():
+            if isinstance(hour, str):  # a header whose time is no time
+                unreadable += sum(levels.values())
+                continue
             slot = by_hour.setdefault(hour, {})
             for level, n in levels.items():
                 slot[level] = slot.get(level, 0) + n
                 by_level[level] = by_level.get(level, 0) + n
         if unreadable:
             problems.append(f"{unreadable} records with an unreadable timestamp skipped")
+        if self.gaps:
+            problems.append(gap_note(self.gaps, self.clock.zone))
         if self.since and self.until:
             for hour in _hours(self.since, self.until):
                 by_hour.setdefault(hour, {})
@@ -1302,7 +1594,7 @@ class _Counts:
         return LogSummary(
             since=self.since, until=self.until, by_level=by_level, by_hour=dict(sorted(by_hour.items())),
             total=sum(by_level.values()), files=list(files or []), problems=problems, source=source,
-            grep_error_lines=self.grep_lines if self.grep else None,
+            grep_error_lines=self.grep_lines if self.grep else None, zone=self.clock.zone,
         )
 
 
@@ -1349,22 +1641,23 @@ def _workers() -> int:
 
 def count_levels(
     lines: Iterable[str], since: datetime | None, until: datetime | None, *,
-    grep_compare: bool = False, source: str = "",
+    grep_compare: bool = False, source: str = "", zone: tzinfo | None = None,
 ) -> LogSummary:
-    """Records by level and hour in [since, until) from log lines, without building records.
+    """Records by level and UTC hour in the UTC window [since, until) from log lines, without building records.
 
-    One pass, counters only. With grep_compare, also counts the lines `grep -i error`
-    would match in the same window (header and continuation lines of in-window records).
+    One pass, counters only; `zone` is the zone of the lines' times (None: UTC). With
+    grep_compare, also counts the lines `grep -i error` would match in the same window
+    (header and continuation lines of in-window records).
     """
-    counts = _Counts(since, until, grep_compare)
+    counts = _Counts(since, until, grep_compare, zone)
     counts.feed_lines(lines)
     return counts.summary(source=source)
 
 
 def summarize(records: Iterable[LogRecord], since: datetime | None, until: datetime | None, *,
-              grep_compare: bool = False, source: str = "") -> LogSummary:
-    """Records by level and hour in [since, until), in one pass with counters only."""
-    counts = _Counts(since, until, grep_compare)
+              grep_compare: bool = False, source: str = "", zone: tzinfo | None = None) -> LogSummary:
+    """Records (times already UTC) by level and UTC hour in [since, until), in one pass with counters only."""
+    counts = _Counts(since, until, grep_compare, zone)
     for record in records:
         counts.add_record(record)
     return counts.summary(source=source)
@@ -1372,19 +1665,25 @@ def summarize(records: Iterable[LogRecord], since: datetime | None, until: datet
 
 def summarize_dir(log_dir: Path, since: datetime | None, until: datetime | None, *,
                   grep_compare: bool = False, workers: int | None = None,
-                  block_size: int = BLOCK_SIZE) -> LogSummary:
-    """The fast path for a log directory: the files of the window, counted block by block."""
+                  block_size: int = BLOCK_SIZE, zone: tzinfo | None = None) -> LogSummary:
+    """The fast path for a log directory: the files of the UTC window, counted block by block.
+
+    `zone` is the zone the app writes its times in (None: UTC). A directory holding no
+    app log file at all gets `warning` set: 0 records there means "wrong directory",
+    not "a quiet day".
+    """
     log_dir = Path(log_dir)
     _require_dir(log_dir)
-    counts = _Counts(since, until, grep_compare)
+    counts = _Counts(since, until, grep_compare, zone)
     problems: list[str] = []
-    files = log_files(log_dir, counts.since, counts.until)
+    files = log_files(log_dir, counts.since, counts.until, zone)
     buffers = _Buffers(block_size)
     workers = _workers() if workers is None else workers
     pool = _Pool(workers, buffers) if workers > 1 and files else None
     try:
         for path in files:
             counts.in_window = False  # lines before a file's first header belong to no record here
+            counts.clock.reset()
             with closing(_blocks(path, problems, buffers)) as blocks:
                 for buf, end in blocks:
                     verdict = counts.route(buf, end)
@@ -1401,7 +1700,26 @@ def summarize_dir(log_dir: Path, since: datetime | None, until: datetime | None,
     finally:
         if pool is not None:
             pool.close()
-    return counts.summary(files=[p.name for p in files], problems=problems, source=str(log_dir))
+    summary = counts.summary(files=[p.name for p in files], problems=problems, source=str(log_dir))
+    summary.warning = no_log_files_warning(log_dir)
+    return summary
+
+
+LOG_PATTERNS = (f"{APP_LOG_STEM}_YYYY-MM-DD.log", f"{APP_LOG_STEM}_YYYY-MM-DD.<rotation time>.log.zip",
+                "*.log[.N][.gz|.zip]")
+
+
+def no_log_files_warning(log_dir: Path) -> str:
+    """A warning when `log_dir` holds no app log file at all ("" when it holds one).
+
+    Why: pointed at the wrong directory (the parent of the real one, say), a reader
+    finds nothing and would report a clean day; output.log and error.log alone are not
+    the app's records either.
+    """
+    if app_log_files(Path(log_dir)):
+        return ""
+    return (f"no app log file in {log_dir} (looked for {', '.join(LOG_PATTERNS)}; "
+            "output.log and error.log are not counted): is the log dir the app's logs/ folder?")
 
 
 def summary_for_settings(settings: Settings, since: datetime | None = None, until: datetime | None = None, *,
@@ -1411,23 +1729,28 @@ def summary_for_settings(settings: Settings, since: datetime | None = None, unti
     `until` None means now, `since` None means 24 h before `until`.
     """
     since, until = _window(since, until)
-    log_dir = Path(settings.effective_log_dir)
-    if log_dir.exists() or settings.effective_backend != "compose":
-        return summarize_dir(log_dir, since, until, grep_compare=grep_compare)
+    zone = zone_for(settings)
+    log_dir = settings.app_log_dir()  # no demo default on a deployment: "not configured: set paths.log_dir"
+    if log_dir is not None and (log_dir.exists() or settings.effective_backend != "compose"):
+        return summarize_dir(log_dir, since, until, grep_compare=grep_compare, zone=zone)
     lines = compose_log_lines(settings, since, until)
     return count_levels(lines, since, until, grep_compare=grep_compare,
-                        source=f"docker compose logs {settings.compose.app_service}")
+                        source=f"docker compose logs {settings.compose.app_service}", zone=zone)
 
 
 def records_for_settings(settings: Settings, since: datetime, until: datetime,
                          problems: list[str] | None = None, select: Select | None = None) -> Iterator[LogRecord]:
-    """Records of [since, until) from wherever the logs are (log dir, else compose)."""
+    """Records of the UTC window [since, until) from wherever the logs are (log dir, else compose).
+
+    Line times are read in the zone of the setting logs.timezone; record.time is UTC.
+    """
     since, until = _naive(since), _naive(until)
-    log_dir = Path(settings.effective_log_dir)
-    if log_dir.exists() or settings.effective_backend != "compose":
-        yield from read_records(log_dir, since, until, problems, select)
+    zone = zone_for(settings)
+    log_dir = settings.app_log_dir()  # no demo default on a deployment: "not configured: set paths.log_dir"
+    if log_dir is not None and (log_dir.exists() or settings.effective_backend != "compose"):
+        yield from read_records(log_dir, since, until, problems, select, zone=zone)
         return
     lines = compose_log_lines(settings, since, until)
-    for record in iter_records(lines, source="docker compose logs", select=select):
+    for record in iter_records(lines, source="docker compose logs", select=select, clock=LocalClock(zone)):
         if since <= record.time < until:
             yield record

@@ -235,6 +235,7 @@ def test_logs_compressed_by_the_clean_up_are_still_counted(ccops_env, monkeypatc
     (logs / "output.log").write_text(live.read_text())  # stdout: every record again, never counted
     (logs / "error.log").write_text(loguru_record("2026-11-28 02:00:00", "ERROR", "stderr, not a record"))
     monkeypatch.setenv("CCOPS_LOG_DIR", str(logs))
+    monkeypatch.setenv("CCOPS_LOGS_TIMEZONE", "UTC")  # the lines above are written in UTC
     hour = {"2026-11-26": ("2026-11-26T02:00:00Z", "2026-11-26T03:00:00Z"),
             "2026-11-28": ("2026-11-28T02:00:00Z", "2026-11-28T03:00:00Z")}
     for since, until in hour.values():

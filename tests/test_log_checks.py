@@ -35,6 +35,7 @@ def log_dir(ccops_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = ccops_env / "app-logs"
     path.mkdir()
     monkeypatch.setenv("CCOPS_LOG_DIR", str(path))
+    monkeypatch.setenv("CCOPS_LOGS_TIMEZONE", "UTC")  # the files below are written in UTC
     return path
 
 
@@ -111,7 +112,8 @@ def test_errors_per_hour_against_the_guides_thresholds(log_dir: Path, burst_size
     assert sorted(line.get_ydata()[0] for line in axis.lines) == [5.0, 10.0]  # the two limits
     review = found.by_check("logs.error_review")[0]
     exceptions = burst_size // 2
-    assert review.status == Status.WARNING and review.value == exceptions  # tracebacks, no CRITICAL in window
+    # tracebacks, no CRITICAL in window: evidence (the hour's error count above grades them)
+    assert review.status == Status.INFO and review.value == exceptions
     assert f"0 CRITICAL records and {exceptions} exception{'s' if exceptions != 1 else ''} in" in review.summary
     assert f"KeyError: 'confidence' ({exceptions}x)" in review.summary
     assert list(review.data["exception"].unique()) == ["KeyError: 'confidence'"]
@@ -138,9 +140,10 @@ def test_recent_errors_newest_first_with_limit(log_dir: Path) -> None:
     write_logs(log_dir, a_day(4))
     found = log_checks.recent_errors(make_ctx(), limit=3)
     finding = found[0]
-    assert finding.check == "logs.recent_errors" and finding.status == Status.WARNING
-    assert finding.value == 6  # 4 in the burst + 2 more, none of the INFO "no errors" lines
-    assert list(finding.data.columns) == ["time", "level", "where", "message"]
+    # 4 in the burst + 2 more, none of the INFO "no errors" lines; the worst hour has 4: within 5/h
+    assert finding.check == "logs.recent_errors" and finding.status == Status.INFO
+    assert (finding.value, finding.threshold) == (4, 5.0)
+    assert list(finding.data.columns) == ["time", "local_time", "level", "where", "message"]
     assert list(finding.data["message"]) == ["AnalysisAgent failed: attempt 3", "AnalysisAgent failed: attempt 2",
                                              "AnalysisAgent failed: attempt 1"]
     assert "6 error records in the last 24 h (6 ERROR, 0 CRITICAL)" in finding.summary
@@ -152,7 +155,8 @@ def test_recent_errors_status_follows_the_worst_level(log_dir: Path) -> None:
     write_logs(log_dir, noise(AS_OF - timedelta(hours=24), AS_OF)
                + [(datetime(2026, 11, 20, 9, 0), rec(datetime(2026, 11, 20, 9, 0), "CRITICAL", "disk full"))])
     finding = log_checks.recent_errors(make_ctx())[0]
-    assert finding.status == Status.CRITICAL and finding.value == 1
+    # one record in its hour: evidence, not an alarm (error_review grades CRITICAL records)
+    assert finding.status == Status.INFO and finding.value == 1
     assert "in src.agents.base_agent:run: disk full" in finding.summary
 
 
@@ -200,6 +204,7 @@ def test_log_summary_shows_what_grep_would_have_counted(log_dir: Path) -> None:
 
 
 def test_empty_log_dir_gives_clean_findings(log_dir: Path) -> None:
+    (log_dir / "content_creator_2026-11-10.log").write_text("")  # the app's file, long before the window
     ctx = make_ctx()
     assert log_checks.recent_errors(ctx)[0].status == Status.OK
     found = log_checks.error_review(ctx)
@@ -265,7 +270,8 @@ def test_loguru_default_format_records_are_counted_and_listed(log_dir: Path) -> 
     write_logs(log_dir, records + ms)
     ctx = make_ctx()
     recent = log_checks.recent_errors(ctx)[0]
-    assert recent.value == 2 and recent.status == Status.CRITICAL
+    assert recent.value == 1 and recent.status == Status.INFO  # one error in each of two hours
+    assert "2 error records in the last 24 h (1 ERROR, 1 CRITICAL)" in recent.summary
     assert list(recent.data["message"]) == ["Database unreachable", "Failed to post tweet: 429 Too Many Requests"]
     assert list(recent.data["where"]) == ["src.database.connection:get_db", "src.api_integrations.twitter_api:post_tweet"]
     review = log_checks.error_review(ctx)
@@ -291,3 +297,73 @@ def test_recent_errors_quotes_a_line_masked_before_it_is_cut(log_dir: Path, ccop
     write_logs(log_dir, noise(AS_OF - timedelta(hours=24), AS_OF) + [(at, rec(at, "ERROR", message))])
     summary = log_checks.recent_errors(make_ctx())[0].summary
     assert "secret ***" in summary and secret[:6] not in summary
+
+
+def errors_at(hour: datetime, n: int) -> list[tuple[datetime, str]]:
+    """n ERROR records inside one hour, as the app's clients log failures (FACTS.md)."""
+    out = []
+    for i in range(n):
+        ts = hour + timedelta(minutes=i * 50 // max(n, 1), seconds=i)
+        out.append((ts, rec(ts, "ERROR", f"Failed to post tweet: 503 Service Unavailable ({i})",
+                            where="src.api_integrations.twitter_api:post_tweet")))
+    return out
+
+
+def test_one_error_a_day_is_evidence_not_a_daily_warning(log_dir: Path) -> None:
+    """Issue 14.4: a single ERROR in 24 h used to make recent_errors a WARNING (and a daily alert,
+    every day). The guide's levels are errors per hour: over 5 warning, over 10 critical."""
+    quiet = noise(AS_OF - timedelta(hours=24), AS_OF)
+    write_logs(log_dir, quiet + errors_at(datetime(2026, 11, 20, 9, 0), 1))
+    finding = log_checks.recent_errors(make_ctx())[0]
+    assert finding.status == Status.INFO and (finding.value, finding.threshold) == (1, 5.0)
+    assert "worst hour 2026-11-20 09:00 UTC had 1, within the warning limit of 5/h" in finding.summary
+    spread = [e for h in range(6) for e in errors_at(datetime(2026, 11, 20, 2 + h, 0), 5)]  # 30 errors, 5 an hour
+    write_logs(log_dir, quiet + spread)
+    assert log_checks.recent_errors(make_ctx())[0].status == Status.INFO
+    for n, status, threshold in ((6, Status.WARNING, 5.0), (11, Status.CRITICAL, 10.0)):
+        write_logs(log_dir, quiet + errors_at(datetime(2026, 11, 20, 9, 0), n))
+        finding = log_checks.recent_errors(make_ctx())[0]
+        assert (finding.status, finding.value, finding.threshold) == (status, n, threshold)
+
+
+def test_recent_errors_thresholds_come_from_the_settings(log_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CCOPS_THRESHOLDS_ERRORS_PER_HOUR_WARNING", "2")
+    monkeypatch.setenv("CCOPS_THRESHOLDS_ERRORS_PER_HOUR_CRITICAL", "3")
+    write_logs(log_dir, noise(AS_OF - timedelta(hours=24), AS_OF) + errors_at(datetime(2026, 11, 20, 9, 0), 3))
+    finding = log_checks.recent_errors(make_ctx())[0]
+    assert (finding.status, finding.threshold) == (Status.WARNING, 2.0)
+
+
+def test_a_log_dir_without_app_log_files_is_a_warning(log_dir: Path) -> None:
+    """Issue 13.8: pointed at a dir with none of the app's files (the parent of the real one, or only
+    the plain-process output.log / error.log), every log step said 0 records, OK."""
+    (log_dir / "output.log").write_text("2026-11-20 09:00:00 | ERROR    | __main__:main - in colour, a copy\n")
+    (log_dir / "error.log").write_text("SyntaxError: invalid syntax\n")
+    (log_dir / "logs").mkdir()
+    ctx = make_ctx()
+    found = (log_checks.recent_errors(ctx) + log_checks.error_review(ctx) + log_checks.log_summary(ctx)
+             + log_checks.errors_by_day(ctx))
+    assert [f.check for f in found] == ["logs.recent_errors", "logs.error_review", "logs.errors_per_hour",
+                                        "logs.summary", "logs.errors_by_day"]
+    for finding in found:
+        assert finding.status == Status.WARNING
+        assert finding.summary.startswith(f"no app log file in {log_dir} (looked for content_creator_YYYY-MM-DD.log")
+
+
+def test_errors_in_the_last_hour_at_utc_plus_one(log_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Production ran at UTC+1: 7 errors written 00:05-00:55 local on the 20th are 23:05-23:55 UTC on the
+    19th, the last hour before as_of 2026-11-20T00:00Z. Read as UTC they fell outside that hour."""
+    monkeypatch.setenv("CCOPS_LOGS_TIMEZONE", "Africa/Lagos")
+    lines = "".join(rec(datetime(2026, 11, 20, 0, 5 + 8 * i), "ERROR", f"Failed to post tweet: 503 ({i})",
+                        where="src.api_integrations.twitter_api:post_tweet") for i in range(7))
+    (log_dir / "content_creator_2026-11-20.log").write_text(lines)  # the LOCAL date names the file
+    (log_dir / "content_creator_2026-11-19.log").write_text(rec(datetime(2026, 11, 19, 23, 59), "INFO", "quiet"))
+    ctx = make_ctx(datetime(2026, 11, 20, 0, 0))
+    per_hour = log_checks.error_review(ctx, hours=1).by_check("logs.errors_per_hour")[0]
+    assert (per_hour.status, per_hour.value) == (Status.WARNING, 7)
+    assert "worst hour 2026-11-19 23:00-00:00 UTC (00:00-01:00 Africa/Lagos) had 7 error records" in per_hour.summary
+    recent = log_checks.recent_errors(ctx)[0]
+    assert recent.status == Status.WARNING and recent.value == 7
+    assert "latest 2026-11-19 23:53 UTC (00:53 Africa/Lagos)" in recent.summary
+    first = recent.data.iloc[0]
+    assert (first["time"], first["local_time"]) == (datetime(2026, 11, 19, 23, 53), datetime(2026, 11, 20, 0, 53))

@@ -18,7 +18,7 @@ import subprocess
 import tracemalloc
 import zipfile
 import zlib
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -487,7 +487,7 @@ def test_summary_dict_and_text(log_dir: Path) -> None:
     data = json.loads(json.dumps(summary.to_dict()))
     assert data["total"] == 7 and data["errors"] == 3 and data["grep_error_lines"] == DAY_GREP
     assert [h["hour"] for h in data["by_hour"]] == [f"2026-11-20T{h:02d}:00:00" for h in range(8, 12)]
-    assert data["by_hour"][2] == {"hour": "2026-11-20T10:00:00", "TRACE": 0, "DEBUG": 0, "INFO": 0, "SUCCESS": 1,
+    assert data["by_hour"][2] == {"hour": "2026-11-20T10:00:00", "hour_local": "2026-11-20T10:00:00+00:00", "TRACE": 0, "DEBUG": 0, "INFO": 0, "SUCCESS": 1,
                                   "WARNING": 0, "ERROR": 1, "CRITICAL": 1, "total": 3}
     text = summary.format_text()
     assert "7 records, 3 errors" in text
@@ -497,6 +497,7 @@ def test_summary_dict_and_text(log_dir: Path) -> None:
 def test_cli_logs_summary_json_matches_the_library(ccops_env: Path, log_dir: Path, monkeypatch, capsys) -> None:
     (log_dir / "content_creator_2026-11-20.log").write_text(DAY)
     monkeypatch.setenv("CCOPS_LOG_DIR", str(log_dir))
+    monkeypatch.setenv("CCOPS_LOGS_TIMEZONE", "UTC")  # DAY is written in UTC
     code = main(["logs", "summary", "--since", "2026-11-20T00:00:00Z", "--until", "2026-11-21T00:00:00Z", "--json"])
     assert code == 0
     data = json.loads(capsys.readouterr().out)
@@ -671,3 +672,246 @@ def test_both_formats_mixed_count_exactly_on_every_path(log_dir: Path, block_siz
     assert inside.by_level == logs.count_levels(logs.open_text(path), since, until).by_level
     picked = list(logs.read_records(log_dir, since, until, select=logs.select_levels({"ERROR"}, tracebacks=True)))
     assert len([r for r in picked if r.level == "ERROR"]) == inside.by_level["ERROR"]
+
+
+# ---- time zones: the app writes its host's LOCAL time, with no zone (FACTS.md) ----------------
+
+AMSTERDAM = "Europe/Amsterdam"
+# awk reading the app's lines by hand: Europe/Amsterdam in 2026 is CET (+1) except CEST (+2) from
+# 2026-03-29 02:00 local to 2026-10-25 03:00 local; 02:xx on 2026-10-25 comes twice (the second time
+# after the clock went back) and 02:xx on 2026-03-29 does not exist (read as +1, before the change).
+AWK_AMSTERDAM = r"""
+BEGIN { FS = " [|] " }
+/^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9] [|] / {
+  if (FNR == 1) { back = 0; prev = "" }
+  t = substr($0, 1, 19); lvl = $2; gsub(/ /, "", lvl); d = substr(t, 1, 10); h = substr(t, 12, 2) + 0
+  if (d == "2026-10-25" && h == 2 && prev != "" && t < prev) back = 1
+  if (d > "2026-03-29" && d < "2026-10-25") off = 2
+  else if (d == "2026-03-29") off = (h >= 3) ? 2 : 1
+  else if (d == "2026-10-25") off = (h < 2 || (h == 2 && !back)) ? 2 : 1
+  else off = 1
+  if (fixed != "") off = fixed
+  prev = t
+  u = mktime(substr(t,1,4) " " substr(t,6,2) " " substr(t,9,2) " " substr(t,12,2) " " substr(t,15,2) " " substr(t,18,2)) - off * 3600
+  if (u >= since && u < until) n[strftime("%Y-%m-%dT%H:00:00", u) " " lvl]++
+}
+END { for (k in n) print k, n[k] }
+"""
+
+
+def awk_utc_hours(paths: list[Path], since: datetime, until: datetime, fixed_offset_hours: str = "") -> dict:
+    """Records per (UTC hour, level) in [since, until), counted by awk converting each line by hand."""
+    def epoch(t: datetime) -> str:
+        return str(int(t.replace(tzinfo=UTC).timestamp()))
+
+    proc = subprocess.run(["awk", "-v", f"since={epoch(since)}", "-v", f"until={epoch(until)}",
+                           "-v", f"fixed={fixed_offset_hours}", AWK_AMSTERDAM, *map(str, paths)],
+                          capture_output=True, text=True, check=True, env={**os.environ, "TZ": "UTC"})
+    out: dict[datetime, dict[str, int]] = {}
+    for line in proc.stdout.splitlines():
+        hour, level, n = line.split()
+        out.setdefault(datetime.fromisoformat(hour), {})[level] = int(n)
+    return out
+
+
+def local_log(log_dir: Path, zone: str, start: datetime, end: datetime, step: timedelta,
+              seed: int = 5) -> list[tuple[datetime, str]]:
+    """What loguru writes on a host in `zone`: a record every `step` of real (UTC) time, the line in
+    local time, one file per LOCAL day. Returns the truth: (UTC time, level) of every record."""
+    from zoneinfo import ZoneInfo
+
+    rng = random.Random(seed)
+    levels = ["DEBUG", "INFO", "INFO", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
+    files: dict[str, list[str]] = {}
+    truth: list[tuple[datetime, str]] = []
+    t = start
+    while t < end:
+        local = t.replace(tzinfo=UTC).astimezone(ZoneInfo(zone))
+        level = rng.choice(levels)
+        extra = TRACEBACK if level == "ERROR" and rng.random() < 0.3 else None
+        files.setdefault(f"{local:%Y-%m-%d}", []).append(
+            rec(f"{local:%Y-%m-%d %H:%M:%S}", level, f"utc {t:%H:%M:%S} agent run", extra=extra))
+        truth.append((t, level))
+        t += step
+    for day, lines in files.items():
+        (log_dir / logs.app_log_name(date.fromisoformat(day))).write_text("".join(lines))
+    return truth
+
+
+def window_of(truth: list[tuple[datetime, str]], since: datetime, until: datetime) -> dict:
+    """Records of [since, until) per UTC hour and level, with the empty hours a summary lists."""
+    out: dict[datetime, dict[str, int]] = {}
+    for t, level in truth:
+        if since <= t < until:
+            slot = out.setdefault(t.replace(minute=0, second=0), {})
+            slot[level] = slot.get(level, 0) + 1
+    hour = since.replace(minute=0, second=0)
+    while hour < until:
+        out.setdefault(hour, {})
+        hour += timedelta(hours=1)
+    return out
+
+
+def every_path_counts(log_dir: Path, since: datetime, until: datetime, zone_name: str) -> list[dict]:
+    """by_hour from the vector blocks (tiny and large, 1 and 2 workers), the lines and the records."""
+    zone = logs.zone_named(zone_name)
+    found = [logs.summarize_dir(log_dir, since, until, zone=zone, block_size=size, workers=workers).by_hour
+             for size in (512, 4096, logs.BLOCK_SIZE) for workers in (1, 2)]
+    lines = [line for path in logs.log_files(log_dir, since, until, zone) for line in logs.open_text(path)]
+    found.append(logs.count_levels(lines, since, until, zone=zone).by_hour)
+    found.append(logs.summarize(logs.read_records(log_dir, since, until, zone=zone), since, until).by_hour)
+    return found
+
+
+def test_amsterdam_autumn_repeated_hour_counts_by_utc_hour_on_every_path(log_dir: Path) -> None:
+    """2026-10-25: 03:00 CEST -> 02:00 CET, so 02:xx is written twice; file order tells them apart."""
+    truth = local_log(log_dir, AMSTERDAM, dt("2026-10-24 20:00:00"), dt("2026-10-25 05:00:00"), timedelta(seconds=13))
+    text = (log_dir / "content_creator_2026-10-25.log").read_text()
+    twice = sum(1 for t, _ in truth if dt("2026-10-25 00:00:00") <= t < dt("2026-10-25 02:00:00"))
+    assert text.count("\n2026-10-25 02:") == twice  # both UTC hours are written as 02:xx
+    for since, until in [(dt("2026-10-24 20:00:00"), dt("2026-10-25 05:00:00")),  # everything
+                         (dt("2026-10-25 00:30:00"), dt("2026-10-25 01:30:00")),  # 02:30 CEST .. 02:30 CET
+                         (dt("2026-10-25 01:00:00"), dt("2026-10-25 02:00:00")),  # only the second 02:xx
+                         (dt("2026-10-24 21:45:00"), dt("2026-10-24 22:15:00"))]:  # across local midnight
+        expected = window_of(truth, since, until)
+        assert awk_utc_hours(sorted(log_dir.iterdir()), since, until) == {h: c for h, c in expected.items() if c}
+        for found in every_path_counts(log_dir, since, until, AMSTERDAM):
+            assert found == expected, (since, until)
+    # "errors in the last hour" at 02:00 UTC (03:00 CET) is the second 02:xx, not the first
+    last_hour = logs.summarize_dir(log_dir, dt("2026-10-25 01:00:00"), dt("2026-10-25 02:00:00"),
+                                   zone=logs.zone_named(AMSTERDAM))
+    assert last_hour.errors == sum(1 for t, level in truth if t.hour == 1 and t.day == 25 and level in logs.ERROR_LEVELS)
+    assert last_hour.problems == []
+
+
+def test_amsterdam_repeated_hour_records_and_prefiltered_records_agree(log_dir: Path) -> None:
+    """The prefilter path builds only candidate records; the fold must still come from every line."""
+    local_log(log_dir, AMSTERDAM, dt("2026-10-24 23:00:00"), dt("2026-10-25 03:00:00"), timedelta(seconds=11))
+    zone = logs.zone_named(AMSTERDAM)
+    since, until = dt("2026-10-25 00:40:00"), dt("2026-10-25 01:20:00")
+    selector = logs.select_levels(logs.ERROR_LEVELS, tracebacks=True)
+    slow = _as_tuples(logs.read_records(log_dir, since, until, select=selector.test, zone=zone))
+    fast = _as_tuples(logs.read_records(log_dir, since, until, select=selector, zone=zone))
+    assert slow == fast and len(slow) > 20
+    records = list(logs.read_records(log_dir, since, until, select=selector, zone=zone))
+    assert all(since <= r.time < until for r in records)
+    # each record's message names its true UTC time: the conversion is exact, record by record
+    assert all(r.message.startswith(f"utc {r.time:%H:%M:%S} ") for r in records)
+    first_pass = [r for r in records if r.time < dt("2026-10-25 01:00:00")]
+    second_pass = [r for r in records if r.time >= dt("2026-10-25 01:00:00")]
+    assert first_pass and second_pass
+    assert {f"{r.written:%H}" for r in first_pass} == {f"{r.written:%H}" for r in second_pass} == {"02"}
+
+
+def test_amsterdam_spring_gap_is_counted_never_dropped(log_dir: Path) -> None:
+    """2026-03-29: 02:00 CET -> 03:00 CEST; a line at 02:30 (no such local time) is read at +1 and named."""
+    truth = local_log(log_dir, AMSTERDAM, dt("2026-03-28 22:00:00"), dt("2026-03-29 03:00:00"), timedelta(seconds=17))
+    path = log_dir / "content_creator_2026-03-29.log"
+    text = path.read_text()
+    cut = text.index("2026-03-29 03:00:")  # the first line after the jump
+    gap_line = rec("2026-03-29 02:30:00", "ERROR", "written by a clock that had not changed yet")
+    path.write_text(text[:cut] + gap_line + text[cut:])
+    truth.append((dt("2026-03-29 01:30:00"), "ERROR"))  # 02:30 at +1 is 01:30 UTC
+    since, until = dt("2026-03-28 22:00:00"), dt("2026-03-29 03:00:00")
+    expected = window_of(truth, since, until)
+    assert awk_utc_hours([path, log_dir / "content_creator_2026-03-28.log"], since, until) == expected
+    for found in every_path_counts(log_dir, since, until, AMSTERDAM):
+        assert found == expected
+    summary = logs.summarize_dir(log_dir, since, until, zone=logs.zone_named(AMSTERDAM))
+    assert summary.problems == ["1 record at a local time that does not exist in Europe/Amsterdam "
+                                "(the spring-forward gap): read at the offset before the change"]
+    problems: list[str] = []
+    gap = [r for r in logs.read_records(log_dir, since, until, problems, zone=logs.zone_named(AMSTERDAM)) if r.gap]
+    assert [(r.time, r.written) for r in gap] == [(dt("2026-03-29 01:30:00"), dt("2026-03-29 02:30:00"))]
+    assert problems == summary.problems
+
+
+def test_utc_plus_one_window_across_local_midnight_reads_both_files(log_dir: Path) -> None:
+    """Production ran at UTC+1 (FACTS.md): its last record says 15:48:04, written at 14:48:04 UTC."""
+    truth = local_log(log_dir, "Africa/Lagos", dt("2026-11-19 20:00:00"), dt("2026-11-20 02:00:00"),
+                      timedelta(seconds=29))
+    since, until = dt("2026-11-19 22:30:00"), dt("2026-11-19 23:30:00")  # 23:30 .. 00:30 local
+    zone = logs.zone_named("Africa/Lagos")
+    assert [p.name for p in logs.log_files(log_dir, since, until, zone)] == [
+        "content_creator_2026-11-19.log", "content_creator_2026-11-20.log"]
+    expected = window_of(truth, since, until)
+    assert awk_utc_hours(sorted(log_dir.iterdir()), since, until, fixed_offset_hours="1") == {
+        h: c for h, c in expected.items() if c}
+    for name in ("Africa/Lagos", "Etc/GMT-1"):  # Etc/GMT-1 is UTC+1 (POSIX signs)
+        for found in every_path_counts(log_dir, since, until, name):
+            assert found == expected
+    # read as UTC (the old reading), the same window holds other records: an hour off
+    assert logs.summarize_dir(log_dir, since, until).by_hour != expected
+
+
+def test_facts_production_record_time_is_one_hour_ahead_of_utc(log_dir: Path) -> None:
+    (log_dir / "content_creator_2025-11-23.log").write_text(
+        rec("2025-11-23 15:48:04", "INFO", "Scheduler stopped", where="__main__:main"))
+    record, = logs.read_records(log_dir, dt("2025-11-23 14:00:00"), dt("2025-11-23 15:00:00"),
+                                zone=logs.zone_named("Etc/GMT-1"))
+    assert (record.time, record.written) == (dt("2025-11-23 14:48:04"), dt("2025-11-23 15:48:04"))
+    assert record.text().startswith("2025-11-23 15:48:04 | INFO ")  # the line as written
+
+
+def test_cli_logs_summary_buckets_by_utc_hour_like_awk(ccops_env: Path, log_dir: Path, monkeypatch, capsys) -> None:
+    truth = local_log(log_dir, AMSTERDAM, dt("2026-10-24 21:00:00"), dt("2026-10-25 04:00:00"), timedelta(seconds=23))
+    monkeypatch.setenv("CCOPS_LOG_DIR", str(log_dir))
+    monkeypatch.setenv("CCOPS_LOGS_TIMEZONE", AMSTERDAM)
+    assert main(["logs", "summary", "--since", "2026-10-24T22:00:00Z", "--until", "2026-10-25T03:00:00Z",
+                 "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    counted = {datetime.fromisoformat(h["hour"]): {lv: h[lv] for lv in logs.LEVELS if h[lv]} for h in data["by_hour"]}
+    by_awk = awk_utc_hours(sorted(log_dir.iterdir()), dt("2026-10-24 22:00:00"), dt("2026-10-25 03:00:00"))
+    assert {h: c for h, c in counted.items() if c} == by_awk
+    assert counted == window_of(truth, dt("2026-10-24 22:00:00"), dt("2026-10-25 03:00:00"))
+    assert data["timezone"] == AMSTERDAM
+    assert [h["hour_local"] for h in data["by_hour"]][2:4] == ["2026-10-25T02:00:00+02:00", "2026-10-25T02:00:00+01:00"]
+    assert (data["since_local"], data["until_local"]) == ("2026-10-25T00:00:00+02:00", "2026-10-25T04:00:00+01:00")
+    assert main(["logs", "summary", "--since", "2026-10-25T00:00:00Z", "--until", "2026-10-25T02:00:00Z"]) == 0
+    text = capsys.readouterr().out
+    assert "UTC (2026-10-25 02:00:00 .. 2026-10-25 03:00:00 Europe/Amsterdam)" in text
+    assert "2026-10-25 00:00  02:00" in text and "2026-10-25 01:00  02:00" in text
+
+
+def test_cli_logs_summary_warns_when_the_dir_holds_no_app_log(ccops_env: Path, log_dir: Path, monkeypatch,
+                                                               capsys) -> None:
+    """The parent of the real logs dir, or a dir with only the plain-process output.log / error.log."""
+    (log_dir / "output.log").write_text("\x1b[32m2026-11-20 09:00:00\x1b[0m | INFO     | __main__:main - started\n")
+    (log_dir / "error.log").write_text("Traceback (most recent call last):\nSyntaxError: invalid syntax\n")
+    (log_dir / "logs").mkdir()
+    monkeypatch.setenv("CCOPS_LOG_DIR", str(log_dir))
+    monkeypatch.setenv("CCOPS_LOGS_TIMEZONE", "UTC")
+    assert main(["logs", "summary", "--until", "2026-11-20T12:00:00Z", "--json"]) == 1
+    out = capsys.readouterr()
+    data = json.loads(out.out)
+    assert data["total"] == 0 and data["warning"]
+    warning, = out.err.strip().splitlines()
+    assert warning.startswith(f"ccops: warning: no app log file in {log_dir} (looked for content_creator_YYYY-MM-DD.log")
+    assert "output.log and error.log are not counted" in warning
+    (log_dir / "content_creator_2026-11-01.log").write_text("")  # the app's dir after all: a quiet day is 0
+    assert main(["logs", "summary", "--until", "2026-11-20T12:00:00Z", "--json"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_logs_timezone_setting_default_and_validation(tmp_path: Path, monkeypatch) -> None:
+    from ccops.config import ConfigError, machine_timezone
+
+    assert machine_timezone({"TZ": AMSTERDAM}) == AMSTERDAM
+    assert machine_timezone({"TZ": ":Africa/Lagos"}) == "Africa/Lagos"
+    link = tmp_path / "localtime"
+    link.symlink_to("/usr/share/zoneinfo/Europe/Amsterdam")
+    assert machine_timezone({}, localtime=link) == AMSTERDAM
+    assert machine_timezone({"TZ": "CET-1CEST"}, localtime=tmp_path / "none") == "UTC"
+    monkeypatch.delenv("CCOPS_LOGS_TIMEZONE", raising=False)
+    monkeypatch.setenv("TZ", "Africa/Lagos")
+    config = tmp_path / "ccops.toml"
+    config.write_text('[database]\nurl = "postgresql://x@127.0.0.1/x"\n')
+    assert load_settings(config).logs_timezone == "Africa/Lagos"  # a deployment: this machine's zone
+    config.write_text('[database]\nurl = "postgresql://x@127.0.0.1/x"\n[logs]\ntimezone = "Europe/Amsterdam"\n')
+    assert load_settings(config).logs_timezone == AMSTERDAM
+    monkeypatch.setenv("CCOPS_LOGS_TIMEZONE", "Etc/GMT-1")
+    assert load_settings(config).logs_timezone == "Etc/GMT-1"
+    monkeypatch.setenv("CCOPS_LOGS_TIMEZONE", "Europe/Amsterdamm")
+    with pytest.raises(ConfigError, match=r"^environment CCOPS_LOGS_TIMEZONE: expected an IANA time zone") as exc:
+        load_settings(config)
+    assert exc.value.exit_code == 64
