@@ -198,8 +198,8 @@ def test_access_log_without_connection_logging_says_so(make_database, ccops_env,
     monkeypatch.setenv("CCOPS_DATABASE_URL", make_database("production"))
     ctx = RunContext(runbook="t", settings=load_settings(), as_of=datetime(2026, 11, 20, 18))
     [finding] = security.postgres_access_log(ctx)
-    assert finding.status.value == "UNKNOWN"
-    assert "log_connections = off" in finding.summary
+    assert finding.status.value == "UNKNOWN" and finding.not_configured
+    assert finding.summary.startswith("not configured: set log_connections = on in postgresql.conf")
 
 
 def test_connection_log_lines_in_other_zones():

@@ -39,7 +39,7 @@ import pandas as pd
 
 from ccops.config import ConfigError, Settings
 from ccops.context import RunContext, check
-from ccops.findings import Finding, Status
+from ccops.findings import Finding, Status, not_configured
 
 SECURITY_WORDS = re.compile(r"\b(failed|failure|unauthori[sz]ed|forbidden|denied)\b", re.IGNORECASE)
 STATUS_CODES = re.compile(r"\b(401|403)\b")
@@ -384,13 +384,11 @@ def postgres_access_log(ctx: RunContext, days: int = 91) -> Finding:
     conf = security_settings(ctx.settings)
     check_id = "security.access_log"
     path, on, origin = _server_log(ctx, conf)
-    if not on:
-        return Finding(check_id, Status.UNKNOWN,
-                       "PostgreSQL does not log connections (log_connections = off): set it on "
-                       "(ALTER SYSTEM SET log_connections = on; SELECT pg_reload_conf()) to review who connects")
+    if not on:  # the server's setting, not ccops': listed with the steps that did nothing for want of one
+        return not_configured(check_id, "log_connections = on in postgresql.conf",
+                              "PostgreSQL does not log connections now: ALTER SYSTEM SET log_connections = on; "
+                              "SELECT pg_reload_conf()")
     if path is None:
-        from ccops.findings import not_configured
-
         return not_configured(check_id, "security.postgres_log",
                               "the server's log file or folder; PostgreSQL writes it to stderr here, "
                               "not through logging_collector")
