@@ -113,7 +113,8 @@ def check_logs(settings: Settings) -> Line:
         return Line(FAIL, "logs", f"{log_dir}: no such directory")
     files = logs.app_log_files(log_dir)
     if not files:
-        return Line(WARNING, "logs", f"{log_dir}: no app log file matching {', '.join(LOG_PATTERNS)} "
+        patterns = getattr(logs, "LOG_PATTERNS", LOG_PATTERNS)  # the log reader's own list, once it has one
+        return Line(WARNING, "logs", f"{log_dir}: no app log file matching {', '.join(patterns)} "
                     "(output.log and error.log are not read as records)")
     newest = newest_log(files)
     written = datetime.fromtimestamp(newest.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M:%S")
