@@ -28,7 +28,9 @@ import os
 import re
 import socket
 import subprocess
+import tarfile
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,7 +49,80 @@ from ccops.db import client_tool, connect, describe_error, get_engine, libpq_env
 from ccops.errors import EXIT_TEMPFAIL, CcopsError
 
 PREFIX = "contentcreator_"
-NAME_RE = re.compile(r"^contentcreator_(\d{8})_(\d{6})(?:_\d+)?\.(dump|sql|sql\.gz)$")
+ORIGIN_CCOPS = "ccops"
+ORIGIN_APP = "app backup.sh"
+KINDS = ("db", "env", "logs")
+
+
+@dataclass(frozen=True)
+class NameForm:
+    """One way a backup file is named: its prefix, what it holds, who writes it, its endings."""
+
+    prefix: str
+    kind: str  # db: a database dump; env: a copy of the app's .env; logs: a tarball of the app's logs
+    origin: str
+    suffixes: tuple[str, ...]
+    sequence: bool  # ccops adds _2, _3 when two backups fall in the same second
+
+
+# THE backup-file naming rule (FACTS.md "Backups already on disk"): ccops' own names, and those
+# of the app's scripts/backup.sh (`date +%Y%m%d_%H%M%S`). ccops' env and logs copies carry the
+# contentcreator_ prefix, so the app's own names stay distinct from them.
+NAME_FORMS = (
+    NameForm("contentcreator_", "db", ORIGIN_CCOPS, (".dump", ".sql", ".sql.gz"), True),
+    NameForm("contentcreator_env_", "env", ORIGIN_CCOPS, ("",), True),
+    NameForm("contentcreator_logs_", "logs", ORIGIN_CCOPS, (".tar.gz",), True),
+    NameForm("db_", "db", ORIGIN_APP, (".sql", ".sql.gz"), False),
+    NameForm("env_", "env", ORIGIN_APP, ("",), False),
+    NameForm("logs_", "logs", ORIGIN_APP, (".tar.gz",), False),
+)
+
+
+def _form_pattern(form: NameForm) -> str:
+    endings = "|".join(re.escape(s) for s in form.suffixes)
+    sequence = r"(?:_\d+)?" if form.sequence else ""
+    return rf"{re.escape(form.prefix)}(\d{{8}})_(\d{{6}}){sequence}(?:{endings})"
+
+
+_FORM_RES = tuple((form, re.compile(f"^{_form_pattern(form)}$")) for form in NAME_FORMS)
+# any backup name of any kind and origin (for "is this file a backup?"); parse_name says which
+NAME_RE = re.compile("^(?:" + "|".join(_form_pattern(f) for f in NAME_FORMS) + ")$")
+
+
+@dataclass(frozen=True)
+class BackupName:
+    kind: str
+    origin: str
+    created: datetime  # naive UTC
+
+
+def _stamp_utc(stamp: str, origin: str, zone: str | None) -> datetime:
+    """The name's time as naive UTC: ccops writes UTC; backup.sh's `date` writes the app host's local time.
+
+    `zone`: that host's IANA zone (the app's logs.timezone: the same clock writes both);
+    None: this machine's local zone.
+    """
+    moment = datetime.strptime(stamp, "%Y%m%d%H%M%S")
+    if origin == ORIGIN_CCOPS:
+        return moment
+    if zone:
+        from zoneinfo import ZoneInfo
+
+        return moment.replace(tzinfo=ZoneInfo(zone)).astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)  # a naive time is read as local
+
+
+def parse_name(name: str, zone: str | None = None) -> BackupName | None:
+    """What a file name says (kind, origin, time in UTC), or None when it is not a backup's name."""
+    for form, pattern in _FORM_RES:
+        match = pattern.match(name)
+        if match:
+            try:
+                return BackupName(form.kind, form.origin,
+                                  _stamp_utc(match.group(1) + match.group(2), form.origin, zone))
+            except ValueError:  # 20261399: digits, but no date
+                return None
+    return None
 MANIFEST_SUFFIX = ".manifest.json"
 LOCK_NAME = ".ccops-backup.lock"
 CACHE_NAME = ".ccops-verified.json"
@@ -199,6 +274,8 @@ class VerifyResult:
     ok: bool
     reason: str
     checks: list[str] = field(default_factory=list)
+    # rows per table counted in a plain dump's COPY blocks while verifying it (None: not a plain dump)
+    row_counts: dict[str, int] | None = None
 
 
 @dataclass
@@ -208,10 +285,12 @@ class BackupInfo:
     size: int
     verified: bool
     reason: str
+    kind: str = "db"
+    origin: str = ORIGIN_CCOPS
 
     def row(self) -> dict[str, Any]:
-        return {"file": self.path.name, "created": self.created, "bytes": self.size, "verified": self.verified,
-                "reason": self.reason}
+        return {"file": self.path.name, "kind": self.kind, "origin": self.origin, "created": self.created,
+                "bytes": self.size, "verified": self.verified, "reason": self.reason}
 
 
 class _VerifyCache:
@@ -271,28 +350,42 @@ class _VerifyCache:
             tmp.unlink(missing_ok=True)
 
 
-def list_backups(backup_dir: Path, verify: bool = True) -> list[BackupInfo]:
-    """Every finished backup in the dir (not in safety/), newest first, with its verification result."""
+DB_KINDS = ("db",)
+
+
+def list_backups(backup_dir: Path, verify: bool = True, kinds: tuple[str, ...] = DB_KINDS,
+                 app_zone: str | None = None) -> list[BackupInfo]:
+    """Finished backups of these kinds in the dir (not in safety/), newest first, with their verification.
+
+    The default is database dumps only (ccops' and the app's backup.sh's alike), which is
+    what "the latest backup" means to restore, the daily check and the dead man's switch;
+    a listing or retention passes KINDS to see the .env copies and log tarballs too.
+    `app_zone`: the zone backup.sh's names are written in (settings.logs_timezone).
+    """
     directory = Path(backup_dir)
     if not directory.is_dir():
         return []
     cache = _VerifyCache(directory) if verify else None
-    found = []
+    found, names = [], set()
     for path in directory.iterdir():
-        match = NAME_RE.match(path.name)
-        if not match or not path.is_file():
+        parsed = parse_name(path.name, app_zone)
+        if parsed is None or not path.is_file():
             continue
-        created = datetime.strptime(match.group(1) + match.group(2), "%Y%m%d%H%M%S")
+        names.add(path.name)
+        if parsed.kind not in kinds:
+            continue
         result = cache.verify(path) if cache else VerifyResult(path, False, "not verified")
-        found.append(BackupInfo(path, created, path.stat().st_size, result.ok, result.reason))
+        found.append(BackupInfo(path, parsed.created, path.stat().st_size, result.ok, result.reason,
+                                parsed.kind, parsed.origin))
     if cache:
-        cache.forget_missing({b.path.name for b in found})
+        cache.forget_missing(names)
         cache.save()
-    return sorted(found, key=lambda b: b.created, reverse=True)
+    return sorted(found, key=lambda b: (b.created, b.path.name), reverse=True)
 
 
-def latest_verified(backup_dir: Path) -> BackupInfo | None:
-    return next((b for b in list_backups(backup_dir) if b.verified), None)
+def latest_verified(backup_dir: Path, kind: str = "db", app_zone: str | None = None) -> BackupInfo | None:
+    """The newest backup of this kind that verifies, whoever wrote it (ccops or the app's backup.sh)."""
+    return next((b for b in list_backups(backup_dir, kinds=(kind,), app_zone=app_zone) if b.verified), None)
 
 
 # ---- verification ---------------------------------------------------------------------
@@ -317,9 +410,16 @@ def verify_backup(path: Path) -> VerifyResult:
 
 
 def _verify(path: Path) -> VerifyResult:
-    checks: list[str] = []
+    """Dispatch on what the file is: its name says the kind, its first bytes the dump format."""
     if not path.exists():
         return VerifyResult(path, False, "file does not exist")
+    parsed = parse_name(path.name)
+    kind = parsed.kind if parsed else "db"
+    if kind == "env":
+        return _verify_env(path)
+    if kind == "logs":
+        return _verify_tarball(path)
+    checks: list[str] = []
     manifest_file = manifest_path(path)
     has_manifest = manifest_file.exists()
     if has_manifest:
@@ -332,42 +432,238 @@ def _verify(path: Path) -> VerifyResult:
         if sha256_of(path) != manifest.get("sha256"):
             return VerifyResult(path, False, "sha256 differs from the manifest (corrupted)")
         checks.append("sha256")
-    if path.name.endswith(".dump"):
-        tool = client_tool("pg_restore")
+    if is_custom_dump(path):
+        return _verify_custom(path, checks, has_manifest)
+    return _verify_plain(path, checks)
+
+
+CUSTOM_MAGIC = b"PGDMP"
+
+
+def is_custom_dump(path: Path) -> bool:
+    """pg_dump -Fc writes PGDMP first, whatever the file is called (the guide restores a `.sql` with pg_restore)."""
+    with open(path, "rb") as handle:
+        return handle.read(len(CUSTOM_MAGIC)) == CUSTOM_MAGIC
+
+
+def _verify_custom(path: Path, checks: list[str], has_manifest: bool) -> VerifyResult:
+    """pg_restore --list (the table of contents), then a full read of the data when it is cheap or unproven."""
+    tool = client_tool("pg_restore")
+    try:
+        proc = subprocess.run([tool, "--list", str(path)], capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        return VerifyResult(path, False, "pg_restore --list timed out", checks)
+    if proc.returncode != 0:
+        return VerifyResult(path, False, "pg_restore --list failed: " + _last_line(proc.stderr, "?"), checks)
+    checks.append("pg_restore --list")
+    if not has_manifest or path.stat().st_size <= FULL_READ_MAX_BYTES:
         try:
-            proc = subprocess.run([tool, "--list", str(path)], capture_output=True, text=True, timeout=900)
+            proc = subprocess.run([tool, "-f", os.devnull, str(path)], capture_output=True, text=True, timeout=6 * 3600)
         except subprocess.TimeoutExpired:
-            return VerifyResult(path, False, "pg_restore --list timed out", checks)
+            return VerifyResult(path, False, "pg_restore full read timed out", checks)
         if proc.returncode != 0:
-            return VerifyResult(path, False, "pg_restore --list failed: " + _last_line(proc.stderr, "?"), checks)
-        checks.append("pg_restore --list")
-        if not has_manifest or path.stat().st_size <= FULL_READ_MAX_BYTES:
-            try:
-                proc = subprocess.run([tool, "-f", os.devnull, str(path)], capture_output=True, text=True, timeout=6 * 3600)
-            except subprocess.TimeoutExpired:
-                return VerifyResult(path, False, "pg_restore full read timed out", checks)
-            if proc.returncode != 0:
-                return VerifyResult(path, False, "pg_restore full read failed (truncated or damaged data): "
-                                    + _last_line(proc.stderr, "?"), checks)
-            checks.append("pg_restore full read")
-    else:
-        try:
-            tail = _sql_tail(path)
-        except (OSError, EOFError) as exc:
-            return VerifyResult(path, False, f"cannot be read: {exc}", checks)
-        if b"PostgreSQL database dump complete" not in tail:
-            return VerifyResult(path, False, "plain dump lacks pg_dump's completion line (truncated)", checks)
-        checks.append("gzip -t and dump trailer" if path.name.endswith(".gz") else "dump trailer")
+            return VerifyResult(path, False, "pg_restore full read failed (truncated or damaged data): "
+                                + _last_line(proc.stderr, "?"), checks)
+        checks.append("pg_restore full read")
     return VerifyResult(path, True, "verified: " + ", ".join(checks), checks)
 
 
-def _sql_tail(path: Path) -> bytes:
+def _verify_plain(path: Path, checks: list[str]) -> VerifyResult:
+    """A plain-SQL dump (`pg_dump > db_*.sql`, maybe gzipped): read to the end and parse it statement by statement."""
+    try:
+        scan = scan_sql_file(path)
+    except (OSError, EOFError, zlib.error) as exc:
+        return VerifyResult(path, False, f"cannot be read to the end ({reason(exc)}): truncated or damaged", checks)
+    if path.name.endswith(".gz"):
+        checks.append("gzip CRC")
+    if not scan.trailer:
+        return VerifyResult(path, False, "plain dump lacks pg_dump's completion line (truncated)", checks)
+    checks.append("dump trailer")
+    if scan.problems:
+        return VerifyResult(path, False, "plain dump does not parse: " + "; ".join(scan.problems[:3]), checks)
+    checks.append(f"parsed {scan.statements:,} statements, {len(scan.tables) + scan.other_copies} COPY blocks, "
+                  f"{sum(scan.tables.values()):,} rows")
+    return VerifyResult(path, True, "verified: " + ", ".join(checks), checks, dict(scan.tables))
+
+
+# ---- plain SQL, as pg_dump writes it ---------------------------------------------------------
+
+DUMP_HEADER = b"-- PostgreSQL database dump"
+DUMP_TRAILER = b"-- PostgreSQL database dump complete"
+COPY_HEADER = re.compile(
+    rb'^COPY\s+(?:("(?:[^"]|"")*"|[^\s."]+)\.)?("(?:[^"]|"")*"|[^\s."(]+)\s*(?:\((.*)\))?\s+FROM\s+stdin;\s*$')
+SQL_TOKEN = re.compile(rb"--|/\*|\*/|'|\"|\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$|;")
+IDENTIFIER = re.compile(rb'"(?:[^"]|"")*"|[^,\s]+')
+
+
+def _unquote(name: bytes) -> str:
+    text_ = name.decode("utf-8", "replace")
+    return text_[1:-1].replace('""', '"') if text_.startswith('"') else text_
+
+
+@dataclass
+class SqlScan:
+    """What a plain dump holds, read as psql would: statements, COPY blocks and their rows, and what is wrong."""
+
+    statements: int = 0
+    tables: dict[str, int] = field(default_factory=dict)  # public tables: rows in their COPY block
+    header: bool = False
+    trailer: bool = False
+    problems: list[str] = field(default_factory=list)
+    mode: bytes = b""  # inside a quote, identifier, comment or $tag$ body
+    open: bool = False  # a statement has begun and not yet met its ';'
+    copy: tuple[str, str, int] | None = None  # (schema, table, expected fields) while in a COPY block
+    other_copies: int = 0  # COPY blocks of tables outside public (checked, not counted)
+    line_no: int = 0
+
+    def problem(self, text_: str) -> None:
+        if len(self.problems) < 10:
+            self.problems.append(text_)
+
+
+def scan_sql_file(path: Path) -> SqlScan:
+    """Scan a plain dump file (gzip by its name); gzip's CRC is checked by reading it to the end."""
     opener = gzip.open if path.name.endswith(".gz") else open
-    tail = b""
     with opener(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            tail = (tail + chunk)[-4096:]
-    return tail
+        return scan_sql_lines(handle)
+
+
+def scan_sql_lines(lines: Any) -> SqlScan:
+    r"""A statement-level parse of pg_dump's plain output, streamed (never the whole file in memory).
+
+    Checked: pg_dump's header and completion trailer; every statement ends with ';'
+    outside quotes, identifiers, comments and dollar-quoted bodies; every COPY block
+    ends with `\.` and each of its rows has as many fields as the COPY names columns
+    (a cut or spliced line shows there). Rows are counted per public table, so a restore
+    of the dump can be proved row for row without a manifest.
+    """
+    scan = SqlScan()
+    for line in lines:
+        scan.line_no += 1
+        if scan.copy is not None:
+            _copy_row(scan, line)
+        else:
+            _sql_line(scan, line)
+    if scan.copy is not None:
+        scan.problem(f"the COPY block of {scan.copy[0]}.{scan.copy[1]} never ends (no \\. line)")
+    elif scan.mode:
+        scan.problem(f"ends inside {scan.mode.decode('utf-8', 'replace')} ... (an unterminated quote or body)")
+    elif scan.open:
+        scan.problem("the last statement has no ';' (cut short)")
+    if not scan.header:
+        scan.problem("no pg_dump header ('-- PostgreSQL database dump')")
+    return scan
+
+
+def _copy_row(scan: SqlScan, line: bytes) -> None:
+    schema, table, fields_ = scan.copy  # type: ignore[misc]
+    row = line.rstrip(b"\r\n")
+    if row == b"\\.":
+        scan.copy = None
+        return
+    found = row.count(b"\t") + 1
+    if fields_ and found != fields_:
+        scan.problem(f"line {scan.line_no}: a row of {schema}.{table} has {found} fields, its COPY names {fields_}")
+    if schema == "public":
+        scan.tables[table] += 1
+
+
+def _sql_line(scan: SqlScan, line: bytes) -> None:
+    stripped = line.strip()
+    if not scan.mode and stripped == DUMP_TRAILER:
+        scan.trailer = True  # even after an open statement: then the parse says what is wrong
+    if not scan.mode and not scan.open:
+        if stripped.startswith(DUMP_HEADER) and not scan.header:
+            scan.header = True
+        if stripped.startswith(b"\\"):
+            return  # a psql meta-command (\restrict / \unrestrict of current pg_dump, \connect)
+        match = COPY_HEADER.match(stripped)
+        if match:
+            schema = _unquote(match.group(1)) if match.group(1) else "public"
+            table = _unquote(match.group(2))
+            columns = len(IDENTIFIER.findall(match.group(3))) if match.group(3) else 0
+            if schema == "public":  # as exact_row_counts counts: the public schema's tables
+                scan.tables.setdefault(table, 0)
+            else:
+                scan.other_copies += 1
+            scan.copy = (schema, table, columns)
+            scan.statements += 1
+            return
+    _lex(scan, line)
+
+
+def _lex(scan: SqlScan, line: bytes) -> None:
+    """Advance the quote/comment state over one line of SQL, counting statements at their top-level ';'."""
+    pos = 0
+    for token in SQL_TOKEN.finditer(line):
+        if not scan.mode and line[pos:token.start()].strip():
+            scan.open = True
+        pos = token.end()
+        value = token.group()
+        if scan.mode:
+            closes = {b"'": b"'", b'"': b'"', b"/*": b"*/"}.get(scan.mode, scan.mode)
+            if value == closes:
+                scan.mode = b""
+        elif value == b"--":
+            return
+        elif value == b";":
+            scan.statements += 1
+            scan.open = False
+        elif value != b"*/":
+            scan.mode = value
+            if value != b"/*":
+                scan.open = True
+    if not scan.mode and line[pos:].strip():
+        scan.open = True
+
+
+# ---- the app's .env copies and log tarballs -----------------------------------------------------
+
+ENV_LINE = re.compile(rb"^\s*(?:export\s+)?[A-Za-z_][A-Za-z0-9_]*\s*=")
+
+
+def _verify_env(path: Path) -> VerifyResult:
+    """An .env copy: readable and every line KEY=VALUE, blank or a comment. Nothing of it is ever shown."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return VerifyResult(path, False, f"cannot be read: {reason(exc)}")
+    keys, bad = 0, []
+    for number, line in enumerate(data.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith(b"#"):
+            continue
+        if ENV_LINE.match(line):
+            keys += 1
+        else:
+            bad.append(number)
+    if not keys:
+        return VerifyResult(path, False, "an .env copy with no KEY=VALUE line (empty or not an .env)")
+    if bad:
+        return VerifyResult(path, False, f"lines {', '.join(map(str, bad[:5]))} are not KEY=VALUE (damaged copy)")
+    return VerifyResult(path, True, f"verified: .env copy with {keys} keys", ["KEY=VALUE lines"])
+
+
+def _verify_tarball(path: Path) -> VerifyResult:
+    """A logs tarball: every member read to its end, then the gzip stream to its end (its CRC and length)."""
+    members, size = 0, 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            with tarfile.open(fileobj=stream, mode="r|") as archive:
+                for member in archive:
+                    if member.isfile():
+                        handle = archive.extractfile(member)
+                        while chunk := handle.read(1 << 20):  # type: ignore[union-attr]
+                            size += len(chunk)
+                    members += 1
+            while stream.read(1 << 20):
+                pass
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
+        return VerifyResult(path, False, f"tarball cannot be read to the end ({reason(exc)}): truncated or damaged")
+    if not members:
+        return VerifyResult(path, False, "tarball holds no file")
+    return VerifyResult(path, True, f"verified: gzip CRC, tar read: {members} members, {size:,} bytes",
+                        ["gzip CRC", "tar members read"])
 
 
 def archive_header(path: Path) -> dict[str, str]:
@@ -590,6 +886,65 @@ def offsite_copy(settings: Settings, path: Path, *, now: datetime | None = None)
     return copy(settings, Path(path), now=now)
 
 
+# ---- the app's .env and logs, saved like its backup.sh saves them ------------------------------
+
+def app_copy_name(kind: str, moment: datetime) -> str:
+    """contentcreator_env_<stamp> / contentcreator_logs_<stamp>.tar.gz: never the app's own env_/logs_ names."""
+    return f"{PREFIX}{kind}_{moment:%Y%m%d_%H%M%S}" + (".tar.gz" if kind == "logs" else "")
+
+
+def _write_env_copy(source: Path, partial: Path) -> None:
+    """Bytes of the .env as they are, into a file that is 0600 before the first secret reaches it."""
+    data = Path(source).read_bytes()
+    _private_file(partial)
+    with open(partial, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _write_logs_tarball(source: Path, partial: Path) -> None:
+    """tar -czf of the log dir under `logs/` (as backup.sh archives it), 0600 from its creation."""
+    if not Path(source).is_dir():
+        raise FileNotFoundError(2, "log dir not found", str(source))
+    _private_file(partial)
+    with tarfile.open(partial, "w:gz") as archive:
+        archive.add(str(source), arcname="logs")
+    with open(partial, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def save_app_copies(settings: Settings, *, now: datetime | None = None,
+                    directory: Path | None = None) -> list[VerifyResult]:
+    """The copies backup.include_env / backup.include_logs ask for, each written, renamed, then verified.
+
+    The app's backup.sh keeps a copy of .env (its secrets included) and a tarball of
+    its logs beside each dump; an operator moving to ccops keeps both. A copy that
+    cannot be made is a failed VerifyResult naming why; the database backup stands.
+    """
+    b = settings.backup
+    wanted = [("env", settings.effective_app_env_file, _write_env_copy)] if b.include_env else []
+    wanted += [("logs", settings.effective_log_dir, _write_logs_tarball)] if b.include_logs else []
+    if not wanted:
+        return []
+    target = private_dir(Path(directory or settings.effective_backup_dir))
+    moment = now or _now()
+    results = []
+    for kind, source, write in wanted:
+        final = target / app_copy_name(kind, moment)
+        partial = target / f".{final.name}.partial"
+        try:
+            write(Path(source), partial)
+            os.replace(partial, final)
+            _fsync_dir(target)
+        except (OSError, tarfile.TarError) as exc:
+            partial.unlink(missing_ok=True)
+            results.append(VerifyResult(final, False, f"{kind} copy of {source} not saved: {reason(exc)}"))
+            continue
+        results.append(verify_backup(final))
+    return results
+
+
 # ---- retention --------------------------------------------------------------------------
 
 @dataclass
@@ -652,11 +1007,16 @@ def plan_retention(backup_dir: Path, now: datetime, retention_days: int, keep_ve
             plan.keep.append((leftover, "partial file written in the last 6 h: a backup may be running"))
     cutoff = now - timedelta(days=retention_days)
     verified_kept = 0
-    for info in list_backups(directory):
+    newest_copy: dict[str, Path] = {}
+    for info in list_backups(directory, kinds=KINDS):
         companions = [manifest_path(info.path)] if manifest_path(info.path).exists() else []
-        if info.verified and verified_kept < keep_verified:
+        if info.kind == "db" and info.verified and verified_kept < keep_verified:
             verified_kept += 1
-            plan.keep.append((info.path, f"one of the newest {keep_verified} verified backups"))
+            plan.keep.append((info.path, f"one of the newest {keep_verified} verified database backups "
+                                         f"(ccops' and the app's backup.sh's count alike; this one: {info.origin})"))
+        elif info.kind != "db" and info.verified and info.kind not in newest_copy:
+            newest_copy[info.kind] = info.path
+            plan.keep.append((info.path, f"the newest verified {info.kind} copy"))
         elif info.created >= cutoff:
             plan.keep.append((info.path, f"younger than {retention_days} days"))
         else:
@@ -714,10 +1074,12 @@ def refuse_newest_verified(paths: list[Path]) -> None:
     """
     doomed = {Path(p).resolve() for p in paths}
     for directory in sorted({Path(p).parent for p in paths}):
-        newest = latest_verified(directory)
-        if newest is not None and newest.path.resolve() in doomed:
-            raise BackupError(f"refusing to delete {newest.path.name}: it is the newest verified backup in "
-                              f"{directory}; nothing was deleted")
+        for kind in KINDS:  # the newest good database dump, .env copy and log tarball, whoever wrote them
+            newest = latest_verified(directory, kind)
+            if newest is not None and newest.path.resolve() in doomed:
+                what = "backup" if kind == "db" else f"{kind} copy"
+                raise BackupError(f"refusing to delete {newest.path.name}: it is the newest verified {what} in "
+                                  f"{directory}; nothing was deleted")
 
 
 def apply_retention(plan: RetentionPlan) -> int:
@@ -745,8 +1107,9 @@ def apply_retention(plan: RetentionPlan) -> int:
 
 # ---- restore: ccops.backup_restore, reachable here too (other modules call ccops.backup.restore_backup) ----
 
-_RESTORE_NAMES = frozenset({"RestoreResult", "RestoreStep", "RestoreTestResult", "compare_counts", "dump_roles",
-                            "effective_jobs", "load_dump", "restore_backup", "restore_test", "target_url"})
+_RESTORE_NAMES = frozenset({"ExpectedCounts", "RestoreResult", "RestoreStep", "RestoreTestResult", "compare_counts",
+                            "dump_roles", "dump_row_counts", "effective_jobs", "expected_counts", "load_dump",
+                            "refuse_non_dump", "restore_backup", "restore_test", "target_url"})
 
 
 def __getattr__(name: str) -> Any:

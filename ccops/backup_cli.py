@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
     q = verbs.add_parser("verify", help="verify a backup file (checksum, pg_restore --list, gzip -t)")
     q.add_argument("file")
     q.add_argument("--json", action="store_true")
-    q = verbs.add_parser("list", help="backups, newest first, with their verification")
+    q = verbs.add_parser("list", help="backups, newest first, with their verification: dumps, .env copies and log tarballs, ccops' own and the app's backup.sh's")
     q.add_argument("--json", action="store_true")
     q = verbs.add_parser("prune", help="retention: by age, never below the newest verified minimum")
     q.add_argument("--dry-run", action="store_true", help="list what would go and the bytes freed")
@@ -75,10 +75,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
         _out(args, {"file": args.file, "ok": result.ok, "reason": result.reason}, f"{args.file}: {result.reason}")
         return 0 if result.ok else EXIT_CRITICAL
     if verb == "list":
-        rows = [b.row() for b in backup.list_backups(settings.effective_backup_dir)]
-        text = "\n".join(f"{r['file']}  {r['bytes']:>12,}  {'verified' if r['verified'] else 'NOT VERIFIED: ' + r['reason']}"
-                         for r in rows) or "no backups"
-        _out(args, rows, text)
+        rows = [b.row() for b in backup.list_backups(settings.effective_backup_dir, kinds=backup.KINDS,
+                                                     app_zone=settings.logs_timezone)]
+        text = "\n".join(f"{r['file']}  {r['kind']:4}  {r['origin']:13}  {r['bytes']:>12,}  "
+                         f"{r['reason'] if r['verified'] else 'NOT VERIFIED: ' + r['reason']}"
+                         for r in rows) or f"no backups in {settings.effective_backup_dir}"
+        _out(args, [{**r, "created": r["created"].isoformat()} for r in rows], text)
         return 0
     if verb == "prune":
         b = settings.backup
@@ -110,6 +112,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
     data: dict[str, Any] = {"file": str(result.path), "verified": result.verified, "reason": result.reason,
                             "duration_s": round(result.duration_s, 3), "manifest": result.manifest}
     code = 0 if result.verified else EXIT_CRITICAL
+    if result.verified and (settings.backup.include_env or settings.backup.include_logs):
+        # like backup.sh: the .env and the logs beside the dump; a failed copy is a warning, the dump stands
+        copies = backup.save_app_copies(settings)
+        data["copies"] = [{"file": str(c.path), "verified": c.ok, "reason": c.reason} for c in copies]
+        lines += [f"{c.path}: {c.reason}" if c.ok else f"{c.path.name} FAILED: {c.reason}" for c in copies]
+        if not all(c.ok for c in copies):
+            code = EXIT_WARNING
     if result.verified and settings.backup.offsite and not args.no_offsite:
         # the local backup is good either way; a failed off-site copy is a warning, not a lost backup
         try:
@@ -133,6 +142,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not Path(args.file).is_file():  # before asking: "not confirmed" would hide that there is nothing to restore
         raise backup.BackupError(f"restore: {args.file}: no such backup file; nothing was changed")
+    backup.refuse_non_dump(Path(args.file))
     target = mask_url(backup.target_url(settings, args.target))
     require_yes(args, f"replace {target} with {Path(args.file).name}")
     result = backup.restore_backup(settings, Path(args.file), args.target, confirm=True, force=args.force,

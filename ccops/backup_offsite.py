@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 
 from ccops.backup import (
     BACKUP_LOCK_WAIT_S,
-    NAME_RE,
     BackupError,
     VerifyResult,
     _fsync_dir,
@@ -34,6 +33,7 @@ from ccops.backup import (
     apply_retention,
     backup_lock,
     manifest_path,
+    parse_name,
     plan_retention,
     read_manifest,
     sha256_of,
@@ -167,9 +167,9 @@ def _prune_fsspec(fs: Any, root: str, now: datetime, retention_days: int, keep_v
     names = {Path(p).name: p for p in fs.ls(root, detail=False)}
     backups = []
     for name in names:
-        match = NAME_RE.match(name)
-        if match:
-            backups.append((datetime.strptime(match.group(1) + match.group(2), "%Y%m%d%H%M%S"), name))
+        parsed = parse_name(name)
+        if parsed is not None and parsed.kind == "db":
+            backups.append((parsed.created, name))
     backups.sort(reverse=True)
     cutoff = now - timedelta(days=retention_days)
     kept_verified = 0

@@ -45,10 +45,14 @@ from ccops.backup import (
     _now,
     create_backup,
     exact_row_counts,
+    is_custom_dump,
     latest_verified,
+    parse_name,
     read_manifest,
     reason,
     safety_dir,
+    scan_sql_file,
+    scan_sql_lines,
     stage,
     verify_backup,
 )
@@ -489,7 +493,7 @@ def load_dump(path: Path, url: str, jobs: int = 1) -> str:
     path = Path(path)
     env = {**os.environ, **libpq_env(url)}
     usable, known = _target_facts(url)
-    if path.name.endswith(".dump"):
+    if is_custom_dump(path):
         notes = _restore_custom(path, env, jobs, usable)
         how = f" with {jobs} parallel jobs" if jobs > 1 else ""
     else:
@@ -498,40 +502,95 @@ def load_dump(path: Path, url: str, jobs: int = 1) -> str:
     return f"{path.name} loaded{how}" + ("; " + "; ".join(notes) if notes else "")
 
 
-def compare_counts(url: str, expected: dict[str, int], exact: bool = True) -> list[dict[str, Any]]:
-    """Per table: manifest vs restored. Counts taken outside the dump's snapshot (compose) cannot fail a row."""
+@dataclass
+class ExpectedCounts:
+    """The rows a restore of one backup must hold, per table, and where that figure comes from.
+
+    `counts` are always exact for the dump: the manifest's when they were taken in the
+    dump's own snapshot, else counted from the dump's data itself (its COPY blocks).
+    `live_before` are counts taken on the live database outside the snapshot (the
+    compose route): they cannot prove a restore, so they are shown, never compared.
+    """
+
+    counts: dict[str, int] | None
+    source: str
+    live_before: dict[str, int] | None = None
+
+
+def dump_row_counts(path: Path) -> dict[str, int]:
+    """Rows per public table in the dump's data: plain SQL scanned, a custom dump through pg_restore -f -."""
+    path = Path(path)
+    if not is_custom_dump(path):
+        return dict(scan_sql_file(path).tables)
+    proc = subprocess.Popen([client_tool("pg_restore"), "--data-only", "-f", "-", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    scan = scan_sql_lines(proc.stdout)
+    stderr = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
+    if proc.wait() != 0:
+        raise BackupError("pg_restore cannot read the dump's data: " + _last_line(stderr, f"exit {proc.returncode}"))
+    return dict(scan.tables)
+
+
+def expected_counts(path: Path, manifest: dict[str, Any], scanned: dict[str, int] | None = None) -> ExpectedCounts:
+    """Exact expected rows for a restore of `path`: the snapshot manifest's, else counted from the dump.
+
+    `scanned`: counts a verification already took from a plain dump (saves a second read).
+    """
+    if manifest.get("row_counts") and manifest.get("row_counts_exact", True):
+        return ExpectedCounts(dict(manifest["row_counts"]), "the manifest (counted in the dump's snapshot)")
+    live = dict(manifest["row_counts"]) if manifest.get("row_counts") else None
+    counts = scanned if scanned is not None else dump_row_counts(path)
+    return ExpectedCounts(counts, "the dump's own data (its COPY rows)", live)
+
+
+def compare_counts(url: str, expected: dict[str, int], live_before: dict[str, int] | None = None
+                   ) -> list[dict[str, Any]]:
+    """Per table: expected (exact for the dump) vs restored, each row ok only when they are equal.
+
+    With `live_before` (counts taken on the live database outside the dump's snapshot)
+    each row also shows that count and whether it differs: writes made while the dump
+    ran explain such a difference, so it is said, not failed.
+    """
     with connect(url, statement_timeout_ms=3_600_000) as conn:
         actual = exact_row_counts(conn)
     rows = []
     for t in sorted(set(expected) | set(actual)):
-        same = expected.get(t) == actual.get(t)
-        row = {"table": t, "expected": expected.get(t), "restored": actual.get(t), "ok": same or not exact}
-        if not exact:
-            row["differs"] = not same
+        row = {"table": t, "expected": expected.get(t), "restored": actual.get(t), "ok": expected.get(t) == actual.get(t)}
+        if live_before is not None:
+            row["live_before_dump"] = live_before.get(t)
+            row["live_differs"] = live_before.get(t) != expected.get(t)
         rows.append(row)
     return rows
 
 
-def _check_counts(url: str, manifest: dict[str, Any]) -> str:
-    exact = manifest.get("row_counts_exact", True)
-    rows = compare_counts(url, manifest["row_counts"], exact)
-    if exact:
-        bad = [r for r in rows if not r["ok"]]
-        if bad:
-            raise BackupError(f"row counts differ from the manifest: {bad[:3]}")
-        return f"row counts of {len(rows)} tables match the manifest"
-    differ = [r["table"] for r in rows if r.get("differs")]
-    return (f"{len(rows) - len(differ)} of {len(rows)} tables match the manifest's counts, which were taken outside "
-            f"the dump's snapshot" + (f" (differ: {', '.join(differ[:5])})" if differ else ""))
+def _check_counts(url: str, expected: ExpectedCounts) -> str:
+    """Every table's restored rows equal the expected ones; else the restore stops here, naming the tables."""
+    rows = compare_counts(url, expected.counts or {}, expected.live_before)
+    bad = [r for r in rows if not r["ok"]]
+    if bad:
+        shown = ", ".join(f"{r['table']} {r['restored']} restored, {r['expected']} expected" for r in bad[:3])
+        raise BackupError(f"row counts differ from {expected.source}: {shown}")
+    return f"row counts of {len(rows)} tables match {expected.source}" + _live_note(rows)
 
 
-def _verify_target(url: str, manifest: dict[str, Any], path: Path) -> str:
+def _live_note(rows: list[dict[str, Any]]) -> str:
+    """What could not be compared: counts of the live database taken outside the dump's snapshot."""
+    if not rows or "live_before_dump" not in rows[0]:
+        return ""
+    differ = [r["table"] for r in rows if r["live_differs"]]
+    return ("; not provable: whether the dump matched the live database (its counts were taken outside the "
+            f"dump's snapshot): {len(differ)} of {len(rows)} tables differ from them"
+            + (f" ({', '.join(differ[:5])})" if differ else ""))
+
+
+def _verify_target(url: str, expected: ExpectedCounts, path: Path) -> str:
     """The last proof: the target, reached by its own name, holds the backup's rows (or say what was not compared)."""
-    if manifest.get("row_counts"):
-        return _check_counts(url, manifest).replace("row counts", f"{_dbname(url)}'s row counts", 1)
+    if expected.counts is not None:
+        return _check_counts(url, expected).replace("row counts", f"{_dbname(url)}'s row counts", 1)
     with connect(url) as conn:
         counts = exact_row_counts(conn)
-    return (f"{path.name} has no manifest: row counts could not be compared; {_dbname(url)} now holds "
+    return (f"{path.name}: row counts could not be compared ({expected.source}); {_dbname(url)} now holds "
             f"{len(counts)} tables, {sum(counts.values()):,} rows")
 
 
@@ -574,7 +633,7 @@ def _start_app(result: RestoreResult, backend: Any) -> None:
         pass  # recorded in result: the restore reads as failed
 
 
-def _restore_steps(result: RestoreResult, settings: Settings, path: Path, url: str, manifest: dict[str, Any],
+def _restore_steps(result: RestoreResult, settings: Settings, path: Path, url: str, expected: ExpectedCounts,
                    jobs: int, safety_dump: bool) -> None:
     """Check target, safety dump, scratch, load, counts, swap, drop old, verify target: any failure stops here."""
     name = _dbname(url)
@@ -590,8 +649,8 @@ def _restore_steps(result: RestoreResult, settings: Settings, path: Path, url: s
     stuck: list[bool] = []
     try:
         _step(result, "restore", lambda: load_dump(path, scratch, jobs) + f" into {_dbname(scratch)}", url)
-        if manifest.get("row_counts"):
-            _step(result, "check row counts", lambda: _check_counts(scratch, manifest), url)
+        if expected.counts is not None:
+            _step(result, "check row counts", lambda: _check_counts(scratch, expected), url)
 
         def swap() -> str:
             try:
@@ -609,7 +668,7 @@ def _restore_steps(result: RestoreResult, settings: Settings, path: Path, url: s
                   lambda: _drop(scratch) or f"{_dbname(scratch)} dropped; {name} was not touched", url)
     if swapped[0]:
         _step(result, "drop old database", lambda: _drop(_with_db(url, old_name)) or f"{old_name} dropped", url)
-    _step(result, FINAL_STEP, lambda: _verify_target(url, manifest, path), url)
+    _step(result, FINAL_STEP, lambda: _verify_target(url, expected, path), url)
     selfstats.adopt_all(url, "restore", settings.home)  # the new database's scans so far were all the restore's
 
 
@@ -635,10 +694,11 @@ def restore_backup(settings: Settings, path: Path, target: str, *, confirm: bool
     result = RestoreResult(mask_url(url))
     if not confirm:
         raise NotConfirmed(f"restore of {path.name} into {mask_url(url)}: not confirmed; nothing was changed")
+    refuse_non_dump(path)
     check = verify_backup(path)
     if not check.ok and not force:
         raise BackupError(f"{path.name} failed verification ({check.reason}); refusing to restore (use force to override)")
-    manifest = read_manifest(path)
+    expected = _expected_or_unknown(path, read_manifest(path), check.row_counts)
     backend = None
     try:
         stopped: list[Any] = []
@@ -650,7 +710,7 @@ def restore_backup(settings: Settings, path: Path, target: str, *, confirm: bool
 
         _step(result, "stop app", stop, url)
         backend = stopped[0]
-        _restore_steps(result, settings, path, url, manifest, jobs, safety_dump)
+        _restore_steps(result, settings, path, url, expected, jobs, safety_dump)
     except StepFailed:
         pass  # recorded in result: result.ok is False and summary() names the step
     finally:
@@ -666,6 +726,23 @@ def restore_backup(settings: Settings, path: Path, target: str, *, confirm: bool
     return result
 
 
+def refuse_non_dump(path: Path) -> None:
+    """An .env copy or a log tarball (backup.sh's env_*/logs_*) is a backup, but not of a database."""
+    parsed = parse_name(Path(path).name)
+    if parsed is not None and parsed.kind != "db":
+        what = {"env": "a copy of the app's .env", "logs": "a tarball of the app's logs"}[parsed.kind]
+        raise BackupError(f"{Path(path).name} is {what} ({parsed.origin}), not a database dump: "
+                          "there is nothing in it to restore into a database; nothing was changed")
+
+
+def _expected_or_unknown(path: Path, manifest: dict[str, Any], scanned: dict[str, int] | None) -> ExpectedCounts:
+    """Expected counts for a restore; a dump that cannot be counted (restored with force) says so instead."""
+    try:
+        return expected_counts(path, manifest, scanned)
+    except STEP_ERRORS as exc:
+        return ExpectedCounts(None, f"its rows could not be counted: {reason(exc)}")
+
+
 # ---- restore test ---------------------------------------------------------------------------
 
 @dataclass
@@ -678,6 +755,8 @@ class RestoreTestResult:
     amcheck_detail: str
     dropped: bool
     jobs: int = 1
+    counts_source: str = ""  # where the expected rows come from (the snapshot manifest, or the dump's own data)
+    live_note: str = ""  # what could not be compared (live counts taken outside the dump's snapshot), if anything
 
     @property
     def ok(self) -> bool:
@@ -703,7 +782,9 @@ def restore_test(settings: Settings, path: Path | None = None) -> RestoreTestRes
             raise BackupError(f"no verified backup in {settings.effective_backup_dir} to test")
         path = latest.path
     path = Path(path)
-    manifest = read_manifest(path)
+    refuse_non_dump(path)
+    with stage("restore test", "count the dump's rows"):
+        expected = expected_counts(path, read_manifest(path))
     scratch = f"ccops_restore_test_{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
     with stage("restore test", "find the server"):
         url = target_url(settings, scratch)
@@ -711,7 +792,7 @@ def restore_test(settings: Settings, path: Path | None = None) -> RestoreTestRes
     with stage("restore test", "create scratch database", url):
         _recreate(url)
     try:
-        seconds, counts, clean, detail = _test_scratch(path, url, manifest, jobs)
+        seconds, counts, clean, detail = _test_scratch(path, url, expected, jobs)
     except BackupError as exc:
         raise BackupError(f"{exc}{_drop_or_say(url)}") from None
     except BaseException:
@@ -719,10 +800,11 @@ def restore_test(settings: Settings, path: Path | None = None) -> RestoreTestRes
         raise
     with stage("restore test", f"drop scratch database {scratch}", url):
         _drop(url)
-    return RestoreTestResult(path, scratch, seconds, counts, clean, detail, True, jobs)
+    return RestoreTestResult(path, scratch, seconds, counts, clean, detail, True, jobs, expected.source,
+                             _live_note(counts).removeprefix("; "))
 
 
-def _test_scratch(path: Path, url: str, manifest: dict[str, Any], jobs: int) -> tuple[float, list, bool, str]:
+def _test_scratch(path: Path, url: str, expected: ExpectedCounts, jobs: int) -> tuple[float, list, bool, str]:
     """Load, compare and amcheck the scratch database: (seconds, counts, amcheck clean, amcheck detail)."""
     from ccops.checks import integrity
 
@@ -731,8 +813,7 @@ def _test_scratch(path: Path, url: str, manifest: dict[str, Any], jobs: int) -> 
         load_dump(path, url, jobs)
     seconds = time.monotonic() - started
     with stage("restore test", "compare row counts", url):
-        counts = (compare_counts(url, manifest["row_counts"], manifest.get("row_counts_exact", True))
-                  if manifest.get("row_counts") else [])
+        counts = compare_counts(url, expected.counts or {}, expected.live_before)
     with stage("restore test", "amcheck", url):
         with get_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS amcheck"))

@@ -1,15 +1,18 @@
 """The evening backup check: today's backup exists, is big enough, and can be read.
 
 The guide lists `contentcreator_$(date +%Y%m%d)*.sql` and eyeballs the size. A
-file that exists can still be a truncated dump, so ccops also reads it: a
-manifest written beside it (sha256) when there is one, else `pg_restore
---list` for custom-format dumps, `gzip -t` plus the dump trailer for `.sql.gz`,
-and the trailer for plain `.sql` ("PostgreSQL database dump complete").
+file that exists can still be a truncated dump, so ccops also reads it (see
+ccops.backup.verify_backup): a manifest's sha256 when there is one, `pg_restore`
+for custom-format dumps, and for plain SQL (`.sql`, `.sql.gz`) gzip's CRC, the
+trailer ("PostgreSQL database dump complete") and a statement-level parse.
+The app's own scripts/backup.sh backups (`db_*.sql`, `env_*`, `logs_*.tar.gz`)
+count like ccops' own: one naming rule, ccops.backup.parse_name, says which
+files are backups.
 """
 
 from __future__ import annotations
 
-import re
+import stat
 from datetime import datetime
 from pathlib import Path
 
@@ -18,25 +21,20 @@ import pandas as pd
 from ccops.context import RunContext, check
 from ccops.findings import Finding, Findings, Status
 
-NAME = re.compile(r"contentcreator_(\d{8})_?(\d{6})?")
-SUFFIXES = (".dump", ".sql", ".sql.gz", ".backup")
-
 
 def backup_files(backup_dir: Path) -> list[Path]:
-    """Finished backups (no temp or partial names), newest name first."""
-    directory = Path(backup_dir)
-    if not directory.is_dir():
-        return []
-    files = [p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")
-             and p.name.endswith(SUFFIXES) and NAME.search(p.name)]
-    return sorted(files, key=lambda p: p.name, reverse=True)
+    """Finished database backups (ccops' and backup.sh's; no temp or partial names), newest first."""
+    from ccops import backup
+
+    return [info.path for info in backup.list_backups(backup_dir, verify=False)]
 
 
 def backup_time(path: Path) -> datetime | None:
-    match = NAME.search(path.name)
-    if not match:
-        return None
-    return datetime.strptime(match.group(1) + (match.group(2) or "000000"), "%Y%m%d%H%M%S")
+    """The backup's time (naive UTC) from its name, by the one naming rule."""
+    from ccops import backup
+
+    parsed = backup.parse_name(Path(path).name)
+    return parsed.created if parsed else None
 
 
 def readable(path: Path) -> tuple[bool, str]:
@@ -47,32 +45,82 @@ def readable(path: Path) -> tuple[bool, str]:
     return result.ok, (", ".join(result.checks) if result.ok else result.reason)
 
 
+def _daily_table(infos: list) -> pd.DataFrame:
+    return pd.DataFrame([{"file": i.path.name, "origin": i.origin, "created": i.created, "bytes": i.size,
+                          "verified": i.verified, "reason": i.reason} for i in infos])
+
+
 @check("backup.daily")
-def daily_backup(ctx: RunContext) -> Finding:
-    """Today's backup (the day of as_of) exists, is above the minimum size, and reads back."""
+def daily_backup(ctx: RunContext) -> Findings:
+    """Today's database backup (the day of as_of) exists, is above the minimum size, and reads back.
+
+    Either origin counts: ccops' own dumps and the app's backup.sh `db_*.sql`. The
+    newest one that verifies is the day's backup; newer ones that fail are named.
+    Also reports the .env copies beside them (see env_copies).
+    """
+    return Findings([_daily(ctx), env_copies_finding(ctx)])
+
+
+def _daily(ctx: RunContext) -> Finding:
+    from ccops import backup
+
     directory = ctx.settings.effective_backup_dir
     minimum = ctx.settings.backup.min_size_bytes
     if not Path(directory).is_dir():
         return Finding("backup.daily", Status.CRITICAL, f"backup dir {directory} does not exist: no backups at all")
-    day = ctx.as_of.strftime("%Y%m%d")
-    today = [p for p in backup_files(directory) if NAME.search(p.name).group(1) == day
-             and (backup_time(p) or ctx.as_of) <= ctx.as_of]
-    rows = [{"file": p.name, "bytes": p.stat().st_size} for p in today]
+    infos = [i for i in backup.list_backups(directory, app_zone=ctx.settings.logs_timezone) if i.created <= ctx.as_of]
+    today = [i for i in infos if i.created.date() == ctx.as_of.date()]
     if not today:
-        latest = backup_files(directory)
-        last = f"; the latest is {latest[0].name}" if latest else "; there are none"
+        last = f"; the latest is {infos[0].path.name} ({infos[0].origin})" if infos else "; there are none"
         return Finding("backup.daily", Status.CRITICAL, f"no backup from {ctx.as_of:%Y-%m-%d} in {directory}{last}", 0)
-    newest = today[0]
-    ok, how = readable(newest)
-    size = newest.stat().st_size
-    table = pd.DataFrame(rows)
-    if not ok:
-        return Finding("backup.daily", Status.CRITICAL, f"{newest.name} cannot be read back: {how}", size, minimum, data=table)
+    table = _daily_table(today)
+    good = next((i for i in today if i.verified), None)
+    if good is None:
+        newest = today[0]
+        return Finding("backup.daily", Status.CRITICAL, f"{newest.path.name} cannot be read back: {newest.reason}",
+                       newest.size, minimum, data=table)
+    failed = [i for i in today if not i.verified and i.created > good.created]
+    size = good.size
+    said = f"{good.path.name} ({good.origin}): {size / 2**20:,.1f} MiB, {good.reason}"
+    if failed:
+        return Finding("backup.daily", Status.WARNING, f"{said}; but the newer {failed[0].path.name} fails "
+                       f"verification: {failed[0].reason}", size, minimum, data=table)
     if size < minimum:
-        return Finding("backup.daily", Status.WARNING, f"{newest.name} is only {size:,} bytes (minimum {minimum:,})",
+        return Finding("backup.daily", Status.WARNING, f"{good.path.name} is only {size:,} bytes (minimum {minimum:,})",
                        size, minimum, data=table)
-    return Finding("backup.daily", Status.OK, f"{newest.name}: {size / 2**20:,.1f} MiB, verified with {how}", size, minimum,
-                   data=table)
+    return Finding("backup.daily", Status.OK, said, size, minimum, data=table)
+
+
+def env_copies_finding(ctx: RunContext) -> Finding:
+    """.env copies (backup.sh's env_*, ccops' contentcreator_env_*) hold every secret: owner-only, or a WARNING.
+
+    Only names and modes are shown, never a byte of their contents.
+    """
+    from ccops import backup
+
+    copies = backup.list_backups(ctx.settings.effective_backup_dir, verify=False, kinds=("env",))
+    rows = []
+    for info in copies:
+        mode = stat.S_IMODE(info.path.stat().st_mode)
+        rows.append({"file": info.path.name, "origin": info.origin, "mode": f"{mode:04o}",
+                     "open_to_others": bool(mode & 0o077)})
+    if not rows:
+        return Finding("backup.env_copies", Status.OK, "no .env copies in the backup dir", 0)
+    table = pd.DataFrame(rows)
+    exposed = [r for r in rows if r["open_to_others"]]
+    if exposed:
+        names = ", ".join(f"{r['file']} ({r['mode']})" for r in exposed[:5])
+        return Finding("backup.env_copies", Status.WARNING,
+                       f"{len(exposed)} of {len(rows)} .env copies (every secret of the app) are readable by group or "
+                       f"others: {names}; chmod 600 them", len(exposed), 0, data=table)
+    return Finding("backup.env_copies", Status.OK, f"{len(rows)} .env copies, all readable by their owner only",
+                   0, 0, data=table)
+
+
+@check("backup.env_copies")
+def env_copies(ctx: RunContext) -> Finding:
+    """The .env copies' modes (names and modes only, never their contents)."""
+    return env_copies_finding(ctx)
 
 
 @check("backup.latest_verified")
@@ -80,7 +128,7 @@ def backup_status(ctx: RunContext, max_age_hours: float = 26) -> Finding:
     """The latest verified backup, its age and size; older than 26 h (or none) is CRITICAL."""
     from ccops import backup
 
-    latest = backup.latest_verified(ctx.settings.effective_backup_dir)
+    latest = backup.latest_verified(ctx.settings.effective_backup_dir, app_zone=ctx.settings.logs_timezone)
     if latest is None:
         return Finding("backup.latest_verified", Status.CRITICAL,
                        f"no verified backup in {ctx.settings.effective_backup_dir}", None, max_age_hours)
@@ -113,6 +161,7 @@ def take_backup(ctx: RunContext, dry_run: bool = True, via: str = "local") -> Fi
 
     found = actions.guarded(ctx, "backup", f"pg_dump {ctx.settings.effective_backup_dir}/contentcreator_<now>.dump",
                             run, dry_run, True)
+    found = Findings(found + _app_copies(ctx, dry_run))
     result = ctx.state.get("backup")
     if result is None or not result.verified or not ctx.settings.backup.offsite:
         return found
@@ -121,18 +170,40 @@ def take_backup(ctx: RunContext, dry_run: bool = True, via: str = "local") -> Fi
         lambda: backup.offsite_copy(ctx.settings, result.path).line(), dry_run, True, Status.WARNING))
 
 
+def _app_copies(ctx: RunContext, dry_run: bool) -> Findings:
+    """backup.include_env / include_logs: the .env and a logs tarball saved beside the dump, as backup.sh does."""
+    from ccops import actions, backup
+
+    b = ctx.settings.backup
+    kinds = [k for k, on in (("env", b.include_env), ("logs", b.include_logs)) if on]
+    if not kinds:
+        return Findings()
+
+    def run() -> str:
+        results = backup.save_app_copies(ctx.settings)
+        bad = [r for r in results if not r.ok]
+        if bad:
+            raise backup.BackupError("; ".join(f"{r.path.name}: {r.reason}" for r in bad))
+        return "; ".join(f"{r.path.name} (0600): {r.reason}" for r in results)
+
+    return actions.guarded(ctx, "app_copies", f"save the app's {' and '.join(kinds)} beside the dump (0600)",
+                           run, dry_run, True, Status.WARNING)
+
+
 @check("backup.list")
 def backups_table(ctx: RunContext) -> Finding:
-    """Every backup in the backup dir with its verification result."""
+    """Every backup in the backup dir (dumps, .env copies, log tarballs; ccops' and backup.sh's) and its verification."""
     from ccops import backup
 
-    rows = [b.row() for b in backup.list_backups(ctx.settings.effective_backup_dir)]
+    rows = [b.row() for b in backup.list_backups(ctx.settings.effective_backup_dir, kinds=backup.KINDS,
+                                                 app_zone=ctx.settings.logs_timezone)]
     if not rows:
         return Finding("backup.list", Status.WARNING, "no backups", 0)
     table = pd.DataFrame(rows)
     failed = int((~table["verified"]).sum())
+    by = ", ".join(f"{n} {kind}" for kind, n in table["kind"].value_counts().sort_index().items())
     return Finding("backup.list", Status.WARNING if failed else Status.OK,
-                   f"{len(table)} backups, {failed} fail verification", failed, data=table)
+                   f"{len(table)} backups ({by}), {failed} fail verification", failed, data=table)
 
 
 def retention(ctx: RunContext, dry_run: bool = True, confirm: bool = False,
@@ -163,8 +234,9 @@ def restore_test(ctx: RunContext) -> Finding:
     result = backup.restore_test(ctx.settings)
     table = pd.DataFrame(result.counts)
     bad = [r for r in result.counts if not r["ok"]]
+    live = f"; {result.live_note}" if result.live_note else ""
     summary = (f"{result.restored_text}; {len(result.counts) - len(bad)} of {len(result.counts)} tables match "
-               f"the manifest; {result.amcheck_detail}; scratch database dropped")
+               f"{result.counts_source}{live}; {result.amcheck_detail}; scratch database dropped")
     return Finding("backup.restore_test", Status.OK if result.ok else Status.CRITICAL, summary,
                    round(result.restore_s, 2), data=table)
 
