@@ -144,9 +144,15 @@ class Cluster:
         return self._choose_datadir()
 
     def _choose_datadir(self) -> Path:
-        """Inside the root, unless the server user cannot reach it (root's home): then /var/tmp."""
+        """Inside the root when ccops runs as the server's own user; as root, under /var/tmp.
+
+        As root the server runs as `postgres`, which must traverse every folder above its data.
+        ccops' home is private (0700, it holds locks, alert state and unscrubbed work dirs), so a
+        cluster inside it would lose its data dir the moment the home is tightened: the demo's
+        server stopped shortly after the first `ccops run` did exactly that.
+        """
         inside = self.root / "data"
-        if not _as_root() or _server_user_can_reach(self.root):
+        if not _as_root():
             return inside
         digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
         return Path("/var/tmp") / f"ccops-pg-{digest}" / "data"
@@ -349,14 +355,6 @@ def demo_database_url(home: Path) -> str:
 
 def _as_root() -> bool:
     return os.geteuid() == 0
-
-
-def _server_user_can_reach(path: Path) -> bool:
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    proc = subprocess.run(["runuser", "-u", SERVER_USER, "--", "test", "-x", str(probe)], capture_output=True)
-    return proc.returncode == 0
 
 
 def _chown_server_user(path: Path) -> None:
