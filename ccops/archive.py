@@ -288,6 +288,16 @@ def render_html(notebook: Any, exclude_input: bool = False) -> str:
     return body
 
 
+def render_reports(notebook: Any, record: dict[str, Any]) -> tuple[str, str]:
+    """(full page, code-free page), each starting with the run's header (archive_header) and titled by it.
+
+    The caller scrubs both afterwards, header included.
+    """
+    from ccops.archive_header import inject
+
+    return (inject(render_html(notebook), record), inject(render_html(notebook, exclude_input=True), record))
+
+
 def warm_renderer() -> None:
     """Import nbconvert and render a small notebook in both modes, so the run's own renders start warm.
 

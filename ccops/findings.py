@@ -134,7 +134,7 @@ class Finding:
         value = "" if self.value is None else html.escape(_fmt(self.value))
         threshold = "" if self.threshold is None else html.escape(_fmt(self.threshold))
         return (
-            f'<tr style="background:{self.status.colour}">'
+            f'<tr data-check="{html.escape(self.check)}" style="background:{self.status.colour}">'
             f"<td><b>{self.status.value}</b></td><td><code>{html.escape(self.check)}</code></td>"
             f"<td>{html.escape(self.summary)}</td><td>{value}</td><td>{threshold}</td></tr>"
         )

@@ -57,6 +57,7 @@ from typing import Any
 
 import ccops
 from ccops import archive
+from ccops.archive_header import actions_of, tidy_numbers
 from ccops.config import Settings, is_secret_name
 from ccops.errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, AlreadyRunning, CcopsError, UsageError
 from ccops.findings import FINDINGS_FILE_ENV, Assessment, Finding, Status, assess, read_recorded
@@ -848,6 +849,7 @@ def _finish(settings: Settings, perms: archive.Permissions, root: Path, name: st
         "runbook": name,
         "run_id": run_id,
         "parameters": {k: ("***" if k in secret_keys else v) for k, v in values.items()},
+        "parameter_defaults": parameter_defaults(path, values),
         "as_of": values.get("as_of"),
         "start": _iso(started),
         "end": _iso(ended),
@@ -860,6 +862,7 @@ def _finish(settings: Settings, perms: archive.Permissions, root: Path, name: st
         "incident": verdict.incident_record(),
         "not_configured": verdict.not_configured_record(),
         "undecided": [f.check for f in verdict.undecided],
+        "actions": actions_of(_finding_dicts(findings, verdict)),
         **provenance(path),
     })
     # DESIGN: WARNING/CRITICAL findings of any run raise alerts through the same path as `ccops alerts check`;
@@ -881,11 +884,13 @@ def _finish(settings: Settings, perms: archive.Permissions, root: Path, name: st
         "json": stem.with_name(stem.name + ".json"),
     }
     record["paths"] = {key: p.relative_to(archive_root).as_posix() for key, p in files.items()}
+    record = tidy_numbers(record)
     clean = nbformat.from_dict(scrub.data(notebook))
+    full_page, report_page = archive.render_reports(clean, record)
     contents = [
         (files["ipynb"], scrub.text(nbformat.writes(clean))),
-        (files["html"], scrub.text(archive.render_html(clean))),
-        (files["report_html"], scrub.text(archive.render_html(clean, exclude_input=True))),
+        (files["html"], scrub.text(full_page)),
+        (files["report_html"], scrub.text(report_page)),
         (files["json"], scrub.json_dumps(record, indent=1)),  # last: a record on disk means a complete run
     ]
     try:
@@ -894,6 +899,29 @@ def _finish(settings: Settings, perms: archive.Permissions, root: Path, name: st
         record["paths"] = None
         return RunResult(record=record, exit_code=EXIT_UNKNOWN), exc
     return RunResult(record=record, exit_code=record["exit_code"], paths=files), None
+
+
+def parameter_defaults(path: Path, given: dict[str, Any]) -> dict[str, Any]:
+    """The runbook's defaults for the parameters not given, as values (the report shows what the run used).
+
+    Defaults that are not literals, secret-named ones, and a runbook since
+    removed are left out.
+    """
+    import ast
+
+    try:
+        declared = declared_parameters(path)
+    except (OSError, CcopsError, ValueError):
+        return {}
+    found: dict[str, Any] = {}
+    for name, spec in declared.items():
+        if name in given or is_secret_name(name):
+            continue
+        try:
+            found[name] = ast.literal_eval(str(spec.get("default") or ""))
+        except (ValueError, SyntaxError):
+            continue
+    return found
 
 
 def _load_notebook(output: Path, original: Path) -> tuple[Any, bool]:
