@@ -481,7 +481,55 @@ TOP_LEVEL_TABLES = {"database", "paths", "service", "http", "run", "logs"}
 MODULE_SECTIONS = {"alerts", "schedule", "costs", "security", "archive", "analytics"}
 
 
-def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+HOME_NAME = ".ccops"  # the project's state folder, under the project root
+ARCHIVE_NAME = "outputs"  # the project's archive, under the project root
+RUNBOOKS_NAME = "runbooks"
+
+
+def project_root(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """The ccops project this invocation belongs to, wherever it was started from.
+
+    Why: a JupyterLab kernel runs in runbooks/, cron in $HOME, an operator
+    anywhere; resolving home, archive and ccops.toml from the working directory
+    made each of them see a different (mostly empty) deployment. The order:
+    walk up from the working directory to the folder holding ccops.toml or
+    ccops' runbooks/; else walk up from CCOPS_HOME; else the checkout this ccops
+    is installed from (an editable install); else the working directory.
+    """
+    env = os.environ if env is None else env
+    start = Path.cwd() if cwd is None else Path(cwd)
+    found = _walk_up(start)
+    if found is None and env.get("CCOPS_HOME"):
+        home = Path(env["CCOPS_HOME"]).expanduser()
+        found = _walk_up(home if home.is_absolute() else start / home)
+    return found or installed_checkout() or start
+
+
+def _walk_up(start: Path) -> Path | None:
+    """The nearest folder from `start` upwards that holds ccops.toml or ccops' runbooks."""
+    for directory in (start, *start.parents):
+        if (directory / CONFIG_NAME).is_file() or holds_runbooks(directory / RUNBOOKS_NAME):
+            return directory
+    return None
+
+
+def holds_runbooks(path: Path) -> bool:
+    """Whether `path` holds ccops' runbooks (a notebook that uses ccops), not just any folder of that name."""
+    try:
+        notebooks = sorted(path.glob("*.ipynb"))[:5]
+        return any(b"ccops" in nb.read_bytes() for nb in notebooks)
+    except OSError:
+        return False
+
+
+def installed_checkout() -> Path | None:
+    """The source checkout ccops runs from (editable install), when it holds the runbooks; None from site-packages."""
+    checkout = Path(__file__).resolve().parent.parent
+    return checkout if holds_runbooks(checkout / RUNBOOKS_NAME) else None
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None, root: Path | None = None) -> Path | None:
+    """The settings file: --config, then CCOPS_CONFIG, then ccops.toml in the project root (project_root())."""
     if explicit:
         path = Path(explicit)
         if not path.is_file():
@@ -492,7 +540,7 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
         if not path.is_file():
             raise ConfigError(f"{path}: settings file named by {CONFIG_ENV} not found")
         return path
-    local = Path.cwd() / CONFIG_NAME
+    local = (project_root() if root is None else root) / CONFIG_NAME
     return local if local.is_file() else None
 
 
@@ -501,8 +549,9 @@ def load_settings(
 ) -> Settings:
     """Settings from the file (if any) overlaid by the environment; ConfigError on bad input."""
     env = os.environ if env is None else env
-    settings = Settings()
-    path = find_config_file(config_file)
+    root = project_root(env=env)
+    settings = project_defaults(Settings(), root)
+    path = find_config_file(config_file, root)
     if path:
         settings.config_file = path.resolve()
         _apply_file(settings, _read_toml(path), path)
@@ -519,6 +568,15 @@ def load_settings(
     if not path and not env.get("CCOPS_LOGS_TIMEZONE") and settings.embedded:
         settings.logs_timezone = DEMO_LOGS_TIMEZONE
     _validate(settings, str(path) if path else "environment", env)
+    return settings
+
+
+def project_defaults(settings: Settings, root: Path) -> Settings:
+    """Home, archive and runbooks under the project root: what applies unless the file or environment says else."""
+    settings.home = root / HOME_NAME
+    settings.archive_dir = root / ARCHIVE_NAME
+    if holds_runbooks(root / RUNBOOKS_NAME):
+        settings.runbooks_dir = root / RUNBOOKS_NAME
     return settings
 
 

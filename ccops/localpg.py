@@ -165,7 +165,9 @@ class Cluster:
     def _run(self, args: list[str], timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
         cmd = [str(self.bindir / args[0]), *args[1:]]
         if _as_root():
-            cmd = ["runuser", "-u", SERVER_USER, "--", *cmd]
+            # cron's PATH (/usr/bin:/bin) lacks sbin, where runuser lives
+            runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin") or "runuser"
+            cmd = [runuser, "-u", SERVER_USER, "--", *cmd]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C.UTF-8"
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
