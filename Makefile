@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 # The demo's findings (an error burst, a stopped agent, a day without content) make the
 # daily report CRITICAL on purpose: exit codes 1 and 2 are reports, 3 and up are failures.
 demo: install
-	$(BIN)/ccops demo up
+	$(BIN)/ccops demo up --yes
 	$(BIN)/ccops backup
 	$(BIN)/ccops run health_check; test $$? -le 2
 	$(BIN)/ccops run daily; test $$? -le 2
@@ -38,5 +38,5 @@ lint: install
 	$(BIN)/ruff check ccops tests benchmarks
 
 clean:
-	-$(BIN)/ccops demo down
+	-$(BIN)/ccops demo down --yes
 	rm -rf $(VENV) .ccops outputs/*/ outputs/index.*

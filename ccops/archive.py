@@ -272,10 +272,17 @@ _RENDER_LOCK = threading.Lock()  # the warm-up thread and the runner's own rende
 @functools.lru_cache(maxsize=2)
 def _exporter(exclude_input: bool) -> Any:
     """One HTMLExporter per mode and process: building one loads and compiles its templates."""
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
+    # The archive is read offline, from a copy: no require.js or MathJax from a CDN (a browser's console
+    # shows each as a failed load, and MathJax would typeset a "$HOME ... $PREFIX" as maths).
+    offline = DictLoader({"ccops_offline.html.j2": "{%- extends 'index.html.j2' -%}"
+                          "{%- block html_head_js_requirejs -%}{%- endblock -%}"
+                          "{%- block html_head_js_mathjax -%}{%- endblock -%}"})
     return HTMLExporter(exclude_input=exclude_input, exclude_input_prompt=exclude_input,
-                        exclude_output_prompt=exclude_input)
+                        exclude_output_prompt=exclude_input, extra_loaders=[offline],
+                        template_file="ccops_offline.html.j2")
 
 
 def render_html(notebook: Any, exclude_input: bool = False) -> str:

@@ -71,10 +71,28 @@ def cmd_config_show(args: argparse.Namespace) -> int:
         for key, value in shown.items():
             if isinstance(value, dict):
                 for sub, sub_value in value.items():
-                    print(f"{key}.{sub} = {sub_value}")
+                    print(f"{key}.{sub} = {readable(sub_value)}")
             else:
-                print(f"{key} = {value}")
+                print(f"{key} = {readable(value)}")
     return 0
+
+
+def readable(value: Any) -> str:
+    """A setting or status value as an operator reads it, never a Python repr.
+
+    Lists become comma-separated (`/, /var`), nothing becomes `(none)` or
+    `(not set)`, booleans `yes`/`no`; `--json` keeps the exact values.
+    """
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple, set)):
+        return ", ".join(readable(item) for item in value) if value else "(none)"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={readable(item)}" for key, item in value.items()) if value else "(none)"
+    text = str(value)
+    return text if text else "(not set)"
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -121,6 +139,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ccops import runner
 
     settings = _settings(args)
+    if args.help:
+        print(run_help(args, settings))
+        return 0
+    if not args.runbook:
+        args.run_parser.error("the following arguments are required: runbook")
     result = runner.run_runbook(settings, args.runbook, args.param or [], timeout=args.timeout)
     if args.json:
         print_json(result.record)
@@ -129,10 +152,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def cmd_runbooks(args: argparse.Namespace) -> int:
-    """The runbooks `ccops run` knows, each with its parameters and their defaults."""
+def run_help(args: argparse.Namespace, settings: Any) -> str:
+    """`ccops run [RUNBOOK] --help`: the verb's usage, then the runbook's purpose and parameters.
+
+    The parameters (type, default, the comment of the parameters cell) are read
+    from the notebook itself, so the help is always the runbook's own.
+    """
     from ccops import runner
-    from ccops.parameters import declared_parameters
+    from ccops.parameters import describe_parameters, runbook_purpose
+
+    text = args.run_parser.format_help()
+    root = settings.effective_runbooks_dir
+    if not args.runbook:
+        return text + "\nrunbooks: " + ", ".join(runner.available(root)) + "\n(`ccops run RUNBOOK --help` lists its parameters)"
+    name, path = runner.locate(root, args.runbook)
+    lines = describe_parameters(path)
+    table = "\n".join(f"  {line}" for line in lines) if lines else "  (none)"
+    return (f"{text}\nrunbook {name}: {runbook_purpose(path)}\n\n"
+            f"parameters (set with -p NAME VALUE; name, type, default, meaning):\n{table}")
+
+
+def cmd_runbooks(args: argparse.Namespace) -> int:
+    """The runbooks `ccops run` knows: each one's purpose (its first heading and sentence) and parameters."""
+    from ccops import runner
+    from ccops.parameters import declared_parameters, parameter_type, runbook_purpose
 
     settings = _settings(args)
     root = settings.effective_runbooks_dir
@@ -141,15 +184,20 @@ def cmd_runbooks(args: argparse.Namespace) -> int:
         raise UsageError(f"{root}: no runbooks there (set paths.runbooks_dir or CCOPS_RUNBOOKS_DIR)")
     rows = []
     for name in names:
-        params = declared_parameters(root / f"{name}.ipynb")
-        rows.append({"runbook": name, "parameters": {k: {"default": v["default"], "help": v["help"]}
-                                                     for k, v in params.items()}})
+        path = root / f"{name}.ipynb"
+        params = declared_parameters(path)
+        rows.append({"runbook": name, "purpose": runbook_purpose(path),
+                     "parameters": {k: {"type": getattr(parameter_type(v), "__name__", "str"),
+                                        "default": v["default"], "help": v["help"]} for k, v in params.items()}})
     if args.json:
         print_json(rows)
     else:
         for row in rows:
+            print(f"{row['runbook']}\n  {row['purpose']}")
             shown = " ".join(f"{k}={v['default']}" for k, v in row["parameters"].items() if k != "config")
-            print(f"{row['runbook']:32} {shown}".rstrip())
+            if shown:
+                print(f"  parameters: {shown}")
+        print("\n`ccops run RUNBOOK --help` explains each parameter.")
     return 0
 
 
@@ -221,17 +269,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if args.action == "up":
+        if args.days < 5:  # bad usage is exit 64 before anything is asked
+            raise UsageError(f"--days must be at least 5 (the demo's incidents reach 4 days back), got {args.days}")
+        require_yes(args, "start the demo and regenerate its database, logs and .env")
         info = demo.up(settings, seed=args.seed, days=args.days, as_of=args.as_of)
     elif args.action == "down":
+        require_yes(args, "stop the demo's app and database")
         info = demo.down(settings)
     else:
         info = demo.status(settings)
     if args.json:
         print_json(info)
     else:
-        for key, value in info.items():
-            print(f"{key}: {value}")
+        print(format_info(info))
     return 0
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """`key: value` lines; a list of records (the demo's services) as one indented line per record."""
+    lines = []
+    for key, value in info.items():
+        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+            lines.append(f"{key}:")
+            for item in value:
+                head = item.get("service") or item.get("name") or ""
+                rest = ", ".join(f"{k} {readable(v)}" for k, v in item.items()
+                                 if k not in ("service", "name") and v not in (None, "", [], {}))
+                lines.append(f"  {head}: {rest}" if head else f"  {rest}")
+        else:
+            lines.append(f"{key}: {readable(value)}")
+    return "\n".join(lines)
 
 
 def cmd_logs_summary(args: argparse.Namespace) -> int:
@@ -260,14 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="settings file (default: $CCOPS_CONFIG, then ./ccops.toml)")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("run", help="run a runbook with papermill and archive the report")
-    p.add_argument("runbook", help="runbook name, e.g. daily or emergency/system_down")
+    p = sub.add_parser("run", help="run a runbook with papermill and archive the report", add_help=False)
+    p.add_argument("-h", "--help", action="store_true", help="show this help and the runbook's parameters")
+    p.add_argument("runbook", nargs="?", help="runbook name, e.g. daily or emergency/system_down")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="set a parameter")
     p.add_argument("--timeout", type=int, default=None, help="wall-clock limit in seconds")
     p.add_argument("--json", action="store_true", help="print the run record as JSON")
-    p.set_defaults(handler=cmd_run)
+    p.set_defaults(handler=cmd_run, run_parser=p)
 
-    p = sub.add_parser("runbooks", help="the runbooks `ccops run` knows, with their parameters")
+    p = sub.add_parser("runbooks", help="the runbooks `ccops run` knows, with their purpose and parameters")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_runbooks)
 
@@ -281,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="random seed (same seed, same data)")
     p.add_argument("--days", type=int, default=30, help="days of history to generate")
     p.add_argument("--as-of", default=None, help="generate history ending at this instant (default now)")
+    p.add_argument("--yes", action="store_true", help="up/down without asking (needed without a terminal)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_demo)
 

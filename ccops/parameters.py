@@ -167,3 +167,68 @@ def _convert(name: str, raw: str, expected: type | None) -> Any:
     if not isinstance(value, expected):
         raise bad()
     return value
+
+
+def runbook_purpose(path: Path) -> str:
+    """What a runbook is for, in one line: its first markdown heading and the first sentence after it.
+
+    `ccops runbooks` shows this beside each name so an operator picks the
+    right runbook without opening it; the notebook's own text is the one
+    place it is written, so it cannot drift from the runbook.
+    """
+    cell = next((c for c in _read_notebook(path).get("cells", []) if c.get("cell_type") == "markdown"), None)
+    if cell is None:
+        return ""
+    title, body = "", []
+    for line in _source(cell).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#") and not title:
+            title = stripped.lstrip("#").strip()
+        elif stripped and not stripped.startswith("#"):
+            body.append(stripped)
+        elif body:  # the first paragraph ends at a blank line
+            break
+    sentence = _first_sentence(" ".join(body))
+    return f"{title}: {sentence}" if title and sentence else title or sentence
+
+
+def _first_sentence(text: str) -> str:
+    """Up to the first '. ' (or the text's end); a full stop inside `code` or a number does not end it."""
+    for index, char in enumerate(text):
+        if char == "." and (index + 1 == len(text) or text[index + 1] == " ") and text[:index].count("`") % 2 == 0:
+            return text[: index + 1]
+    return text
+
+
+def describe_parameters(path: Path) -> list[str]:
+    """One line per parameter, `name  type  default  comment`, as `ccops run RUNBOOK --help` prints them.
+
+    The type is the one `ccops run -p` converts to (parameter_type), so what
+    the help says is what the command line accepts.
+    """
+    specs = declared_parameters(path)
+    if not specs:
+        return []
+    rows = []
+    for name, spec in specs.items():
+        kind = parameter_type(spec)
+        rows.append((name, kind.__name__ if kind else "str", str(spec.get("default", "")), str(spec.get("help", ""))))
+    width = [max(len(row[i]) for row in rows) for i in range(3)]
+    return [f"{n:{width[0]}}  {t:{width[1]}}  {d:{width[2]}}  {h}".rstrip() for n, t, d, h in rows]
+
+
+def step_titles(notebook: dict[str, Any]) -> list[str]:
+    """The title of every code cell, in order: the nearest markdown heading above it ("" before the first).
+
+    `ccops run` shows "step k of n: <title>" on a terminal; the runbooks'
+    markdown follows the guide step by step, so its headings are the steps.
+    """
+    titles, current = [], ""
+    for cell in notebook.get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            heading = next((line.strip().lstrip("#").strip() for line in _source(cell).splitlines()
+                            if line.strip().startswith("#")), None)
+            current = heading or current
+        elif cell.get("cell_type") == "code":
+            titles.append(current)
+    return titles

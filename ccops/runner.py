@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import ccops
-from ccops import archive
+from ccops import archive, progress
 from ccops.archive_header import actions_of, tidy_numbers
 from ccops.config import Settings, is_secret_name
 from ccops.errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, AlreadyRunning, CcopsError, UsageError
@@ -529,6 +529,7 @@ def _execute(settings: Settings, root: Path, path: Path, values: dict[str, Any],
                                 env=env, start_new_session=True)
         if meta is not None:
             _note_papermill(work, meta, proc.pid)
+        watcher = progress.start(output, path.stem)  # "step k of n: title" on a terminal; quiet under cron
         try:
             with guard.armed():
                 returncode: int | None = proc.wait(timeout=limit)
@@ -543,6 +544,9 @@ def _execute(settings: Settings, root: Path, path: Path, values: dict[str, Any],
         except BaseException:  # a bug here: never leave a kernel behind
             terminate_run(proc, run_id, grace=1.0)
             raise
+        finally:
+            if watcher is not None:
+                watcher.stop()
     return Execution(returncode, timed_out, limit, _tail(log_path), output, killed=killed)
 
 
