@@ -982,8 +982,12 @@ def _retention_floor(retention_days: int, keep_verified: int) -> tuple[int, str]
     return keep_verified, ""
 
 
-def plan_retention(backup_dir: Path, now: datetime, retention_days: int, keep_verified: int) -> RetentionPlan:
+def plan_retention(backup_dir: Path, now: datetime, retention_days: int, keep_verified: int,
+                   app_zone: str | None = None) -> RetentionPlan:
     """Delete by age, but never below the newest `keep_verified` verified backups (at least one); old leftovers go.
+
+    The app's backup.sh dumps count towards that floor like ccops' own; its newest good
+    .env copy and log tarball stay too. `app_zone`: the zone of backup.sh's names.
 
     A partial file counts as a leftover only when nothing has written to it for
     6 hours, measured on the real clock (a file's mtime is real time, whatever
@@ -1008,7 +1012,7 @@ def plan_retention(backup_dir: Path, now: datetime, retention_days: int, keep_ve
     cutoff = now - timedelta(days=retention_days)
     verified_kept = 0
     newest_copy: dict[str, Path] = {}
-    for info in list_backups(directory, kinds=KINDS):
+    for info in list_backups(directory, kinds=KINDS, app_zone=app_zone):
         companions = [manifest_path(info.path)] if manifest_path(info.path).exists() else []
         if info.kind == "db" and info.verified and verified_kept < keep_verified:
             verified_kept += 1

@@ -85,7 +85,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if verb == "prune":
         b = settings.backup
         now = datetime.now(timezone.utc).replace(tzinfo=None)
-        plan = backup.plan_retention(settings.effective_backup_dir, now, b.retention_days, b.keep_verified)
+        plan = backup.plan_retention(settings.effective_backup_dir, now, b.retention_days, b.keep_verified,
+                                     settings.logs_timezone)
         listing = "\n".join(f"{r['action']:6}  {r['file']}  ({r['reason']})" for r in plan.rows()) or "no backups"
         if args.dry_run or not plan.delete:
             _out(args, {"plan": plan.rows(), "bytes_freed": plan.bytes_freed, "dry_run": True},

@@ -522,13 +522,17 @@ def dump_row_counts(path: Path) -> dict[str, int]:
     path = Path(path)
     if not is_custom_dump(path):
         return dict(scan_sql_file(path).tables)
-    proc = subprocess.Popen([client_tool("pg_restore"), "--data-only", "-f", "-", str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None
-    scan = scan_sql_lines(proc.stdout)
-    stderr = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
-    if proc.wait() != 0:
-        raise BackupError("pg_restore cannot read the dump's data: " + _last_line(stderr, f"exit {proc.returncode}"))
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty stderr cannot stall the stream
+        proc = subprocess.Popen([client_tool("pg_restore"), "--data-only", "-f", "-", str(path)],
+                                stdout=subprocess.PIPE, stderr=errors)
+        assert proc.stdout is not None
+        with proc.stdout:
+            scan = scan_sql_lines(proc.stdout)
+        code = proc.wait()
+        errors.seek(0)
+        stderr = errors.read().decode("utf-8", "replace")
+    if code != 0:
+        raise BackupError("pg_restore cannot read the dump's data: " + _last_line(stderr, f"exit {code}"))
     return dict(scan.tables)
 
 

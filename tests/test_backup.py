@@ -560,3 +560,101 @@ def test_offsite_url_without_fsspec_is_a_clear_error(demo_db, ccops_env, monkeyp
     with pytest.raises(backup.BackupError, match=r"pip install fsspec s3fs") as err:
         backup.offsite_copy(settings, made.path)
     assert "\n" not in str(err.value)
+
+
+# ---- the app's own scripts/backup.sh backups, and counts on the compose route ------------------
+
+from tests.conformance.test_app_backups import app_dir, backup_sh, setup_app_backups  # noqa: E402
+
+
+def test_retention_never_deletes_the_newest_good_app_backup(make_database, pg_cluster, ccops_env, monkeypatch):
+    """Only backup.sh's files, all beyond 30 days: the newest good dump (and .env, logs copy) stays."""
+    made = setup_app_backups(make_database, pg_cluster, ccops_env, monkeypatch)
+    directory, project = made["dir"], made["project"]
+    for moment in (datetime(2026, 9, 1, 2, 0), datetime(2026, 9, 2, 2, 0), datetime(2026, 9, 3, 2, 0)):
+        backup_sh(pg_cluster, directory, project, moment)
+    newest = directory / "db_20260903_020000.sql"
+    newest.write_bytes(newest.read_bytes()[:5000])  # the last run before the gap died half-way
+    plan = backup.plan_retention(directory, datetime(2026, 12, 31), 30, keep_verified=1)
+    kept = {p.name for p, _ in plan.keep}
+    deleted = {p.name for p, _ in plan.delete}
+    assert kept == {"db_20261128_020000.sql", "env_20261128_020000", "logs_20261128_020000.tar.gz"}
+    made["files"]["db"].unlink()  # without November's dump, September's newest GOOD one is the floor
+    for kind in ("env", "logs"):
+        made["files"][kind].unlink()
+    plan = backup.plan_retention(directory, datetime(2026, 12, 31), 30, keep_verified=1)
+    kept = {p.name for p, _ in plan.keep}
+    deleted = {p.name for p, _ in plan.delete}
+    assert kept == {"db_20260902_020000.sql", "env_20260903_020000", "logs_20260903_020000.tar.gz"}, plan.rows()
+    assert deleted == {"db_20260901_020000.sql", "db_20260903_020000.sql", "env_20260901_020000",
+                       "env_20260902_020000", "logs_20260901_020000.tar.gz", "logs_20260902_020000.tar.gz"}
+    assert "app backup.sh" in next(r for p, r in plan.keep if p.name == "db_20260902_020000.sql")
+    with pytest.raises(backup.BackupError, match="db_20260902_020000.sql: it is the newest verified backup"):
+        backup.refuse_newest_verified([directory / "db_20260902_020000.sql"])
+    backup.apply_retention(plan)
+    assert sorted(p.name for p in directory.iterdir() if not p.name.startswith(".")) == sorted(kept)
+
+
+def test_backup_saves_the_apps_env_and_logs_like_backup_sh(demo_db, ccops_env, monkeypatch, capsys):
+    project = app_dir(ccops_env)  # .env 0644, as operators leave it
+    monkeypatch.setenv("CCOPS_APP_ENV_FILE", str(project / ".env"))
+    monkeypatch.setenv("CCOPS_LOG_DIR", str(project / "logs"))
+    monkeypatch.setenv("CCOPS_BACKUP_INCLUDE_ENV", "true")
+    monkeypatch.setenv("CCOPS_BACKUP_INCLUDE_LOGS", "true")
+    assert cli.main(["backup", "--json"]) == 0
+    copies = {Path(c["file"]).name: c for c in json.loads(capsys.readouterr().out)["copies"]}
+    env_name = next(n for n in copies if n.startswith("contentcreator_env_"))
+    logs_name = next(n for n in copies if n.startswith("contentcreator_logs_"))
+    assert all(c["verified"] for c in copies.values()), copies
+    directory = ccops_env / "backups"
+    assert (directory / env_name).read_bytes() == (project / ".env").read_bytes()
+    assert oct((directory / env_name).stat().st_mode)[-3:] == "600" == oct((directory / logs_name).stat().st_mode)[-3:]
+    assert backup.parse_name(env_name).origin == backup.ORIGIN_CCOPS, "never mistaken for backup.sh's env_*"
+    assert "5 members" in copies[logs_name]["reason"]
+    assert cli.main(["backup", "list", "--json"]) == 0
+    kinds = sorted((r["kind"], r["origin"]) for r in json.loads(capsys.readouterr().out))
+    assert kinds == [("db", "ccops"), ("env", "ccops"), ("logs", "ccops")]
+
+
+@pytest.fixture
+def docker_writing_during_dump(fake_docker, demo_db, ccops_env):
+    """The fake container's pg_dump, preceded by 5 app writes: they land after ccops counted, before the dump."""
+    script = ccops_env / "bin" / "docker"
+    name = demo_db.rsplit("/", 1)[1]
+    psql = Path(client_tool("psql"))
+    write = (f'[ "$tool" = "pg_dump" ] && PGHOST=$PGHOST_ {psql} -X -q -d {name} -c "INSERT INTO agent_logs '
+             "(agent_name, action, status, timestamp) SELECT 'PublishingAgent', 'execute', 'success', now() "
+             'FROM generate_series(1, 5)"\n')
+    text_ = script.read_text().replace("tool=$1; shift\n", "tool=$1; shift\n" + write)
+    env = {k: v for k, v in libpq_env(demo_db).items() if k != "PGDATABASE"}
+    exports = "".join(f"export {k}={v}\n" for k, v in env.items()) + f"PGHOST_={env['PGHOST']}\n"
+    script.write_text(text_.replace("#!/bin/sh\n", "#!/bin/sh\n" + exports, 1))
+    return name
+
+
+def test_compose_route_restore_test_compares_the_dumps_own_rows(demo_db, docker_writing_during_dump, make_database,
+                                                                monkeypatch):
+    """Issue 14.11: with counts taken outside the snapshot, every row once read ok whatever was restored."""
+    monkeypatch.setenv("CCOPS_COMPOSE_DB_USER", "postgres")
+    monkeypatch.setenv("CCOPS_COMPOSE_DB_NAME", docker_writing_during_dump)
+    settings = load_settings()
+    made = backup.create_backup(settings, via="compose")
+    manifest = made.manifest
+    in_dump = query(demo_db, "SELECT count(*) FROM agent_logs")[0][0]
+    assert manifest["row_counts_exact"] is False and manifest["row_counts"]["agent_logs"] == in_dump - 5
+
+    result = backup.restore_test(settings, made.path)
+    row = next(r for r in result.counts if r["table"] == "agent_logs")
+    assert row == {"table": "agent_logs", "expected": in_dump, "restored": in_dump, "ok": True,
+                   "live_before_dump": in_dump - 5, "live_differs": True}
+    assert result.ok and result.counts_source.startswith("the dump's own data")
+    assert "not provable" in result.live_note and "(agent_logs)" in result.live_note
+
+    # the comparison has teeth now: a restore missing one row fails, the live counts notwithstanding
+    target = make_database("none")
+    backup.load_dump(made.path, target)
+    expected = backup.expected_counts(made.path, manifest)
+    assert all(r["ok"] for r in backup.compare_counts(target, expected.counts, expected.live_before))
+    query(target, "DELETE FROM agent_logs WHERE id = (SELECT max(id) FROM agent_logs)")
+    bad = [r for r in backup.compare_counts(target, expected.counts, expected.live_before) if not r["ok"]]
+    assert [(r["table"], r["expected"] - r["restored"]) for r in bad] == [("agent_logs", 1)]

@@ -213,7 +213,8 @@ def retention(ctx: RunContext, dry_run: bool = True, confirm: bool = False,
 
     b = ctx.settings.backup
     days = b.retention_days if retention_days is None else retention_days
-    plan = backup.plan_retention(ctx.settings.effective_backup_dir, ctx.as_of, days, b.keep_verified)
+    plan = backup.plan_retention(ctx.settings.effective_backup_dir, ctx.as_of, days, b.keep_verified,
+                                 ctx.settings.logs_timezone)
     preview = ctx.record([Finding("backup.retention", Status.INFO,
                                   f"{len(plan.delete)} files to delete ({plan.bytes_freed:,} bytes), {len(plan.keep)} kept "
                                   f"(by age: {days} days; never fewer than {b.keep_verified} verified)",

@@ -106,21 +106,22 @@ def backup_sh(pg_cluster, backup_dir: Path, project: Path, moment: datetime, gzi
     return {"db": dump, "env": env_copy, "logs": logs}
 
 
-@pytest.fixture
-def app_backups(make_database, pg_cluster, ccops_env, monkeypatch):
-    """The app's database, its project dir, and one run of backup.sh on 2026-11-28 at 02:00 (host time UTC)."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
+def setup_app_backups(make_database, pg_cluster, root: Path, monkeypatch) -> dict:
+    """The app's database, its project dir, and one run of backup.sh on 2026-11-28 at 02:00 (app host at UTC)."""
     url = app_database(make_database, pg_cluster)
-    project = app_dir(ccops_env)
-    directory = ccops_env / "backups"
+    project = app_dir(root)
+    directory = root / "backups"
     files = backup_sh(pg_cluster, directory, project, datetime(2026, 11, 28, 2, 0, 0))
     monkeypatch.setenv("CCOPS_BACKUP_DIR", str(directory))
     monkeypatch.setenv("CCOPS_DATABASE_URL", url)
     monkeypatch.setenv("CCOPS_BACKEND", "none")
-    yield {"url": url, "project": project, "dir": directory, "files": files}
-    monkeypatch.delenv("TZ")
-    time.tzset()
+    monkeypatch.setenv("CCOPS_LOGS_TIMEZONE", "UTC")  # the zone backup.sh's `date` ran in
+    return {"url": url, "project": project, "dir": directory, "files": files}
+
+
+@pytest.fixture
+def app_backups(make_database, pg_cluster, ccops_env, monkeypatch):
+    return setup_app_backups(make_database, pg_cluster, ccops_env, monkeypatch)
 
 
 def test_one_naming_rule_knows_ccops_and_backup_sh_names():
