@@ -51,9 +51,11 @@ INDEX_JSON = "index.json"
 INDEX_HTML = "index.html"
 INDEX_LOCK = ".index.lock"
 SUFFIXES = (".ipynb", ".html", ".report.html", ".json")
+ACK_SUFFIX = ".ack.json"  # reviewers' acknowledgements of a run, beside its record (never inside it)
+SIDECARS = (ACK_SUFFIX, ".recheck.json")  # files that belong to a run but are not its record
 SUMMARY_KEYS = (
     "runbook", "run_id", "start", "end", "as_of", "outcome", "exit_code", "duration_s", "counts", "paths", "error",
-    "parameters", "incident", "not_configured", "undecided", "mode",
+    "parameters", "incident", "not_configured", "undecided", "mode", "user_host",
 )
 COMPLETED = ("ok", "warning", "critical", "unknown")  # the notebook ran to its end; its findings decided
 FAILED = ("failed", "timed-out", "killed")  # the notebook did not finish
@@ -334,7 +336,8 @@ def iter_record_files(archive_dir: Path) -> Iterable[Path]:
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         at_root = dirpath == str(root)
         for name in filenames:
-            if name.endswith(".json") and not name.startswith(".") and not (at_root and name == INDEX_JSON):
+            if (name.endswith(".json") and not name.startswith(".") and not name.endswith(SIDECARS)
+                    and not (at_root and name == INDEX_JSON)):
                 yield Path(dirpath) / name
 
 
@@ -345,22 +348,147 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
     latest-per-runbook panel), and `figures`, the values of the charted checks
     (archive_figures), so the index page never needs the full findings.
     """
+    from ccops.archive_header import run_mark
+
     found = {key: record.get(key) for key in SUMMARY_KEYS}
     findings = record.get("findings")
+    found["mark"] = run_mark(record)
     found["worst"] = worst_findings(findings)
     found["figures"] = figures(findings)
     return found
 
 
 def load_summaries(archive_dir: Path) -> list[dict[str, Any]]:
-    """Summaries of every readable run record, newest first; unreadable files are skipped."""
+    """Summaries of every readable run record, newest first; unreadable files are skipped.
+
+    Each also carries its reviewers' acknowledgements (`acks`) and, for a
+    completed run, what changed since the runbook's previous completed run
+    (`changes`), both computed here because they need more than one file.
+    """
     found: list[dict[str, Any]] = []
+    statuses: dict[int, dict[str, str]] = {}
     for path in iter_record_files(archive_dir):
         record = _read_record(path)
         if record is not None:
-            found.append(summary(record))
+            item = summary(record)
+            item["acks"] = read_acks(path)
+            statuses[id(item)] = check_statuses(record.get("findings"))
+            found.append(item)
     found.sort(key=lambda r: (str(r.get("start") or ""), str(r.get("run_id") or "")), reverse=True)
+    _add_changes(found, statuses)
     return found
+
+
+# ---- what changed since the previous run --------------------------------------------------
+
+_RANK = {"OK": 0, "INFO": 1, "UNKNOWN": 2, "WARNING": 3, "CRITICAL": 4}
+PROBLEM = 2  # UNKNOWN and worse are what a reviewer follows from run to run
+
+
+def check_statuses(findings: Any) -> dict[str, str]:
+    """Each check's worst status in a run (a finding a recovery resolved counts as OK)."""
+    found: dict[str, str] = {}
+    for f in findings if isinstance(findings, list) else []:
+        if not isinstance(f, dict) or not f.get("check"):
+            continue
+        status = "OK" if f.get("resolved_by") else str(f.get("status") or "")
+        held = found.get(str(f["check"]))
+        if held is None or _RANK.get(status, 0) > _RANK.get(held, 0):
+            found[str(f["check"])] = status
+    return found
+
+
+def compare_statuses(before: dict[str, str], after: dict[str, str]) -> dict[str, list[dict[str, str]]]:
+    """Problems new, resolved, worse and better between two runs of a runbook (OK/INFO are not problems)."""
+    changes: dict[str, list[dict[str, str]]] = {"new": [], "resolved": [], "worse": [], "better": []}
+    for check in sorted(set(before) | set(after)):
+        old, new = before.get(check, "OK"), after.get(check, "OK")
+        a, b = _RANK.get(old, 0), _RANK.get(new, 0)
+        entry = {"check": check, "from": before.get(check, "-"), "to": after.get(check, "-")}
+        if a < PROBLEM <= b:
+            changes["new"].append(entry)
+        elif b < PROBLEM <= a:
+            changes["resolved"].append(entry)
+        elif a >= PROBLEM and b > a:
+            changes["worse"].append(entry)
+        elif b >= PROBLEM and b < a:
+            changes["better"].append(entry)
+    return changes
+
+
+def _add_changes(summaries: list[dict[str, Any]], statuses: dict[int, dict[str, str]]) -> None:
+    """`changes` on each completed run: compared with the previous completed run of its runbook."""
+    previous: dict[str, dict[str, Any]] = {}
+    for item in reversed(summaries):  # oldest first
+        if item.get("outcome") not in COMPLETED:
+            item["changes"] = None
+            continue
+        name = str(item.get("runbook"))
+        before = previous.get(name)
+        if before is None:
+            item["changes"] = None
+        else:
+            item["changes"] = {"since": before.get("start"), "since_run": before.get("run_id"),
+                               **compare_statuses(statuses[id(before)], statuses[id(item)])}
+        previous[name] = item
+
+
+# ---- reviewers' acknowledgements ----------------------------------------------------------
+
+def ack_path(record_path: Path) -> Path:
+    """`<stem>.ack.json` beside the run record."""
+    return Path(record_path).with_name(Path(record_path).name.removesuffix(".json") + ACK_SUFFIX)
+
+
+def read_acks(record_path: Path) -> list[dict[str, Any]]:
+    """Who reviewed the run and when, oldest first ([] when nobody did, or the file is unreadable)."""
+    try:
+        data = json.loads(ack_path(record_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    items = data.get("acks") if isinstance(data, dict) else None
+    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
+def resolve_record(archive_dir: Path, spec: str) -> Path:
+    """The run record a reviewer names: a path to any of the run's files, or `runbook/STAMP` (stamp, start or run id).
+
+    UsageError (exit 64) when nothing, or more than one run, matches.
+    """
+    from ccops.errors import UsageError
+
+    root = Path(archive_dir)
+    for candidate in (Path(spec), root / spec):
+        if candidate.is_file():
+            base = _run_base(candidate.name)
+            if base is not None and (record := candidate.with_name(base + ".json")).is_file():
+                return record
+    runbook, _, key = spec.strip().rstrip("/").rpartition("/")
+    matches = [r for r in list_records(root, runbook=runbook) if runbook and key and key in _run_keys(r)]
+    if len(matches) != 1:
+        why = "no archived run matches" if not matches else f"{len(matches)} runs match"
+        raise UsageError(f"{spec!r}: {why}; give a run's file, or runbook/STAMP as `ccops reports list` shows")
+    return root / str((matches[0].get("paths") or {}).get("json"))
+
+
+def _run_keys(summary: dict[str, Any]) -> set[str]:
+    stem = Path(str((summary.get("paths") or {}).get("json") or "")).name.removesuffix(".json")
+    return {stem, stem.split("-")[0], str(summary.get("start")), str(summary.get("run_id"))}
+
+
+def acknowledge(record_path: Path, by: str, note: str = "", at: datetime | None = None,
+                perms: Permissions | None = None) -> dict[str, Any]:
+    """Record that `by` reviewed the run (appended to its ack file; the run record is never rewritten)."""
+    record_path = Path(record_path)
+    record = _read_record(record_path)
+    if record is None:
+        raise CcopsError(f"{record_path}: not a run record")
+    moment = (at or datetime.now(UTC)).astimezone(UTC)
+    entry = {"by": by, "at": moment.strftime("%Y-%m-%dT%H:%M:%SZ"), "note": note}
+    acks = [*read_acks(record_path), entry]
+    text = json.dumps({"run_id": record.get("run_id"), "acks": acks}, indent=1, ensure_ascii=False) + "\n"
+    write_atomic(ack_path(record_path), text, perms or Permissions.of_archive(record_path.parent))
+    return entry
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:
@@ -659,7 +787,7 @@ def _run_base(name: str) -> str | None:
     """The stem of a run's file name (`<stamp>-<runbook>[-n]`), None for anything else."""
     if name.startswith("."):
         return None
-    for suffix in (".report.html", ".ipynb", ".html", ".json"):
+    for suffix in (*SIDECARS, ".report.html", ".ipynb", ".html", ".json"):
         if name.endswith(suffix):
             base = name[: -len(suffix)]
             return base if _stamp_of(base) is not None else None
@@ -676,7 +804,7 @@ def _stamp_of(base: str) -> datetime | None:
 
 
 def _archived_run(root: Path, stem: Path, files: list[Path]) -> ArchivedRun | None:
-    files.sort(key=lambda p: (not p.name.endswith(".json"), p.name))
+    files.sort(key=lambda p: (not p.name.endswith(".json") or p.name.endswith(SIDECARS), p.name))
     size = 0
     for path in files:
         try:

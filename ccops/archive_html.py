@@ -19,6 +19,7 @@ from urllib.parse import quote
 from ccops.archive_figures import charts_html
 
 OUTCOMES = ("ok", "warning", "critical", "unknown", "failed", "timed-out", "killed")
+COMPLETED = ("ok", "warning", "critical", "unknown")
 OUTCOME_COLOURS = {
     "ok": "#d4edda",
     "warning": "#fff3cd",
@@ -46,6 +47,11 @@ ul.worst{margin:0;padding-left:1.1em}ul.worst li{margin:0}
 svg.chart{border:1px solid #ddd;background:#fff}
 svg .ct{font-size:13px;font-weight:bold}svg .ax{font-size:10px;fill:#444}svg .grid{stroke:#e5e5e5}
 #filters{margin:.5em 0}#filters label{margin-right:1em}
+.mark{font-weight:bold;padding:0 6px;border-radius:3px;white-space:nowrap}
+.mark-LIVE{background:#a00;color:#fff}.mark-DRY{background:#1f5fa8;color:#fff}.mark-ro{color:#555}
+tr.unreviewed td{border-top:2px solid #a00;border-bottom:2px solid #a00}
+.unrev{background:#a00;color:#fff;font-weight:bold;padding:0 4px;white-space:nowrap}
+.acked{color:#155724;white-space:nowrap}.chg{margin:0;padding-left:1.1em}.prev{margin-top:.3em;font-size:.95em}
 """
 CSS += "".join(f".o-{name}{{background:{colour}}}" for name, colour in OUTCOME_COLOURS.items())
 
@@ -70,9 +76,12 @@ def render_index(records: list[dict[str, Any]], generated: datetime | None = Non
     """The whole page from summaries, newest first."""
     latest: dict[str, dict[str, Any]] = {}
     recent: dict[str, list[dict[str, Any]]] = {}
+    completed: dict[str, dict[str, Any]] = {}
     for r in records:  # newest first: the first seen per runbook is its latest
         name = str(r.get("runbook"))
         latest.setdefault(name, r)
+        if r.get("outcome") in COMPLETED:
+            completed.setdefault(name, r)
         strip = recent.setdefault(name, [])
         if len(strip) < STRIP_RUNS:
             strip.append(r)
@@ -89,7 +98,8 @@ def render_index(records: list[dict[str, Any]], generated: datetime | None = Non
         "Each run links its <b>report</b> (without code, for reviewers), the full <b>notebook (html)</b> "
         "and the executed <b>ipynb</b>.</p>",
         "<h2 id='latest-heading'>Latest run of each runbook</h2>",
-        latest_table([latest[k] for k in sorted(latest)], recent),
+        _unreviewed_note(records),
+        latest_table([latest[k] for k in sorted(latest)], recent, completed),
         "<h2>Key figures across runs</h2>",
         f"<div class='charts'>{''.join(charts)}</div>" if charts
         else "<p class='muted'>No key figures recorded yet (they come from the daily and health-check runs).</p>",
@@ -101,9 +111,12 @@ def render_index(records: list[dict[str, Any]], generated: datetime | None = Non
     return "".join(parts)
 
 
-def latest_table(latest: list[dict[str, Any]], recent: dict[str, list[dict[str, Any]]]) -> str:
+def latest_table(latest: list[dict[str, Any]], recent: dict[str, list[dict[str, Any]]],
+                 completed: dict[str, dict[str, Any]] | None = None) -> str:
+    """One row per runbook: its latest run, and beside a failed one the latest completed run it would hide."""
     esc = html.escape
     rows = []
+    completed = completed or {}
     for r in latest:
         name = str(r.get("runbook") or "")
         outcome = str(r.get("outcome") or "")
@@ -117,17 +130,21 @@ def latest_table(latest: list[dict[str, Any]], recent: dict[str, list[dict[str, 
             f"<span class='o-{esc(str(x.get('outcome') or ''))}' title='{esc(_when(x))}: {esc(str(x.get('outcome') or ''))}'>"
             "</span>" for x in reversed(recent.get(name, []))
         )
+        prev = completed.get(name)
+        beside = previous_completed_html(prev) if prev is not None and prev is not r else ""
         rows.append(
-            f"<tr data-runbook='{esc(name)}' data-outcome='{esc(outcome)}'>"
+            f"<tr data-runbook='{esc(name)}' data-outcome='{esc(outcome)}'{_row_class(r)}>"
             f"<td><a href='#runbook={quote(name, safe='/')}'>{esc(name)}</a></td>"
             f"<td class='o o-{esc(outcome)}'>{esc(outcome)}</td><td class='when'>{esc(_when(r))}</td>"
             f"<td class='num'>{_duration(r.get('duration_s'))}</td>"
             f"<td>{error}{notes_html(r)}{'<ul class=worst>' + worst + '</ul>' if worst else ''}"
-            f"{'' if worst or error else esc(counts_text(r.get('counts')))}</td>"
+            f"{'' if worst or error else esc(counts_text(r.get('counts')))}{beside}</td>"
+            f"<td>{parameters_cell(r)}</td><td>{changes_html(r)}</td><td>{review_html(r)}</td>"
             f"<td>{_links(r)}</td><td class='strip'>{strip}</td></tr>"
         )
     head = ("<table id='latest'><thead><tr><th>runbook</th><th>outcome</th><th>when (UTC)</th><th>duration</th>"
-            "<th>worst findings</th><th>links</th><th>recent runs (oldest → newest)</th></tr></thead><tbody>")
+            "<th>worst findings</th><th>parameters</th><th>changes since the previous run</th><th>review</th>"
+            "<th>links</th><th>recent runs (oldest → newest)</th></tr></thead><tbody>")
     return head + "".join(rows) + "</tbody></table>"
 
 
@@ -139,14 +156,86 @@ def runs_table(records: list[dict[str, Any]]) -> str:
         name = esc(str(r.get("runbook") or ""))
         outcome = esc(str(r.get("outcome") or ""))
         rows.append(
-            f"<tr data-runbook='{name}' data-outcome='{outcome}'><td class='when'>{esc(_when(r))}</td>"
-            f"<td>{name}</td><td class='o o-{outcome}'>{outcome}</td><td class='num'>{_duration(r.get('duration_s'))}</td>"
-            f"<td>{esc(counts_text(r.get('counts')))}{notes_html(r)}</td><td>{_links(r)}</td>"
+            f"<tr data-runbook='{name}' data-outcome='{outcome}'{_row_class(r)}><td class='when'>{esc(_when(r))}</td>"
+            f"<td>{name}</td><td class='o o-{outcome}'>{outcome}</td>"
+            f"<td class='num'>{_duration(r.get('duration_s'))}</td>"
+            f"<td>{esc(counts_text(r.get('counts')))}{notes_html(r)}</td><td>{parameters_cell(r)}</td>"
+            f"<td>{changes_html(r)}</td>"
+            f"<td>{review_html(r)}</td><td>{_links(r)}</td>"
             f"<td class='err'>{esc(str(r.get('error') or ''))}</td></tr>"
         )
-    head = ("<table id='runs'><thead><tr><th>start (UTC)</th><th>runbook</th><th>outcome</th><th>duration</th>"
-            "<th>findings</th><th>links</th><th>error</th></tr></thead><tbody>")
+    head = ("<table id='runs'><thead><tr><th>start (UTC)</th><th>runbook</th><th>outcome</th>"
+            "<th>duration</th><th>findings</th><th>parameters</th><th>changes</th><th>review</th><th>links</th><th>error</th>"
+            "</tr></thead><tbody>")
     return head + "".join(rows) + "</tbody></table>"
+
+
+def mark_html(r: dict[str, Any]) -> str:
+    """The LIVE / DRY RUN / read-only mark of a run."""
+    mark = str(r.get("mark") or "")
+    css = {"LIVE": "mark-LIVE", "DRY RUN": "mark-DRY"}.get(mark, "mark-ro")
+    return f"<span class='mark {css}'>{html.escape(mark)}</span>" if mark else ""
+
+
+def parameters_cell(r: dict[str, Any]) -> str:
+    """The mark, then the parameters given (as_of aside: the start column says when)."""
+    params = r.get("parameters") if isinstance(r.get("parameters"), dict) else {}
+    shown = " ".join(f"<code>{html.escape(str(k))}={html.escape(str(v))}</code>"
+                     for k, v in params.items() if k != "as_of")
+    return f"{mark_html(r)} {shown}".strip()
+
+
+def is_unreviewed_critical(r: dict[str, Any]) -> bool:
+    return r.get("outcome") == "critical" and not r.get("acks")
+
+
+def _row_class(r: dict[str, Any]) -> str:
+    return " class='unreviewed'" if is_unreviewed_critical(r) else ""
+
+
+def review_html(r: dict[str, Any]) -> str:
+    """Who reviewed the run and when (with the note), or that nobody did a CRITICAL run yet."""
+    acks = [a for a in r.get("acks") or [] if isinstance(a, dict)]
+    if acks:
+        return "".join(
+            f"<div class='acked'>&#10003; {html.escape(str(a.get('by') or ''))} "
+            f"{html.escape(str(a.get('at') or '').replace('T', ' ').removesuffix('Z'))}"
+            f"{': ' + html.escape(str(a['note'])) if a.get('note') else ''}</div>" for a in acks)
+    if is_unreviewed_critical(r):
+        return "<span class='unrev'>UNREVIEWED</span>"
+    return "<span class='muted'>not reviewed</span>"
+
+
+def changes_html(r: dict[str, Any]) -> str:
+    """Findings new, resolved, worse and better than the runbook's previous completed run."""
+    changes = r.get("changes")
+    if not isinstance(changes, dict):
+        return "<span class='muted'>-</span>"
+    items = []
+    for kind in ("new", "worse", "better", "resolved"):
+        for c in changes.get(kind) or []:
+            items.append(f"<li class='chg-{kind}'>{kind}: <code>{html.escape(str(c.get('check')))}</code> "
+                         f"{html.escape(str(c.get('from')))} → {html.escape(str(c.get('to')))}</li>")
+    if not items:
+        return "<span class='muted'>no change</span>"
+    return f"<ul class='chg'>{''.join(items)}</ul>"
+
+
+def previous_completed_html(r: dict[str, Any]) -> str:
+    """The latest completed run, shown beside a newer run that failed, timed out or was killed."""
+    esc = html.escape
+    outcome = str(r.get("outcome") or "")
+    worst = "; ".join(f"{w.get('status')} {w.get('check')}" for w in r.get("worst") or [] if isinstance(w, dict))
+    return (f"<div class='prev'>latest completed run: <span class='o o-{esc(outcome)}'>{esc(outcome)}</span> "
+            f"{esc(_when(r))}{' - ' + esc(worst) if worst else ''} {review_html(r)} {_links(r)}</div>")
+
+
+def _unreviewed_note(records: list[dict[str, Any]]) -> str:
+    n = sum(1 for r in records if is_unreviewed_critical(r))
+    if not n:
+        return ""
+    return (f"<p id='unreviewed'><span class='unrev'>{n} CRITICAL run{'s' if n != 1 else ''} not reviewed</span> "
+            "(acknowledge with <code>ccops reports ack RUN --note TEXT</code>)</p>")
 
 
 def _filters(runbooks: list[str], records: list[dict[str, Any]]) -> str:

@@ -226,6 +226,21 @@ def cmd_reports_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reports_ack(args: argparse.Namespace) -> int:
+    """A reviewer's acknowledgement, kept beside the run record (never in it); the index shows it."""
+    from ccops import archive
+    from ccops.runner import user_at_host
+
+    settings = _settings(args)
+    record_path = archive.resolve_record(settings.archive_dir, args.run)
+    require_yes(args, f"record that {user_at_host()} reviewed {record_path.name}")
+    entry = archive.acknowledge(record_path, user_at_host(), args.note or "")
+    archive.rebuild_index(settings.archive_dir)
+    print_json({"run": str(record_path), **entry}) if args.json else print(
+        f"{record_path.name}: reviewed by {entry['by']} at {entry['at']}")
+    return 0
+
+
 def cmd_reports_prune(args: argparse.Namespace) -> int:
     """Archive retention: a dry run unless confirmed (--yes, or yes at the terminal's prompt)."""
     from datetime import UTC, datetime
@@ -377,6 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--keep-days", type=int, default=None, help="keep runs newer than this (default: archive.keep_days, 90)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_reports_prune)
+    q = reports_sub.add_parser("ack", help="record that you reviewed a run (shown in the index)")
+    q.add_argument("run", help="the run's record (or any of its files), or runbook/STAMP as `reports list` shows")
+    q.add_argument("--note", default="", help="what the reviewer concluded")
+    q.add_argument("--yes", action="store_true", help="record without asking")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_reports_ack)
 
     p = sub.add_parser("config", help="settings")
     config_sub = p.add_subparsers(dest="config_verb", required=True, parser_class=_Parser)
