@@ -241,6 +241,15 @@ def cmd_reports_ack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reports_recheck(args: argparse.Namespace) -> int:
+    """Re-execute an archived run for its own as_of and compare (ccops.recheck): exit 0 reproduces, 1 differs."""
+    from ccops import recheck
+
+    result = recheck.recheck(_settings(args), args.run, timeout=args.timeout)
+    print_json(result.to_dict()) if args.json else print(result.text())
+    return result.exit_code
+
+
 def cmd_reports_prune(args: argparse.Namespace) -> int:
     """Archive retention: a dry run unless confirmed (--yes, or yes at the terminal's prompt)."""
     from datetime import UTC, datetime
@@ -392,6 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--keep-days", type=int, default=None, help="keep runs newer than this (default: archive.keep_days, 90)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_reports_prune)
+    q = reports_sub.add_parser("recheck", help="re-execute an archived run for its as_of and compare: 0 reproduces, 1 differs")
+    q.add_argument("run", help="the run's record (or any of its files), or runbook/STAMP as `reports list` shows")
+    q.add_argument("--timeout", type=int, default=None, help="wall-clock limit in seconds")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_reports_recheck)
     q = reports_sub.add_parser("ack", help="record that you reviewed a run (shown in the index)")
     q.add_argument("run", help="the run's record (or any of its files), or runbook/STAMP as `reports list` shows")
     q.add_argument("--note", default="", help="what the reviewer concluded")
