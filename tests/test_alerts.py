@@ -328,8 +328,9 @@ def test_dead_mans_switch_counts_runs_reported_by_the_runner(ccops_env):
 
 def test_newest_verified_backup_older_than_26_hours_is_critical(ccops_env):
     pytest.importorskip("ccops.backup", reason="ccops.backup (latest verified backup) not available")
-    settings = write_config(ccops_env, rules_only("backup_age"))
     backups = ccops_env / "home" / "backups"
+    # a ccops.toml makes this a deployment: its backup dir is named, never a default
+    settings = write_config(ccops_env, f'[paths]\nbackup_dir = "{backups}"\n' + rules_only("backup_age"))
     backups.mkdir(parents=True)
     good = b"-- PostgreSQL database dump\nSELECT 1;\n--\n-- PostgreSQL database dump complete\n--\n"
     (backups / "contentcreator_20261127_020000.sql").write_bytes(good)
