@@ -136,7 +136,8 @@ class Finding:
         return (
             f'<tr data-check="{html.escape(self.check)}" style="background:{self.status.colour}">'
             f"<td><b>{self.status.value}</b></td><td><code>{html.escape(self.check)}</code></td>"
-            f"<td>{html.escape(self.summary)}</td><td>{value}</td><td>{threshold}</td></tr>"
+            f'<td style="text-align:left;min-width:30em">{html.escape(self.summary)}</td>'
+            f'<td style="text-align:right">{value}</td><td style="text-align:right">{threshold}</td></tr>'
         )
 
     def __str__(self) -> str:
@@ -265,8 +266,8 @@ class Findings(list):
         if not self:
             return "<p><i>skipped: not part of this run</i></p>"
         parts = [findings_table_html(self)]
-        for finding in self:
-            parts.append(evidence_html(finding))
+        parts += [evidence_table_html(group) for group in evidence_groups(self)]
+        parts += [figure_html(f) for f in self if f.figure is not None]
         return "".join(parts)
 
     def __str__(self) -> str:
@@ -294,6 +295,84 @@ def evidence_html(finding: Finding) -> str:
         encoded = base64.b64encode(figure_png(finding.figure)).decode("ascii")
         parts.append(f'<img alt="{html.escape(finding.check)}" src="data:image/png;base64,{encoded}"/>')
     return "".join(parts)
+
+
+def evidence_groups(findings: Iterable[Finding]) -> list[list[Finding]]:
+    """Findings with a table, those whose tables have the same columns together (one table per step, not per item)."""
+    groups: dict[tuple[str, ...], list[Finding]] = {}
+    for f in findings:
+        if f.data is not None and getattr(f.data, "shape", (0,))[0] > 0:
+            groups.setdefault(tuple(map(str, f.data.columns)), []).append(f)
+    return list(groups.values())
+
+
+def evidence_table_html(group: list[Finding]) -> str:
+    """One table for the group: a `check` column first when several findings share it."""
+    import pandas as pd
+
+    if len(group) == 1:
+        data, title = group[0].data, group[0].check
+    else:
+        data = pd.concat([f.data.assign(**{"check": f.check})[["check", *map(str, f.data.columns)]]
+                          if "check" not in f.data.columns else f.data for f in group], ignore_index=True)
+        title = ", ".join(dict.fromkeys(f.check for f in group))
+    shown = format_frame(data.head(MAX_TABLE_ROWS))
+    more = data.shape[0] - shown.shape[0]
+    note = f"<p><i>{more} more rows not shown</i></p>" if more > 0 else ""
+    return (f'<details open><summary><b>{html.escape(title)}</b> ({data.shape[0]} rows)</summary>'
+            f"{shown.to_html(index=False, border=0, na_rep='', escape=True)}{note}</details>")
+
+
+def figure_html(finding: Finding) -> str:
+    import base64
+
+    encoded = base64.b64encode(figure_png(finding.figure)).decode("ascii")
+    return f'<img alt="{html.escape(finding.check)}" src="data:image/png;base64,{encoded}"/>'
+
+
+def format_frame(data: Any) -> Any:
+    """A copy for people: times to the second, floats without noise or padding, byte counts as kB/MB/GB."""
+    frame = data.copy()
+    for name in frame.columns:
+        column = frame[name]
+        kind = getattr(column.dtype, "kind", "O")
+        if kind == "M":
+            frame[name] = column.dt.strftime("%Y-%m-%d %H:%M:%S").where(column.notna(), "")
+        elif kind == "m":
+            frame[name] = column.map(lambda v: "" if v != v else str(v.floor("s")))
+        elif kind in "iuf" and "bytes" in str(name).lower():
+            frame[name] = column.map(lambda v: "" if v != v else human_bytes(v))
+        elif kind == "f":
+            frame[name] = column.map(lambda v: "" if v != v else format_number(v))
+        elif kind == "O":
+            frame[name] = column.map(_cell)
+    return frame
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return format_number(value)
+    return value
+
+
+def format_number(value: float | int) -> str:
+    """12,345 / 27.1 / 0.25 / 5: two decimals at most, none when whole, thousands separated."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return ""
+    text = f"{value:,.2f}".rstrip("0").rstrip(".") if isinstance(value, float) else f"{value:,}"
+    return "0" if text in ("-0", "") else text
+
+
+def human_bytes(value: float | int) -> str:
+    """1.5 GB: byte counts in the unit a person reads (1000-based like df -H, kB to TB)."""
+    size = float(value)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(size) < 1000 or unit == "TB":
+            return f"{format_number(round(size, 1) if unit != 'B' else int(size))} {unit}"
+        size /= 1000
+    return f"{size} TB"
 
 
 def figure_png(figure: Any) -> bytes:
@@ -352,6 +431,6 @@ def _jsonable(value: Any) -> Any:
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.2f}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format_number(value)
     return str(value)

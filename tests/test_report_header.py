@@ -219,3 +219,21 @@ def test_marks_and_titles_from_records():
                        {"check": "action.timeline", "status": "OK", "summary": "1 of 1 run"}]) == [
         {"check": "maintenance.vacuum", "status": "INFO", "summary": "dry run: would VACUUM", "done": False},
         {"check": "maintenance.reindex", "status": "OK", "summary": "REINDEX on 1 of 1", "done": True}]
+
+
+def test_findings_show_for_people_one_table_per_step():
+    import pandas as pd
+
+    from ccops.findings import Finding, Findings, format_frame, format_number, human_bytes
+
+    frame = pd.DataFrame({"at": pd.to_datetime(["2026-12-02 09:06:43.123456"]), "ratio": [5.0],
+                          "load": [27.099999999999998], "size_bytes": [1_500_000_000]})
+    shown = format_frame(frame).iloc[0].to_dict()
+    assert shown == {"at": "2026-12-02 09:06:43", "ratio": "5", "load": "27.1", "size_bytes": "1.5 GB"}
+    assert format_number(12345.0) == "12,345" and format_number(0.25) == "0.25" and human_bytes(512) == "512 B"
+    disks = Findings([Finding(f"host.disk:{m}", "OK", f"{m} fine", value=5.0,
+                              data=pd.DataFrame({"mount": [m], "used_bytes": [2_000_000]})) for m in ("/", "/var")])
+    page = disks._repr_html_()
+    assert page.count("<details") == 1, "the two mounts' tables are one"
+    assert "2 MB" in page and "5.0000" not in page and "5.00" not in page
+    assert 'text-align:left' in page
