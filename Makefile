@@ -1,10 +1,14 @@
 # The whole set-up is two commands: `make demo` and `make test`.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
+# The kernel the runbooks name in their metadata (tests/test_lab.py keeps the two in step).
+KERNEL_NAME := python3
+KERNEL_DISPLAY := Python 3 (ccops)
+LAB_PORT ?= 8888
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lab bench lint clean
+.PHONY: install git-filter demo test lab bench lint clean
 
 install: $(STAMP)
 
@@ -12,8 +16,20 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ccops)"
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "$(KERNEL_DISPLAY)"
+	$(MAKE) --no-print-directory git-filter
 	touch $(STAMP)
+
+# Runbooks stay clean in git: nbstripout strips outputs, execution counts and run metadata on
+# `git add`, so saving a worked runbook in JupyterLab leaves `git status` clean. Cell ids are
+# kept (they are the stored ones); language_info (the Python version) and papermill's timings are not.
+NBSTRIPOUT_EXTRA_KEYS := metadata.language_info metadata.papermill cell.metadata.papermill
+git-filter:
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  $(BIN)/nbstripout --install --attributes .gitattributes && \
+	  git config filter.nbstripout.clean '"$(abspath $(BIN))/python" -m nbstripout --keep-id' && \
+	  git config filter.nbstripout.extrakeys '$(NBSTRIPOUT_EXTRA_KEYS)'; \
+	else echo "not a git checkout: no nbstripout filter installed"; fi
 
 # The demo's findings (an error burst, a stopped agent, a day without content) make the
 # daily report CRITICAL on purpose: exit codes 1 and 2 are reports, 3 and up are failures.
@@ -28,8 +44,12 @@ test: install
 	$(BIN)/ruff check ccops tests benchmarks
 	$(BIN)/pytest -q
 
+# JupyterLab on this machine only (127.0.0.1); as root (the README's container) with --allow-root.
+# Jupyter prints the URL with its token; open it, or tunnel the port (ssh -L $(LAB_PORT):127.0.0.1:$(LAB_PORT)).
 lab: install
-	$(BIN)/jupyter lab runbooks/
+	@echo "JupyterLab on http://127.0.0.1:$(LAB_PORT)/lab - open the URL with ?token=... printed below"
+	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.root_dir=runbooks \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: install
 	$(BIN)/python -m benchmarks

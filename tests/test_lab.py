@@ -1,0 +1,107 @@
+"""`make lab` (issue 15.2): it starts as root on 127.0.0.1 and prints its URL, and the runbooks open unmodified.
+
+A notebook whose stored kernelspec differs from the installed kernel's is rewritten by JupyterLab
+as soon as it opens, so it shows as modified before the operator has done anything; a stored
+runbook that differs from what the git filter writes shows as modified in `git status`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+RUNBOOKS = sorted((REPO / "runbooks").rglob("*.ipynb"))
+BIN = Path(sys.executable).parent
+
+
+def makefile_variable(name: str) -> str:
+    """A `NAME := value` of the Makefile, so the test reads what `make install` uses."""
+    match = re.search(rf"^{name} :?= (.*)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+    assert match, f"{name} not in the Makefile"
+    return match.group(1).strip()
+
+
+def installed_kernelspec() -> dict[str, str]:
+    """The kernelspec `make install` installed into the venv, as a notebook's metadata names it."""
+    name = makefile_variable("KERNEL_NAME")
+    path = Path(sys.prefix) / "share" / "jupyter" / "kernels" / name / "kernel.json"
+    if not path.is_file():
+        pytest.skip(f"{path}: kernel not installed (run make install)")
+    spec = json.loads(path.read_text())
+    return {"display_name": spec["display_name"], "language": spec["language"], "name": name}
+
+
+@pytest.mark.parametrize("path", RUNBOOKS, ids=[str(p.relative_to(REPO / "runbooks")) for p in RUNBOOKS])
+def test_runbooks_name_the_kernel_make_install_installs(path: Path):
+    stored = json.loads(path.read_text())["metadata"]["kernelspec"]
+    assert stored == installed_kernelspec()
+    assert stored["display_name"] == makefile_variable("KERNEL_DISPLAY")
+
+
+@pytest.mark.parametrize("path", RUNBOOKS, ids=[str(p.relative_to(REPO / "runbooks")) for p in RUNBOOKS])
+def test_runbooks_are_stored_as_the_git_filter_writes_them(path: Path):
+    """Installing the nbstripout filter must not make a pristine runbook look modified."""
+    cleaned = subprocess.run(
+        [str(BIN / "python"), "-m", "nbstripout", "--keep-id", "--extra-keys",
+         makefile_variable("NBSTRIPOUT_EXTRA_KEYS"), "-t"],
+        input=path.read_bytes(), capture_output=True, check=True, timeout=60)
+    assert cleaned.stdout == path.read_bytes()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_make_lab_starts_on_localhost_prints_its_url_and_serves_the_runbooks(tmp_path: Path):
+    port, token = free_port(), "ccops-test-token"
+    env = {**os.environ, "JUPYTER_TOKEN": token, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "HOME": str(tmp_path)}
+    log = tmp_path / "lab.log"
+    with open(log, "wb") as out:
+        # -o: take the venv as installed (the test must not reinstall it); then exactly `make lab`
+        lab = subprocess.Popen(["make", "-s", "-o", ".venv/.installed", "lab", f"LAB_PORT={port}"], cwd=REPO,
+                               env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        status = wait_for_status(port, token, lab, log)
+        assert "started" in status
+        url = f"http://127.0.0.1:{port}/api/contents/daily.ipynb?content=0&token={token}"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            assert json.loads(reply.read())["type"] == "notebook", "the server's root is runbooks/"
+        text = log.read_text(errors="replace")
+        assert f"http://127.0.0.1:{port}/lab" in text
+        assert "Running as root is not recommended" not in text
+    finally:
+        os.killpg(lab.pid, signal.SIGTERM)
+        try:
+            lab.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(lab.pid, signal.SIGKILL)
+            lab.wait()
+
+
+def wait_for_status(port: int, token: str, lab: subprocess.Popen, log: Path, limit: float = 90) -> dict:
+    """/api/status once the server answers; skip (one line) if JupyterLab cannot start here at all."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if lab.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:]
+            pytest.fail(f"make lab exited {lab.returncode}: {tail}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2) as reply:
+                return json.loads(reply.read())
+        except OSError:
+            time.sleep(0.5)
+    pytest.skip(f"jupyter lab did not answer within {limit} s here")
