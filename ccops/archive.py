@@ -372,6 +372,7 @@ def load_summaries(archive_dir: Path) -> list[dict[str, Any]]:
         if record is not None:
             item = summary(record)
             item["acks"] = read_acks(path)
+            item["recheck"] = _latest_recheck(path)
             statuses[id(item)] = check_statuses(record.get("findings"))
             found.append(item)
     found.sort(key=lambda r: (str(r.get("start") or ""), str(r.get("run_id") or "")), reverse=True)
@@ -448,6 +449,13 @@ def read_acks(record_path: Path) -> list[dict[str, Any]]:
         return []
     items = data.get("acks") if isinstance(data, dict) else None
     return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
+def _latest_recheck(record_path: Path) -> dict[str, Any] | None:
+    """The run's newest `ccops reports recheck` in brief (ccops.recheck owns its file), None when never rechecked."""
+    from ccops.recheck import latest_for
+
+    return latest_for(record_path)
 
 
 def resolve_record(archive_dir: Path, spec: str) -> Path:

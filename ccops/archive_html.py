@@ -11,6 +11,7 @@ index summaries (archive.summary), never from notebooks.
 from __future__ import annotations
 
 import html
+import posixpath
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -161,7 +162,7 @@ def runs_table(records: list[dict[str, Any]]) -> str:
             f"<td class='num'>{_duration(r.get('duration_s'))}</td>"
             f"<td>{esc(counts_text(r.get('counts')))}{notes_html(r)}</td><td>{parameters_cell(r)}</td>"
             f"<td>{changes_html(r)}</td>"
-            f"<td>{review_html(r)}</td><td>{_links(r)}</td>"
+            f"<td>{review_html(r)}{recheck_html(r)}</td><td>{_links(r)}</td>"
             f"<td class='err'>{esc(str(r.get('error') or ''))}</td></tr>"
         )
     head = ("<table id='runs'><thead><tr><th>start (UTC)</th><th>runbook</th><th>outcome</th>"
@@ -204,6 +205,19 @@ def review_html(r: dict[str, Any]) -> str:
     if is_unreviewed_critical(r):
         return "<span class='unrev'>UNREVIEWED</span>"
     return "<span class='muted'>not reviewed</span>"
+
+
+def recheck_html(r: dict[str, Any]) -> str:
+    """'rechecked 2026-12-03: reproduces' (or 'differs: 2 findings'), linking the recheck record ('' when never)."""
+    from ccops.recheck import note
+
+    latest = r.get("recheck")
+    if not isinstance(latest, dict):
+        return ""
+    folder = posixpath.dirname(str((r.get("paths") or {}).get("json") or ""))
+    href = html.escape(posixpath.join(folder, str(latest.get("file") or "")), quote=True)
+    css = "recheck-ok" if latest.get("reproduces") else "recheck-differs"
+    return f"<div class='{css}'><a href='{href}'>{html.escape(note(latest))}</a></div>"
 
 
 def changes_html(r: dict[str, Any]) -> str:

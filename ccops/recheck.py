@@ -458,6 +458,7 @@ def recheck(settings: Settings, spec: str, timeout: int | None = None, write: bo
                      compare_cells(archived_nb, fresh_nb, sanitize_patterns()), fresh.error, fresh.seconds)
     if write:
         save(result, settings)
+        archive.rebuild_index(archive_root_of(record_path, record))  # the run's row links its newest recheck
     return result
 
 

@@ -102,6 +102,10 @@ def test_daily_recheck_reproduces_then_names_the_changed_finding(own_demo_databa
     assert files == sorted([f"{stem}{s}" for s in (".html", ".ipynb", ".json", ".report.html", ".recheck.json")])
     index = json.loads((demo_env / "outputs" / "index.json").read_text())
     assert len(index) == 1, "a recheck is not a run"
+    assert index[0]["recheck"]["verdict"] == "differs: 1 finding, " + f"{len(history[-1]['cells'])} cells"
+    page = (demo_env / "outputs" / "index.html").read_text()
+    assert f"rechecked {history[-1]['rechecked_at'][:10]}: differs: 1 finding" in page
+    assert f"href='{Path(record['paths']['json']).parent.as_posix()}/{stem}.recheck.json'" in page
 
 
 # ---- the pieces, on real files, without a kernel --------------------------------------------------
@@ -140,7 +144,7 @@ def notebook_with(html_rows: str, plain: str):
 
 def row(check: str, status: str, summary: str, value: str) -> str:
     return (f'<tr data-check="{check}" style="background:#d4edda"><td><b>{status}</b></td><td><code>{check}</code></td>'
-            f"<td>{summary}</td><td>{value}</td><td>80.00</td></tr>")
+            f'<td style="text-align:left">{summary}</td><td style="text-align:right">{value}</td><td>80</td></tr>')
 
 
 def test_cells_compared_by_nbval_with_the_sanitiser_masking_live_figures():
