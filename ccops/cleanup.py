@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from ccops import actions, diskspace
-from ccops.context import RunContext, check
+from ccops.context import RunContext, check, not_configured_guard
 from ccops.findings import Finding, Findings, Status
 
 
@@ -182,12 +182,14 @@ def apply_reviewed(ctx: RunContext, step: str, what: str, plan: diskspace.Cleanu
     return Findings(preview + actions.guarded(ctx, step, what, run, dry_run, confirm))
 
 
+@not_configured_guard("cleanup.old_logs")
 def old_logs(ctx: RunContext, keep_days: int = 90, dry_run: bool = True, confirm: bool = False) -> Findings:
     """App logs older than keep_days, by the date in their file name."""
     plan = diskspace.plan_log_cleanup(ctx.settings.effective_log_dir, ctx.as_of, keep_days=keep_days, compress_rotated=False)
     return apply_reviewed(ctx, "old_logs", f"delete app logs older than {keep_days} days", plan, dry_run, confirm)
 
 
+@not_configured_guard("cleanup.old_backups")
 def old_backups(ctx: RunContext, keep_days: int = 60, dry_run: bool = True, confirm: bool = False) -> Findings:
     """Backups older than keep_days, never below the newest verified minimum."""
     from ccops import backup
@@ -203,6 +205,7 @@ def old_backups(ctx: RunContext, keep_days: int = 60, dry_run: bool = True, conf
                   plan, dry_run, confirm)
 
 
+@not_configured_guard("cleanup.old_reports")
 def old_reports(ctx: RunContext, keep_days: int = 180, dry_run: bool = True, confirm: bool = False) -> Findings:
     """Archived run reports older than keep_days, always keeping each runbook's latest good and failed run."""
     from ccops import archive

@@ -213,6 +213,28 @@ def check(check_id: str) -> Callable[[CheckFunction], Callable[..., Findings]]:
     return decorate
 
 
+def not_configured_guard(check_id: str) -> Callable[[Callable[..., Findings]], Callable[..., Findings]]:
+    """Wrap a step that records its own findings (clean-up, actions): a missing setting becomes its
+    "not configured" finding instead of failing the run; any other error still stops it, because a
+    step that changes things must not carry on past a failure it cannot describe."""
+
+    def decorate(fn: Callable[..., Findings]) -> Callable[..., Findings]:
+        @functools.wraps(fn)
+        def wrapper(ctx: RunContext, *args: Any, **kwargs: Any) -> Findings:
+            try:
+                return fn(ctx, *args, **kwargs)
+            except Exception as exc:
+                setting = missing_setting(exc)
+                if setting is None:
+                    raise
+                return ctx.record([findings_mod.not_configured(check_id, setting, getattr(exc, "what", ""))])
+
+        wrapper.check_id = check_id  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
 def missing_setting(exc: BaseException) -> str | None:
     """The setting a NotConfigured error names ('' when it names none); None for any other error.
 

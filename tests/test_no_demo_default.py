@@ -157,3 +157,16 @@ def test_the_demo_keeps_its_defaults(demo_places):
     settings = load_settings()
     assert settings.embedded and settings.not_configured() == ["http.health_url"], "the demo, like the app, has no /health"
     assert settings.effective_log_dir == demo_places["log_dir"]
+
+
+def test_clean_up_steps_on_a_deployment_without_their_dirs_say_not_configured(deployment):
+    """Clean-up steps record their own findings (they are not @check): a missing dir is their
+    "not configured" finding, never a failed monthly run, and never the demo's dir."""
+    from ccops import cleanup
+    from ccops.emergency import disk
+
+    ctx = RunContext(runbook="monthly", settings=load_settings(), as_of=AS_OF)
+    for step, key in ((cleanup.old_backups, "paths.backup_dir"), (cleanup.old_logs, "paths.log_dir"),
+                      (disk.free_old_backups, "paths.backup_dir"), (disk.compress_rotated_logs, "paths.log_dir")):
+        [finding] = step(ctx)
+        assert finding.not_configured and finding.setting == key, finding

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from ccops import actions, diskspace
-from ccops.context import RunContext, check
+from ccops.context import RunContext, check, not_configured_guard
 from ccops.db import query_df
 from ccops.findings import Finding, Findings, Status
 
@@ -138,6 +138,7 @@ def _apply(ctx: RunContext, step: str, plan: diskspace.CleanupPlan, what: str, d
     return apply_reviewed(ctx, step, what, plan, dry_run, confirm, prefix="disk.plan")
 
 
+@not_configured_guard("disk.plan.free_backups")
 def free_old_backups(ctx: RunContext, dry_run: bool = True, confirm: bool = False) -> Findings:
     """Backups beyond retention, never below the newest verified minimum (ccops.backup's plan)."""
     from ccops import backup
@@ -151,6 +152,7 @@ def free_old_backups(ctx: RunContext, dry_run: bool = True, confirm: bool = Fals
                   f"delete backups beyond {b.retention_days} days, keeping the newest {b.keep_verified} verified", dry_run, confirm)
 
 
+@not_configured_guard("disk.plan.compress_logs")
 def compress_rotated_logs(ctx: RunContext, dry_run: bool = True, confirm: bool = False) -> Findings:
     """gzip rotated logs that were left uncompressed (verified before the original goes)."""
     plan = diskspace.plan_log_cleanup(ctx.settings.effective_log_dir, ctx.as_of, keep_days=10**5,
@@ -158,6 +160,7 @@ def compress_rotated_logs(ctx: RunContext, dry_run: bool = True, confirm: bool =
     return _apply(ctx, "compress_logs", plan, "compress rotated logs", dry_run, confirm)
 
 
+@not_configured_guard("disk.plan.truncate_live_log")
 def truncate_live_log(ctx: RunContext, dry_run: bool = True, confirm: bool = False, requested: bool = False) -> Findings:
     """Archive the live log to .gz, then truncate it (the guide's truncate, without losing it).
 
