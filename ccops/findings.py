@@ -14,7 +14,7 @@ import json
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -89,13 +89,16 @@ class Finding:
     kind: str = ""
     setting: str = ""
     resolves: tuple[str, ...] = ()
+    # a ccops.charts.Chart: what to plot of `data`, drawn only when the finding is displayed
+    # (one picture per finding: a chart with something to plot replaces `figure`)
+    chart: Any = field(default=None, repr=False)  # kept out of the repr: recheck patterns end at resolves
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
         self.resolves = tuple(self.resolves or ())
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form kept in the run record (tables and plots stay in the notebook)."""
+        """The JSON form kept in the run record (tables, plots and charts stay in the notebook)."""
         record: dict[str, Any] = {
             "check": self.check,
             "status": self.status.value,
@@ -125,6 +128,11 @@ class Finding:
             setting=str(record.get("setting") or ""),
             resolves=tuple(str(c) for c in record.get("resolves") or ()),
         )
+
+    @property
+    def has_picture(self) -> bool:
+        """True when the finding shows a picture: a chart with something to plot, or a figure."""
+        return (self.chart is not None and self.chart.plottable(self.data)) or self.figure is not None
 
     @property
     def not_configured(self) -> bool:
@@ -267,7 +275,7 @@ class Findings(list):
             return "<p><i>skipped: not part of this run</i></p>"
         parts = [findings_table_html(self)]
         parts += [evidence_table_html(group) for group in evidence_groups(self)]
-        parts += [figure_html(f) for f in self if f.figure is not None]
+        parts += [picture_html(f) for f in self]
         return "".join(parts)
 
     def __str__(self) -> str:
@@ -278,9 +286,7 @@ MAX_TABLE_ROWS = 60
 
 
 def evidence_html(finding: Finding) -> str:
-    """The finding's table (first MAX_TABLE_ROWS rows) and plot as HTML."""
-    import base64
-
+    """The finding's table (first MAX_TABLE_ROWS rows) and chart or plot as HTML."""
     parts: list[str] = []
     data = finding.data
     if data is not None and getattr(data, "shape", (0,))[0] > 0:
@@ -291,9 +297,7 @@ def evidence_html(finding: Finding) -> str:
             f'<details open><summary><b>{html.escape(finding.check)}</b> ({data.shape[0]} rows)</summary>'
             f"{shown.to_html(index=False, border=0, na_rep='')}{note}</details>"
         )
-    if finding.figure is not None:
-        encoded = base64.b64encode(figure_png(finding.figure)).decode("ascii")
-        parts.append(f'<img alt="{html.escape(finding.check)}" src="data:image/png;base64,{encoded}"/>')
+    parts.append(picture_html(finding))
     return "".join(parts)
 
 
@@ -321,6 +325,15 @@ def evidence_table_html(group: list[Finding]) -> str:
     note = f"<p><i>{more} more rows not shown</i></p>" if more > 0 else ""
     return (f'<details open><summary><b>{html.escape(title)}</b> ({data.shape[0]} rows)</summary>'
             f"{shown.to_html(index=False, border=0, na_rep='', escape=True)}{note}</details>")
+
+
+def picture_html(finding: Finding) -> str:
+    """The finding's one picture: its chart when it has something to plot, else its figure, else ''."""
+    if finding.chart is not None and finding.chart.plottable(finding.data):
+        return finding.chart.html(finding.data, finding.check)  # replaces the figure: one picture per finding
+    if finding.figure is not None:
+        return figure_html(finding)
+    return ""
 
 
 def figure_html(finding: Finding) -> str:

@@ -19,6 +19,7 @@ import pandas as pd
 from ccops.analytics import abtests
 from ccops.analytics._common import Periods, figure, no_data, pct, signed
 from ccops.analytics.stats import pct_change, trend
+from ccops.charts import Chart
 from ccops.context import RunContext, check
 from ccops.db import query_df
 from ccops.findings import Finding, Status
@@ -267,20 +268,23 @@ def _trend_finding(frame: pd.DataFrame, ctx: RunContext, weeks: int) -> Finding:
     frame["week_ending"] = [ctx.as_of - timedelta(weeks=int(n)) for n in frame["weeks_ago"]]
     frame = frame[["weeks_ago", "week_ending", "posts", "avg_engagement_rate"]].reset_index(drop=True)
     points = frame.dropna(subset=["avg_engagement_rate"])
-    fig = figure(8, 3)
-    ax = fig.subplots()
-    ax.plot(frame["week_ending"], frame["avg_engagement_rate"] * 100, marker="o")
-    ax.set_ylabel("average engagement rate (%)")
-    ax.set_title(f"Weekly average engagement, last {weeks} weeks (7-day windows ending at as_of)")
     if len(points) < 2:
         return Finding(check_id, Status.INFO, f"only {len(points)} week(s) with engagement data: no trend yet",
-                       len(points), data=frame, figure=fig)
+                       len(points), data=frame, chart=_trend_chart(weeks))
     fit = trend([-float(n) for n in points["weeks_ago"]], list(points["avg_engagement_rate"]))  # flat unless beyond noise
     latest = points.iloc[-1]
     earlier = points.iloc[:-1]["avg_engagement_rate"].mean()
     summary = (f"engagement {fit.describe(100, ' pp/week')} over {len(points)} weeks; "
                f"latest week {pct(latest['avg_engagement_rate'])} vs {pct(earlier)} before")
-    return Finding(check_id, Status.OK, summary, fit.slope, data=frame, figure=fig)
+    # the summary's comparison drawn: the earlier weeks' average as a reference line
+    return Finding(check_id, Status.OK, summary, fit.slope, data=frame,
+                   chart=_trend_chart(weeks, {"earlier weeks' average": round(float(earlier) * 100, 2)}))
+
+
+def _trend_chart(weeks: int, reference: dict[str, float] | None = None) -> Chart:
+    return Chart(x="week_ending", y="avg_engagement_rate", kind="line", y_scale=100, thresholds=reference or {},
+                 title=f"Weekly average engagement, last {weeks} weeks (7-day windows ending at as_of)",
+                 x_label="week ending (UTC)", y_label="average engagement rate (%)")
 
 
 @check("analytics.engagement_breakdown")

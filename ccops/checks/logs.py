@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from ccops import logs, ratelimit
+from ccops.charts import Chart
 from ccops.context import RunContext, check
 from ccops.errors import NotConfigured
 from ccops.findings import Finding, Status
@@ -219,24 +220,13 @@ def _errors_per_hour(summary: logs.LogSummary, warning: float, critical: float, 
     if over > 1:
         text += f"; {over} hours of {span} above {warning:g}/h"
     return Finding("logs.errors_per_hour", status, text, count, threshold, data=frame,
-                   figure=_errors_figure(frame, warning, critical))
+                   chart=_errors_chart(warning, critical))
 
 
-def _errors_figure(frame: pd.DataFrame, warning: float, critical: float) -> Any:
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(9, 2.8))
-    axis = figure.add_subplot(1, 1, 1)
-    colours = ["#d9534f" if n > critical else "#f0ad4e" if n > warning else "#5b9bd5" for n in frame["errors"]]
-    axis.bar(frame["hour"], frame["errors"], width=1 / 24 * 0.9, color=colours, align="edge")
-    axis.axhline(warning, color="#f0ad4e", linestyle="--", linewidth=1, label=f"warning > {warning:g}/h")
-    axis.axhline(critical, color="#d9534f", linestyle="--", linewidth=1, label=f"critical > {critical:g}/h")
-    axis.set_ylabel("errors / hour")
-    axis.set_title("ERROR + CRITICAL records per hour (UTC)", fontsize=10)
-    axis.legend(loc="upper left", fontsize=8)
-    figure.autofmt_xdate()
-    figure.tight_layout()
-    return figure
+def _errors_chart(warning: float, critical: float) -> Chart:
+    return Chart(x="hour", y="errors", kind="bar", title="ERROR + CRITICAL records per hour",
+                 x_label="hour (UTC)", y_label="error records / hour",
+                 thresholds={"warning": warning, "critical": critical})
 
 
 @check("apis.rate_limit_events")

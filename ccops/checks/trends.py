@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from ccops.charts import Chart
 from ccops.context import RunContext, check
 from ccops.findings import Finding, Status
 
@@ -146,11 +147,32 @@ def capacity_snapshot(ctx: RunContext) -> list[Finding]:
         database = int(scalar(conn, "SELECT pg_database_size(current_database())"))
     logs = directory_bytes(ctx.settings.effective_log_dir)
     backups = directory_bytes(ctx.settings.effective_backup_dir)
+    history = database_history(load_records(ctx.settings.archive_dir), ctx.as_of, database)
     return [
-        Finding("capacity.database_bytes", Status.INFO, f"database: {database / 2**20:,.1f} MiB", database),
+        Finding("capacity.database_bytes", Status.INFO, f"database: {database / 2**20:,.1f} MiB", database,
+                data=history, chart=database_chart(history)),
         Finding("capacity.log_bytes", Status.INFO, f"logs: {logs / 2**20:,.1f} MiB in {ctx.settings.effective_log_dir}", logs),
         Finding("capacity.backup_bytes", Status.INFO, f"backups: {backups / 2**20:,.1f} MiB in {ctx.settings.effective_backup_dir}", backups),
     ]
+
+
+def database_history(records: list[dict[str, Any]], as_of: datetime, database_bytes: int) -> pd.DataFrame:
+    """The database size of every archived day up to as_of's day, and today's (date as a day, UTC)."""
+    history = capacity_history(records)
+    today = as_of.strftime("%Y-%m-%d")
+    earlier = history[(history["date"] < today) & history["database_bytes"].notna()]
+    frame = pd.DataFrame({"date": pd.to_datetime([*earlier["date"], today]),
+                          "database_bytes": [*earlier["database_bytes"].astype(float), float(database_bytes)]})
+    return frame.reset_index(drop=True)
+
+
+def database_chart(history: pd.DataFrame) -> Chart:
+    """Database size per day in MB or GB, whichever reads better for the largest day."""
+    largest = float(history["database_bytes"].max()) if len(history) else 0.0
+    unit, scale = ("GB", 1e-9) if largest >= 1e9 else ("MB", 1e-6)
+    return Chart(x="date", y="database_bytes", kind="line", y_scale=scale,
+                 title="Database size per day (archived capacity snapshots and today)",
+                 x_label="day (UTC)", y_label=f"database size ({unit})")
 
 
 def disk_projection(ctx: RunContext, path: str | None = None) -> list[Finding]:
