@@ -124,6 +124,8 @@ def _growth_figure(table: pd.DataFrame, series: dict[str, pd.Series], days: int)
         xs = np.arange(days)
         ax.plot(daily.index, row["intercept"] + row["trend_rows_per_day2"] * xs, color="#d7301f")
         ax.set_title(f"{name}: {row['rows_per_day_now']:,.0f} rows/day now", fontsize="small")
+        ax.set_xlabel("day (UTC)", fontsize="x-small")
+        ax.set_ylabel("rows added / day", fontsize="x-small")
         ax.tick_params(labelsize="x-small")
     for ax in axes[len(names):]:
         ax.set_visible(False)
@@ -187,7 +189,8 @@ def _disk_figure(history: pd.DataFrame | None, as_of: datetime, used_now: float,
     projected = [(used_now + max(slope, 0) * d) / 1e9 for d in np.linspace(0, horizon_days, 50)]
     ax.plot(future, projected, "--", color="#d7301f", label="projection")
     ax.axhline((used_now + free) / 1e9, color="black", linewidth=1, label="disk full")
-    ax.set_ylabel("GB")
+    ax.set_xlabel("date (UTC)")
+    ax.set_ylabel("tracked bytes (GB)")
     ax.legend(fontsize="small")
     ax.set_title("Disk use: history and projection")
     fig.autofmt_xdate()
