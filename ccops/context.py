@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import functools
 import html
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from ccops import findings as findings_mod
@@ -98,20 +100,73 @@ class RunContext:
         """The last cell of every runbook: every finding of the run, worst first."""
         return RunSummary(self.runbook, self.as_of, Findings(self.findings))
 
+    def finish(self) -> RunSummary:
+        """The last cell: the summary, and (worked in JupyterLab) the run archived; see finish()."""
+        return finish(self)
+
     def checklist(self, check: str, items: list[str], done: list[bool] | None = None) -> Findings:
-        """A human-only step: pending until an operator ticks every item."""
+        """A human-only step: pending until an operator ticks every item.
+
+        Items are ticked without editing code: the runbook's `checked` parameter
+        lists their ids (`<check>.<n>`, n from 1, or the whole check id), and each
+        tick is recorded with who ticked it and when, so the report can say
+        "k of n items ticked by <who> at <when>".
+        """
+        if not self.section_enabled():
+            return Findings()
+        ticked = checked_ids(self.params.get("checked"))
         states = list(done or []) + [False] * (len(items) - len(done or []))
-        pending = [item for item, ok in zip(items, states, strict=False) if not ok]
-        status = Status.OK if not pending else Status.INFO
-        summary = (
-            "all items ticked by the operator"
-            if not pending
-            else f"{len(pending)} of {len(items)} items pending an operator: " + "; ".join(pending)
-        )
+        ids = [f"{check}.{n}" for n in range(1, len(items) + 1)]
+        states = [bool(ok) or item_ticked(check, n, ticked) for n, ok in enumerate(states[: len(items)], start=1)]
+        who, when = operator_name(), datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         import pandas as pd
 
-        table = pd.DataFrame({"item": items, "done": states[: len(items)]})
-        return self.record([Finding(check, status, summary, value=len(pending), data=table)])
+        table = pd.DataFrame({"id": ids, "item": items, "done": states,
+                              "ticked by": [who if ok else "" for ok in states],
+                              "at": [when if ok else "" for ok in states]})
+        pending = [item for item, ok in zip(items, states, strict=True) if not ok]
+        status = Status.OK if not pending else Status.INFO
+        return self.record([Finding(check, status, checklist_summary(len(items), pending, who, when),
+                                    value=len(pending), data=table)])
+
+
+def checked_ids(value: Any) -> set[str]:
+    """The checklist item ids an operator ticked: a list, or one string separated by commas or spaces."""
+    if not value:
+        return set()
+    parts = value.replace(",", " ").split() if isinstance(value, str) else [str(v) for v in value]
+    return {p.strip() for p in parts if p.strip()}
+
+
+def item_ticked(check: str, number: int, ticked: set[str]) -> bool:
+    """Is item `number` of `check` ticked: by its id, by its id without the runbook's prefix, or by the whole check?"""
+    short = check.split(".", 1)[-1]
+    return bool({f"{check}.{number}", f"{short}.{number}", check, short} & ticked)
+
+
+def checklist_summary(total: int, pending: list[str], who: str, when: str) -> str:
+    """The sentence a report shows: who ticked how many items and when, and what is still pending."""
+    done = total - len(pending)
+    if done == 0:
+        return f"{total} of {total} items pending an operator: " + "; ".join(pending)
+    text = f"{done} of {total} items ticked by {who} at {when}"
+    return text if not pending else f"{text}; pending: " + "; ".join(pending)
+
+
+OPERATOR_ENV = "CCOPS_OPERATOR"
+
+
+def operator_name() -> str:
+    """Who is working the runbook: CCOPS_OPERATOR (a shared login such as root), else the login name ($USER)."""
+    import getpass
+
+    named = os.environ.get(OPERATOR_ENV, "").strip()
+    if named:
+        return named
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.geteuid())
 
 
 @dataclass
@@ -133,6 +188,7 @@ class RunSummary:
     runbook: str
     as_of: datetime
     findings: Findings
+    archived: str = ""  # where an interactive run was archived (ctx.finish())
 
     @property
     def assessment(self) -> findings_mod.Assessment:
@@ -156,6 +212,8 @@ class RunSummary:
         if found.undecided:
             lines.append(f"could not decide ({len(found.undecided)}): "
                          + ", ".join(dict.fromkeys(f.check for f in found.undecided)))
+        if self.archived:
+            lines.append(f"archived as {self.archived}")
         return lines
 
     def _repr_html_(self) -> str:
@@ -182,7 +240,88 @@ def start(runbook: str, as_of: str | datetime | None = None, config: str | None 
     from ccops.db import set_application_name
 
     set_application_name(f"ccops/{runbook}")  # every session of this run names it (pg_stat_activity, logs)
-    return RunContext(runbook=runbook, settings=settings, as_of=parse_as_of(as_of), params=params)
+    return RunContext(runbook=runbook, settings=settings, as_of=parse_as_of(as_of), params=params,
+                      state={"started": datetime.now(UTC).replace(microsecond=0)})
+
+
+def finish(ctx: RunContext) -> RunSummary:
+    """The last cell of every runbook: the run's summary; worked in JupyterLab, the run is also archived.
+
+    Why: an operator's run is a run like cron's - the executed notebook, the
+    report and the record go to the archive (mode "interactive", the operator's
+    name), through the runner's own archive step with its scrubbing. Under
+    `ccops run` the runner archives after the kernel ends, so here nothing is
+    written (the runner sets CCOPS_RUN_ID for the kernel).
+    """
+    from ccops import runner
+
+    summary = ctx.summary()
+    if os.environ.get(runner.RUN_ID_ENV):
+        return summary
+    result = archive_interactive(ctx, session_notebook())
+    summary.archived = (result.record.get("paths") or {}).get("report_html", "")
+    return summary
+
+
+def archive_interactive(ctx: RunContext, notebook: Path | None) -> Any:
+    """Archive an operator's run with the runner's own archive step (runner._finish): same files, same scrubbing.
+
+    `notebook` is the executed notebook as last saved (None: the stored runbook);
+    the record's runbook hash is the stored runbook's, its mode "interactive"
+    and its user the operator. Returns the runner's RunResult; RunNotArchived
+    when the files could not be written.
+    """
+    import tempfile
+    import uuid
+
+    from ccops import archive, runner
+
+    settings = ctx.settings
+    name, stored = runner.locate(settings.effective_runbooks_dir, ctx.runbook)
+    started = ctx.state.get("started") or datetime.now(UTC)
+    ended = datetime.now(UTC).replace(microsecond=0)
+    values = {**{k: v for k, v in ctx.params.items() if v is not None}, "as_of": ctx.as_of.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    run_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    perms = archive.Permissions.for_settings(settings)
+    with tempfile.TemporaryDirectory(prefix="ccops-interactive-") as tmp:
+        work = Path(tmp)
+        findings_mod.record(ctx.findings, work / "findings.jsonl")
+        execution = runner.Execution(0, False, 0, "", output=notebook or work / "unsaved.ipynb")
+        operator = operator_name()
+        with _environment({runner.RUN_MODE_ENV: "interactive", "LOGNAME": operator, "USER": operator}):
+            result, failure = runner._finish(settings, perms, stored.parent, name, stored, values, run_id, started,
+                                             ended, (ended - started).total_seconds(), execution, work)
+    if failure is not None:
+        raise runner.RunNotArchived(f"{name}: the interactive run was not archived: {failure}")
+    archive.rebuild_index(Path(settings.archive_dir), perms)
+    return result
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the archive step only (the runner reads mode and user from there)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def session_notebook() -> Path | None:
+    """The notebook this kernel works, as last saved: Jupyter names it in JPY_SESSION_NAME (None outside Jupyter)."""
+    named = os.environ.get("JPY_SESSION_NAME", "")
+    if not named:
+        return None
+    path = Path(named)
+    for candidate in (path, Path.cwd() / path.name):
+        if candidate.suffix == ".ipynb" and candidate.is_file():
+            return candidate
+    return None
 
 
 CheckFunction = Callable[..., "Iterable[Finding] | Finding"]

@@ -94,7 +94,7 @@ def test_runbooks_are_stored_clean(notebook):
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "stored without outputs"
     assert sum("parameters" in c.get("metadata", {}).get("tags", []) for c in code) == 1
-    assert "summary()" in "".join(code[-1]["source"]), "the last cell shows the run's summary"
+    assert "ctx.finish()" in "".join(code[-1]["source"]), "the last cell shows the run's summary (and archives an interactive run)"
 
 
 def test_daily_with_broken_sources_reports_each_and_runs_on(demo_env, monkeypatch, tmp_path):
