@@ -133,7 +133,7 @@ SELECT * FROM (
          s.rows,
          s.shared_blks_hit,
          s.shared_blks_read,
-         """ + KIND_SQL + """ AS kind
+         {kind} AS kind
   FROM {view} s
   WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
     AND s.query NOT ILIKE '%%pg_stat_statements%%'
@@ -145,7 +145,7 @@ LIMIT %(limit)s
 
 # Everything the view holds for this database, by kind: what the reviews left out, and the app's total time.
 KINDS_SQL = tagged("""
-SELECT """ + KIND_SQL + """ AS kind, s.queryid::text AS queryid, s.calls, s.{total}::float8 AS total_ms
+SELECT {kind} AS kind, s.queryid::text AS queryid, s.calls, s.{total}::float8 AS total_ms
 FROM {view} s
 WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND s.query NOT ILIKE '%%pg_stat_statements%%'
@@ -161,7 +161,7 @@ def statements_sql(source: StatementsSource, order: str) -> sql.Composed:
     column names composed as identifiers."""
     return sql.SQL(STATEMENTS_SQL).format(
         view=source.relation(), total=sql.Identifier(source.total_col), mean=sql.Identifier(source.mean_col),
-        max=sql.Identifier(source.max_col), order=sql.Identifier(order),
+        max=sql.Identifier(source.max_col), order=sql.Identifier(order), kind=sql.SQL(KIND_SQL),
     )
 
 
@@ -191,7 +191,8 @@ class LeftOut:
 
 def left_out(conn: Connection, source: StatementsSource, ledger: dict[str, dict[str, float]]) -> LeftOut:
     """Count the statements a review leaves out, by reason; the app's remaining total time."""
-    statement = sql.SQL(KINDS_SQL).format(view=source.relation(), total=sql.Identifier(source.total_col))
+    statement = sql.SQL(KINDS_SQL).format(view=source.relation(), total=sql.Identifier(source.total_col),
+                                          kind=sql.SQL(KIND_SQL))
     frame = sqlsafe.query_df(conn, statement, _params(0))
     by_kind: dict[str, list[float]] = {}
     app_total = 0.0
