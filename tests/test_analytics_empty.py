@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -57,15 +57,27 @@ def test_every_report_runs_on_the_demo(demo_env):
     for call in CALLS.values():
         found = call(ctx)
         html = found._repr_html_()  # tables and charts render as the notebook and the archive show them
-        assert html.count("<img") == sum(1 for f in found if f.figure is not None), str(found)
+        assert html.count("<img") == sum(1 for f in found if f.has_picture), str(found)
         for finding in found:
             statuses[finding.check] = finding.status.value
             assert finding.status.value != "UNKNOWN", str(finding)
             assert not finding.summary.startswith("no data"), str(finding)
             assert finding.data is None or isinstance(finding.data, pd.DataFrame)
-    # the demo's burst of PublishingAgent failures and its clearly better hook test are visible
-    performance = analytics.agent_performance(ctx)[0]
-    assert performance.data.set_index("agent_name").loc["PublishingAgent", "errors"] > 0
+    # per agent, errors are what agent_logs says, checked by hand over the same 7 days: the app writes
+    # 'success' even for runs that logged an ERROR (FACTS.md), so the demo's 429 burst of PublishingAgent
+    # shows in the logs, not here
+    performance = analytics.agent_performance(ctx)[0].data.set_index("agent_name")
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(load_settings().resolved_database_url().replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as conn:
+        by_hand = dict(conn.execute(text(
+            "SELECT agent_name, count(*) FILTER (WHERE status = 'error') FROM agent_logs "
+            "WHERE timestamp >= :since AND timestamp < :until GROUP BY 1"),
+            {"since": ctx.as_of - timedelta(days=7), "until": ctx.as_of}).all())
+    engine.dispose()
+    assert {name: int(n) for name, n in performance["errors"].items()} == \
+        {name: n for name, n in by_hand.items() if name in performance.index}
     tests = analytics.ab_test_results(ctx)[0].data
     hook = tests[tests["test_name"].str.startswith("Hook style")]
     assert hook["significant"].any()

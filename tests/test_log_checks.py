@@ -106,8 +106,9 @@ def test_errors_per_hour_against_the_guides_thresholds(log_dir: Path, burst_size
     assert "2026-11-20 10:00-11:00 UTC" in per_hour.summary
     frame = per_hour.data
     assert len(frame) == 24 and int(frame["errors"].sum()) == burst_size + 2
-    assert isinstance(per_hour.figure, Figure)
-    axis = per_hour.figure.axes[0]
+    figure = per_hour.chart.figure(per_hour.data)
+    assert isinstance(figure, Figure)
+    axis = figure.axes[0]
     assert len(axis.patches) == 24  # one bar per hour
     assert sorted(line.get_ydata()[0] for line in axis.lines) == [5.0, 10.0]  # the two limits
     review = found.by_check("logs.error_review")[0]
