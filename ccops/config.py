@@ -16,7 +16,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -417,7 +417,16 @@ def read_env_file(path: Path | None) -> dict[str, str]:
         text = Path(path).read_bytes().decode("utf-8", errors="replace")
     except OSError:
         return {}
-    pairs: dict[str, str] = {}
+    return dict(env_pairs(text))
+
+
+def env_pairs(text: str) -> Iterator[tuple[str, str]]:
+    """(key, value) of each assignment in dotenv text, read the way python-dotenv reads them.
+
+    `export KEY=...` is allowed, a quoted value ends at its closing quote, an unquoted one at
+    ` #` (an inline comment); comment and blank lines are skipped. One reader for the settings
+    and the scrubber, so a secret is masked exactly as the app will read it.
+    """
     for line in text.splitlines():
         stripped = line.strip()
         if not stripped or stripped.startswith("#") or "=" not in stripped:
@@ -425,10 +434,11 @@ def read_env_file(path: Path | None) -> dict[str, str]:
         key, _, value = stripped.partition("=")
         key = key.strip().removeprefix("export ").strip()
         value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        pairs[key] = value
-    return pairs
+        if value[:1] in "\"'" and value.count(value[0]) >= 2:
+            value = value[1 : value.index(value[0], 1)]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        yield key, value
 
 
 def _demo_url(demo_dir: Path, path: str) -> str:

@@ -247,23 +247,9 @@ def read_env_secrets(path: Path | str | None) -> list[str]:
         raw = Path(path).read_bytes()
     except (OSError, ValueError):
         return []
-    from ccops.config import is_secret_name
+    from ccops.config import env_pairs, is_secret_name
 
-    values: list[str] = []
-    for line in raw.decode("utf-8", errors="replace").splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#") or "=" not in stripped:
-            continue
-        key, _, value = stripped.partition("=")
-        key = key.strip().removeprefix("export ").strip()
-        value = value.strip()
-        if value[:1] in "\"'" and value.count(value[0]) >= 2:
-            value = value[1 : value.index(value[0], 1)]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        if value and is_secret_name(key):
-            values.append(value)
-    return values
+    return [value for key, value in env_pairs(raw.decode("utf-8", errors="replace")) if value and is_secret_name(key)]
 
 
 def _expand(secrets: Iterable[str]) -> list[str]:
