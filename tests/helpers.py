@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import nbformat
 from sqlalchemy import create_engine, text
 
 from ccops.context import RunContext
@@ -21,3 +24,21 @@ def one(findings, check_id):
     matches = [f for f in findings if f.check == check_id]
     assert len(matches) == 1, [str(f) for f in findings]
     return matches[0]
+
+
+def write_notebook(path: Path, cells: list[tuple[str, str]]) -> Path:
+    """A runbook-shaped notebook from (kind, source) pairs: kind is markdown, code or parameters."""
+    made = []
+    for kind, source in cells:
+        if kind == "markdown":
+            made.append(nbformat.v4.new_markdown_cell(source))
+            continue
+        cell = nbformat.v4.new_code_cell(source)
+        if kind == "parameters":
+            cell.metadata["tags"] = ["parameters"]
+        made.append(cell)
+    notebook = nbformat.v4.new_notebook(cells=made)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, str(path))
+    return path

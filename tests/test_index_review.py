@@ -11,12 +11,12 @@ import os
 from html.parser import HTMLParser
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from ccops import archive, runner
 from ccops.cli import main
 from ccops.config import load_settings
+from tests.helpers import write_notebook
 
 CELLS = [
     ("parameters", 'as_of = ""  # ISO timestamp (UTC)\n'
@@ -31,16 +31,7 @@ CELLS = [
 
 
 def write_runbook(folder: Path) -> None:
-    cells = []
-    for kind, source in CELLS:
-        cell = nbformat.v4.new_code_cell(source)
-        if kind == "parameters":
-            cell.metadata["tags"] = ["parameters"]
-        cells.append(cell)
-    notebook = nbformat.v4.new_notebook(cells=cells)
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    folder.mkdir(parents=True, exist_ok=True)
-    nbformat.write(notebook, str(folder / "rev.ipynb"))
+    write_notebook(folder / "rev.ipynb", CELLS)
 
 
 class Tables(HTMLParser):

@@ -20,6 +20,7 @@ import pytest
 from ccops import runner
 from ccops.archive_header import actions_of, page_title, run_mark, tidy_numbers
 from ccops.config import load_settings
+from tests.helpers import write_notebook
 
 RUNBOOK = [
     ("markdown", "# Header test\n\nA guarded step, two findings."),
@@ -41,21 +42,7 @@ RUNBOOK = [
 
 
 def write_runbook(folder: Path) -> Path:
-    cells = []
-    for kind, source in RUNBOOK:
-        if kind == "markdown":
-            cells.append(nbformat.v4.new_markdown_cell(source))
-        else:
-            cell = nbformat.v4.new_code_cell(source)
-            if kind == "parameters":
-                cell.metadata["tags"] = ["parameters"]
-            cells.append(cell)
-    notebook = nbformat.v4.new_notebook(cells=cells)
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "hdr.ipynb"
-    nbformat.write(notebook, str(path))
-    return path
+    return write_notebook(folder / "hdr.ipynb", RUNBOOK)
 
 
 class Page(HTMLParser):
