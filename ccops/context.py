@@ -258,7 +258,7 @@ def finish(ctx: RunContext) -> RunSummary:
     summary = ctx.summary()
     if os.environ.get(runner.RUN_ID_ENV):
         return summary
-    result = archive_interactive(ctx, session_notebook())
+    result = archive_interactive(ctx, session_notebook(ctx.settings.home))
     summary.archived = (result.record.get("paths") or {}).get("report_html", "")
     return summary
 
@@ -312,13 +312,22 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def session_notebook() -> Path | None:
-    """The notebook this kernel works, as last saved: Jupyter names it in JPY_SESSION_NAME (None outside Jupyter)."""
+def session_notebook(home: Path | None = None) -> Path | None:
+    """The notebook this kernel works, as last saved: Jupyter names it in JPY_SESSION_NAME (None outside Jupyter).
+
+    Under `make lab` the save hook (ccops.lab) keeps the executed copy, outputs and all, in the home
+    and saves the runbook itself clean: that copy is the one to archive.
+    """
     named = os.environ.get("JPY_SESSION_NAME", "")
     if not named:
         return None
     path = Path(named)
-    for candidate in (path, Path.cwd() / path.name):
+    candidates = [path, Path.cwd() / path.name]
+    if home is not None:
+        from ccops.lab import working_copy
+
+        candidates.insert(0, working_copy(home, named))
+    for candidate in candidates:
         if candidate.suffix == ".ipynb" and candidate.is_file():
             return candidate
     return None

@@ -105,3 +105,48 @@ def wait_for_status(port: int, token: str, lab: subprocess.Popen, log: Path, lim
         except OSError:
             time.sleep(0.5)
     pytest.skip(f"jupyter lab did not answer within {limit} s here")
+
+
+def test_the_lab_keeps_the_work_in_the_home_and_saves_the_runbook_clean(tmp_path: Path):
+    """Save an executed daily through `make lab`'s own server: the file in runbooks/ stays byte for
+    byte the stored runbook (so `git status` has nothing to report), and the executed copy, outputs
+    and all, is kept 0600 in the home, where `ctx.finish()` archives it from."""
+    import nbformat
+
+    from ccops import lab as ccops_lab
+
+    assert makefile_variable("NBSTRIPOUT_EXTRA_KEYS").split() == list(ccops_lab.EXTRA_KEYS)
+    stored_path = REPO / "runbooks" / "daily.ipynb"
+    stored = stored_path.read_bytes()
+    executed = nbformat.reads(stored.decode(), as_version=4)
+    for cell in executed.cells:
+        if cell.cell_type == "code":
+            cell.execution_count = 7
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="OK planted output\n")]
+    executed.metadata["language_info"] = {"name": "python", "version": "3.11.7"}
+    port, token = free_port(), "ccops-test-token"
+    home = tmp_path / "home"
+    env = {**os.environ, "JUPYTER_TOKEN": token, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "HOME": str(tmp_path), "CCOPS_HOME": str(home)}
+    log = tmp_path / "lab.log"
+    with open(log, "wb") as out:
+        lab = subprocess.Popen(["make", "-s", "-o", ".venv/.installed", "lab", f"LAB_PORT={port}"], cwd=REPO,
+                               env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_status(port, token, lab, log)
+        body = json.dumps({"type": "notebook", "format": "json", "content": executed}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/contents/daily.ipynb?token={token}",
+                                         data=body, method="PUT", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            assert reply.status in (200, 201)
+        assert stored_path.read_bytes() == stored, "the runbook in git is saved exactly as stored"
+        kept = home / "interactive" / "daily.ipynb"
+        assert "OK planted output" in kept.read_text() and oct(kept.stat().st_mode & 0o777) == "0o600"
+    finally:
+        stored_path.write_bytes(stored)
+        os.killpg(lab.pid, signal.SIGTERM)
+        try:
+            lab.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(lab.pid, signal.SIGKILL)
+            lab.wait()
