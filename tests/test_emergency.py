@@ -263,3 +263,27 @@ def test_system_down_on_the_real_heads_crash_then_on_a_fixed_app(ccops_env, monk
 
         for proc in services.find_processes("python main.py --scheduled", str(app)):
             services._signal(proc.pid, services.signal.SIGKILL)
+
+
+def test_corruption_runbook_without_amcheck_never_reads_as_clean(make_database, ccops_env, monkeypatch):
+    """Issue 13 (8): a database without amcheck once read "OK no restore needed", then failed a later
+    cell (exit 3 as a broken run). It must say it could not decide, at every step, and finish."""
+    from sqlalchemy import create_engine, text
+
+    from ccops.db import normalize_url
+
+    url = make_database("production")
+    engine = create_engine(normalize_url(url))
+    with engine.begin() as conn:
+        conn.execute(text("DROP EXTENSION IF EXISTS amcheck"))
+    engine.dispose()
+    monkeypatch.setenv("CCOPS_DATABASE_URL", url)
+    monkeypatch.setenv("CCOPS_BACKEND", "none")
+    monkeypatch.setenv("CCOPS_BACKUP_DIR", str(ccops_env / "backups"))
+    record = run("emergency/database_corruption")
+    found = by_check(record)
+    assert record["outcome"] == "unknown" and record["exit_code"] == 3
+    assert "amcheck" in found["integrity.indexes"]["summary"] and found["integrity.indexes"]["status"] == "UNKNOWN"
+    for step in ("action.reindex", "action.restore", "action.resume"):
+        assert found[step]["status"] == "UNKNOWN", found[step]["summary"]
+        assert "no restore needed" not in found[step]["summary"]

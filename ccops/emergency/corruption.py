@@ -21,10 +21,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+from sqlalchemy.exc import SQLAlchemyError
 
 from ccops import actions
 from ccops.checks import integrity
-from ccops.context import RunContext, check
+from ccops.context import RunContext, check, describe
 from ccops.db import client_tool, libpq_env
 from ccops.findings import Finding, Findings, Status, recovered
 from ccops.sqlsafe import ident, render
@@ -177,7 +178,9 @@ def detect(ctx: RunContext) -> list[Finding]:
 def repair_indexes(ctx: RunContext, dry_run: bool = True, confirm: bool = False) -> Findings:
     """Step 4: REINDEX only the damaged indexes (the app is stopped, so plain REINDEX is fine)."""
     report = ctx.state.get("integrity_report")
-    if report is None or not report.damaged_indexes:
+    if report is None:
+        return ctx.record([_undecided("action.reindex", "which index to rebuild")])
+    if not report.damaged_indexes:
         return ctx.record([Finding("action.reindex", Status.OK, "no damaged index: nothing to rebuild")])
     names = report.damaged_indexes
 
@@ -196,6 +199,8 @@ def repair_indexes(ctx: RunContext, dry_run: bool = True, confirm: bool = False)
 def restore_if_needed(ctx: RunContext, dry_run: bool = True, confirm: bool = False, force: bool = False) -> Findings:
     """Step 5: restore the latest verified backup only if heap damage remains or the rebuild failed."""
     report = ctx.state.get("integrity_report")
+    if report is None and not force:
+        return ctx.record([_undecided("action.restore", "whether a restore is needed")])
     reindex_failed = any(not r["ok"] for r in ctx.state.get("reindex_results", []))
     heap_damage = bool(report and report.damaged_tables)
     if not (heap_damage or reindex_failed or force):
@@ -216,6 +221,12 @@ def restore_if_needed(ctx: RunContext, dry_run: bool = True, confirm: bool = Fal
         return f"restored {latest.path.name}"
 
     return actions.guarded(ctx, "restore", f"restore {latest.path.name} ({why})", run, dry_run, confirm)
+
+
+def _undecided(check_id: str, what: str) -> Finding:
+    """Step 3 could not look (amcheck missing, database unreachable): never read that as "all clean"."""
+    return Finding(check_id, Status.UNKNOWN, f"cannot decide {what}: the integrity check did not run "
+                   "(see integrity.indexes; with amcheck missing: CREATE EXTENSION amcheck; as a superuser)")
 
 
 def _index_state(ctx: RunContext) -> str:
@@ -264,7 +275,12 @@ def resume_app(ctx: RunContext, dry_run: bool = True, confirm: bool = False) -> 
     """Step 7: start the app again, only when the verification is clean."""
     from ccops.services import get_backend
 
-    report = integrity.check_integrity(ctx.settings.resolved_database_url())
+    try:
+        report = integrity.check_integrity(ctx.settings.resolved_database_url())
+    except (RuntimeError, SQLAlchemyError) as exc:
+        return ctx.record([Finding("action.resume", Status.UNKNOWN,
+                                   f"not resuming: the database could not be verified ({describe(exc)}); "
+                                   "start the app by hand once it is checked")])
     if not report.clean:
         if not actions.may_act(dry_run, confirm):
             return ctx.record([Finding("action.resume", Status.CRITICAL,
