@@ -163,6 +163,14 @@ def not_configured(check: str, setting: str, what: str = "") -> Finding:
     return Finding(check, Status.UNKNOWN, summary, kind=NOT_CONFIGURED, setting=setting)
 
 
+def optional_not_configured(check: str, setting: str, what: str = "") -> Finding:
+    """A step the deployment may choose not to have (TLS endpoints, live API probes): listed among the
+    not-configured steps like any other, but INFO, because not having it is not a failure to decide."""
+    finding = not_configured(check, setting, what)
+    finding.status = Status.INFO
+    return finding
+
+
 def recovered(check: str, summary: str, resolves: Iterable[str], status: Status = Status.OK) -> Finding:
     """A verified repair: the earlier findings of the checks in `resolves` become the run's incident.
 

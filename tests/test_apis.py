@@ -145,7 +145,9 @@ def test_x_probe_low_remaining_warns_and_sends_the_bearer_token(x_api):
     assert (request["method"], request["path"]) == ("GET", "/2/users/me")
     assert request["headers"].get("authorization") == f"Bearer {X_TOKEN}"
     assert found["apis.anthropic.rate_limit"].status == Status.INFO
-    assert found["apis.anthropic.rate_limit"].summary == ("Anthropic: not configured: set ANTHROPIC_API_KEY in the app's .env or the environment to probe")
+    assert found["apis.anthropic.rate_limit"].summary == (
+        "not configured: set ANTHROPIC_API_KEY (Anthropic: in the app's .env or the environment, to probe its limits)")
+    assert found["apis.anthropic.rate_limit"].not_configured, "listed among the steps that did nothing"
     assert found["apis.stripe"].status == Status.INFO and "Stripe dashboard" in found["apis.stripe"].summary
     assert_no_secret(found)
 
@@ -182,7 +184,8 @@ def test_anthropic_probe_posts_count_tokens_and_reads_its_headers(anthropic_api)
     assert request["headers"].get("x-api-key") == ANTHROPIC_KEY
     assert request["headers"].get("anthropic-version") == "2023-06-01"
     assert json.loads(request["body"]) == {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "ping"}]}
-    assert found["apis.x.rate_limit"].summary == "X: not configured: set TWITTER_BEARER_TOKEN in the app's .env or the environment to probe"
+    assert found["apis.x.rate_limit"].summary == (
+        "not configured: set TWITTER_BEARER_TOKEN (X: in the app's .env or the environment, to probe its limits)")
     assert_no_secret(found)
 
 
@@ -220,7 +223,8 @@ def test_not_configured_is_info_for_both(ccops_env, monkeypatch):
     monkeypatch.setenv("CCOPS_APIS_X_TOKEN_ENV", "CC_X_TOKEN")
     found = probe_all()
     assert [f.status for f in found.values()] == [Status.INFO, Status.INFO, Status.INFO]
-    assert found["apis.x.rate_limit"].summary == "X: not configured: set CC_X_TOKEN in the app's .env or the environment to probe"
+    assert found["apis.x.rate_limit"].summary == (
+        "not configured: set CC_X_TOKEN (X: in the app's .env or the environment, to probe its limits)")
 
 
 # ---- the app's own key names, from its .env (FACTS.md) -----------------------------------------

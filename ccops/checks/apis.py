@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from ccops.context import RunContext, check
-from ccops.findings import Finding, Status
+from ccops.findings import Finding, Status, optional_not_configured
 
 LABELS = {"x": "X", "anthropic": "Anthropic"}
 HEADERS = {
@@ -191,8 +191,8 @@ def probe(ctx: RunContext, api: str) -> Finding:
     label = LABELS[api]
     secret, _ = credential(ctx.settings, env_name)
     if not secret:
-        return Finding(check_id, Status.INFO, f"{label}: not configured: set {env_name or 'the API key variable'} "
-                                              "in the app's .env or the environment to probe")
+        return optional_not_configured(check_id, env_name or "the API key variable",
+                                       f"{label}: in the app's .env or the environment, to probe its limits")
 
     def scrub(text: str) -> str:
         return text.replace(secret, "***")

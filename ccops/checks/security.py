@@ -39,7 +39,7 @@ import pandas as pd
 
 from ccops.config import ConfigError, Settings
 from ccops.context import RunContext, check
-from ccops.findings import Finding, Status, not_configured
+from ccops.findings import Finding, Status, not_configured, optional_not_configured
 
 SECURITY_WORDS = re.compile(r"\b(failed|failure|unauthori[sz]ed|forbidden|denied)\b", re.IGNORECASE)
 STATUS_CODES = re.compile(r"\b(401|403)\b")
@@ -168,8 +168,8 @@ def tls_expiry(ctx: RunContext, targets: list[str] | None = None) -> list[Findin
     conf = security_settings(ctx.settings)
     targets = targets if targets is not None else conf["tls_targets"]
     if not targets:
-        return [Finding("security.tls", Status.INFO,
-                        "no TLS endpoints configured: set security.tls_targets = [\"host:443\"]")]
+        return [optional_not_configured("security.tls", "security.tls_targets",
+                                        'the HTTPS endpoints to watch, e.g. ["host:443"]')]
     found = []
     for target in targets:
         check_id = f"security.tls:{target}"
@@ -248,8 +248,8 @@ def outdated_packages(ctx: RunContext) -> Finding:
         source = conf["app_python"]
         current = installed_packages(source)
     else:
-        return Finding("security.outdated_packages", Status.INFO,
-                       "not configured: set security.requirements_file or security.app_python to the app's")
+        return optional_not_configured("security.outdated_packages", "security.requirements_file",
+                              "the app's requirements file; or security.app_python, the app's interpreter")
     if not current:
         return Finding("security.outdated_packages", Status.INFO, f"no pinned packages found in {source}", 0)
     latest: dict[str, str] = {}
