@@ -213,7 +213,7 @@ class RunSummary:
             lines.append(f"could not decide ({len(found.undecided)}): "
                          + ", ".join(dict.fromkeys(f.check for f in found.undecided)))
         if self.archived:
-            lines.append(f"archived as {self.archived}")
+            lines.append(self.archived if self.archived.startswith("NOT ARCHIVED") else f"archived as {self.archived}")
         return lines
 
     def _repr_html_(self) -> str:
@@ -258,7 +258,11 @@ def finish(ctx: RunContext) -> RunSummary:
     summary = ctx.summary()
     if os.environ.get(runner.RUN_ID_ENV):
         return summary
-    result = archive_interactive(ctx, session_notebook(ctx.settings.home))
+    try:
+        result = archive_interactive(ctx, session_notebook(ctx.settings.home))
+    except runner.RunNotArchived as exc:  # e.g. the archive's disk is full: say so, keep the summary on screen
+        summary.archived = f"NOT ARCHIVED: {exc}"
+        return summary
     summary.archived = (result.record.get("paths") or {}).get("report_html", "")
     return summary
 

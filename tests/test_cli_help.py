@@ -55,7 +55,8 @@ def test_run_runbook_help_lists_parameters_with_type_default_and_comment_and_run
     proc = ccops(tmp_path, "run", "daily", "--help")
     assert proc.returncode == 0, proc.stderr
     assert "runbook daily: Daily maintenance:" in proc.stdout
-    lines = {line.split()[0]: line.split(None, 3) for line in proc.stdout.splitlines()[-4:]}
+    table = proc.stdout.split("parameters (set with -p NAME VALUE", 1)[1].splitlines()[1:]
+    lines = {line.split()[0]: line.split(None, 3) for line in table if line.strip()}
     assert lines["error_limit"] == ["error_limit", "int", "20", "how many of the latest error records to list in step 2"]
     assert lines["part"][:3] == ["part", "str", '"all"']
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "home" / "runs").exists()
