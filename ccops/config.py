@@ -434,7 +434,7 @@ def env_pairs(text: str) -> Iterator[tuple[str, str]]:
         key, _, value = stripped.partition("=")
         key = key.strip().removeprefix("export ").strip()
         value = value.strip()
-        if value[:1] in "\"'" and value.count(value[0]) >= 2:
+        if value and value[0] in "\"'" and value.count(value[0]) >= 2:
             value = value[1 : value.index(value[0], 1)]
         elif " #" in value:
             value = value.split(" #", 1)[0].rstrip()

@@ -156,3 +156,14 @@ def test_a_large_notebook_is_scanned_line_by_line_around_embedded_images():
     cleaned = mask_patterns(text)
     assert SECRET not in cleaned
     assert image in cleaned and cleaned.count(MASK) == 3
+
+
+def test_dotenv_reader_takes_empty_and_quoted_values(tmp_path):
+    """One reader for settings and scrubber: an empty value (KEY=) is a key with no value, not a crash."""
+    from ccops.config import env_pairs, read_env_file
+
+    text = 'EMPTY=\nQUOTED="a b" # note\nPLAIN=x # note\nexport TOKEN_SECRET=\'s3cr3t\'\n'
+    assert list(env_pairs(text)) == [("EMPTY", ""), ("QUOTED", "a b"), ("PLAIN", "x"), ("TOKEN_SECRET", "s3cr3t")]
+    path = tmp_path / ".env"
+    path.write_text(text)
+    assert read_env_file(path)["EMPTY"] == ""
