@@ -42,7 +42,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check ccops tests benchmarks
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # JupyterLab on this machine only (127.0.0.1); as root (the README's container) with --allow-root.
 # Jupyter prints the URL with its token; open it, or tunnel the port (ssh -L $(LAB_PORT):127.0.0.1:$(LAB_PORT)).
