@@ -33,23 +33,11 @@ from ccops.demo import appdir, appenv, applog, backend
 from ccops.demo.catalog import AGENTS
 from ccops.demo.generator import LOAD_ORDER, build, generate
 from ccops.errors import UsageError
+from tests.conformance.test_app_env import EXAMPLE_KEYS
 
 AS_OF_TEXT = "2026-03-10T08:20:00Z"
 AS_OF = datetime(2026, 3, 10, 8, 20)
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
-# FACTS.md, Settings: the complete key list of the app's .env.example
-FACTS_ENV_KEYS = """DATABASE_URL, ANTHROPIC_API_KEY,
-  GOOGLE_API_KEY, OPENAI_API_KEY, TWITTER_API_KEY, TWITTER_API_SECRET, TWITTER_ACCESS_TOKEN,
-  TWITTER_ACCESS_TOKEN_SECRET, TWITTER_BEARER_TOKEN, TELEGRAM_BOT_TOKEN, TELEGRAM_CHANNEL_ID,
-  BINANCE_API_KEY, BINANCE_API_SECRET, HUMAN_IN_THE_LOOP, CONTENT_PERSONALITY, LOG_LEVEL,
-  STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET, STRIPE_PRICE_ID_BASIC, STRIPE_PRICE_ID_PREMIUM,
-  STRIPE_PRICE_ID_VIP, DISCORD_BOT_TOKEN, DISCORD_GUILD_ID, DISCORD_ROLE_ID_BASIC,
-  DISCORD_ROLE_ID_PREMIUM, DISCORD_ROLE_ID_VIP, CONVERSION_MIN_ENGAGEMENT_SCORE,
-  CONVERSION_DISCOUNT_PERCENTAGE, CONVERSION_DM_COOLDOWN_DAYS, AB_TESTING_MIN_SAMPLE_SIZE,
-  AB_TESTING_CONFIDENCE_THRESHOLD, AB_TESTING_MAX_ACTIVE_TESTS, AB_TESTING_TEST_DURATION_DAYS,
-  STRATEGY_TUNING_MIN_DATA_POINTS, STRATEGY_TUNING_CONFIDENCE_LEVEL,
-  STRATEGY_TUNING_MAX_ADJUSTMENTS_PER_RUN, PERFORMANCE_ANALYTICS_SNAPSHOT_RETENTION_DAYS,
-  FEEDBACK_LOOP_OPTIMIZATION_CYCLE_HOURS, FEEDBACK_LOOP_MIN_CONFIDENCE_FOR_CHANGES"""
 RECORD = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) \| (TRACE|DEBUG|INFO|SUCCESS|WARNING|ERROR|CRITICAL) *\| (\S+):(\S+) - (.*)$")
 
 
@@ -390,7 +378,7 @@ def test_app_env_file_has_exactly_the_apps_keys_and_is_private(running_demo):
     path = settings.effective_app_env_file
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     env = read_env_file(path)
-    facts_keys = [key.strip() for key in FACTS_ENV_KEYS.replace("\n", " ").split(",")]
+    facts_keys = list(EXAMPLE_KEYS)  # FACTS.md, Settings: the key list of the app's .env.example
     assert list(env) == facts_keys == list(appenv.ENV_KEYS) and len(facts_keys) == 39  # no ENABLE_*, X_BEARER_TOKEN, STRIPE_SECRET_KEY
     example = read_env_file(settings.demo_dir / "app" / ".env.example")
     assert list(example) == facts_keys
