@@ -1099,7 +1099,10 @@ def git_info(root: Path, path: Path | None = None) -> dict[str, Any] | None:
     """The checkout's HEAD commit and whether a tracked file differs from it (or `path`, when given); None outside git.
 
     Called with the ccops package's checkout: the commit is the code that ran,
-    not the last commit that touched the notebook.
+    not the last commit that touched the notebook. Notebooks are left out of the
+    dirty check: the record pins the runbook by its sha256 already, and git would
+    run the nbstripout clean filter on every recently touched notebook (about a
+    second each), which made a busy fresh clone time out and report "unknown".
     """
     def git(*args: str) -> subprocess.CompletedProcess[str] | None:
         try:
@@ -1111,7 +1114,8 @@ def git_info(root: Path, path: Path | None = None) -> dict[str, Any] | None:
     if inside is None or inside.returncode != 0 or inside.stdout.strip() != "true":
         return None
     head = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no", *(["--", str(path)] if path else []))
+    pathspec = [str(path)] if path else [".", ":(exclude)*.ipynb", ":(exclude)*.zpln"]
+    status = git("status", "--porcelain", "--untracked-files=no", "--", *pathspec)
     commit = head.stdout.strip() if head is not None and head.returncode == 0 else ""
     dirty = bool(status.stdout.strip()) if status is not None and status.returncode == 0 else None
     return {"commit": commit or None, "dirty": dirty}

@@ -304,3 +304,31 @@ def test_the_index_lists_runs_from_records_alone(ok_run, tmp_path):
     records = archive.rebuild_index(copy)
     assert [r["run_id"] for r in records] == [result.record["run_id"]]
     assert result.record["paths"]["html"] in (copy / "index.html").read_text()
+
+
+def test_git_info_reports_code_changes_and_never_runs_the_notebook_filter(tmp_path):
+    """A notebook touched after checkout made git run the nbstripout filter on every status call;
+    on a busy fresh clone that took longer than the timeout and "dirty" came back unknown."""
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+    # a clean filter that would fail the status call if git ran it
+    git("config", "filter.strip.clean", "false")
+    git("config", "filter.strip.required", "true")
+    (tmp_path / ".gitattributes").write_text("*.ipynb filter=strip\n")
+    (tmp_path / "mod.py").write_text("x = 1\n")
+    git("add", ".gitattributes", "mod.py")
+    git("commit", "-qm", "c")
+    (tmp_path / "book.ipynb").write_text("{}")
+    git("-c", "filter.strip.clean=cat", "add", "book.ipynb")
+    git("-c", "filter.strip.clean=cat", "commit", "-qm", "nb")
+    (tmp_path / "book.ipynb").write_text('{"outputs": 1}')
+    info = runner.git_info(tmp_path)
+    assert info is not None and info["dirty"] is False and len(info["commit"]) == 40
+    (tmp_path / "mod.py").write_text("x = 2\n")
+    assert runner.git_info(tmp_path)["dirty"] is True
