@@ -49,7 +49,7 @@ test: install
 lab: install
 	@echo "JupyterLab on http://127.0.0.1:$(LAB_PORT)/lab - open the URL with ?token=... printed below"
 	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.root_dir=runbooks \
-	  --ContentsManager.pre_save_hook=ccops.lab.pre_save_hook $(if $(filter 0,$(shell id -u)),--allow-root)
+	  --ContentsManager.pre_save_hook=ccops.runbook.lab.pre_save_hook $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: install
 	$(BIN)/python -m benchmarks

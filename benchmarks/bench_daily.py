@@ -38,7 +38,7 @@ def empty_notebook(path: Path, like: Path) -> Path:
 
 def runner_available() -> bool:
     try:
-        from ccops import runner
+        from ccops.runbook import runner
     except ImportError:
         return False
     return hasattr(runner, "run_runbook")

@@ -28,9 +28,9 @@ from benchmarks.harness import (
     median_seconds,
     shell_text,
 )
-from ccops import schema
 from ccops.checks.health import ACTIVITY_SQL, CONTENT_SQL
-from ccops.db import connect
+from ccops.core import schema
+from ccops.core.db import connect
 
 WATCHED = ("agent_logs", "published_content")
 

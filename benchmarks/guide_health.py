@@ -2,7 +2,7 @@
 
 The same ORM calls on the same tables (`db.query(Model).filter(...).count()`,
 content by `created_at`, windows open-ended at the top), mapped onto
-ccops.schema's tables so it runs against the bench database. Only `now` is
+ccops.core.schema's tables so it runs against the bench database. Only `now` is
 replaced by `--as-of`, so both checks look at the same 24 hours.
 """
 
@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, registry
 
-from ccops import schema
-from ccops.db import normalize_url
+from ccops.core import schema
+from ccops.core.db import normalize_url
 
 
 class AgentLog:

@@ -7,7 +7,7 @@ minutes, so:
 
 - every table is filled by one `INSERT ... SELECT ... FROM generate_series`
   (no row leaves the server), two tables at a time on two connections;
-- the secondary indexes (the `ix_*` ones ccops.schema creates, i.e. the
+- the secondary indexes (the `ix_*` ones ccops.core.schema creates, i.e. the
   production ones) are dropped before loading and recreated from their own
   `pg_get_indexdef` text afterwards, so the end state has exactly the
   production indexes (primary keys and unique constraints stay throughout);
@@ -322,7 +322,7 @@ def _params(as_of: datetime) -> dict[str, Any]:
 def _connect(url: str):
     import psycopg
 
-    from ccops.db import libpq_url
+    from ccops.core.db import libpq_url
 
     return psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10)
 
@@ -403,7 +403,7 @@ def build_database(url: str, scale: float = 1.0, as_of: datetime = AS_OF, worker
     The database must be empty (no Content Creator tables). Big tables load on
     `workers` connections at once; the secondary indexes are built after the data.
     """
-    from ccops import schema
+    from ccops.core import schema
 
     started = time.monotonic()
     counts = row_counts(scale)
@@ -432,7 +432,7 @@ def build_database(url: str, scale: float = 1.0, as_of: datetime = AS_OF, worker
               log=lambda _m: None)
     actual_indexes = index_definitions(url)
     if actual_indexes != expected_indexes:
-        raise RuntimeError(f"index set differs from ccops.schema's: {sorted(set(actual_indexes) ^ set(expected_indexes))}")
+        raise RuntimeError(f"index set differs from ccops.core.schema's: {sorted(set(actual_indexes) ^ set(expected_indexes))}")
     elapsed = time.monotonic() - started
     size = database_size(url)
     log(f"built in {elapsed:.1f} s (load {loaded - started:.1f}, indexes {indexed - loaded:.1f}, "
@@ -633,7 +633,7 @@ def ensure_database(root: Path, scale: float, as_of: datetime = AS_OF, log=print
 
     Returns (cluster, url, manifest).
     """
-    from ccops import localpg
+    from ccops.core import localpg
 
     cluster = localpg.Cluster(root / "pg")
     cluster.start(timeout=120)
@@ -663,7 +663,7 @@ def _matches(cluster, url: str, manifest: dict[str, Any]) -> bool:
         if table_counts(url) != manifest["counts"]:
             return False
         reference = cluster.create_database("schema_reference", drop_existing=True)
-        from ccops import schema
+        from ccops.core import schema
 
         schema.create_all(reference)
         return index_definitions(url) == index_definitions(reference)

@@ -1,8 +1,8 @@
 """Shared fixtures: one real private PostgreSQL cluster for the whole session.
 
 Tests create their own databases in it: from the real production dump (when
-../shared is beside the checkout) or from ccops.schema, and from the demo
-generator. Nothing is mocked: the cluster is started by ccops.localpg exactly
+../shared is beside the checkout) or from ccops.core.schema, and from the demo
+generator. Nothing is mocked: the cluster is started by ccops.core.localpg exactly
 as the embedded default is.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ccops import db, localpg, schema
+from ccops.core import db, localpg, schema
 
 REPO = Path(__file__).resolve().parent.parent
 PRODUCTION_SCHEMA = Path(
@@ -84,7 +84,7 @@ DEMO_CLEAN_AS_OF = "2026-11-08T18:00:00Z"
 def demo_home(tmp_path_factory: pytest.TempPathFactory):
     """One demo deployment for the session (cluster, data, app process, logs, status server), as `ccops demo up` makes it."""
     from ccops import demo
-    from ccops.config import load_settings
+    from ccops.core.settings import load_settings
 
     home = tmp_path_factory.mktemp("demo") / "home"
     with pytest.MonkeyPatch.context() as patch:

@@ -7,8 +7,8 @@ from pathlib import Path
 import nbformat
 from sqlalchemy import create_engine, text
 
-from ccops.context import RunContext
-from ccops.db import normalize_url
+from ccops.core.context import RunContext
+from ccops.core.db import normalize_url
 
 
 def insert(ctx: RunContext, sql: str, rows: list[dict] | dict) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from ccops import actions
-from ccops.config import load_settings
-from ccops.context import RunContext
+from ccops.core.context import RunContext
+from ccops.core.settings import load_settings
 
 
 def make_ctx() -> RunContext:

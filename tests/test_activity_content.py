@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from ccops.checks import activity, content
-from ccops.config import load_settings
-from ccops.context import RunContext
+from ccops.core.context import RunContext
+from ccops.core.settings import load_settings
 from tests.helpers import insert
 
 AS_OF = datetime(2026, 11, 20, 18, 0, 0)

@@ -19,7 +19,7 @@ import pytest
 from ccops import alerts
 from ccops.alerts import engine
 from ccops.alerts.state import StateStore
-from ccops.config import ConfigError, load_settings
+from ccops.core.settings import ConfigError, load_settings
 
 T0 = datetime(2026, 11, 28, 8, 0, 0)
 REPO = Path(__file__).resolve().parent.parent
@@ -352,7 +352,7 @@ def test_newest_verified_backup_older_than_26_hours_is_critical(ccops_env):
 
 WORKER = """
 import sys
-from ccops.config import load_settings
+from ccops.core.settings import load_settings
 from ccops.alerts import raise_from_run
 settings = load_settings()
 worker = sys.argv[1]

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from ccops import alerts
-from ccops.config import load_settings
+from ccops.core.settings import load_settings
 from tests.test_alerts import rules_only
 
 T0 = datetime(2026, 11, 28, 8, 0, 0)

@@ -16,8 +16,8 @@ from sqlalchemy import create_engine, text
 from ccops import alerts
 from ccops.alerts.config import AlertConfig, EngagementConfig
 from ccops.alerts.rules import engagement_limit
-from ccops.config import load_settings
-from ccops.db import normalize_url
+from ccops.core.db import normalize_url
+from ccops.core.settings import load_settings
 from tests.test_alerts import rules_only
 
 T = datetime(2026, 11, 28, 8, 0, 0)

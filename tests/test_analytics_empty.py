@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from ccops import analytics
-from ccops.config import load_settings
-from ccops.context import RunContext, parse_as_of
+from ccops.core.context import RunContext, parse_as_of
+from ccops.core.settings import load_settings
 from tests.conftest import DEMO_AS_OF
 
 CALLS = {

@@ -9,8 +9,8 @@ import pytest
 
 from ccops import analytics
 from ccops.analytics.content import heatmap_matrix
-from ccops.config import ConfigError, load_settings
-from ccops.context import RunContext
+from ccops.core.context import RunContext
+from ccops.core.settings import ConfigError, load_settings
 from tests.helpers import insert, one
 
 COSTS_TOML = """

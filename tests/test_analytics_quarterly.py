@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from ccops import analytics
-from ccops.config import load_settings
-from ccops.context import RunContext
+from ccops.core.context import RunContext
+from ccops.core.settings import load_settings
 from tests.helpers import insert, one
 
 AS_OF = datetime(2026, 11, 20)  # a Friday, midnight: every day before it is whole

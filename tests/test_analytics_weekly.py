@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ccops import analytics
-from ccops.config import load_settings
-from ccops.context import RunContext
+from ccops.core.context import RunContext
+from ccops.core.settings import load_settings
 from tests.helpers import insert, one
 
 AS_OF = datetime(2026, 11, 20, 18, 0, 0)

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ccops.checks import apis
-from ccops.config import load_settings
-from ccops.context import RunContext
-from ccops.findings import Status
+from ccops.core.context import RunContext
+from ccops.core.findings import Status
+from ccops.core.settings import load_settings
 
 AS_OF = datetime(2026, 11, 28, 8, 0)
 X_TOKEN = "AAAAAAAAAAAAAAAAAAAAAx-test-bearer-token-0123456789"

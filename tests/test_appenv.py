@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pytest
 
-from ccops import appenv
+from ccops.deploy import appenv
 
 ENV = (
     "# Content Creator settings\r\n"

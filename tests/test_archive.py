@@ -8,8 +8,8 @@ from datetime import datetime
 from pathlib import Path
 
 from ccops import archive
-from ccops.config import load_settings
-from ccops.scrub import Scrubber, mask_url_passwords, scrub_text
+from ccops.core.scrub import Scrubber, mask_url_passwords, scrub_text
+from ccops.core.settings import load_settings
 
 
 def write_record(root: Path, runbook: str, start: str, outcome: str = "ok", **extra) -> dict:

@@ -9,8 +9,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from ccops import archive
-from ccops.archive_figures import CHART_DAYS, chart_series, figures
-from ccops.svgchart import Series, format_value, line_chart, nice_max
+from ccops.archive.figures import CHART_DAYS, chart_series, figures
+from ccops.archive.svgchart import Series, format_value, line_chart, nice_max
 
 DAY0 = datetime(2026, 11, 1)
 DAYS = 10

@@ -105,7 +105,7 @@ def clean_notebook(path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_markdown_cell("# Archive test: a clean run"),
-        nbformat.v4.new_code_cell('from ccops.findings import Finding, record\n\n'
+        nbformat.v4.new_code_cell('from ccops.core.findings import Finding, record\n\n'
                                   'record([Finding("t.clean", "OK", "all good", value=1)])'),
     ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ccops import archive, runner
-from ccops.config import load_settings
+from ccops import archive
+from ccops.core.settings import load_settings
+from ccops.runbook import runner
 from tests.test_runner import NOTEBOOKS, _env
 
 
@@ -107,7 +108,7 @@ def test_a_run_with_archive_group_set_in_the_environment(ccops_env, monkeypatch,
     monkeypatch.setenv("CCOPS_ARCHIVE_GROUP", group.gr_name)
     settings = load_settings()
     if not hasattr(settings, "archive_group"):
-        pytest.skip("Settings.archive_group (CCOPS_ARCHIVE_GROUP) is not in ccops.config yet")
+        pytest.skip("Settings.archive_group (CCOPS_ARCHIVE_GROUP) is not in ccops.core.settings yet")
     runner.run_runbook(settings, "ok", [], timeout=120, runbooks_dir=NOTEBOOKS)
     outputs = ccops_env / "outputs"
     assert modes(outputs) == kinds(outputs, "0o640", "0o750")

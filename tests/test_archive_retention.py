@@ -12,7 +12,7 @@ import pytest
 
 from ccops import archive
 from ccops.cli import main
-from ccops.config import ConfigError, load_settings
+from ccops.core.settings import ConfigError, load_settings
 
 SUFFIXES = (".ipynb", ".html", ".report.html", ".json")
 KEEP_DAYS = 30

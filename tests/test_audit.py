@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from ccops.checks import audit
-from ccops.config import load_settings
-from ccops.context import RunContext
-from ccops.db import normalize_url
+from ccops.core.context import RunContext
+from ccops.core.db import normalize_url
+from ccops.core.settings import load_settings
 
 AS_OF = datetime(2026, 11, 28, 9, 0)
 

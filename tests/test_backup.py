@@ -15,16 +15,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from ccops import backup, cli, runner
-from ccops.config import load_settings
-from ccops.db import client_tool, libpq_env, normalize_url
+from ccops import backup, cli
+from ccops.core.db import client_tool, libpq_env, normalize_url
+from ccops.core.settings import load_settings
+from ccops.runbook import runner
 from tests.conftest import DEMO_AS_OF, PRODUCTION_SCHEMA
 
 
 @pytest.fixture
 def demo_db(make_database, ccops_env, monkeypatch):
     """A demo-filled database of our own, and a backup dir under tmp."""
-    from ccops.context import parse_as_of
+    from ccops.core.context import parse_as_of
     from ccops.demo import generate
 
     url = make_database("ccops")
@@ -59,7 +60,7 @@ def test_backup_is_verified_and_manifest_counts_are_exact(demo_db, capsys):
 def test_killed_pg_dump_leaves_no_backup_and_earlier_ones_intact(demo_db, ccops_env):
     first = backup.create_backup(load_settings())
     query(demo_db, "CREATE TABLE big AS SELECT g, md5(g::text) AS h FROM generate_series(1, 1500000) g")
-    code = ("import sys; from ccops.config import load_settings; from ccops import backup; "
+    code = ("import sys; from ccops.core.settings import load_settings; from ccops import backup; "
             "backup.create_backup(load_settings(), compression=9)")
     proc = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
     directory = ccops_env / "backups"

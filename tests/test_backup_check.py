@@ -10,9 +10,9 @@ from datetime import datetime
 import pytest
 
 from ccops.checks import backup
-from ccops.config import load_settings
-from ccops.context import RunContext
-from ccops.db import client_tool, libpq_env
+from ccops.core.context import RunContext
+from ccops.core.db import client_tool, libpq_env
+from ccops.core.settings import load_settings
 
 AS_OF = datetime(2026, 11, 28, 19, 0)
 

@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from ccops import backup, cli
-from ccops.backup_offsite import _prune_fsspec
-from ccops.config import load_settings
-from ccops.db import client_tool, libpq_env, normalize_url
-from ccops.localpg import LocalPgError
+from ccops.backup.offsite import _prune_fsspec
+from ccops.core.db import client_tool, libpq_env, normalize_url
+from ccops.core.localpg import LocalPgError
+from ccops.core.settings import load_settings
 from tests.conftest import DEMO_AS_OF
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,7 +47,7 @@ def with_db(url: str, name: str) -> str:
 @pytest.fixture
 def source_db(make_database, ccops_env, monkeypatch):
     """Demo data in a database of our own, without the extensions a non-superuser could not restore."""
-    from ccops.context import parse_as_of
+    from ccops.core.context import parse_as_of
     from ccops.demo import generate
 
     url = make_database("ccops")
@@ -364,9 +364,9 @@ def test_safety_dump_and_its_directories_are_private(source_db, make_database, c
 
 def test_keyword_connection_string_is_read_as_libpq_reads_it_not_as_a_database_name():
     """`recovery -p target 'host=... password=...'` once named a database after the whole string."""
-    from ccops.backup_restore import keyword_dsn_url
-    from ccops.config import Settings
-    from ccops.errors import UsageError
+    from ccops.backup.restore import keyword_dsn_url
+    from ccops.core.errors import UsageError
+    from ccops.core.settings import Settings
 
     url = keyword_dsn_url("host=127.0.0.1 port=5433 dbname=content_creator user=restorer password='p w@/x' sslmode=disable")
     assert url == "postgresql://restorer:p%20w%40%2Fx@127.0.0.1:5433/content_creator?sslmode=disable"
@@ -381,9 +381,10 @@ def test_keyword_connection_string_is_read_as_libpq_reads_it_not_as_a_database_n
 def test_a_reviewed_clean_up_never_deletes_the_newest_verified_backup(source_db, ccops_env):
     """Clean-up (monthly and the disk emergency) deletes through `apply_reviewed`: whatever plan a
     step hands it, reviewed or not, the newest verified backup is refused at deletion time."""
-    from ccops import cleanup, diskspace
-    from ccops.context import RunContext
-    from ccops.findings import Status
+    from ccops.actions import cleanup
+    from ccops.core.context import RunContext
+    from ccops.core.findings import Status
+    from ccops.deploy import diskspace
 
     settings = load_settings()
     older, newest = (backup.create_backup(settings, now=datetime(2025, 1, day, 2, 0)) for day in (1, 2))

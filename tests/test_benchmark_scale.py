@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from benchmarks import scale
-from ccops.db import libpq_url
+from ccops.core.db import libpq_url
 
 SCALE = 0.0005
 AS_OF = datetime(2026, 3, 10, 9, 30, 0)
@@ -43,7 +43,7 @@ def built(pg_cluster):
     url = pg_cluster.create_database("bench_scale_smoke", drop_existing=True)
     manifest = scale.build_database(url, SCALE, AS_OF, log=lambda _m: None)
     reference = pg_cluster.create_database("bench_scale_reference", drop_existing=True)
-    from ccops import schema
+    from ccops.core import schema
 
     schema.create_all(reference)
     return url, reference, manifest

@@ -16,8 +16,8 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
 
-from ccops import runner
-from ccops.config import load_settings
+from ccops.core.settings import load_settings
+from ccops.runbook import runner
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

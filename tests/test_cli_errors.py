@@ -21,7 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from ccops import backup, cli, runner
+from ccops import backup, cli
+from ccops.runbook import runner
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "N0tTheRealPassw0rd"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ccops import progress
-from ccops.parameters import describe_parameters, runbook_purpose, step_titles
+from ccops.runbook import progress
+from ccops.runbook.parameters import describe_parameters, runbook_purpose, step_titles
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "tests" / "notebooks"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ccops import cli
-from ccops.config import ConfigError, load_settings
+from ccops.core.settings import ConfigError, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -25,14 +25,15 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from ccops import demo, localpg, logs
+from ccops import demo, logs
 from ccops.checks.health import run_health
-from ccops.config import Settings, load_settings, read_env_file
-from ccops.db import libpq_url
+from ccops.core import localpg
+from ccops.core.db import libpq_url
+from ccops.core.errors import UsageError
+from ccops.core.settings import Settings, load_settings, read_env_file
 from ccops.demo import appdir, appenv, applog, backend
 from ccops.demo.catalog import AGENTS
 from ccops.demo.generator import LOAD_ORDER, build, generate
-from ccops.errors import UsageError
 from tests.conformance.test_app_env import EXAMPLE_KEYS
 
 AS_OF_TEXT = "2026-03-10T08:20:00Z"
@@ -122,7 +123,7 @@ def test_up_builds_thirty_days_quickly_and_reports_it(running_demo):
     assert counts["agent_logs"] > 20_000
     assert {a["kind"] for a in info["anomalies"]} == {"error_burst", "agent_stopped", "no_content_day", "critical_log"}
     assert info["server_port"] == backend.server_state(settings)["port"]
-    # ccops.config finds the demo's status endpoint through server.json; the app has no /health
+    # ccops.core.settings finds the demo's status endpoint through server.json; the app has no /health
     assert settings.effective_status_url() == f"http://127.0.0.1:{info['server_port']}/api/status"
     assert settings.optional("health_url") is None
     assert info["clean_as_of"] == "2026-02-26T08:20:00Z" and info["logs_timezone"] == "Europe/Amsterdam"

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from ccops import demo, runner
-from ccops.config import load_settings
+from ccops import demo
+from ccops.core.settings import load_settings
+from ccops.runbook import runner
 from tests.conftest import DEMO_CLEAN_AS_OF
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from ccops import runner
-from ccops.config import load_settings
+from ccops.core.settings import load_settings
 from ccops.demo import backend
+from ccops.runbook import runner
 
 # the demo's last refused post is at 13:47:36 UTC on its as_of day; five minutes later the limit holds
 DURING_THE_BURST = "2026-11-20T13:52:00Z"

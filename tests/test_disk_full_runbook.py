@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from ccops import diskspace
 from ccops.cli import main
-from ccops.parameters import declared_parameters
+from ccops.deploy import diskspace
+from ccops.runbook.parameters import declared_parameters
 
 RUNBOOK = "emergency/out_of_disk_space"
 NOTEBOOK = Path(__file__).resolve().parent.parent / "runbooks" / "emergency" / "out_of_disk_space.ipynb"

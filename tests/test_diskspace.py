@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pytest
 
-from ccops import diskspace
+from ccops.deploy import diskspace
 
 NOW = datetime(2026, 11, 28, 3, 0, 0)
 
@@ -195,8 +195,8 @@ def test_a_log_opened_for_writing_after_planning_is_skipped(tmp_path, writer):
 
 
 def test_monthly_clean_up_with_keep_days_zero_keeps_the_live_log(ccops_env, monkeypatch):
-    from ccops import cleanup
-    from ccops.context import start
+    from ccops.actions import cleanup
+    from ccops.runbook.session import start
 
     logs = ccops_env / "logs"
     # the app runs at UTC-5: at 03:00 UTC on the 28th it still writes the file of the 27th

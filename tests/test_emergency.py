@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ccops import demo, localpg, runner
-from ccops.config import load_settings
+from ccops import demo
+from ccops.core import localpg
+from ccops.core.settings import load_settings
+from ccops.runbook import runner
 from tests.conftest import DEMO_AS_OF
 
 
@@ -76,7 +78,7 @@ def test_rate_limit_runbook_holds_publishing_the_way_the_app_allows_and_resumes_
 
     from sqlalchemy import create_engine, text
 
-    from ccops.db import dispose_all, normalize_url
+    from ccops.core.db import dispose_all, normalize_url
     from tests.conformance.test_app_env import ENV_CRLF, SETTINGS_MODULE
     from tests.test_schedule import FAKE_CRONTAB, USER_CRONTAB
 
@@ -179,7 +181,7 @@ def test_out_of_disk_dry_run_lists_and_confirmed_run_frees(ccops_env, monkeypatc
 def test_corruption_runbook_finds_rebuilds_and_saves(tmp_path, ccops_env, monkeypatch):
     from sqlalchemy import create_engine, text
 
-    from ccops.db import dispose_all, normalize_url
+    from ccops.core.db import dispose_all, normalize_url
     from tests.test_integrity import damage_index_on_disk
 
     cluster = localpg.Cluster(tmp_path / "pg")
@@ -259,7 +261,7 @@ def test_system_down_on_the_real_heads_crash_then_on_a_fixed_app(ccops_env, monk
         assert verdict["status"] == "OK" and verdict["summary"] == (
             "UP after restart: services running, database answering (no status endpoint configured: http.status_url)")
     finally:
-        from ccops import services
+        from ccops.deploy import services
 
         for proc in services.find_processes("python main.py --scheduled", str(app)):
             services._signal(proc.pid, services.signal.SIGKILL)
@@ -270,7 +272,7 @@ def test_corruption_runbook_without_amcheck_never_reads_as_clean(make_database, 
     cell (exit 3 as a broken run). It must say it could not decide, at every step, and finish."""
     from sqlalchemy import create_engine, text
 
-    from ccops.db import normalize_url
+    from ccops.core.db import normalize_url
 
     url = make_database("production")
     engine = create_engine(normalize_url(url))

@@ -16,14 +16,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ccops import analytics, findings
-from ccops.charts import Chart
+from ccops import analytics
 from ccops.checks import logs as log_checks
 from ccops.checks import trends
-from ccops.config import load_settings
-from ccops.context import RunContext
-from ccops.findings import Finding, Findings, Status
-from ccops.runner import _finding_dicts
+from ccops.core import findings
+from ccops.core.charts import Chart
+from ccops.core.context import RunContext
+from ccops.core.findings import Finding, Findings, Status
+from ccops.core.settings import load_settings
+from ccops.runbook.runner import _finding_dicts
 from tests.helpers import insert, one
 
 AS_OF = datetime(2026, 11, 20, 18, 0, 0)

@@ -21,12 +21,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ccops import archive, runner
+from ccops import archive
+from ccops.runbook import runner
 from tests.test_alerts import Receiver
 
 NOTEBOOK_SOURCE = """import os
 
-from ccops.findings import Finding, record
+from ccops.core.findings import Finding, record
 
 if filler:
     os.unlink(filler)  # what the out-of-disk runbook does first: free space

@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, text
 
-from ccops import cli, localpg
+from ccops import cli
 from ccops.checks.health import evaluate
-from ccops.config import Thresholds
-from ccops.db import normalize_url
+from ccops.core import localpg
+from ccops.core.db import normalize_url
+from ccops.core.settings import Thresholds
 
 AS_OF = "2026-11-20T12:00:00Z"
 

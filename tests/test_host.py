@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from ccops.checks import host
-from ccops.config import Thresholds, load_settings
-from ccops.context import RunContext
-from ccops.findings import Status
+from ccops.core.context import RunContext
+from ccops.core.findings import Status
+from ccops.core.settings import Thresholds, load_settings
 
 DATA = Path(__file__).parent / "data"
 AS_OF = datetime(2026, 11, 28, 8, 0)

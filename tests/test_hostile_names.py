@@ -27,15 +27,18 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ccops import backup, cleanup, localpg, maintenance, runner
+from ccops import backup
+from ccops.actions import cleanup, maintenance
+from ccops.actions.emergency import corruption
 from ccops.analytics import capacity
 from ccops.checks import integrity
 from ccops.checks import postgres as pg
-from ccops.config import Settings, load_settings
-from ccops.context import RunContext
-from ccops.db import dispose_all, libpq_url
-from ccops.emergency import corruption
-from ccops.findings import Status
+from ccops.core import localpg
+from ccops.core.context import RunContext
+from ccops.core.db import dispose_all, libpq_url
+from ccops.core.findings import Status
+from ccops.core.settings import Settings, load_settings
+from ccops.runbook import runner
 from tests.conftest import PRODUCTION_ROLE, restore_production_schema
 
 REPO = Path(__file__).resolve().parent.parent

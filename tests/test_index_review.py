@@ -1,6 +1,6 @@
 """The index answers a reviewer's questions (issue 15, item 6).
 
-Three real runs of a small runbook through ccops.runner (a WARNING dry run,
+Three real runs of a small runbook through ccops.runbook.runner (a WARNING dry run,
 a live CRITICAL run, a run killed at its time limit), then `ccops reports ack`
 through the CLI; the index is parsed with html.parser.
 """
@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from ccops import archive, runner
+from ccops import archive
 from ccops.cli import main
-from ccops.config import load_settings
+from ccops.core.settings import load_settings
+from ccops.runbook import runner
 from tests.helpers import write_notebook
 
 CELLS = [
@@ -24,7 +25,7 @@ CELLS = [
                    'b = "OK"  # status of t.b\n'
                    "hang = False  # sleep past the time limit\n"
                    "dry_run = True  # describe only"),
-    ("code", "import time\n\nfrom ccops.findings import Finding, record"),
+    ("code", "import time\n\nfrom ccops.core.findings import Finding, record"),
     ("code", 'record([Finding("t.a", a, "check a"), Finding("t.b", b, "check b")])'),
     ("code", "time.sleep(60 if hang else 0)"),
 ]

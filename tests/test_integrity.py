@@ -6,9 +6,9 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from ccops import localpg
 from ccops.checks import integrity
-from ccops.db import dispose_all, normalize_url
+from ccops.core import localpg
+from ccops.core.db import dispose_all, normalize_url
 
 
 def damage_index_on_disk(cluster: localpg.Cluster, url: str, index: str) -> None:

@@ -19,7 +19,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from ccops import context
+from ccops.runbook import session
 from tests.conftest import DEMO_AS_OF
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,8 +74,8 @@ def test_an_interactive_daily_run_is_archived_with_its_operator_and_ticks(demo_e
 
 
 def test_under_ccops_run_the_last_cell_does_not_archive_again(demo_env):
-    from ccops import runner
-    from ccops.config import load_settings
+    from ccops.core.settings import load_settings
+    from ccops.runbook import runner
 
     result = runner.run_runbook(load_settings(), "daily", [["as_of", DEMO_AS_OF], ["part", "evening"]], timeout=300)
     assert result.record["mode"] != "interactive"
@@ -85,12 +85,12 @@ def test_under_ccops_run_the_last_cell_does_not_archive_again(demo_env):
 
 def test_checklist_summary_says_who_ticked_how_many_and_when(ccops_env, monkeypatch):
     monkeypatch.setenv("CCOPS_OPERATOR", "bob")
-    ctx = context.start("monthly", as_of=DEMO_AS_OF, checked="content_strategy.2,monthly.content_strategy.5")
+    ctx = session.start("monthly", as_of=DEMO_AS_OF, checked="content_strategy.2,monthly.content_strategy.5")
     found = ctx.checklist("monthly.content_strategy", ["a", "b", "c", "d", "e"])[0]
     assert found.summary.startswith("2 of 5 items ticked by bob at ")
     assert found.summary.endswith("pending: a; c; d")
     assert list(found.data["ticked by"]) == ["", "bob", "", "", "bob"]
-    untouched = context.start("monthly", as_of=DEMO_AS_OF).checklist("monthly.x", ["a", "b"])[0]
+    untouched = session.start("monthly", as_of=DEMO_AS_OF).checklist("monthly.x", ["a", "b"])[0]
     assert untouched.summary == "2 of 2 items pending an operator: a; b"
 
 

@@ -113,7 +113,7 @@ def test_the_lab_keeps_the_work_in_the_home_and_saves_the_runbook_clean(tmp_path
     and all, is kept 0600 in the home, where `ctx.finish()` archives it from."""
     import nbformat
 
-    from ccops import lab as ccops_lab
+    from ccops.runbook import lab as ccops_lab
 
     assert makefile_variable("NBSTRIPOUT_EXTRA_KEYS").split() == list(ccops_lab.EXTRA_KEYS)
     stored_path = REPO / "runbooks" / "daily.ipynb"

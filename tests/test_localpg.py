@@ -1,4 +1,4 @@
-"""ccops.localpg: a real private cluster, as root (server as `postgres`) and as a normal user."""
+"""ccops.core.localpg: a real private cluster, as root (server as `postgres`) and as a normal user."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from ccops import localpg
+from ccops.core import localpg
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,7 +53,7 @@ def test_start_and_stop_as_a_normal_user():
     home.chmod(0o755)
     shutil.chown(home, "nobody", "nogroup")
     script = (
-        "import sys; from ccops.localpg import Cluster; c = Cluster(sys.argv[1]); c.start(); "
+        "import sys; from ccops.core.localpg import Cluster; c = Cluster(sys.argv[1]); c.start(); "
         "s = c.status(); import os; print(s.running, s.port, os.stat(s.datadir).st_uid == os.getuid()); "
         "c.stop(); print(c.status().running)"
     )
@@ -76,7 +76,7 @@ def test_start_and_stop_as_a_normal_user():
 
 
 def _runs_as_nobody(python: str, env: dict[str, str]) -> bool:
-    probe = subprocess.run(["runuser", "-u", "nobody", "--", python, "-c", "import ccops.localpg"],
+    probe = subprocess.run(["runuser", "-u", "nobody", "--", python, "-c", "import ccops.core.localpg"],
                            capture_output=True, text=True, env=env, cwd="/")
     return probe.returncode == 0
 

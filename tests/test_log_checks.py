@@ -11,9 +11,9 @@ import pytest
 from matplotlib.figure import Figure
 
 from ccops.checks import logs as log_checks
-from ccops.config import load_settings
-from ccops.context import RunContext
-from ccops.findings import Status
+from ccops.core.context import RunContext
+from ccops.core.findings import Status
+from ccops.core.settings import load_settings
 
 AS_OF = datetime(2026, 11, 20, 18, 0, 0)
 WHERE = "src.agents.base_agent:run"

@@ -24,9 +24,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ccops import logs, ratelimit
+from ccops import logs
 from ccops.cli import main
-from ccops.config import load_settings
+from ccops.core.settings import load_settings
+from ccops.logs import ratelimit
 
 WHERE = "src.agents.base_agent:run"
 TRACEBACK = [
@@ -894,7 +895,7 @@ def test_cli_logs_summary_warns_when_the_dir_holds_no_app_log(ccops_env: Path, l
 
 
 def test_logs_timezone_setting_default_and_validation(tmp_path: Path, monkeypatch) -> None:
-    from ccops.config import ConfigError, machine_timezone
+    from ccops.core.settings import ConfigError, machine_timezone
 
     assert machine_timezone({"TZ": AMSTERDAM}) == AMSTERDAM
     assert machine_timezone({"TZ": ":Africa/Lagos"}) == "Africa/Lagos"

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from ccops import maintenance
+from ccops.actions import maintenance
 from ccops.checks import postgres as pg
-from ccops.config import Settings
-from ccops.context import RunContext
-from ccops.db import normalize_url
+from ccops.core.context import RunContext
+from ccops.core.db import normalize_url
+from ccops.core.settings import Settings
 
 AS_OF = datetime(2026, 11, 20, 18, 0, 0)
 

@@ -6,9 +6,10 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from ccops import cleanup, drill, runner
-from ccops.config import load_settings
-from ccops.context import RunContext
+from ccops.actions import cleanup, drill
+from ccops.core.context import RunContext
+from ccops.core.settings import load_settings
+from ccops.runbook import runner
 from tests.conftest import DEMO_AS_OF
 
 

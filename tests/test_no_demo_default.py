@@ -18,11 +18,11 @@ from ccops import cli
 from ccops.checks import audit, host, services
 from ccops.checks import backup as backup_checks
 from ccops.checks import logs as log_checks
-from ccops.config import load_settings
-from ccops.context import RunContext
-from ccops.errors import NotConfigured
-from ccops.findings import Status
-from ccops.scrub import known_secrets
+from ccops.core.context import RunContext
+from ccops.core.errors import NotConfigured
+from ccops.core.findings import Status
+from ccops.core.scrub import known_secrets
+from ccops.core.settings import load_settings
 
 AS_OF = datetime(2025, 11, 23, 16, 0, 0)
 # FACTS.md "Logs": the app's line format, with its real ERROR example and a real 429 line.
@@ -162,8 +162,8 @@ def test_the_demo_keeps_its_defaults(demo_places):
 def test_clean_up_steps_on_a_deployment_without_their_dirs_say_not_configured(deployment):
     """Clean-up steps record their own findings (they are not @check): a missing dir is their
     "not configured" finding, never a failed monthly run, and never the demo's dir."""
-    from ccops import cleanup
-    from ccops.emergency import disk
+    from ccops.actions import cleanup
+    from ccops.actions.emergency import disk
 
     ctx = RunContext(runbook="monthly", settings=load_settings(), as_of=AS_OF)
     for step, key in ((cleanup.old_backups, "paths.backup_dir"), (cleanup.old_logs, "paths.log_dir"),

@@ -9,13 +9,15 @@ import subprocess
 import pytest
 from sqlalchemy import create_engine, text
 
-from ccops import demo, localpg, runner, schedule
+from ccops import demo, schedule
 from ccops.alerts import engine
 from ccops.alerts.state import StateStore
-from ccops.config import load_settings
-from ccops.context import RunContext, check, parse_as_of
-from ccops.errors import NotConfigured
-from ccops.findings import Finding, Status, assess, recovered
+from ccops.core import localpg
+from ccops.core.context import RunContext, check, parse_as_of
+from ccops.core.errors import NotConfigured
+from ccops.core.findings import Finding, Status, assess, recovered
+from ccops.core.settings import load_settings
+from ccops.runbook import runner
 from tests.conftest import DEMO_AS_OF, REPO
 
 NOW_ISH = "2026-11-20T18:00:00Z"
@@ -95,7 +97,7 @@ def own_demo(ccops_env):
 
 
 def test_system_down_confirmed_ends_ok_with_the_incident_recorded_and_its_alert_resolved(own_demo):
-    from ccops.services import get_backend
+    from ccops.deploy.services import get_backend
 
     get_backend(own_demo).stop("app")
     dry = run("emergency/system_down", ("wait_seconds", "20"))
@@ -119,7 +121,7 @@ def test_system_down_confirmed_ends_ok_with_the_incident_recorded_and_its_alert_
 
 
 def _damage_demo_index(settings) -> str:
-    from ccops.db import dispose_all, normalize_url
+    from ccops.core.db import dispose_all, normalize_url
     from tests.test_integrity import damage_index_on_disk
 
     url = settings.resolved_database_url()
@@ -186,7 +188,7 @@ def test_backdated_means_more_than_ten_minutes_before_the_start():
 # ---- items 5 and 10: cron maintains the database; the record names what produced it ----------
 
 def _dead_tuples(url: str) -> int:
-    from ccops.db import normalize_url
+    from ccops.core.db import normalize_url
 
     engine_ = create_engine(normalize_url(url))
     with engine_.connect() as conn:
@@ -198,7 +200,7 @@ def _dead_tuples(url: str) -> int:
 
 def test_the_weekly_crontab_entry_applies_maintenance_and_the_record_says_who_ran_it(ccops_env, monkeypatch,
                                                                                      make_database):
-    from ccops.db import dispose_all, normalize_url
+    from ccops.core.db import dispose_all, normalize_url
 
     monkeypatch.setenv("CCOPS_BACKEND", "none")
     entry = next(e for e in schedule.load(load_settings()).entries if e.name == "weekly")
@@ -252,7 +254,7 @@ def test_weekly_maintenance_off_makes_the_weekly_entry_a_report(ccops_env):
 
 def test_mode_is_cli_without_a_terminal_and_the_variable_wins(monkeypatch):
     monkeypatch.delenv("CCOPS_RUN_MODE", raising=False)
-    proc = subprocess.run([__import__("sys").executable, "-c", "from ccops.runner import run_mode; print(run_mode())"],
+    proc = subprocess.run([__import__("sys").executable, "-c", "from ccops.runbook.runner import run_mode; print(run_mode())"],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=REPO)
     assert proc.stdout.strip() == "cli"
     monkeypatch.setenv("CCOPS_RUN_MODE", "interactive")

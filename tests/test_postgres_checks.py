@@ -16,13 +16,13 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from ccops import localpg
 from ccops.checks import postgres as pg
 from ccops.checks.postgres.indexes import find_duplicates
 from ccops.checks.postgres.tables import filter_columns
-from ccops.config import Settings
-from ccops.context import RunContext
-from ccops.db import normalize_url
+from ccops.core import localpg
+from ccops.core.context import RunContext
+from ccops.core.db import normalize_url
+from ccops.core.settings import Settings
 
 AS_OF = datetime(2026, 11, 20, 18, 0, 0)
 

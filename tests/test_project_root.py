@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ccops import config, localpg
+from ccops.core import localpg
+from ccops.core import settings as config
 
 REPO = Path(__file__).resolve().parent.parent
 CCOPS = Path(sys.executable).parent / "ccops"

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from ccops import runner
 from ccops.cli import _load_extensions, build_parser
+from ccops.core import runbooks
+from ccops.runbook import runner
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -97,7 +98,7 @@ def test_every_readme_command_parses(parser, line):
             assert exc.code == 0, f"{line}: {out.getvalue()}"
             return
     assert args.verb == "run" and args.help, line  # only `run` takes --help as a flag (it prints the runbook's)
-    name, path = runner.locate(RUNBOOKS, args.runbook)
+    name, path = runbooks.locate(RUNBOOKS, args.runbook)
     runner.check_parameters(name, path, args.param or [])  # unknown name or wrong type: UsageError
 
 

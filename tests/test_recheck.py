@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from ccops import cli, recheck, runner
-from ccops.config import load_settings
-from ccops.context import parse_as_of
-from ccops.db import normalize_url
+from ccops import cli
+from ccops.archive import rechecks
+from ccops.core.context import parse_as_of
+from ccops.core.db import normalize_url
+from ccops.core.settings import load_settings
 from ccops.demo import generator
+from ccops.runbook import recheck, runner
 from tests.conftest import DEMO_AS_OF, DEMO_SEED
 
 YESTERDAY_CHECK = "content.published_yesterday"
@@ -93,7 +95,7 @@ def test_daily_recheck_reproduces_then_names_the_changed_finding(own_demo_databa
     assert len(changed) == 1 and changed[0].startswith(f"finding {YESTERDAY_CHECK}: "), out
 
     record_path = demo_env / "outputs" / record["paths"]["json"]
-    history = recheck.read_rechecks(record_path)
+    history = rechecks.read_rechecks(record_path)
     assert [h["reproduces"] for h in history] == [True, False]
     assert [f["check"] for f in history[-1]["findings"]] == [YESTERDAY_CHECK]
     assert history[-1]["cells"], "the content table's cell differs too, by nbval's comparison"
@@ -190,4 +192,4 @@ def test_run_named_by_path_or_runbook_and_stamp_and_acting_runs_refused(ccops_en
     with pytest.raises(recheck.UsageError, match="dry_run=False"):
         recheck.rerun_parameters(recheck.load_record(acted))
     assert cli.main(["reports", "recheck", "backup/20261121T020000Z"]) == 64
-    assert recheck.note(None) == "" and recheck.latest_for(path) is None
+    assert rechecks.note(None) == "" and rechecks.latest_for(path) is None

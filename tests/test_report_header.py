@@ -1,7 +1,7 @@
 """Every archived report starts with who ran what, when, with what, and what changed (issue 15, item 4).
 
 Real runs: a small runbook written to tmp_path, executed by papermill through
-ccops.runner, once as a dry run and once live (dry_run False, confirm True),
+ccops.runbook.runner, once as a dry run and once live (dry_run False, confirm True),
 whose guarded action really creates a file. The pages are parsed with
 html.parser.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ccops import runner
-from ccops.archive_header import actions_of, page_title, run_mark, tidy_numbers
-from ccops.config import load_settings
+from ccops.archive.header import actions_of, page_title, run_mark, tidy_numbers
+from ccops.core.settings import load_settings
+from ccops.runbook import runner
 from tests.helpers import write_notebook
 
 RUNBOOK = [
@@ -29,7 +29,7 @@ RUNBOOK = [
                    "confirm = False  # also needed to make it\n"
                    'marker = ""  # the file the live run creates'),
     ("code", "from pathlib import Path\n\nfrom ccops import actions\n"
-             "from ccops.context import start\nfrom ccops.findings import Finding"),
+             "from ccops.core.context import start\nfrom ccops.core.findings import Finding"),
     ("code", 'ctx = start("hdr", as_of=as_of)'),
     ("markdown", "## Checks"),
     ("code", 'ctx.record([Finding("t.load", "WARNING", "load high", value=27.099999999999998, threshold=5.0),\n'
@@ -211,7 +211,7 @@ def test_marks_and_titles_from_records():
 def test_findings_show_for_people_one_table_per_step():
     import pandas as pd
 
-    from ccops.findings import Finding, Findings, format_frame, format_number, human_bytes
+    from ccops.core.findings import Finding, Findings, format_frame, format_number, human_bytes
 
     frame = pd.DataFrame({"at": pd.to_datetime(["2026-12-02 09:06:43.123456"]), "ratio": [5.0],
                           "load": [27.099999999999998], "size_bytes": [1_500_000_000]})

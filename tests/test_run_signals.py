@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from ccops import archive, runner
+from ccops import archive
+from ccops.runbook import runner
 from tests.test_runner import live_processes_of_run
 
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
@@ -176,7 +177,7 @@ def test_stale_work_dirs_without_a_note_are_removed(tmp_path, monkeypatch):
             monkeypatch.delenv(name)
     monkeypatch.setenv("CCOPS_HOME", str(home))
     monkeypatch.setenv("CCOPS_ARCHIVE_DIR", str(tmp_path / "outputs"))
-    from ccops.config import load_settings
+    from ccops.core.settings import load_settings
 
     assert runner.recover_abandoned(load_settings(), holding="ok") == []
     assert list((home / "runs").iterdir()) == []

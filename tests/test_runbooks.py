@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ccops import runner
-from ccops.config import load_settings
+from ccops.core.settings import load_settings
+from ccops.runbook import runner
 from tests.conftest import DEMO_AS_OF
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from ccops import archive, runner
+from ccops import archive
 from ccops.cli import main
-from ccops.config import load_settings
-from ccops.errors import UsageError
+from ccops.core.errors import UsageError
+from ccops.core.settings import load_settings
+from ccops.runbook import runner
 
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 REPO = NOTEBOOKS.parent.parent

@@ -20,7 +20,7 @@ import pytest
 
 from ccops import schedule
 from ccops.cli import main
-from ccops.config import ConfigError, load_settings
+from ccops.core.settings import ConfigError, load_settings
 
 FAKE_CRONTAB = """#!/bin/sh
 store="{store}"

@@ -1,12 +1,12 @@
-"""ccops.schema must create exactly the tables production has (compared with the real dump)."""
+"""ccops.core.schema must create exactly the tables production has (compared with the real dump)."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from ccops import schema
-from ccops.db import normalize_url
+from ccops.core import schema
+from ccops.core.db import normalize_url
 from tests.conftest import PRODUCTION_SCHEMA
 
 CATALOG_QUERIES = {

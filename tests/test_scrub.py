@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from ccops.config import load_settings
-from ccops.scrub import MASK, Scrubber, mask_patterns, read_env_secrets, scrub_query, scrub_text
+from ccops.core.scrub import MASK, Scrubber, mask_patterns, read_env_secrets, scrub_query, scrub_text
+from ccops.core.settings import load_settings
 
 SECRET = "plantedS3cret"
 
@@ -160,7 +160,7 @@ def test_a_large_notebook_is_scanned_line_by_line_around_embedded_images():
 
 def test_dotenv_reader_takes_empty_and_quoted_values(tmp_path):
     """One reader for settings and scrubber: an empty value (KEY=) is a key with no value, not a crash."""
-    from ccops.config import env_pairs, read_env_file
+    from ccops.core.settings import env_pairs, read_env_file
 
     text = 'EMPTY=\nQUOTED="a b" # note\nPLAIN=x # note\nexport TOKEN_SECRET=\'s3cr3t\'\n'
     assert list(env_pairs(text)) == [("EMPTY", ""), ("QUOTED", "a b"), ("PLAIN", "x"), ("TOKEN_SECRET", "s3cr3t")]

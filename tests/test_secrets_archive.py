@@ -21,8 +21,8 @@ from urllib.parse import quote, urlsplit
 import psycopg
 import pytest
 
-from ccops import runner
-from ccops.config import load_settings
+from ccops.core.settings import load_settings
+from ccops.runbook import runner
 from tests.conftest import DEMO_AS_OF
 
 SQL_PASSWORD = "plantedsecret1"  # ALTER ROLE ... PASSWORD in pg_stat_statements

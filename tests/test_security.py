@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from ccops.checks import security
-from ccops.config import load_settings
-from ccops.context import RunContext
+from ccops.core.context import RunContext
+from ccops.core.settings import load_settings
 
 
 def make_cert(directory: Path, days: int) -> tuple[Path, Path]:

@@ -16,13 +16,14 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from ccops import db, runner, selfstats
 from ccops.backup import create_backup
-from ccops.backup_restore import restore_test
+from ccops.backup.restore import restore_test
 from ccops.checks import postgres as pg
-from ccops.config import load_settings
-from ccops.context import RunContext
-from ccops.db import normalize_url
+from ccops.core import db, selfstats
+from ccops.core.context import RunContext
+from ccops.core.db import normalize_url
+from ccops.core.settings import load_settings
+from ccops.runbook import runner
 
 APP_SCANS = 3
 ROWS = 20_000

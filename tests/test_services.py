@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from ccops import services
 from ccops.checks import services as service_checks
-from ccops.config import load_settings
-from ccops.context import RunContext
-from ccops.findings import Status
-from ccops.services import ServiceState
+from ccops.core.context import RunContext
+from ccops.core.findings import Status
+from ccops.core.settings import load_settings
+from ccops.deploy import services
+from ccops.deploy.services import ServiceState
 
 DATA = Path(__file__).parent / "data"
 AS_OF = datetime(2026, 11, 28, 8, 0)
@@ -337,7 +337,7 @@ needs_demo = pytest.mark.skipif(bool(_demo_interface()), reason=_demo_interface(
 
 @needs_demo
 def test_local_backend_reports_the_demo_and_reads_its_logs(demo_env):
-    from ccops import localpg
+    from ccops.core import localpg
 
     settings = load_settings()
     backend = services.get_backend(settings)

@@ -18,12 +18,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ccops import archive, cli, config, runner
+from ccops import archive, cli
 from ccops.alerts import config as alerts_config
 from ccops.checks import security
-from ccops.config import ConfigError, least_value, load_settings
-from ccops.errors import UsageError
-from ccops.parameters import convert, declared_parameters, parameter_type
+from ccops.core import settings as config
+from ccops.core.errors import UsageError
+from ccops.core.settings import ConfigError, least_value, load_settings
+from ccops.runbook import runner
+from ccops.runbook.parameters import convert, declared_parameters, parameter_type
 
 REPO = Path(__file__).resolve().parent.parent
 RUNBOOKS = sorted(p for p in (REPO / "runbooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)

@@ -6,8 +6,8 @@ import json
 from datetime import datetime, timedelta
 
 from ccops.checks import trends
-from ccops.config import load_settings
-from ccops.context import RunContext
+from ccops.core.context import RunContext
+from ccops.core.settings import load_settings
 
 AS_OF = datetime(2026, 11, 28, 9, 0)
 

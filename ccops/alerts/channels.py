@@ -27,7 +27,7 @@ from typing import Any
 from ccops.alerts.config import ChannelConfig
 from ccops.alerts.rules import RANK
 from ccops.alerts.state import parse_iso
-from ccops.errors import CcopsError
+from ccops.core.errors import CcopsError
 
 MAX_LINES = 50
 KIND_LABEL = {"opened": "OPENED", "escalated": "ESCALATED", "repeat": "STILL OPEN", "resolved": "RESOLVED",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ccops.config import ConfigError, Settings
+from ccops.core.settings import ConfigError, Settings
 
 SEVERITIES = ("critical", "warning", "info")
 CHANNEL_TYPES = ("log", "console", "webhook", "email", "command")

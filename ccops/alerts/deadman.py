@@ -29,7 +29,7 @@ from typing import Any
 from ccops.alerts.config import AlertConfig
 from ccops.alerts.rules import Candidate, Evaluation
 from ccops.alerts.state import iso, parse_iso
-from ccops.config import Settings
+from ccops.core.settings import Settings
 
 COMPLETED = ("ok", "warning", "critical", "unknown")
 RECORDS_SCANNED = 60

@@ -27,7 +27,7 @@ from ccops.alerts.config import AlertConfig, ChannelConfig
 from ccops.alerts.config import load as load_config
 from ccops.alerts.rules import RANK, Candidate, Evaluation, from_findings, now_utc, rule_for
 from ccops.alerts.state import StateStore, iso, parse_iso
-from ccops.config import Settings
+from ccops.core.settings import Settings
 
 MAX_PENDING = 200
 MAX_RESOLVED_KEPT = 100
@@ -231,7 +231,7 @@ def _send(channel: ChannelConfig, items: list[dict[str, Any]], report: ChannelRe
 
 
 def _scrubber(settings: Settings) -> Any:
-    from ccops.scrub import Scrubber
+    from ccops.core.scrub import Scrubber
 
     try:
         return Scrubber(settings)
@@ -259,7 +259,7 @@ def check(settings: Settings, now: datetime | None = None, send: bool = True) ->
     """
     from ccops.alerts import deadman
     from ccops.alerts.rules import evaluate_live
-    from ccops.context import RunContext
+    from ccops.core.context import RunContext
 
     now = now or now_utc()
     cfg = load_config(settings)
@@ -282,8 +282,8 @@ def check(settings: Settings, now: datetime | None = None, send: bool = True) ->
 
 
 def _guard(evaluation: Evaluation, name: str, fn: Any) -> None:
-    from ccops.config import ConfigError
-    from ccops.context import describe
+    from ccops.core.context import describe
+    from ccops.core.settings import ConfigError
 
     try:
         evaluation.merge(fn())
@@ -308,7 +308,7 @@ def run_evaluation(record: dict[str, Any]) -> Evaluation:
     by the next completed run of that job.
     """
     from ccops.alerts.deadman import job_name
-    from ccops.findings import Finding, Status
+    from ccops.core.findings import Finding, Status
 
     runbook = str(record.get("runbook") or "unknown")
     part = str((record.get("parameters") or {}).get("part") or "all")
@@ -463,7 +463,7 @@ def send_digest(settings: Settings, now: datetime | None = None) -> Outcome:
 
 def send_test(settings: Settings, channel_name: str | None = None, now: datetime | None = None) -> Outcome:
     """`ccops alerts test`: one test message to each channel (or one), state untouched."""
-    from ccops.errors import UsageError
+    from ccops.core.errors import UsageError
 
     now = now or now_utc()
     cfg = load_config(settings)

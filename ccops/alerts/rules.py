@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ccops.alerts.config import AlertConfig
-from ccops.context import RunContext, describe
-from ccops.findings import Finding, Status
+from ccops.core.context import RunContext, describe
+from ccops.core.findings import Finding, Status
 
 SEVERITY_OF = {Status.CRITICAL: "critical", Status.WARNING: "warning"}
 RANK = {"info": 1, "warning": 3, "critical": 4}
@@ -129,7 +129,7 @@ def from_findings(findings: Iterable[Finding], rule: FindingRule | None = None, 
 # ---- the live sources of `ccops alerts check` -------------------------------------------------
 
 def _guarded(name: str, fn: Callable[[], Evaluation]) -> Evaluation:
-    from ccops.config import ConfigError
+    from ccops.core.settings import ConfigError
 
     try:
         return fn()
@@ -229,7 +229,7 @@ LAST_PUBLISHED_SQL = "SELECT max(published_at) FROM published_content WHERE publ
 
 def no_content(ctx: RunContext, cfg: AlertConfig) -> Evaluation:
     """No post in the last N hours: one index probe on published_content(published_at)."""
-    from ccops.db import scalar
+    from ccops.core.db import scalar
 
     hours = ctx.settings.thresholds.no_content_warning_hours
     with ctx.db() as conn:
@@ -277,7 +277,7 @@ def engagement_limit(n: int, mean: float | None, std: float | None, quantile: fl
 
 def high_engagement(ctx: RunContext, cfg: AlertConfig) -> Evaluation:
     """Posts of the last window_hours whose engagement rate is far above the last 30 days' distribution."""
-    from ccops.db import query_df
+    from ccops.core.db import query_df
 
     e = cfg.engagement
     with ctx.db() as conn:
@@ -338,7 +338,7 @@ MILESTONE_SQL = {
 
 def milestones(ctx: RunContext, cfg: AlertConfig, announced: dict[str, Any]) -> Evaluation:
     """The highest milestone crossed and not yet announced; the lower ones are remembered silently."""
-    from ccops.db import scalar
+    from ccops.core.db import scalar
 
     out = Evaluation(covered_prefixes={"milestone:"})
     with ctx.db() as conn:

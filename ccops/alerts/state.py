@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ccops.errors import AlreadyRunning
+from ccops.core.errors import AlreadyRunning
 
 VERSION = 1
 STATE_FILE = "state.json"

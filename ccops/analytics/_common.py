@@ -15,8 +15,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from ccops.config import ConfigError, Settings
-from ccops.findings import Finding, Status
+from ccops.core.findings import Finding, Status
+from ccops.core.settings import ConfigError, Settings
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,10 @@ import pandas as pd
 
 from ccops.analytics._common import figure, no_data, pct, settings_source, signed
 from ccops.analytics.stats import lift, two_proportion_z_test
-from ccops.config import ConfigError, Settings
-from ccops.context import RunContext, check
-from ccops.db import query_df
-from ccops.findings import Finding, Status
+from ccops.core.context import RunContext, check
+from ccops.core.db import query_df
+from ccops.core.findings import Finding, Status
+from ccops.core.settings import ConfigError, Settings
 
 DEFAULT_CONFIDENCE = 0.95
 MIN_IMPRESSIONS = 100

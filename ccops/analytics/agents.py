@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from ccops.analytics._common import Periods, figure, no_data, pct, signed
-from ccops.context import RunContext, check
-from ccops.db import query_df
-from ccops.findings import Finding, Status
+from ccops.core.context import RunContext, check
+from ccops.core.db import query_df
+from ccops.core.findings import Finding, Status
 
 PERIOD_SQL = """
 SELECT agent_name,

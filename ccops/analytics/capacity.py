@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 from psycopg import sql
 
-from ccops import sqlsafe
 from ccops.analytics._common import day_floor, figure, no_data
 from ccops.analytics.stats import linear_fit
-from ccops.context import RunContext, check
-from ccops.db import scalar
-from ccops.findings import Finding, Status
+from ccops.core import sqlsafe
+from ccops.core.context import RunContext, check
+from ccops.core.db import scalar
+from ccops.core.findings import Finding, Status
 
 TABLES: dict[str, str] = {
     "agent_logs": "timestamp",

@@ -19,10 +19,10 @@ import pandas as pd
 from ccops.analytics import abtests
 from ccops.analytics._common import Periods, figure, no_data, pct, signed
 from ccops.analytics.stats import pct_change, trend
-from ccops.charts import Chart
-from ccops.context import RunContext, check
-from ccops.db import query_df
-from ccops.findings import Finding, Status
+from ccops.core.charts import Chart
+from ccops.core.context import RunContext, check
+from ccops.core.db import query_df
+from ccops.core.findings import Finding, Status
 
 SUMMARY_SQL = """
 SELECT period, platform, GROUPING(platform) AS is_total,

@@ -45,10 +45,10 @@ import pandas as pd
 from ccops.analytics._common import add_months, as_float, figure, month_floor, no_data, pct, settings_source
 from ccops.analytics.funnel import MRR_SQL
 from ccops.analytics.stats import safe_ratio
-from ccops.config import ConfigError, Settings
-from ccops.context import RunContext, check
-from ccops.db import query_df
-from ccops.findings import Finding, Status
+from ccops.core.context import RunContext, check
+from ccops.core.db import query_df
+from ccops.core.findings import Finding, Status
+from ccops.core.settings import ConfigError, Settings
 
 DEFAULT_AGENT_APIS: dict[str, list[str]] = {
     "MarketScannerAgent": ["market_data"],

@@ -24,9 +24,9 @@ import pandas as pd
 
 from ccops.analytics._common import Periods, as_float, figure, no_data, pct, signed
 from ccops.analytics.stats import pct_change, safe_ratio
-from ccops.context import RunContext, check
-from ccops.db import query_df
-from ccops.findings import Finding, Status
+from ccops.core.context import RunContext, check
+from ccops.core.db import query_df
+from ccops.core.findings import Finding, Status
 
 FUNNEL_SQL = """
 SELECT CASE WHEN sent_at > :mid THEN 'current' ELSE 'previous' END AS period,

@@ -25,9 +25,9 @@ from datetime import timedelta
 
 import pandas as pd
 
-from ccops.context import RunContext, check
-from ccops.db import query_df, scalar
-from ccops.findings import Finding, Status, worst
+from ccops.core.context import RunContext, check
+from ccops.core.db import query_df, scalar
+from ccops.core.findings import Finding, Status, worst
 
 BASELINE_DAYS = 7
 MIN_SILENCE = timedelta(hours=1)  # never call an agent silent for less than an hour

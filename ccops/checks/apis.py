@@ -32,8 +32,8 @@ from typing import Any
 
 import pandas as pd
 
-from ccops.context import RunContext, check
-from ccops.findings import Finding, Status, optional_not_configured
+from ccops.core.context import RunContext, check
+from ccops.core.findings import Finding, Status, optional_not_configured
 
 LABELS = {"x": "X", "anthropic": "Anthropic"}
 HEADERS = {
@@ -60,7 +60,7 @@ def credential(settings: Any, name: str) -> tuple[str, str]:
         return value, "environment"
     if getattr(settings, "embedded", True):
         return "", ""  # the demo's .env: fake credentials, never sent
-    from ccops.config import read_env_file
+    from ccops.core.settings import read_env_file
 
     env_file = settings.optional("app_env_file")
     for key, found in read_env_file(env_file).items():

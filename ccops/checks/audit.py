@@ -31,10 +31,10 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from ccops.config import Settings, is_secret_name, read_env_file
-from ccops.context import RunContext, check
-from ccops.db import query_df
-from ccops.findings import Finding, Status, not_configured
+from ccops.core.context import RunContext, check
+from ccops.core.db import query_df
+from ccops.core.findings import Finding, Status, not_configured
+from ccops.core.settings import Settings, is_secret_name, read_env_file
 
 ROTATED_COMMENT = re.compile(r"#.*rotated\s+(\d{4}-\d{2}-\d{2})", re.IGNORECASE)
 

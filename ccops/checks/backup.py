@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ccops.context import RunContext, check
-from ccops.findings import Finding, Findings, Status
+from ccops.core.context import RunContext, check
+from ccops.core.findings import Finding, Findings, Status
 
 
 def backup_files(backup_dir: Path) -> list[Path]:
@@ -250,7 +250,7 @@ def restore(ctx: RunContext, file: str = "", target: str = "", dry_run: bool = T
     whose service backend cannot stop the app (backend none) is refused.
     """
     from ccops import actions, backup
-    from ccops.config import mask_url
+    from ccops.core.settings import mask_url
 
     if file:
         path = Path(file)

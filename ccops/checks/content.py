@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from ccops.context import RunContext, check
-from ccops.db import query_df
-from ccops.findings import Finding, Status
+from ccops.core.context import RunContext, check
+from ccops.core.db import query_df
+from ccops.core.findings import Finding, Status
 
 AVERAGE_DAYS = 7
 LOW_SHARE = 0.5  # below half the usual volume is worth a look

@@ -21,10 +21,10 @@ from typing import Any
 
 import pandas as pd
 
-from ccops.config import Settings, Thresholds
-from ccops.context import RunContext, check, describe, parse_as_of
-from ccops.db import connect, query_df
-from ccops.findings import Finding, Findings, Status, worst
+from ccops.core.context import RunContext, check, describe, parse_as_of
+from ccops.core.db import connect, query_df
+from ccops.core.findings import Finding, Findings, Status, worst
+from ccops.core.settings import Settings, Thresholds
 
 ACTIVITY_SQL = """
 SELECT count(*) AS executions,

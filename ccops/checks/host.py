@@ -22,9 +22,9 @@ from typing import Any
 
 import pandas as pd
 
-from ccops.config import Thresholds
-from ccops.context import RunContext, check
-from ccops.findings import Finding, Status
+from ccops.core.context import RunContext, check
+from ccops.core.findings import Finding, Status
+from ccops.core.settings import Thresholds
 
 GIB = 2**30
 # The guide's own list (`df -h | grep -E "/$|/var|/data"`): "/" and "/var" are the default disk_paths;
@@ -71,7 +71,7 @@ def watched_paths(ctx: RunContext, paths: list[str] | None = None) -> list[tuple
         chosen += [(p, p) for p in GUIDE_OPTIONAL_PATHS if p not in explicit and os.path.isdir(p)]
         derived = [p for p in (ctx.settings.optional("log_dir"), ctx.settings.optional("backup_dir")) if p]
         if ctx.settings.embedded:
-            from ccops import localpg
+            from ccops.core import localpg
 
             derived.append(localpg.demo_cluster(ctx.settings.home).datadir)
         for path in derived:

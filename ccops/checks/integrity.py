@@ -21,10 +21,10 @@ from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from ccops.context import RunContext, check
-from ccops.db import get_engine
-from ccops.findings import Finding, Status
-from ccops.sqlsafe import execute, ident
+from ccops.core.context import RunContext, check
+from ccops.core.db import get_engine
+from ccops.core.findings import Finding, Status
+from ccops.core.sqlsafe import execute, ident
 
 INDEXES_SQL = """
 SELECT c.oid AS oid, c.relname AS index, t.relname AS "table", pg_relation_size(c.oid) AS bytes

@@ -16,11 +16,12 @@ from typing import Any
 
 import pandas as pd
 
-from ccops import logs, ratelimit
-from ccops.charts import Chart
-from ccops.context import RunContext, check
-from ccops.errors import NotConfigured
-from ccops.findings import Finding, Status
+from ccops import logs
+from ccops.core.charts import Chart
+from ccops.core.context import RunContext, check
+from ccops.core.errors import NotConfigured
+from ccops.core.findings import Finding, Status
+from ccops.logs import ratelimit
 
 MAX_ROWS = 200  # rows kept for a table; the counts always cover the whole window
 MESSAGE_WIDTH = 200

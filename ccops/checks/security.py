@@ -37,9 +37,9 @@ from typing import Any
 
 import pandas as pd
 
-from ccops.config import ConfigError, Settings
-from ccops.context import RunContext, check
-from ccops.findings import Finding, Status, not_configured, optional_not_configured
+from ccops.core.context import RunContext, check
+from ccops.core.findings import Finding, Status, not_configured, optional_not_configured
+from ccops.core.settings import ConfigError, Settings
 
 SECURITY_WORDS = re.compile(r"\b(failed|failure|unauthori[sz]ed|forbidden|denied)\b", re.IGNORECASE)
 STATUS_CODES = re.compile(r"\b(401|403)\b")
@@ -361,7 +361,7 @@ def _log_files(path: Path) -> list[Path]:
 
 def _server_log(ctx: RunContext, conf: dict[str, Any]) -> tuple[Path | None, bool | None, str]:
     """(the server log to read, whether log_connections is on, where the path came from)."""
-    from ccops.db import scalar
+    from ccops.core.db import scalar
 
     with ctx.db() as conn:
         on = str(scalar(conn, "SELECT current_setting('log_connections')")).lower() in ("on", "true")
@@ -437,8 +437,8 @@ def api_key_review(ctx: RunContext) -> Finding:
     """The app's `api_keys` table, where it has one: keys never used, unused for N days, older than rotation."""
     from psycopg import sql
 
-    from ccops import sqlsafe
-    from ccops.db import query_df, scalar
+    from ccops.core import sqlsafe
+    from ccops.core.db import query_df, scalar
 
     conf = security_settings(ctx.settings)
     check_id = "security.api_keys"

@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ccops.config import Settings, mask_url
-from ccops.context import RunContext, check
-from ccops.findings import Finding, Status
-from ccops.scrub import excerpt
+from ccops.core.context import RunContext, check
+from ccops.core.findings import Finding, Status
+from ccops.core.scrub import excerpt
+from ccops.core.settings import Settings, mask_url
 
 if TYPE_CHECKING:
-    from ccops.services import ServiceState
+    from ccops.deploy.services import ServiceState
 
 RESTART_WARNING = 3
 REQUIRED = ("db", "app")
@@ -82,7 +82,7 @@ def assess(states: list[ServiceState], backend: str) -> tuple[Status, str, int]:
 @check("services.status")
 def service_status(ctx: RunContext) -> Finding:
     """State, health and restarts of every service of the configured backend."""
-    from ccops.services import BackendError, get_backend
+    from ccops.deploy.services import BackendError, get_backend
 
     ctx.settings.require("backend")  # a deployment naming no backend: "not configured: set service.backend"
     backend = get_backend(ctx.settings)

@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from ccops.charts import Chart
-from ccops.context import RunContext, check
-from ccops.findings import Finding, Status
+from ccops.core.charts import Chart
+from ccops.core.context import RunContext, check
+from ccops.core.findings import Finding, Status
 
 QUARTER = timedelta(days=91)
 KEY_RUNBOOKS = ("health_check", "daily", "backup", "weekly", "monthly")
@@ -141,7 +141,7 @@ def directory_bytes(path: Path) -> int:
 @check("capacity.snapshot")
 def capacity_snapshot(ctx: RunContext) -> list[Finding]:
     """Today's database, log and backup sizes, recorded so later quarters can fit a trend."""
-    from ccops.db import scalar
+    from ccops.core.db import scalar
 
     with ctx.db() as conn:
         database = int(scalar(conn, "SELECT pg_database_size(current_database())"))

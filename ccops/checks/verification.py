@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ccops.context import RunContext, check
-from ccops.findings import Finding, Status
+from ccops.core.context import RunContext, check
+from ccops.core.findings import Finding, Status
 
 
 @check("backup.restore_test")

@@ -23,7 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ccops.config import Settings, mask_url
+from ccops.core.errors import UsageError
+from ccops.core.settings import Settings, mask_url
 from ccops.demo.backend import (
     restart_service,
     service,
@@ -32,7 +33,6 @@ from ccops.demo.backend import (
     stop_service,
 )
 from ccops.demo.generator import CLEAN_DAYS_BEFORE_AS_OF, DemoData, DemoFacts, build, generate, load
-from ccops.errors import UsageError
 
 __all__ = [
     "CLEAN_DAYS_BEFORE_AS_OF", "DEFAULT_AS_OF", "DEFAULT_CLEAN_AS_OF", "DemoData", "DemoFacts", "build", "down",
@@ -48,8 +48,8 @@ DEFAULT_CLEAN_AS_OF = "2026-11-08T18:00:00Z"
 
 def up(settings: Settings, seed: int = 42, days: int = 30, as_of: str | None = None) -> dict[str, Any]:
     """Start (or reuse) the demo's cluster and app, and regenerate its database, logs, `.env` and old backups."""
-    from ccops import localpg, schema
-    from ccops.context import parse_as_of
+    from ccops.core import localpg, schema
+    from ccops.core.context import parse_as_of
     from ccops.demo import appdir, appenv, applog, history
     from ccops.demo import backend as svc
 
@@ -143,7 +143,7 @@ def status(settings: Settings) -> dict[str, Any]:
 
 
 def _demo_url_masked(settings: Settings) -> str:
-    from ccops import localpg
+    from ccops.core import localpg
     from ccops.demo import backend as svc
 
     try:

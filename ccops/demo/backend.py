@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ccops import localpg
-from ccops.config import Settings
+from ccops.core import localpg
+from ccops.core.errors import CcopsError, UsageError
+from ccops.core.settings import Settings
 from ccops.demo import appdir, appenv
-from ccops.errors import CcopsError, UsageError
 
 SERVICE_NAMES = ("db", "app")
 SERVER_MODULE = "ccops.demo.server"
@@ -259,7 +259,7 @@ def db_health(settings: Settings) -> tuple[bool, str]:
     """(answering, reason): one connection and SELECT 1 to the demo database."""
     import psycopg
 
-    from ccops.db import libpq_url
+    from ccops.core.db import libpq_url
 
     try:
         url = app_database_url(settings)

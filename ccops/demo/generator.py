@@ -143,8 +143,8 @@ def load(url: str, data: DemoData) -> None:
     import psycopg
     from psycopg import sql
 
-    from ccops import schema
-    from ccops.db import libpq_url
+    from ccops.core import schema
+    from ccops.core.db import libpq_url
 
     def names(items: list[str]) -> sql.Composed:
         return sql.SQL(", ").join(map(sql.Identifier, items))
@@ -166,7 +166,7 @@ def load(url: str, data: DemoData) -> None:
 
 
 def generate(url: str, seed: int, days: int, as_of: datetime, log_dir: Path | None = None) -> DemoFacts:
-    """Fill a database created from ccops.schema (and, given log_dir, write the app's logs)."""
+    """Fill a database created from ccops.core.schema (and, given log_dir, write the app's logs)."""
     from ccops.demo.applog import write_logs
 
     data = build(seed, days, as_of)

@@ -20,10 +20,10 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from ccops import localpg
+from ccops.core import localpg
+from ccops.core.errors import CcopsError
 from ccops.demo.applog import DEMO_TIMEZONE, demo_log_files, to_local
 from ccops.demo.generator import DemoFacts
-from ccops.errors import CcopsError
 from ccops.logs import file_day
 
 BACKUP_TIME = time(3, 0, 17)  # the app's cron ran backup.sh at 03:00 local time

@@ -22,12 +22,13 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine, text
 
-from ccops import logs, ratelimit
+from ccops import logs
 from ccops.checks import logs as log_checks
-from ccops.config import load_settings
-from ccops.context import RunContext
-from ccops.db import dispose_all, normalize_url
-from ccops.findings import Status
+from ccops.core.context import RunContext
+from ccops.core.db import dispose_all, normalize_url
+from ccops.core.findings import Status
+from ccops.core.settings import load_settings
+from ccops.logs import ratelimit
 
 DAY = "2026-11-24"
 
@@ -205,7 +206,7 @@ def test_without_a_probe_the_reset_is_xs_window_after_the_last_429(app_logs):
 
 def test_an_emergency_run_after_the_reset_pauses_nothing(app_logs):
     """Issue 14.1: at 12:00 the last 429 was long past: the limit has reset, nothing is held."""
-    from ccops.emergency import rate_limit
+    from ccops.actions.emergency import rate_limit
 
     ctx = RunContext(runbook="emergency/api_rate_limit", settings=load_settings(), as_of=datetime(2026, 11, 24, 12))
     found = {f.check: f for f in rate_limit.who_is_limited(ctx, hours=6)}

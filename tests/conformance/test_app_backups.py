@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ccops import backup, cli
-from ccops.db import client_tool
+from ccops.core.db import client_tool
 
 APP_ROLE = "content_creator_user"  # FACTS.md: backup.sh runs pg_dump -U content_creator_user content_creator
 APP_DB = "content_creator"
@@ -239,7 +239,7 @@ def test_restore_of_a_backup_sh_dump_proves_its_rows(app_backups, make_database,
     assert "ownership not kept" not in steps["restore"], "content_creator_user exists here: owners kept"
     import psycopg
 
-    from ccops.db import libpq_url
+    from ccops.core.db import libpq_url
 
     with psycopg.connect(libpq_url(target)) as conn:
         assert conn.execute("SELECT count(*) FROM agent_logs").fetchone()[0] == 120

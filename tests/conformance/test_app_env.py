@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from ccops import appenv
-from ccops.config import load_settings
+from ccops.core.settings import load_settings
+from ccops.deploy import appenv
 
 # FACTS.md: "The complete list of keys it defines (from its .env.example)", plus GOOGLE_API_KEY_BACKUP.
 FACTS_KEYS = """DATABASE_URL, ANTHROPIC_API_KEY,

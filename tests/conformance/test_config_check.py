@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from ccops import cli, db
-from ccops.config_check import PRODUCTION_TABLES
-from ccops.db import normalize_url
+from ccops import cli
+from ccops.checks.configuration import PRODUCTION_TABLES
+from ccops.core import db
+from ccops.core.db import normalize_url
 
 # FACTS.md "Settings": keys from the app's .env.example (a subset, as a real .env holds)
 APP_ENV = """\

@@ -27,11 +27,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ccops import localpg, services
 from ccops.checks import services as service_checks
-from ccops.config import load_settings
-from ccops.context import RunContext
-from ccops.findings import Status
+from ccops.core import localpg
+from ccops.core.context import RunContext
+from ccops.core.findings import Status
+from ccops.core.settings import load_settings
+from ccops.deploy import services
 
 AS_OF = datetime(2026, 11, 28, 8, 0)
 

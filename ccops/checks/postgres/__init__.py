@@ -4,7 +4,7 @@ Each check is one or two catalog queries returning plain rows, read-only,
 through ctx.db() (statement_timeout and lock_timeout set), limited to the
 current database, with warning and critical thresholds as arguments
 (check_postgres' convention). The maintenance that acts on them lives in
-ccops.maintenance.
+ccops.actions.maintenance.
 """
 
 from ccops.checks.postgres.bloat import bloat_estimate

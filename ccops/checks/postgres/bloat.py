@@ -21,12 +21,12 @@ import pandas as pd
 from psycopg import sql
 from sqlalchemy.exc import DBAPIError
 
-from ccops import sqlsafe
-from ccops.checks.postgres._common import extension_schema, pretty_bytes, tagged, user_schemas
-from ccops.context import RunContext, check
-from ccops.db import query_df, scalar
-from ccops.findings import Finding, Status
-from ccops.sqlsafe import ident
+from ccops.core import sqlsafe
+from ccops.core.context import RunContext, check
+from ccops.core.db import query_df, scalar
+from ccops.core.findings import Finding, Status
+from ccops.core.pgsql import extension_schema, pretty_bytes, tagged, user_schemas
+from ccops.core.sqlsafe import ident
 
 BTREE_DEFAULT_FILLFACTOR = 90
 

@@ -9,11 +9,11 @@ state, not a window of history, so `as_of` does not apply.
 
 from __future__ import annotations
 
-from ccops.checks.postgres._common import tagged
-from ccops.context import RunContext, check
-from ccops.db import query_df
-from ccops.findings import Finding, Status
-from ccops.scrub import scrub_query
+from ccops.core.context import RunContext, check
+from ccops.core.db import query_df
+from ccops.core.findings import Finding, Status
+from ccops.core.pgsql import tagged
+from ccops.core.scrub import scrub_query
 
 BY_STATE_SQL = tagged("""
 SELECT coalesce(state, 'unknown') AS state, count(*) AS sessions,

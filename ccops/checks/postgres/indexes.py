@@ -16,11 +16,11 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from ccops.checks.postgres._common import pretty_bytes, tagged, user_schemas
-from ccops.context import RunContext, check
-from ccops.db import query_df, scalar
-from ccops.findings import Finding, Status
-from ccops.sqlsafe import ident, render
+from ccops.core.context import RunContext, check
+from ccops.core.db import query_df, scalar
+from ccops.core.findings import Finding, Status
+from ccops.core.pgsql import pretty_bytes, tagged, user_schemas
+from ccops.core.sqlsafe import ident, render
 
 # Names PostgreSQL gives the transient indexes of REINDEX ... CONCURRENTLY.
 REBUILD_LEFTOVER = re.compile(r"_cc(new|old)[0-9]*$")
@@ -245,7 +245,7 @@ def invalid_indexes(ctx: RunContext) -> Finding:
     frame["size"] = frame["size_bytes"].map(pretty_bytes)
     frame["advice"] = [
         "being built right now: leave it" if building
-        else "leftover of a failed REINDEX CONCURRENTLY: ccops.maintenance.drop_invalid_ccnew drops it" if leftover
+        else "leftover of a failed REINDEX CONCURRENTLY: ccops.actions.maintenance.drop_invalid_ccnew drops it" if leftover
         else "failed CREATE INDEX CONCURRENTLY: drop it and create it again"
         for building, leftover in zip(frame["build_in_progress"], frame["rebuild_leftover"], strict=True)
     ]

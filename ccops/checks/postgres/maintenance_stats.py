@@ -3,15 +3,15 @@
 The guide runs `VACUUM ANALYZE` on everything every week. What an operator
 needs to know first is which tables autovacuum is not keeping up with: a high
 share of dead tuples on a table of any size, or a table where autovacuum was
-switched off. ccops.maintenance.vacuum_analyze then acts on exactly those.
+switched off. ccops.actions.maintenance.vacuum_analyze then acts on exactly those.
 """
 
 from __future__ import annotations
 
-from ccops.checks.postgres._common import tagged
-from ccops.context import RunContext, check
-from ccops.db import query_df
-from ccops.findings import Finding, Status
+from ccops.core.context import RunContext, check
+from ccops.core.db import query_df
+from ccops.core.findings import Finding, Status
+from ccops.core.pgsql import tagged
 
 TABLE_STATS_SQL = tagged("""
 SELECT s.schemaname AS schema,

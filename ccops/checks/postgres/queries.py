@@ -10,7 +10,7 @@ server restart an operator has to plan.
 
 A statement's text is shown as pg_stat_statements keeps it, and for utility
 statements that is verbatim: `ALTER ROLE app PASSWORD '...'` would put a password
-in a report that reviewers read. Every text is therefore masked (ccops.scrub's
+in a report that reviewers read. Every text is therefore masked (ccops.core.scrub's
 forms: SQL PASSWORD literals, keyword `password=`, tokens) and only then cut to
 QUERY_TEXT_LIMIT characters, so a cut never leaves half a password behind.
 """
@@ -24,13 +24,13 @@ from psycopg import sql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from ccops import sqlsafe
-from ccops.checks.postgres._common import TAG, extension_schema, tagged
-from ccops.context import RunContext, check
-from ccops.db import query_df, scalar
-from ccops.findings import Finding, Status
-from ccops.scrub import QUERY_TEXT_LIMIT, scrub_query
-from ccops.sqlsafe import ident
+from ccops.core import sqlsafe
+from ccops.core.context import RunContext, check
+from ccops.core.db import query_df, scalar
+from ccops.core.findings import Finding, Status
+from ccops.core.pgsql import TAG, extension_schema, tagged
+from ccops.core.scrub import QUERY_TEXT_LIMIT, scrub_query
+from ccops.core.sqlsafe import ident
 
 PRELOAD_FIX = (
     "add it to shared_preload_libraries in postgresql.conf (shared_preload_libraries = 'pg_stat_statements'; "
@@ -41,7 +41,7 @@ PRELOAD_FIX = (
 # in a long statement before the text is cut to QUERY_TEXT_LIMIT for the report.
 QUERY_READ_LIMIT = 20_000
 
-# Statements ccops' own sessions send around every check (see ccops.db.connect), and the probes that
+# Statements ccops' own sessions send around every check (see ccops.core.db.connect), and the probes that
 # SQLAlchemy sends once per new engine (the app's SQLAlchemy sends the same: they are connection
 # set-up, not anyone's workload).
 OWN_STATEMENTS = r"^\s*(SET (LOCAL )?(statement_timeout|lock_timeout)|SET TRANSACTION READ ONLY)"
@@ -235,7 +235,7 @@ def subtract_own(frame: pd.DataFrame, ledger: dict[str, dict[str, float]]) -> pd
 def read_statements(conn: Connection, source: StatementsSource, order_by: str, limit: int,
                     ledger: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
     """The app's top statements: ccops' marked, set-up and dump statements left out, and the calls that
-    ccops' measured operations made (`ledger`, from ccops.selfstats) subtracted before ranking."""
+    ccops' measured operations made (`ledger`, from ccops.core.selfstats) subtracted before ranking."""
     order = {"mean": "mean_ms", "total": "total_ms"}.get(order_by)
     if order is None:
         raise ValueError(f"order_by must be 'mean' or 'total', got {order_by!r}")
@@ -257,7 +257,7 @@ def read_statements(conn: Connection, source: StatementsSource, order_by: str, l
 def review(conn: Connection, source: StatementsSource, order_by: str, limit: int,
            ctx: RunContext) -> tuple[pd.DataFrame, LeftOut]:
     """The ranked app statements and what was left out, ccops' ledger read for this database."""
-    from ccops import selfstats
+    from ccops.core import selfstats
 
     ledger = selfstats.own_statements(selfstats.current_ledger(ctx.settings.home, ctx.settings.resolved_database_url(),
                                                                conn))

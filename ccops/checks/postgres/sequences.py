@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ccops.checks.postgres._common import tagged, user_schemas
-from ccops.context import RunContext, check
-from ccops.db import query_df
-from ccops.findings import Finding, Status
+from ccops.core.context import RunContext, check
+from ccops.core.db import query_df
+from ccops.core.findings import Finding, Status
+from ccops.core.pgsql import tagged, user_schemas
 
 SEQUENCES_SQL = tagged(f"""
 SELECT n.nspname AS schema, t.relname AS "table", a.attname AS "column",

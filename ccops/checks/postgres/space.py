@@ -8,10 +8,10 @@ than its heap is the first sign of index bloat.
 
 from __future__ import annotations
 
-from ccops.checks.postgres._common import pretty_bytes, tagged
-from ccops.context import RunContext, check
-from ccops.db import query_df
-from ccops.findings import Finding, Status
+from ccops.core.context import RunContext, check
+from ccops.core.db import query_df
+from ccops.core.findings import Finding, Status
+from ccops.core.pgsql import pretty_bytes, tagged
 
 DATABASE_SIZES_SQL = tagged("""
 SELECT d.datname AS database,

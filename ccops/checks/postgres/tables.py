@@ -10,7 +10,7 @@ index starts with them. It is a lead to check with EXPLAIN, not a diagnosis
 ccops' own scans are not the app's: a backup's pg_dump and its row counts read
 every table sequentially, and a monthly WARNING built on them would send an
 operator after an index the app does not need. The scans ccops measured
-(ccops.selfstats' ledger) are subtracted per table before the rule is applied,
+(ccops.core.selfstats' ledger) are subtracted per table before the rule is applied,
 and the summary says how many were left out.
 """
 
@@ -22,15 +22,15 @@ import pandas as pd
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from ccops import sqlsafe
-from ccops.checks.postgres._common import TAG, tagged
 from ccops.checks.postgres.queries import DUMP_STATEMENTS, statements_source
-from ccops.context import RunContext, check
-from ccops.db import query_df
-from ccops.findings import Finding, Status
+from ccops.core import sqlsafe
+from ccops.core.context import RunContext, check
+from ccops.core.db import query_df
+from ccops.core.findings import Finding, Status
+from ccops.core.pgsql import TAG, tagged
 
 # Every table big enough to matter that was ever read by a sequential scan; the index share is
-# computed after ccops' own scans (ccops.selfstats) are taken away, so it is not filtered here.
+# computed after ccops' own scans (ccops.core.selfstats) are taken away, so it is not filtered here.
 SEQ_SCAN_SQL = tagged("""
 SELECT s.relid::bigint AS table_oid, s.schemaname AS schema, s.relname AS "table", s.n_live_tup,
        s.seq_scan, s.seq_tup_read, coalesce(s.idx_scan, 0) AS idx_scan
@@ -128,7 +128,7 @@ def sequential_scan_heavy_tables(
 
     Only the app's scans count: the ones ccops measured during its own operations are taken away first.
     """
-    from ccops import selfstats
+    from ccops.core import selfstats
 
     with ctx.db() as conn:
         frame = query_df(conn, SEQ_SCAN_SQL, min_rows=int(min_rows))

@@ -1,0 +1,896 @@
+"""Settings: ccops.toml plus CCOPS_* environment, the environment winning.
+
+Two audiences shape this module. Cron needs every setting to come from a file
+or the environment with no prompt; operators need one line that names the bad
+key and the file when something is wrong (exit 64), never a traceback. Secrets
+are never values here: the file names the environment variable that holds
+each one, so a settings dump or an archived notebook cannot leak them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import grp
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ccops.core.errors import NotConfigured, UsageError
+
+CONFIG_ENV = "CCOPS_CONFIG"
+DEMO_LOGS_TIMEZONE = "Europe/Amsterdam"  # the embedded demo's host clock: its log lines are in this zone
+CONFIG_NAME = "ccops.toml"
+BACKENDS = ("compose", "systemd", "process", "local", "none")
+
+# The settings a deployment must name itself (no demo default applies to it), as
+# name -> (dotted key, environment variable, what it is, optional). An optional one is a probe
+# the real app may not have at all: FACTS.md - with --scheduled no HTTP server runs, and there
+# is no /health in any mode.
+REQUIRED_SETTINGS: dict[str, tuple[str, str, str, bool]] = {
+    "database_url": ("database.url", "CCOPS_DATABASE_URL or the app's DATABASE_URL", "the app's database", False),
+    "log_dir": ("paths.log_dir", "CCOPS_LOG_DIR", "the app's logs/, where content_creator_YYYY-MM-DD.log are", False),
+    "backup_dir": ("paths.backup_dir", "CCOPS_BACKUP_DIR", "where the backups are kept", False),
+    "app_env_file": ("paths.app_env_file", "CCOPS_APP_ENV_FILE", "the app's .env", False),
+    "backend": ("service.backend", "CCOPS_BACKEND", "process, compose, systemd or none", False),
+    "status_url": ("http.status_url", "CCOPS_STATUS_URL",
+                   "optional: the app serves /api/status only in API mode; with --scheduled it runs no HTTP server",
+                   True),
+    "health_url": ("http.health_url", "CCOPS_HEALTH_URL",
+                   "optional: the app has no /health; set it only if your deployment serves a health probe", True),
+}
+
+
+class ConfigError(UsageError):
+    """A settings file or value that cannot be used; the message is the one line shown."""
+
+
+@dataclass
+class Thresholds:
+    """The maintenance guide's alert levels, each overridable."""
+
+    disk_free_warning_pct: float = 20.0
+    disk_free_critical_pct: float = 10.0
+    memory_used_warning_pct: float = 80.0
+    memory_used_critical_pct: float = 90.0
+    errors_per_hour_warning: float = 5.0
+    errors_per_hour_critical: float = 10.0
+    no_content_warning_hours: float = 6.0
+    agent_errors_24h_max: int = 10
+    agent_silence_factor: float = 4.0
+    agent_silence_critical_days: float = 7.0  # silent longer than this: CRITICAL "silent since ..."
+    agent_lookback_days: int = 90  # agents seen this far back are checked for silence
+    expected_agents: list[str] = field(default_factory=list)  # empty: the agent class names in FACTS.md
+
+
+@dataclass
+class ComposeSettings:
+    project_dir: str = "."
+    file: str = ""
+    app_service: str = "app"
+    db_service: str = "db"
+    db_user: str = "contentcreator"
+    db_name: str = "content_creator"
+    # container names (FACTS: contentcreator-db/-app or content-creator-db); "": as compose names them
+    app_container: str = ""
+    db_container: str = ""
+
+
+@dataclass
+class SystemdSettings:
+    app_unit: str = "content-creator.service"
+    db_unit: str = "postgresql.service"
+
+
+@dataclass
+class ProcessSettings:
+    """The plain-process deployment (FACTS: production ran so): start/stop scripts, a process match, pg_ctl."""
+
+    workdir: str = ""  # the app's project dir, e.g. ~/projects/content-creator
+    start_command: str = ""  # shell, run in workdir, e.g. scripts/start_content_creator.sh
+    stop_command: str = ""  # "": SIGTERM to the matched process, SIGKILL after 2 s (stop_content_creator.sh)
+    match: str = "python main.py --scheduled"  # the app's command line, matched against /proc/*/cmdline
+    pid_file: str = ""  # wins over match when set
+    settle_seconds: float = 5.0  # a start is UP only if the process still runs after this
+    error_log: str = ""  # "": <workdir>/logs/error.log
+    output_log: str = ""  # "": <workdir>/logs/output.log
+    db_start_command: str = ""  # e.g. pg_ctl -D $PREFIX/var/lib/postgresql -l logfile start
+    db_stop_command: str = ""  # e.g. pg_ctl -D $PREFIX/var/lib/postgresql stop -m fast
+    db_log: str = ""  # the server's log file (pg_ctl -l), for the logs step
+
+
+@dataclass
+class ApiSettings:
+    """Live rate-limit probes; base URLs configurable so tests can point them at 127.0.0.1."""
+
+    x_base_url: str = "https://api.twitter.com"
+    x_token_env: str = "TWITTER_BEARER_TOKEN"  # the app's own key, read from the environment, else the app's .env
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_key_env: str = "ANTHROPIC_API_KEY"
+    stripe_key_env: str = "STRIPE_API_KEY"
+    remaining_warning_share: float = 0.1
+    timeout_seconds: float = 5.0
+
+
+@dataclass
+class AppSettings:
+    """The app itself (ccops.deploy.appenv): where it lives, the .env keys it defines, how to prove its .env loads."""
+
+    dir: str = ""  # the app's project dir; "": process.workdir, else the folder of the app's .env
+    env_keys: list[str] = field(default_factory=list)  # []: <dir>/.env.example, else the list in FACTS.md
+    validate_command: str = ""  # shell, run in dir after every .env edit; "": the app's settings import
+
+
+@dataclass
+class RateLimitSettings:
+    """ccops.logs.ratelimit: who uses which API client, and how long a limit lasts when nothing says."""
+
+    client_agents: list[str] = field(default_factory=lambda: [
+        "twitter_api=PublishingAgent EngagementAgent", "exchange_api=MarketScannerAgent"])
+    window_minutes: float = 15.0  # X's documented window; the reset when no probe answers
+    agent_key_template: str = ""  # e.g. "ENABLE_{AGENT}": a per-agent switch, only if the app defines it
+
+
+@dataclass
+class BackupSettings:
+    min_size_bytes: int = 1_000_000
+    retention_days: int = 30
+    keep_verified: int = 7
+    compression: int = 6
+    offsite: str = ""
+    restore_jobs: int = 0  # parallel pg_restore jobs; 0: one per core, at most 4
+    include_env: bool = False  # `ccops backup` also saves the app's .env (0600), as its backup.sh does
+    include_logs: bool = False  # `ccops backup` also saves the app's log dir as a .tar.gz (0600)
+
+
+@dataclass
+class Settings:
+    """The effective settings of one ccops invocation."""
+
+    config_file: Path | None = None
+    database_url: str = ""
+    database_url_env: str = ""
+    home: Path = Path(".ccops")
+    archive_dir: Path = Path("outputs")
+    log_dir: Path | None = None
+    # [logs] timezone: the IANA zone of the app's log times (loguru writes local time, no zone);
+    # default: this machine's zone (TZ, else /etc/localtime). CCOPS_LOGS_TIMEZONE.
+    logs_timezone: str = field(default_factory=lambda: machine_timezone())
+    backup_dir: Path | None = None
+    app_env_file: Path | None = None
+    runbooks_dir: Path | None = None
+    backend: str = ""
+    status_url: str = ""
+    health_url: str = ""
+    disk_paths: list[str] = field(default_factory=lambda: ["/", "/var"])
+    secret_envs: list[str] = field(default_factory=list)
+    statement_timeout_ms: int = 30_000
+    lock_timeout_ms: int = 5_000
+    run_timeout_seconds: int = 1800
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    compose: ComposeSettings = field(default_factory=ComposeSettings)
+    systemd: SystemdSettings = field(default_factory=SystemdSettings)
+    process: ProcessSettings = field(default_factory=ProcessSettings)
+    apis: ApiSettings = field(default_factory=ApiSettings)
+    app: AppSettings = field(default_factory=AppSettings)
+    ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
+    # [archive] group: the reviewers' group that may read the archive (files 0640, folders 0750,
+    # chgrp to it); None: archive files 0600 and folders 0700, readable by the owner alone.
+    archive_group: str | None = None
+    # Sections whose shape belongs to one module (alerts, schedule, costs, security, archive):
+    # kept raw here and validated by that module, which names the key and file on error.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A module-owned section of the settings file ({} when absent)."""
+        return self.extra.get(name, {})
+
+    # ---- derived values -------------------------------------------------
+    @property
+    def deployment(self) -> bool:
+        """True when ccops is pointed at a real deployment: then no demo path or URL applies.
+
+        A settings file found, or a database URL (CCOPS_DATABASE_URL, database.url,
+        DATABASE_URL) that is not the demo cluster's, means a deployment. Falling back
+        to the demo there made `logs summary` count the demo's records and the weekly
+        report quote the demo's /health as the app's health.
+        """
+        if self.config_file is not None:
+            return True
+        url = self.configured_database_url()
+        return bool(url) and not self._is_demo_database(url)
+
+    @property
+    def embedded(self) -> bool:
+        """True when no deployment is configured and ccops runs on its own demo."""
+        return not self.deployment
+
+    def _is_demo_database(self, url: str) -> bool:
+        """Does `url` point at the demo cluster under this home (127.0.0.1 and the cluster's port)?"""
+        from ccops.core import localpg
+
+        port = localpg.demo_cluster(self.home)._state().get("port")
+        if not port or "://" not in url:
+            return False
+        try:
+            parts = urlsplit(url)
+            return parts.hostname in ("127.0.0.1", "localhost", "::1") and parts.port == int(port)
+        except ValueError:
+            return False
+
+    def require(self, name: str) -> Any:
+        """The value of a deployment setting, or NotConfigured naming the key to set.
+
+        The one way a check reads the deployment's paths and URLs (log_dir,
+        backup_dir, app_env_file, status_url, health_url, backend, database_url):
+        on the demo the demo's default applies, on a deployment only what the
+        operator set. The check decorator turns NotConfigured into an UNKNOWN
+        "not configured: set <key>" finding, listed in the run's summary.
+        """
+        value = self.optional(name)
+        if value is None:
+            key, env, what, optional = REQUIRED_SETTINGS[name]
+            raise NotConfigured(key, f"or {env}: {what}", optional=optional)
+        return value
+
+    def optional(self, name: str) -> Any:
+        """The setting's value, the demo's default when on the demo, else None (for steps that can go on without)."""
+        if name not in REQUIRED_SETTINGS:
+            raise KeyError(f"{name}: not a deployment setting ({', '.join(REQUIRED_SETTINGS)})")
+        if name == "database_url":
+            url = self.configured_database_url()
+            return url or (None if self.deployment else self._demo_database_url())
+        if name == "backend":
+            return self.backend or (None if self.deployment else "local")
+        value = getattr(self, name)
+        if value:
+            return value
+        return None if self.deployment else self._demo_default(name)
+
+    def _demo_default(self, name: str) -> Any:
+        """Where the embedded demo keeps what a deployment must name itself."""
+        defaults: dict[str, Callable[[], Any]] = {
+            "log_dir": lambda: self.demo_dir / "app" / "logs",  # the demo app's dir (ccops.demo.appdir)
+            "backup_dir": lambda: self.home / "backups",
+            "app_env_file": lambda: self.demo_dir / "app" / ".env",
+            "status_url": lambda: _demo_url(self.demo_dir, "/api/status"),
+            "health_url": lambda: None,  # like the real app, the demo has no /health
+        }
+        return defaults[name]()
+
+    def _demo_database_url(self) -> str:
+        from ccops.core import localpg
+
+        return localpg.demo_database_url(self.home)
+
+    def not_configured(self) -> list[str]:
+        """The deployment settings that are not set ('paths.log_dir', ...); on the demo only the optional health probe."""
+        missing = []
+        for name, (key, *_) in REQUIRED_SETTINGS.items():
+            try:
+                value = self.optional(name)
+            except Exception:  # noqa: BLE001 - the demo's cluster not started: no setting to set
+                value = ""
+            if value is None:
+                missing.append(key)
+        return missing
+
+    def configured_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        if self.database_url_env and os.environ.get(self.database_url_env):
+            return os.environ[self.database_url_env]
+        if os.environ.get("DATABASE_URL"):
+            return os.environ["DATABASE_URL"]
+        return read_env_file(self.app_env_file).get("DATABASE_URL", "") if self.app_env_file else ""
+
+    def resolved_database_url(self) -> str:
+        """The URL checks connect to: the configured one; the demo cluster's only on the demo."""
+        return self.require("database_url")
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.home / "demo"
+
+    @property
+    def effective_backend(self) -> str:
+        """The backend to use: "none" on a deployment that names none (a check wanting one says so)."""
+        return self.optional("backend") or "none"
+
+    # The effective_* accessors below go through require(): on a deployment an unset path or URL
+    # raises NotConfigured instead of quietly pointing at the demo's.
+    @property
+    def effective_log_dir(self) -> Path:
+        return self.require("log_dir")
+
+    def app_log_dir(self) -> Path | None:
+        """The app's log dir; None under compose when none is set (then `docker compose logs app` is read)."""
+        if self.effective_backend == "compose" and self.optional("log_dir") is None:
+            return None
+        return Path(self.require("log_dir"))
+
+    @property
+    def effective_backup_dir(self) -> Path:
+        return self.require("backup_dir")
+
+    @property
+    def effective_app_env_file(self) -> Path:
+        return self.require("app_env_file")
+
+    @property
+    def effective_runbooks_dir(self) -> Path:
+        return self.runbooks_dir or Path(__file__).resolve().parent.parent / "runbooks"
+
+    def effective_status_url(self) -> str:
+        return self.require("status_url")
+
+    def effective_health_url(self) -> str:
+        return self.require("health_url")
+
+    def secret_values(self) -> list[str]:
+        """Every secret ccops knows of, for scrubbing anything it archives."""
+        values: list[str] = []
+        urls = [self.configured_database_url()]
+        try:
+            urls.append(self.resolved_database_url())
+        except Exception:  # no demo cluster: nothing more to hide
+            pass
+        for url in urls:
+            password = urlsplit(url).password if url else None
+            if password:
+                values.append(password)
+        names = set(self.secret_envs) | {self.apis.x_token_env, self.apis.anthropic_key_env}
+        for channel in self.section("alerts").get("channels") or []:  # webhook URLs, SMTP passwords
+            if isinstance(channel, dict):
+                names |= {v for k, v in channel.items() if k.endswith("_env") and isinstance(v, str)}
+        for name in names:
+            if name and os.environ.get(name):
+                values.append(os.environ[name])
+        for key, value in read_env_file(self.optional("app_env_file")).items():
+            if value and is_secret_name(key):
+                password = urlsplit(value).password if "://" in value else None
+                values.append(password or value)
+        return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+
+    def to_display(self) -> dict[str, Any]:
+        """The settings as `ccops config show` prints them: effective values, secrets masked."""
+        shown = _as_plain(self)
+        shown["config_file"] = str(self.config_file) if self.config_file else None
+        shown["database_url"] = mask_url(self.resolved_database_url_or_blank())
+        shown["backend"] = self.effective_backend
+        for name in ("log_dir", "backup_dir", "app_env_file", "status_url", "health_url"):
+            value = self.optional(name)
+            shown[name] = NOT_SET if value is None else str(value)
+        shown["runbooks_dir"] = str(self.effective_runbooks_dir)
+        shown["embedded_demo"] = self.embedded
+        shown["not_configured"] = self.not_configured()
+        return shown
+
+    def resolved_database_url_or_blank(self) -> str:
+        try:
+            return self.resolved_database_url()
+        except Exception:
+            return ""
+
+
+NOT_SET = "(not configured)"
+SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "DATABASE_URL", "WEBHOOK")
+
+
+def is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    return any(marker in upper for marker in SECRET_MARKERS)
+
+
+def mask_url(url: str) -> str:
+    """A URL with its password replaced by ***."""
+    if not url or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def read_env_file(path: Path | None) -> dict[str, str]:
+    """KEY=VALUE pairs of a dotenv file; a missing or unreadable file is empty.
+
+    The file is the app's, not ccops', so a byte that is not UTF-8 must not stop
+    a run (the scrubber reads it after the notebook ran). It is decoded with
+    errors="replace", the same way the runner decodes the notebook's output
+    before scrubbing, so a secret value holding such a byte reads as the same
+    text in both places and is still masked.
+    """
+    if not path:
+        return {}
+    try:
+        text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return {}
+    return dict(env_pairs(text))
+
+
+def env_pairs(text: str) -> Iterator[tuple[str, str]]:
+    """(key, value) of each assignment in dotenv text, read the way python-dotenv reads them.
+
+    `export KEY=...` is allowed, a quoted value ends at its closing quote, an unquoted one at
+    ` #` (an inline comment); comment and blank lines are skipped. One reader for the settings
+    and the scrubber, so a secret is masked exactly as the app will read it.
+    """
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or "=" not in stripped:
+            continue
+        key, _, value = stripped.partition("=")
+        key = key.strip().removeprefix("export ").strip()
+        value = value.strip()
+        if value and value[0] in "\"'" and value.count(value[0]) >= 2:
+            value = value[1 : value.index(value[0], 1)]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        yield key, value
+
+
+def _demo_url(demo_dir: Path, path: str) -> str:
+    try:
+        state = json.loads((demo_dir / "server.json").read_text())
+        return f"http://127.0.0.1:{int(state['port'])}{path}"
+    except (OSError, ValueError, KeyError):
+        return f"http://127.0.0.1:8000{path}"
+
+
+def _as_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _as_plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, list):
+        return [_as_plain(v) for v in obj]
+    return obj
+
+
+# ---- loading --------------------------------------------------------------
+
+ENV_KEYS = {
+    "CCOPS_DATABASE_URL": "database_url",
+    "CCOPS_HOME": "home",
+    "CCOPS_ARCHIVE_DIR": "archive_dir",
+    "CCOPS_LOG_DIR": "log_dir",
+    "CCOPS_LOGS_TIMEZONE": "logs_timezone",
+    "CCOPS_BACKUP_DIR": "backup_dir",
+    "CCOPS_APP_ENV_FILE": "app_env_file",
+    "CCOPS_RUNBOOKS_DIR": "runbooks_dir",
+    "CCOPS_BACKEND": "backend",
+    "CCOPS_STATUS_URL": "status_url",
+    "CCOPS_HEALTH_URL": "health_url",
+    "CCOPS_SECRET_ENVS": "secret_envs",
+    "CCOPS_DISK_PATHS": "disk_paths",
+    "CCOPS_RUN_TIMEOUT_SECONDS": "run_timeout_seconds",
+}
+SECTIONS = {
+    "thresholds": Thresholds,
+    "compose": ComposeSettings,
+    "systemd": SystemdSettings,
+    "process": ProcessSettings,
+    "apis": ApiSettings,
+    "app": AppSettings,
+    "ratelimit": RateLimitSettings,
+    "backup": BackupSettings,
+}
+TOP_LEVEL_TABLES = {"database", "paths", "service", "http", "run", "logs"}
+MODULE_SECTIONS = {"alerts", "schedule", "costs", "security", "archive", "analytics"}
+
+
+HOME_NAME = ".ccops"  # the project's state folder, under the project root
+ARCHIVE_NAME = "outputs"  # the project's archive, under the project root
+RUNBOOKS_NAME = "runbooks"
+
+
+def project_root(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """The ccops project this invocation belongs to, wherever it was started from.
+
+    Why: a JupyterLab kernel runs in runbooks/, cron in $HOME, an operator
+    anywhere; resolving home, archive and ccops.toml from the working directory
+    made each of them see a different (mostly empty) deployment. The order:
+    walk up from the working directory to the folder holding ccops.toml or
+    ccops' runbooks/; else walk up from CCOPS_HOME; else the checkout this ccops
+    is installed from (an editable install); else the working directory.
+    """
+    env = os.environ if env is None else env
+    start = Path.cwd() if cwd is None else Path(cwd)
+    found = _walk_up(start)
+    if found is None and env.get("CCOPS_HOME"):
+        home = Path(env["CCOPS_HOME"]).expanduser()
+        found = _walk_up(home if home.is_absolute() else start / home)
+    return found or installed_checkout() or start
+
+
+def _walk_up(start: Path) -> Path | None:
+    """The nearest folder from `start` upwards that holds ccops.toml or ccops' runbooks."""
+    for directory in (start, *start.parents):
+        if (directory / CONFIG_NAME).is_file() or holds_runbooks(directory / RUNBOOKS_NAME):
+            return directory
+    return None
+
+
+def holds_runbooks(path: Path) -> bool:
+    """Whether `path` holds ccops' runbooks (a notebook that uses ccops), not just any folder of that name."""
+    try:
+        notebooks = sorted(path.glob("*.ipynb"))[:5]
+        return any(b"ccops" in nb.read_bytes() for nb in notebooks)
+    except OSError:
+        return False
+
+
+def installed_checkout() -> Path | None:
+    """The source checkout ccops runs from (editable install), when it holds the runbooks; None from site-packages."""
+    checkout = Path(__file__).resolve().parent.parent
+    return checkout if holds_runbooks(checkout / RUNBOOKS_NAME) else None
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None, root: Path | None = None) -> Path | None:
+    """The settings file: --config, then CCOPS_CONFIG, then ccops.toml in the project root (project_root())."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{path}: settings file not found")
+        return path
+    if os.environ.get(CONFIG_ENV):
+        path = Path(os.environ[CONFIG_ENV])
+        if not path.is_file():
+            raise ConfigError(f"{path}: settings file named by {CONFIG_ENV} not found")
+        return path
+    local = (project_root() if root is None else root) / CONFIG_NAME
+    return local if local.is_file() else None
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from the file (if any) overlaid by the environment; ConfigError on bad input."""
+    env = os.environ if env is None else env
+    root = project_root(env=env)
+    settings = project_defaults(Settings(), root)
+    path = find_config_file(config_file, root)
+    if path:
+        settings.config_file = path.resolve()
+        _apply_file(settings, _read_toml(path), path)
+    for name, attr in ENV_KEYS.items():
+        if env.get(name):
+            _set(settings, attr, env[name], f"environment {name}", base=Path.cwd())
+    for section, cls in SECTIONS.items():
+        target = getattr(settings, section)
+        for f in fields(cls):
+            name = f"CCOPS_{section.upper()}_{f.name.upper()}"
+            if env.get(name):
+                _set(target, f.name, env[name], f"environment {name}", base=Path.cwd())
+    _archive_group(settings, env, path)
+    if not path and not env.get("CCOPS_LOGS_TIMEZONE") and settings.embedded:
+        settings.logs_timezone = DEMO_LOGS_TIMEZONE
+    _validate(settings, str(path) if path else "environment", env)
+    return settings
+
+
+def project_defaults(settings: Settings, root: Path) -> Settings:
+    """Home, archive and runbooks under the project root: what applies unless the file or environment says else."""
+    settings.home = root / HOME_NAME
+    settings.archive_dir = root / ARCHIVE_NAME
+    if holds_runbooks(root / RUNBOOKS_NAME):
+        settings.runbooks_dir = root / RUNBOOKS_NAME
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The parsed file, or one line naming it: unreadable, not UTF-8 (TOML must be), or not TOML."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+                          "save the file as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _archive_group(settings: Settings, env: Mapping[str, str], path: Path | None) -> None:
+    """[archive] group (or CCOPS_ARCHIVE_GROUP): the reviewers' group, which must exist and be ours to give.
+
+    The key is read here, not by the archive, because every run needs it and a
+    group that does not exist must fail before a run starts, not when the
+    report is written. It is taken out of the raw section, which the archive
+    module checks for unknown keys.
+    """
+    section = settings.extra.get("archive")
+    if isinstance(section, dict) and "group" in section:
+        raw = section["group"]
+        settings.extra["archive"] = {k: v for k, v in section.items() if k != "group"}
+        label = f"{path}: archive.group"
+        if not isinstance(raw, str) or not raw.strip():
+            raise ConfigError(f"{label}: expected the name of a group, got {raw!r}")
+        settings.archive_group = raw.strip()
+    if env.get("CCOPS_ARCHIVE_GROUP"):
+        label = "environment CCOPS_ARCHIVE_GROUP"
+        settings.archive_group = env["CCOPS_ARCHIVE_GROUP"].strip()
+    if settings.archive_group is None:
+        return
+    name = settings.archive_group
+    try:
+        group = grp.getgrgid(int(name)) if name.isdigit() else grp.getgrnam(name)
+    except (KeyError, OverflowError):
+        raise ConfigError(f"{label}: no group {name!r} on this host") from None
+    if os.geteuid() != 0 and group.gr_gid not in os.getgroups() and group.gr_gid != os.getegid():
+        raise ConfigError(f"{label}: this user is not a member of group {group.gr_name!r}, so the archive "
+                          "cannot be given to it (add the user to the group, or unset the key)")
+    settings.archive_group = group.gr_name
+
+
+def _apply_file(settings: Settings, data: dict[str, Any], path: Path) -> None:
+    base = path.resolve().parent
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: [{key}] must be a table")
+            target = getattr(settings, key)
+            known = {f.name for f in fields(target)}
+            for sub, sub_value in value.items():
+                if sub not in known:
+                    raise ConfigError(f"{path}: {key}.{sub}: unknown setting")
+                _set(target, sub, sub_value, f"{path}: {key}.{sub}", base=base)
+        elif key in MODULE_SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: [{key}] must be a table")
+            settings.extra[key] = value
+        elif key in TOP_LEVEL_TABLES:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: [{key}] must be a table")
+            for sub, sub_value in value.items():
+                flat[FILE_KEYS.get(f"{key}.{sub}", f"{key}.{sub}")] = (f"{key}.{sub}", sub_value)
+        else:
+            raise ConfigError(f"{path}: {key}: unknown setting")
+    known = {f.name for f in fields(Settings)}
+    for attr, (label, value) in flat.items():
+        if attr not in known:
+            raise ConfigError(f"{path}: {label}: unknown setting")
+        _set(settings, attr, value, f"{path}: {label}", base=base)
+
+
+FILE_KEYS = {
+    "database.url": "database_url",
+    "database.url_env": "database_url_env",
+    "database.statement_timeout_ms": "statement_timeout_ms",
+    "database.lock_timeout_ms": "lock_timeout_ms",
+    "paths.home": "home",
+    "paths.archive_dir": "archive_dir",
+    "paths.log_dir": "log_dir",
+    "logs.timezone": "logs_timezone",
+    "paths.backup_dir": "backup_dir",
+    "paths.app_env_file": "app_env_file",
+    "paths.runbooks_dir": "runbooks_dir",
+    "paths.disk_paths": "disk_paths",
+    "service.backend": "backend",
+    "http.status_url": "status_url",
+    "http.health_url": "health_url",
+    "run.timeout_seconds": "run_timeout_seconds",
+    "run.secret_envs": "secret_envs",
+}
+
+
+def _set(target: Any, attr: str, raw: Any, label: str, base: Path) -> None:
+    """Coerce raw (TOML value or environment string) to the field's type, or fail naming label."""
+    ftype = {f.name: f.type for f in fields(target)}[attr]
+    ftype = str(ftype)
+    try:
+        if "Path" in ftype:
+            value: Any = _path(raw, base)
+        elif ftype.startswith("list"):
+            if isinstance(raw, str):
+                value = [p.strip() for p in raw.split(",") if p.strip()]
+            elif isinstance(raw, list) and all(isinstance(v, str) for v in raw):
+                value = list(raw)
+            else:
+                raise ValueError("expected a list of strings")
+        elif ftype == "int":
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError("expected a whole number")
+            value = int(raw)
+        elif ftype == "float":
+            if isinstance(raw, bool):
+                raise ValueError("expected a number")
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError("expected a finite number")
+        elif ftype == "bool":
+            value = _bool(raw)
+        else:
+            if not isinstance(raw, str):
+                raise ValueError("expected a string")
+            value = raw
+    except (TypeError, ValueError) as exc:
+        detail = str(exc) if "expected" in str(exc) else f"expected {ftype.split(' ')[0]}"
+        raise ConfigError(f"{label}: {detail}, got {raw!r}") from None
+    setattr(target, attr, value)
+
+
+def _path(raw: Any, base: Path) -> Path:
+    if not isinstance(raw, str) or not raw:
+        raise ValueError("expected a path")
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def _bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+# ---- counts and durations: one rule for settings and runbook parameters -------------------
+
+# Which numbers may not go below what, read from their names, so that a `*_keep_days` or a
+# `*_limit` added tomorrow is covered the day it is added. A keep count (how many to keep
+# whatever their age) below 1 lets retention delete the last verified backup; a negative number
+# of days puts the cut-off in the future, and every file older than "tomorrow" - all of them,
+# the live log included - is deleted. No count, limit or duration of ccops is meaningful below 0.
+KEEP_COUNT = re.compile(r"keep_(?!\w*days$)\w+")
+NON_NEGATIVE = re.compile(
+    r"(\w+_)?(days|hours|minutes|seconds|ms|limit|lines|jobs|count|bytes|size|retries|threshold)"
+    r"|(retention|keep|min|max)_\w+"
+)
+# Where a module needs more than the name says (dotted setting name -> least value).
+LEAST_VALUE = {"archive.keep_days": 1, "run.timeout_seconds": 1}
+
+
+def least_value(name: str) -> int | None:
+    """The least value a number named `name` may take (a setting's dotted key or a parameter's name); None: no rule."""
+    if name in LEAST_VALUE:
+        return LEAST_VALUE[name]
+    last = name.rsplit(".", 1)[-1]
+    if KEEP_COUNT.fullmatch(last):
+        return 1
+    if NON_NEGATIVE.fullmatch(last):
+        return 0
+    return None
+
+
+def bound_problem(name: str, value: Any) -> str | None:
+    """Why `value` cannot be the number named `name` (None when it can, or when no rule covers it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    least = least_value(name)
+    if least is None:
+        return None
+    if not math.isfinite(value):
+        return f"expected a finite number, got {value!r}"
+    if value >= least:
+        return None
+    if KEEP_COUNT.fullmatch(name.rsplit(".", 1)[-1]):
+        return f"expected at least {least} (a count of what to keep: 0 would keep nothing), got {value!r}"
+    return f"expected {least} or more, got {value!r}"
+
+
+def _origin(key: str, settings: Settings, env: Mapping[str, str], source: str) -> str:
+    """Where a dotted setting came from: `environment CCOPS_...` when set there, else `<file>: key`."""
+    section, _, attr = key.rpartition(".")
+    if section in SECTIONS:
+        name = f"CCOPS_{section.upper()}_{attr.upper()}"
+    else:
+        attr = FILE_KEYS.get(key, key)
+        name = next((n for n, a in ENV_KEYS.items() if a == attr), "")
+    if name and env.get(name):
+        return f"environment {name}"
+    return f"{source}: {key}"
+
+
+def _bounded_settings(settings: Settings) -> list[tuple[str, Any]]:
+    """Every number of the settings with its dotted key (module sections walked as written)."""
+    found: list[tuple[str, Any]] = []
+    labels = {attr: label for label, attr in FILE_KEYS.items()}
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        if f.name in SECTIONS:
+            found += [(f"{f.name}.{sub.name}", getattr(value, sub.name)) for sub in fields(value)]
+        elif isinstance(value, (int, float)):
+            found.append((labels.get(f.name, f.name), value))
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}", sub)
+        elif isinstance(value, list):
+            for index, sub in enumerate(value, start=1):
+                if isinstance(sub, dict):
+                    walk(f"{prefix}[{index}]", sub)
+        else:
+            found.append((prefix, value))
+
+    for section, table in settings.extra.items():
+        walk(section, table)
+    return found
+
+
+def _validate(settings: Settings, source: str, env: Mapping[str, str] | None = None) -> None:
+    env = os.environ if env is None else env
+
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{_origin(key, settings, env, source)}: {problem}")
+
+    for key, value in _bounded_settings(settings):
+        problem = bound_problem(key, value)
+        if problem:
+            raise fail(key, problem)
+    if settings.backend and settings.backend not in BACKENDS:
+        raise fail("service.backend", f"expected one of {', '.join(BACKENDS)}, got {settings.backend!r}")
+    t = settings.thresholds
+    for name in ("disk_free", "memory_used"):
+        for kind in ("warning", "critical"):
+            value = getattr(t, f"{name}_{kind}_pct")
+            if not 0 <= value <= 100:
+                raise fail(f"thresholds.{name}_{kind}_pct", f"expected 0-100, got {value}")
+    if t.disk_free_critical_pct > t.disk_free_warning_pct:
+        raise fail("thresholds.disk_free_critical_pct", "must not exceed the warning level")
+    if t.memory_used_critical_pct < t.memory_used_warning_pct:
+        raise fail("thresholds.memory_used_critical_pct", "must not be below the warning level")
+    if t.errors_per_hour_critical < t.errors_per_hour_warning:
+        raise fail("thresholds.errors_per_hour_critical", "must not be below the warning level")
+    if not valid_timezone(settings.logs_timezone):
+        raise fail("logs.timezone", f"expected an IANA time zone name such as Europe/Amsterdam, got {settings.logs_timezone!r}")
+    if settings.run_timeout_seconds <= 0:
+        raise fail("run.timeout_seconds", "expected a positive number")
+
+
+# ---- the zone of the app's log times --------------------------------------------------------
+
+def valid_timezone(name: str) -> bool:
+    """Whether zoneinfo knows `name` (an IANA key such as Europe/Amsterdam or Etc/GMT-1)."""
+    import zoneinfo
+
+    if not name or name != name.strip():
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def machine_timezone(env: Mapping[str, str] | None = None, localtime: Path = Path("/etc/localtime")) -> str:
+    """This machine's IANA zone: TZ when it names one, else /etc/localtime's target, else /etc/timezone, else UTC.
+
+    Why: the app writes its log times in its host's local time, and ccops usually runs
+    on that host, so the machine's zone is the right default for `logs.timezone`.
+    """
+    env = os.environ if env is None else env
+    candidates = [env.get("TZ", "").lstrip(":")]
+    try:
+        target = os.readlink(localtime)  # the name the admin chose, e.g. /usr/share/zoneinfo/Europe/Amsterdam
+    except OSError:
+        target = ""
+    if "zoneinfo/" in target:
+        candidates.append(target.split("zoneinfo/", 1)[1])
+    try:
+        candidates.append((localtime.parent / "timezone").read_text().strip())
+    except OSError:
+        pass
+    return next((name for name in candidates if valid_timezone(name)), "UTC")
