@@ -29,15 +29,13 @@ last bad one broke, however long ago that was.
 from __future__ import annotations
 
 import errno
-import fcntl
 import functools
 import grp
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +43,7 @@ from typing import Any
 
 from ccops.archive.figures import figures, worst_findings
 from ccops.archive.html import counts_text, render_index
+from ccops.core import fs
 from ccops.core.errors import CcopsError
 
 INDEX_JSON = "index.json"
@@ -217,7 +216,7 @@ def write_files(items: list[tuple[Path, str]], perms: Permissions | None = None,
             os.replace(tmp, path)
             placed.append(path)
         for folder in {path.parent for _, path in temps}:
-            _fsync_dir(folder)
+            fs.fsync_dir(folder)
     except BaseException as exc:
         for tmp, _ in temps:
             tmp.unlink(missing_ok=True)
@@ -234,33 +233,7 @@ def write_files(items: list[tuple[Path, str]], perms: Permissions | None = None,
 
 
 def _write_temp(path: Path, text: str, perms: Permissions) -> Path:
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(name)
-    try:
-        os.fchmod(fd, perms.file_mode)
-        if perms.gid is not None:
-            os.fchown(fd, -1, perms.gid)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return fs.write_temp(path, text, perms.file_mode, gid=perms.gid)
 
 
 def write_atomic(path: Path, text: str, perms: Permissions | None = None) -> None:
@@ -609,16 +582,13 @@ def _index_lock(root: Path, perms: Permissions | None = None) -> Iterator[None]:
     """
     path = root / INDEX_LOCK
     perms = perms or Permissions()
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, perms.file_mode)
-    except OSError as exc:
-        raise ArchiveError(path, exc) from None
-    try:
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(fs.exclusive_lock(path, blocking=True, mode=perms.file_mode))
+        except OSError as exc:
+            raise ArchiveError(path, exc) from None
         _set_mode(path, perms.file_mode, perms.gid)
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
-    finally:
-        os.close(fd)
 
 
 def index_json(records: list[dict[str, Any]]) -> str:
