@@ -12,9 +12,10 @@ runbook when the operator changed no code.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from ccops.core import fs
 
 # What the git filter strips besides outputs and counts (the Makefile's NBSTRIPOUT_EXTRA_KEYS:
 # tests/test_lab.py keeps the two equal).
@@ -35,11 +36,7 @@ def keep_working_copy(content: dict[str, Any], path: str, home: Path) -> Path:
     target = working_copy(home, path)
     folder = target.parent
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = folder / f".{target.name}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(nbformat.writes(nbformat.from_dict(content)))
-    os.replace(tmp, target)
+    fs.write_atomic(target, nbformat.writes(nbformat.from_dict(content)))
     return target
 
 

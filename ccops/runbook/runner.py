@@ -34,7 +34,6 @@ one line naming the path and ENOSPC, exit 3.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -49,7 +48,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,6 +57,7 @@ from typing import Any
 import ccops
 from ccops import archive
 from ccops.archive.header import actions_of, tidy_numbers
+from ccops.core import fs
 from ccops.core.errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, AlreadyRunning, CcopsError, UsageError
 from ccops.core.findings import FINDINGS_FILE_ENV, Assessment, Finding, Status, assess, read_recorded
 from ccops.core.runbooks import locate
@@ -189,29 +189,24 @@ def runbook_lock(home: Path, runbook: str) -> Iterator[Path]:
     there, the lock is taken in the home's spare dir (spare_roots) instead.
     """
     path = lock_path(home, runbook)
-    try:
-        fd = _open_lock(path)
-    except OSError as exc:
-        if exc.errno not in FULL_DISK:
-            raise CcopsError(f"cannot take the lock {path}: {archive.describe_os_error(exc)}") from None
-        fd = -1
-        for spare in spare_roots(home):
-            try:
-                _private_dir(spare)
-                path = lock_path(spare, runbook)
-                fd = _open_lock(path)
-                break
-            except OSError:
-                continue
-        if fd < 0:
-            raise CcopsError(f"cannot take the lock {lock_path(home, runbook)}: "
-                             f"{archive.describe_os_error(exc)}") from None
-    try:
+    with ExitStack() as stack:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
-            raise AlreadyRunning(f"{runbook} is already running (pid {holder})") from None
+            fd = stack.enter_context(_lock(path, runbook))
+        except OSError as exc:
+            if exc.errno not in FULL_DISK:
+                raise CcopsError(f"cannot take the lock {path}: {archive.describe_os_error(exc)}") from None
+            fd = -1
+            for spare in spare_roots(home):
+                try:
+                    _private_dir(spare)
+                    path = lock_path(spare, runbook)
+                    fd = stack.enter_context(_lock(path, runbook))
+                    break
+                except OSError:
+                    continue
+            if fd < 0:
+                raise CcopsError(f"cannot take the lock {lock_path(home, runbook)}: "
+                                 f"{archive.describe_os_error(exc)}") from None
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -224,14 +219,17 @@ def runbook_lock(home: Path, runbook: str) -> Iterator[Path]:
                 os.ftruncate(fd, 0)
             except OSError:
                 pass
-    finally:
-        os.close(fd)
 
 
-def _open_lock(path: Path) -> int:
+def _lock(path: Path, runbook: str) -> AbstractContextManager[int]:
     if not path.parent.is_dir():
         archive.make_dirs(path.parent)
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def busy(fd: int) -> AlreadyRunning:
+        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+        return AlreadyRunning(f"{runbook} is already running (pid {holder})")
+
+    return fs.exclusive_lock(path, busy=busy)
 
 
 def spare_roots(home: Path) -> list[Path]:
@@ -287,8 +285,8 @@ def make_work_dir(home: Path, runbook: str, run_id: str, meta: dict[str, Any]) -
             failure = failure or (runs, exc)
             if runs.parent == Path(home) and exc.errno not in FULL_DISK:
                 break
-    where, exc = failure if failure else (places[0], OSError(errno.ENOENT, "no place for a work dir"))
-    raise CcopsError(f"cannot create the run's work dir in {where}: {archive.describe_os_error(exc)}")
+    where, error = failure if failure else (places[0], OSError(errno.ENOENT, "no place for a work dir"))
+    raise CcopsError(f"cannot create the run's work dir in {where}: {archive.describe_os_error(error)}")
 
 
 def _new_work_dir(runs: Path, run_id: str, meta: dict[str, Any]) -> Path:
@@ -306,14 +304,7 @@ def _new_work_dir(runs: Path, run_id: str, meta: dict[str, Any]) -> Path:
 
 
 def _write_meta(work: Path, meta: dict[str, Any]) -> None:
-    tmp = work / f".{RUN_META}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(meta, handle, default=str)
-        os.replace(tmp, work / RUN_META)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    fs.write_atomic(work / RUN_META, json.dumps(meta, default=str))
 
 
 def _read_meta(work: Path) -> dict[str, Any] | None:
@@ -750,7 +741,8 @@ def _archive_abandoned(settings: Settings, work: Path, meta: dict[str, Any],
     name = str(meta["runbook"])
     path = Path(str(meta.get("notebook") or ""))
     root = Path(str(meta.get("root") or path.parent))
-    values = meta.get("parameters") if isinstance(meta.get("parameters"), dict) else {}
+    given = meta.get("parameters")
+    values: dict[str, Any] = given if isinstance(given, dict) else {}
     started = _parse_iso(meta.get("start")) or datetime.fromtimestamp(_mtime(work), UTC).replace(microsecond=0)
     ended = (datetime.now(UTC) if stopped else datetime.fromtimestamp(_latest_mtime(work), UTC)).replace(microsecond=0)
     what = "papermill was still running and was stopped" if stopped else "papermill had ended"
