@@ -95,6 +95,8 @@ def overdue_runs(settings: Settings, cfg: AlertConfig, state: dict[str, Any], no
     scheduled = installed_at(settings)  # a job cannot be late before one cadence has passed since then
     for entry in jobs:
         job = entry.job
+        if entry.runbook is None:  # watched_jobs returns only entries that run a runbook
+            continue
         key = f"deadman:{job}"
         last = max(filter(None, [last_completed_from_state(state, entry.runbook, entry.part),
                                  last_completed_from_archive(records, settings.archive_dir, entry.runbook, entry.part)]),

@@ -314,7 +314,8 @@ def run_evaluation(record: dict[str, Any]) -> Evaluation:
     part = str((record.get("parameters") or {}).get("part") or "all")
     job = job_name(runbook, part)
     source = f"run {runbook}" + (f" ({part})" if part != "all" else "") + f" at {record.get('start', '?')}"
-    shared, own = [], []
+    shared: list[Finding] = []
+    own: list[Finding] = []
     for raw in record.get("findings") or []:
         try:
             finding = Finding.from_dict(raw)

@@ -56,11 +56,15 @@ def run_mark(record: dict[str, Any]) -> str:
     return READ_ONLY
 
 
+def mapping_field(record: dict[str, Any], key: str) -> dict[str, Any]:
+    """The record's `key` when it is a mapping, else {}: an archive may hold records of older versions."""
+    value = record.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def effective_parameters(record: dict[str, Any]) -> dict[str, Any]:
     """What the run used: the runbook's defaults (`parameter_defaults`), overridden by those given."""
-    defaults = record.get("parameter_defaults") if isinstance(record.get("parameter_defaults"), dict) else {}
-    given = record.get("parameters") if isinstance(record.get("parameters"), dict) else {}
-    return {**defaults, **given}
+    return {**mapping_field(record, "parameter_defaults"), **mapping_field(record, "parameters")}
 
 
 def actions_of(findings: Any) -> list[dict[str, Any]]:
@@ -147,7 +151,7 @@ def parameters_html(record: dict[str, Any]) -> str:
     """The mark, then every parameter as name = value."""
     mark = run_mark(record)
     css = {LIVE: "mark-live", DRY_RUN: "mark-dry"}.get(mark, "mark-ro")
-    given = record.get("parameters") if isinstance(record.get("parameters"), dict) else {}
+    given = mapping_field(record, "parameters")
     shown = ", ".join(
         f"<code>{html.escape(str(k))} = {html.escape(repr(v))}</code>" + ("" if k in given else " <i>(default)</i>")
         for k, v in effective_parameters(record).items())
@@ -266,7 +270,7 @@ def _duration(value: Any) -> str:
 
 
 def _code(record: dict[str, Any]) -> str:
-    git = record.get("git") if isinstance(record.get("git"), dict) else {}
+    git = mapping_field(record, "git")
     commit = str(git.get("commit") or "")[:12] or "unknown commit"
     dirty = " (with uncommitted changes)" if git.get("dirty") else ""
     sha = str(record.get("runbook_sha256") or "")[:12]

@@ -58,7 +58,8 @@ def _run(conn: Any, statement: sql.Composable, params: Params) -> tuple[list[str
     statement = sql.Composed([sql.SQL(MARKER + " "), statement])
     try:
         with raw.cursor() as cursor:
-            cursor.execute(statement if params is None else _percent_safe(statement, raw), params)
+            query = statement if params is None else sql.Composed([_percent_safe(statement, raw)])
+            cursor.execute(query, params)
             if cursor.description is None:
                 return [], []
             return [c.name for c in cursor.description], cursor.fetchall()

@@ -31,6 +31,7 @@ import bisect
 import json
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -191,7 +192,7 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
-def _weighted(rng: random.Random, weights: dict[str, float]) -> str:
+def _weighted(rng: random.Random, weights: Mapping[str, float]) -> str:
     return rng.choices(list(weights), weights=list(weights.values()))[0]
 
 
@@ -293,7 +294,8 @@ class _World:
 
     def _times(self, agent: cat.AgentSpec, rng: random.Random) -> list[datetime]:
         if agent.interval[0] >= 1440:  # daily job at 00:05
-            out, day = [], self.start.date() + timedelta(days=1)
+            out: list[datetime] = []
+            day = self.start.date() + timedelta(days=1)
             while True:
                 ts = datetime.combine(day, time(0, 5)) + _secs(rng.uniform(2, 40))
                 if ts > self.as_of:
@@ -512,7 +514,7 @@ class _World:
         rng = self.rng("abtests")
         span = timedelta(days=self.days)
         a = self.as_of
-        defs = [
+        defs: list[tuple[Any, ...]] = [
             ("Hook style: question vs statement", "hook_style", "twitter", "COMPLETED", a - span * 0.9, a - span * 0.45,
              [("control", {"hook": "statement"}, 0.021), ("question_hook", {"hook": "question"}, 0.034)], "posts"),
             ("Thread length: 3 vs 6 tweets", "thread_length", "twitter", "COMPLETED", a - span * 0.8, a - span * 0.35,
@@ -612,16 +614,16 @@ class _World:
             weekend = 0.85 if run.ts.weekday() >= 5 else 1.0
             lam = 0.6 * hour_factor * weekend * (1 + 0.15 * self.progress(run.ts))
             count = 2 if run.tag == "recovery" else _poisson(rng, lam)
-            made = [self._post(rng, run, n, count, strategist, image_runs, plans) for n in range(count)]
-            made = [p for p in made if p is not None]
+            drafted = [self._post(rng, run, n, count, strategist, image_runs, plans) for n in range(count)]
+            made = [p for p in drafted if p is not None]
             posts.extend(made)
             run.details = {"published": len(made), "platforms": sorted({p["platform"] for p in made})}
         if not any(p["published_at"] > self.as_of - timedelta(hours=3) for p in posts):
             run = publishing[-1]
-            made = self._post(rng, run, 0, 1, strategist, image_runs, plans)
-            if made:
-                posts.append(made)
-                run.details = {"published": 1, "platforms": [made["platform"]]}
+            last = self._post(rng, run, 0, 1, strategist, image_runs, plans)
+            if last:
+                posts.append(last)
+                run.details = {"published": 1, "platforms": [last["platform"]]}
         self._extra_plans(rng, plans)
         for plan in _assign_ids(plans, "timestamp"):
             if plan["status"] == "published":
@@ -855,25 +857,25 @@ class _World:
         for run in self.runs_of("ConversionAgent", ("success", "warning")):
             sent = 0
             for _ in range(rng.randint(2, 5)):
-                user = None
+                target: dict[str, Any] | None = None
                 for _try in range(8):
                     candidate = self.pick_user(rng, run.ts - timedelta(days=2), skew=1.5)
                     if candidate and candidate["id"] not in contacted and "_sub" not in candidate:
-                        user = candidate
+                        target = candidate
                         break
-                if user is None:
+                if target is None:
                     continue
-                contacted.add(user["id"])
-                attempts.append(self._attempt(rng, user, run.ts - _secs(run.exec_s * rng.uniform(0.1, 0.9)), subs))
+                contacted.add(target["id"])
+                attempts.append(self._attempt(rng, target, run.ts - _secs(run.exec_s * rng.uniform(0.1, 0.9)), subs))
                 sent += 1
             run.details = {"dms_sent": sent, **self._tokens(rng, 900, 250)}
         day = datetime.combine(self.start.date(), time())
         while day <= self.as_of:  # organic sign-ups, no DM involved
             for _ in range(_poisson(rng, 0.7)):
                 ts = day + timedelta(seconds=rng.uniform(0, 86400))
-                user = self.pick_user(rng, ts, skew=1.4) if self.start <= ts <= self.as_of else None
-                if user is not None and "_sub" not in user and user["first_seen"] < ts:
-                    subs.append(self._subscription(rng, user, ts + _secs(rng.uniform(5, 120)), in_window=True))
+                organic = self.pick_user(rng, ts, skew=1.4) if self.start <= ts <= self.as_of else None
+                if organic is not None and "_sub" not in organic and organic["first_seen"] < ts:
+                    subs.append(self._subscription(rng, organic, ts + _secs(rng.uniform(5, 120)), in_window=True))
             day += timedelta(days=1)
         self.tables["conversion_attempts"] = _assign_ids(attempts, "sent_at")
         self.tables["subscriptions"] = _assign_ids(subs, "created_at")

@@ -51,10 +51,13 @@ def declared_parameters(path: Path) -> dict[str, dict[str, Any]]:
             name, annotation = node.target.id, ast.get_source_segment(source, node.annotation)
         else:
             continue
-        default = ast.get_source_segment(source, node.value) or ""
+        value = node.value
+        if value is None:
+            continue
+        default = ast.get_source_segment(source, value) or ""
         found[name] = {"name": name, "inferred_type_name": str(annotation).strip("\"' ") if annotation else "None",
-                       "default": default.strip(), "help": _line_comment(lines[node.end_lineno - 1],
-                                                                         node.value.end_col_offset)}
+                       "default": default.strip(), "help": _line_comment(lines[(node.end_lineno or node.lineno) - 1],
+                                                                         value.end_col_offset or 0)}
     return found
 
 

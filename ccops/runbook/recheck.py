@@ -290,7 +290,7 @@ def compare_findings(archived: list[dict[str, Any]], fresh: list[dict[str, Any]]
         a, b = old.get(key), new.get(key)
         if a is None or b is None:
             kind = "new" if a is None else "gone"
-            status = (None, b["status"]) if a is None else (a["status"], None)
+            status = (None, b["status"]) if a is None else (a["status"], None)  # type: ignore[index]  # one of them is set
             changes.append(FindingChange(key[0], kind, {"status": status},
                                          (str((a or {}).get("summary", "")), str((b or {}).get("summary", "")))))
             continue
