@@ -13,11 +13,9 @@ fsync) is moved aside and alerting starts afresh rather than stopping.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ccops.core.errors import AlreadyRunning
+from ccops.core import fs
 
 VERSION = 1
 STATE_FILE = "state.json"
@@ -98,28 +96,14 @@ class StateStore:
     def locked(self, save: bool = True) -> Iterator[dict[str, Any]]:
         """The state for changing: saved when the block ends without an exception (and save is true)."""
         _private_dirs(self.directory)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # empty: no free block needed
-        with os.fdopen(fd, "a+") as lock:
-            self._acquire(lock)
-            try:
-                state = self._load(quarantine=True)
-                yield state
-                if save:
-                    self._save(state)
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-
-    def _acquire(self, lock: Any) -> None:
-        deadline = time.monotonic() + self.lock_timeout
-        while True:
-            try:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise AlreadyRunning(f"alert state {self.path} is locked by another ccops process "
-                                         f"for more than {self.lock_timeout:.0f} s") from None
-                time.sleep(0.05)
+        busy = (f"alert state {self.path} is locked by another ccops process "
+                f"for more than {self.lock_timeout:.0f} s")
+        # the lock file stays empty, so taking it needs no free block
+        with fs.exclusive_lock(self.lock_path, blocking=True, timeout=self.lock_timeout, busy=busy):
+            state = self._load(quarantine=True)
+            yield state
+            if save:
+                self._save(state)
 
     def _load(self, quarantine: bool) -> dict[str, Any]:
         try:
@@ -143,24 +127,10 @@ class StateStore:
 
     def _save(self, state: dict[str, Any]) -> None:
         state["version"] = VERSION
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{STATE_FILE}.", suffix=".tmp")
+        text = json.dumps(state, indent=1, sort_keys=True, default=str) + "\n"
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(state, handle, indent=1, sort_keys=True, default=str)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException as exc:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(exc, OSError) and not exc.filename:  # a full disk: name the file, not the temp
+            fs.write_atomic(self.path, text)
+        except OSError as exc:
+            if not exc.filename:  # a full disk: name the file, not the temp
                 raise OSError(exc.errno, exc.strerror, str(self.path)) from None
             raise
-        try:  # make the rename itself durable
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError:
-            pass
