@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ccops.core import fs
 from ccops.core.errors import CcopsError
 
 SUPERUSER = "postgres"
@@ -130,11 +131,7 @@ class Cluster:
 
     def _write_state(self, state: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(state, handle)
-        os.replace(tmp, self.state_file)
+        fs.write_atomic(self.state_file, json.dumps(state))
 
     @property
     def datadir(self) -> Path:

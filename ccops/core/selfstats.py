@@ -22,7 +22,6 @@ measures: a database that cannot be read for statistics is simply not measured.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -37,6 +36,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+
+from ccops.core import fs
 
 LEDGER_DIR = "selfstats"
 SETTLE_SECONDS = 5.0  # how long to wait for finished sessions to flush their statistics
@@ -231,12 +232,8 @@ def merge(ledger: dict[str, Any], after: Snapshot, delta: dict[str, Any], operat
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(path.with_suffix(".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with fs.exclusive_lock(path.with_suffix(".lock"), blocking=True):
+        yield
 
 
 def record(home: Path, url: str, operation: str, before: Snapshot | None, after: Snapshot) -> dict[str, Any]:
@@ -245,11 +242,7 @@ def record(home: Path, url: str, operation: str, before: Snapshot | None, after:
     path = ledger_path(home, url)
     with _locked(path):
         ledger = merge(read_ledger(path), after, delta, operation)
-        temp = path.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(ledger, handle, indent=1, sort_keys=True)
-        os.replace(temp, path)
+        fs.write_atomic(path, json.dumps(ledger, indent=1, sort_keys=True))
     return delta
 
 
