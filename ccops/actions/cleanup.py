@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from ccops import actions
+from ccops.core import fs
 from ccops.core.context import RunContext, check, not_configured_guard
 from ccops.core.findings import Finding, Findings, Status
 from ccops.deploy import diskspace
@@ -68,16 +69,6 @@ def _private_dir(path: Path) -> bool:
     return True
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _remember(ctx: RunContext, step: str, plan: diskspace.CleanupPlan) -> None:
     """Keep the dry run's list: a later confirmed run deletes nothing that was not on it.
 
@@ -87,11 +78,11 @@ def _remember(ctx: RunContext, step: str, plan: diskspace.CleanupPlan) -> None:
     home, fallback = _reviewed_file(ctx, step), _reviewed_fallback(ctx, step)
     try:
         home.parent.mkdir(parents=True, exist_ok=True)
-        _write(home, text)
+        fs.write_atomic(home, text)
     except OSError as exc:
         if not _private_dir(fallback):
             raise exc from None
-        _write(fallback, text)
+        fs.write_atomic(fallback, text)
         home.unlink(missing_ok=True)
         return
     fallback.unlink(missing_ok=True)
@@ -150,7 +141,9 @@ def _refuse_newest_backup(plan: diskspace.CleanupPlan) -> None:
 def apply_reviewed(ctx: RunContext, step: str, what: str, plan: diskspace.CleanupPlan, dry_run: bool, confirm: bool,
                    prefix: str = "cleanup") -> Findings:
     """Show the plan; with dry_run False and confirm True, delete what the last dry run listed, no more."""
-    ctx.state.setdefault("cleanup_plans", []).append(plan)
+    if ctx.results.cleanup_plans is None:
+        ctx.results.cleanup_plans = []
+    ctx.results.cleanup_plans.append(plan)  # disk.freed adds them up
     acting = actions.may_act(dry_run, confirm)
     if acting:
         refused = _restrict_to_reviewed(ctx, step, plan)
