@@ -259,12 +259,12 @@ def test_real_docker_cli_without_engine_or_compose_plugin(ccops_env, monkeypatch
     assert "\n" not in message and "Usage:" not in message
     assert message.startswith(("docker compose (v2 plugin) not installed", "docker engine not running")), message
     with pytest.raises(services.BackendError, match="^docker engine not running: Cannot connect to the Docker daemon"):
-        services._run(["docker", "inspect", "content-creator-app-1"], 20)
+        services.run_tool(["docker", "inspect", "content-creator-app-1"], 20)
 
 
 def test_command_that_hangs_is_stopped_at_the_timeout():
     with pytest.raises(services.BackendError, match=r"^`sleep 5` timed out after 0.3 s$"):
-        services._run(["sleep", "5"], 0.3)
+        services.run_tool(["sleep", "5"], 0.3)
 
 
 def test_systemd_backend_commands_and_status_by_unit_id(replay, monkeypatch):
@@ -312,6 +312,27 @@ def test_unknown_action_is_refused(ccops_env, monkeypatch):
         services.get_backend(load_settings()).describe_action("down")
 
 
+def test_an_unknown_backend_is_one_line_naming_the_installed_ones(ccops_env, monkeypatch):
+    monkeypatch.setenv("CCOPS_BACKEND", "compose")
+    settings = load_settings()
+    settings.backend = "kubernetes"  # past the settings file's check: e.g. a plugin's backend since uninstalled
+    with pytest.raises(services.UnknownBackend) as caught:
+        services.get_backend(settings)
+    assert caught.value.exit_code == 64
+    assert str(caught.value) == ("service.backend 'kubernetes': no such backend installed "
+                                 "(installed: compose, systemd, process, none, local)")
+
+
+def test_compose_and_systemd_share_one_implementation_of_their_verbs(ccops_env, monkeypatch):
+    for kind in ("compose", "systemd"):
+        monkeypatch.setenv("CCOPS_BACKEND", kind)
+        backend = services.get_backend(load_settings())
+        assert isinstance(backend, services.CommandBackend)
+        for verb in ("start", "stop", "restart"):
+            assert getattr(type(backend), verb) is getattr(services.CommandBackend, verb)
+            assert backend.describe_action(verb, "app") == shlex.join(backend.command(verb, "app"))
+
+
 def test_tail_lines_reads_from_the_end(tmp_path):
     log = tmp_path / "big.log"
     log.write_text("".join(f"line {i}\n" for i in range(50_000)))
@@ -338,10 +359,11 @@ needs_demo = pytest.mark.skipif(bool(_demo_interface()), reason=_demo_interface(
 @needs_demo
 def test_local_backend_reports_the_demo_and_reads_its_logs(demo_env):
     from ccops.core import localpg
+    from ccops.demo.backend import LocalBackend
 
     settings = load_settings()
     backend = services.get_backend(settings)
-    assert isinstance(backend, services.LocalBackend)
+    assert isinstance(backend, LocalBackend), "the demo's backend, found through its ccops.backends entry point"
     found = {s.service: s for s in backend.status()}
     assert set(found) == {"db", "app"} and all(s.running for s in found.values()), found
     server_log = localpg.demo_cluster(settings.home).logfile
@@ -358,7 +380,8 @@ def test_local_backend_reports_the_demo_and_reads_its_logs(demo_env):
 
 
 @needs_demo
-def test_local_backend_starts_stops_and_restarts_the_status_server(ccops_env):
+def test_local_backend_starts_stops_and_restarts_the_status_server(ccops_env, monkeypatch):
+    monkeypatch.setenv("CCOPS_BACKEND", "local")  # named, as a deployment names its backend
     backend = services.get_backend(load_settings())
     try:
         backend.start("app")

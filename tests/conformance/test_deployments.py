@@ -144,7 +144,7 @@ def process_env(ccops_env, python_on_path, monkeypatch):
     yield _point
     for app in made:
         for proc in services.find_processes("python main.py --scheduled", str(app)):
-            services._signal(proc.pid, services.signal.SIGKILL)
+            services.send_signal(proc.pid, services.signal.SIGKILL)
 
 
 def backend() -> services.ProcessBackend:
@@ -364,7 +364,7 @@ def test_a_yaml_loader_keeps_the_second_half_of_the_real_compose_file():
 def test_composes_refusal_of_repeated_keys_is_one_line_naming_them():
     failed = subprocess.CompletedProcess(["docker", "compose", "config", "--services"], 15, "",
                                          COMPOSE_DUPLICATE_KEYS_STDERR)
-    message = services._failure(failed.args, failed)
+    message = services.tool_failure(failed.args, failed)
     assert message == ('docker compose cannot read the compose file: line 31: mapping key "version" already '
                        'defined at line 1; line 33: mapping key "services" already defined at line 3 '
                        "(the file repeats keys; fix the file, compose will not pick one)")

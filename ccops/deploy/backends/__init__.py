@@ -1,0 +1,68 @@
+"""The service backends and the registry that picks one by name (service.backend).
+
+compose, systemd, process and none ship here. Any other package contributes
+a backend through the `ccops.backends` entry-point group (the embedded demo's
+`local` does: `local = "ccops.demo.backend:LocalBackend"`), so nothing here
+imports it; an entry point is looked up only when the name is not built in,
+which keeps `ccops health` from scanning installed packages on every cron run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ccops.core.settings import Settings
+from ccops.deploy.backends.base import Backend, BackendError, ServiceState, UnknownBackend
+from ccops.deploy.backends.compose import ComposeBackend
+from ccops.deploy.backends.none import NoneBackend
+from ccops.deploy.backends.process import ProcessBackend
+from ccops.deploy.backends.systemd import SystemdBackend
+
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "Backend", "BackendError", "ServiceState", "UnknownBackend", "get_backend",
+           "installed_backends"]
+
+ENTRY_POINT_GROUP = "ccops.backends"
+BackendFactory = Callable[[Settings], Backend]
+
+BUILTIN: dict[str, BackendFactory] = {
+    "compose": ComposeBackend,
+    "systemd": SystemdBackend,
+    "process": ProcessBackend,
+    "none": NoneBackend,
+}
+
+
+def _contributed() -> dict[str, str]:
+    """Entry-point name -> `module:attr` of the backends other installed packages provide."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in BUILTIN}
+
+
+def installed_backends() -> list[str]:
+    """Every name service.backend may take here: the built-in ones, then the contributed ones."""
+    return [*BUILTIN, *sorted(_contributed())]
+
+
+def get_backend(settings: Settings) -> Backend:
+    """The backend settings.effective_backend names (NoneBackend for "none").
+
+    A name nothing installed provides is bad usage, one line listing what is
+    installed (exit 64), never a silent "no backend".
+    """
+    kind = settings.effective_backend
+    factory = BUILTIN.get(kind)
+    if factory is not None:
+        return factory(settings)
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == kind]
+    if not found:
+        raise UnknownBackend(f"service.backend {kind!r}: no such backend installed "
+                             f"(installed: {', '.join(installed_backends())})")
+    try:
+        loaded = found[0].load()
+    except ImportError as exc:
+        raise UnknownBackend(f"service.backend {kind!r}: its entry point {found[0].value} cannot be imported: "
+                             f"{exc}") from None
+    return loaded(settings)
