@@ -32,6 +32,7 @@ from ccops.core import localpg
 from ccops.core.errors import CcopsError, UsageError
 from ccops.core.settings import Settings
 from ccops.demo import appdir, appenv
+from ccops.deploy.backends.base import LOGICAL, Backend, BackendError, ServiceState, check_verb, tail_lines
 from ccops.demo.places import demo_dir, places, republish
 from ccops.deploy.backends.base import LOGICAL, Backend, BackendError, ServiceState, check_verb, tail_lines
 
@@ -376,6 +377,85 @@ def restart_service(settings: Settings, name: str) -> dict[str, Any]:
         return service(settings, name)
     _bump_restarts(settings, name)
     return service(settings, name)
+
+
+# ---- the service backend runbooks use (service.backend = "local", an entry point of ccops.backends) ----
+
+class LocalBackend(Backend):
+    """The embedded demo: the private PostgreSQL cluster is "db", the app's process "app".
+
+    Registered as the `local` entry point of `ccops.backends`, so ccops finds it
+    the way it would find any other package's backend, without importing the demo.
+    """
+
+    name = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _names(self, service: str | None, reverse: bool = False) -> list[str]:
+        if service is None:
+            return list(reversed(LOGICAL)) if reverse else list(LOGICAL)
+        if service not in LOGICAL:
+            raise BackendError(f"unknown demo service {service!r}: expected db or app")
+        return [service]
+
+    def status(self) -> list[ServiceState]:
+        states = []
+        for row in services(self.settings):
+            pid = row.get("pid")
+            states.append(ServiceState(row["service"], row["state"], row.get("health") or "", row.get("restarts"),
+                                       row.get("detail") or "", f"pid {pid}" if pid else ""))
+        return states
+
+    def _each(self, verb: str, service: str | None) -> None:
+        action = {"start": start_service, "stop": stop_service, "restart": restart_service}[verb]
+        for name in self._names(service, reverse=verb == "stop"):
+            try:
+                action(self.settings, name)
+            except BackendError:
+                raise
+            except CcopsError as exc:
+                raise BackendError(f"demo {name}: {verb} failed: {exc}") from None
+
+    def start(self, service: str | None = None) -> None:
+        self._each("start", service)
+
+    def stop(self, service: str | None = None) -> None:
+        self._each("stop", service)
+
+    def restart(self, service: str | None = None) -> None:
+        self._each("restart", service)
+
+    def log_file(self, service: str) -> Path:
+        """The file `logs` reads: the app's newest log, or the cluster's server log."""
+        self._names(service)
+        if service == "db":
+            return localpg.demo_cluster(self.settings.home).logfile
+        log_dir = Path(self.settings.effective_log_dir)
+        files = [p for p in log_dir.glob("*.log") if p.is_file()] if log_dir.is_dir() else []
+        if not files:
+            raise BackendError(f"no app log file (*.log) in {log_dir}")
+        return max(files, key=lambda p: (p.stat().st_mtime, p.name))
+
+    def logs(self, service: str, tail: int = 100) -> list[str]:
+        path = self.log_file(service)
+        try:
+            return tail_lines(path, int(tail))
+        except OSError as exc:
+            raise BackendError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+    def describe_action(self, verb: str, service: str | None = None) -> str:
+        check_verb(verb)
+        if verb == "status":
+            return "ccops.demo.services(settings)"
+        if verb == "logs":
+            try:
+                return f"last lines of {self.log_file(service or 'app')}"
+            except BackendError as exc:
+                return str(exc)
+        return "; ".join(f"ccops.demo.{verb}_service(settings, {name!r})"
+                         for name in self._names(service, reverse=verb == "stop"))
 
 
 # ---- the service backend runbooks use (service.backend = "local", an entry point of ccops.backends) ----
