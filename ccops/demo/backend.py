@@ -33,8 +33,6 @@ from ccops.core.errors import CcopsError, UsageError
 from ccops.core.settings import Settings
 from ccops.demo import appdir, appenv
 from ccops.deploy.backends.base import LOGICAL, Backend, BackendError, ServiceState, check_verb, tail_lines
-from ccops.demo.places import demo_dir, places, republish
-from ccops.deploy.backends.base import LOGICAL, Backend, BackendError, ServiceState, check_verb, tail_lines
 
 SERVICE_NAMES = ("db", "app")
 SERVER_MODULE = "ccops.demo.server"
@@ -50,7 +48,7 @@ class DemoError(CcopsError):
 # ---- the app (python main.py --scheduled) -----------------------------------------------
 
 def app_dir(settings: Settings) -> Path:
-    return demo_dir(settings) / "app"
+    return settings.demo_dir / "app"
 
 
 def app_pids(settings: Settings) -> list[int]:
@@ -134,7 +132,7 @@ def stop_app(settings: Settings) -> bool:
 # ---- the app's API face (status server) ------------------------------------------------------
 
 def server_file(settings: Settings) -> Path:
-    return demo_dir(settings) / "server.json"
+    return settings.demo_dir / "server.json"
 
 
 def server_state(settings: Settings) -> dict[str, Any]:
@@ -175,24 +173,23 @@ def start_server(settings: Settings, timeout: float = 15) -> dict[str, Any]:
         return running
     previous = server_state(settings).get("port")
     port = previous if previous and localpg.port_is_free(previous) else 0
-    demo_dir(settings).mkdir(parents=True, exist_ok=True)
+    settings.demo_dir.mkdir(parents=True, exist_ok=True)
     state_path = server_file(settings)
     state_path.unlink(missing_ok=True)
     package_root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)}
-    log_path = demo_dir(settings) / "server.log"
+    log_path = settings.demo_dir / "server.log"
     with open(log_path, "ab") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", SERVER_MODULE, "--port", str(port), "--state-file", str(state_path.resolve())],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            cwd=str(demo_dir(settings)), env=env,
+            cwd=str(settings.demo_dir), env=env,
         )
     _CHILDREN[child.pid] = child
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = server_state(settings)
         if state.get("pid") == child.pid:
-            republish(settings)
             return state
         if child.poll() is not None:
             break
@@ -281,14 +278,13 @@ def db_health(settings: Settings) -> tuple[bool, str]:
 
 def start_db(settings: Settings) -> None:
     cluster(settings).start()
-    appenv.set_database_url(places(settings)["app_env_file"], app_database_url(settings))
-    republish(settings)
+    appenv.set_database_url(settings.effective_app_env_file, app_database_url(settings))
 
 
 # ---- the backend interface ------------------------------------------------------------------
 
 def _counts_file(settings: Settings) -> Path:
-    return demo_dir(settings) / "services.json"
+    return settings.demo_dir / "services.json"
 
 
 def restart_counts(settings: Settings) -> dict[str, int]:
@@ -302,7 +298,7 @@ def restart_counts(settings: Settings) -> dict[str, int]:
 def _bump_restarts(settings: Settings, name: str) -> None:
     counts = restart_counts(settings)
     counts[name] += 1
-    demo_dir(settings).mkdir(parents=True, exist_ok=True)
+    settings.demo_dir.mkdir(parents=True, exist_ok=True)
     path = _counts_file(settings)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps({key: {"restarts": value} for key, value in counts.items()}))
@@ -377,85 +373,6 @@ def restart_service(settings: Settings, name: str) -> dict[str, Any]:
         return service(settings, name)
     _bump_restarts(settings, name)
     return service(settings, name)
-
-
-# ---- the service backend runbooks use (service.backend = "local", an entry point of ccops.backends) ----
-
-class LocalBackend(Backend):
-    """The embedded demo: the private PostgreSQL cluster is "db", the app's process "app".
-
-    Registered as the `local` entry point of `ccops.backends`, so ccops finds it
-    the way it would find any other package's backend, without importing the demo.
-    """
-
-    name = "local"
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def _names(self, service: str | None, reverse: bool = False) -> list[str]:
-        if service is None:
-            return list(reversed(LOGICAL)) if reverse else list(LOGICAL)
-        if service not in LOGICAL:
-            raise BackendError(f"unknown demo service {service!r}: expected db or app")
-        return [service]
-
-    def status(self) -> list[ServiceState]:
-        states = []
-        for row in services(self.settings):
-            pid = row.get("pid")
-            states.append(ServiceState(row["service"], row["state"], row.get("health") or "", row.get("restarts"),
-                                       row.get("detail") or "", f"pid {pid}" if pid else ""))
-        return states
-
-    def _each(self, verb: str, service: str | None) -> None:
-        action = {"start": start_service, "stop": stop_service, "restart": restart_service}[verb]
-        for name in self._names(service, reverse=verb == "stop"):
-            try:
-                action(self.settings, name)
-            except BackendError:
-                raise
-            except CcopsError as exc:
-                raise BackendError(f"demo {name}: {verb} failed: {exc}") from None
-
-    def start(self, service: str | None = None) -> None:
-        self._each("start", service)
-
-    def stop(self, service: str | None = None) -> None:
-        self._each("stop", service)
-
-    def restart(self, service: str | None = None) -> None:
-        self._each("restart", service)
-
-    def log_file(self, service: str) -> Path:
-        """The file `logs` reads: the app's newest log, or the cluster's server log."""
-        self._names(service)
-        if service == "db":
-            return localpg.demo_cluster(self.settings.home).logfile
-        log_dir = Path(self.settings.effective_log_dir)
-        files = [p for p in log_dir.glob("*.log") if p.is_file()] if log_dir.is_dir() else []
-        if not files:
-            raise BackendError(f"no app log file (*.log) in {log_dir}")
-        return max(files, key=lambda p: (p.stat().st_mtime, p.name))
-
-    def logs(self, service: str, tail: int = 100) -> list[str]:
-        path = self.log_file(service)
-        try:
-            return tail_lines(path, int(tail))
-        except OSError as exc:
-            raise BackendError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-    def describe_action(self, verb: str, service: str | None = None) -> str:
-        check_verb(verb)
-        if verb == "status":
-            return "ccops.demo.services(settings)"
-        if verb == "logs":
-            try:
-                return f"last lines of {self.log_file(service or 'app')}"
-            except BackendError as exc:
-                return str(exc)
-        return "; ".join(f"ccops.demo.{verb}_service(settings, {name!r})"
-                         for name in self._names(service, reverse=verb == "stop"))
 
 
 # ---- the service backend runbooks use (service.backend = "local", an entry point of ccops.backends) ----
