@@ -27,7 +27,7 @@ import pytest
 from ccops import logs
 from ccops.cli import main
 from ccops.core.settings import load_settings
-from ccops.logs import ratelimit
+from ccops.logs import ratelimit, reader
 
 WHERE = "src.agents.base_agent:run"
 TRACEBACK = [
@@ -190,7 +190,7 @@ def _many_records(n: int, start: datetime, step_s: int = 7) -> str:
 
 def _headers(text: str) -> list[str]:
     """Header lines of text, a cut last line included when its prefix survived whole."""
-    return [line for line in text.split("\n") if logs._level_of(line, len(line))]
+    return [line for line in text.split("\n") if logs.default_format().level_of(line, len(line))]
 
 
 def test_truncated_gz_reports_the_problem_and_keeps_earlier_records(log_dir: Path) -> None:
@@ -377,7 +377,7 @@ def test_prefiltered_records_equal_the_line_by_line_records(log_dir: Path) -> No
             assert fast == slow, (since, until)
             assert fast_problems == slow_problems
             for block_size in (1 << 12, 777):
-                small = logs._scan_file(path, since, until, [], selector, selector.prefilter, block_size=block_size)
+                small = reader._scan_file(path, since, until, [], selector, selector.prefilter, block_size=block_size)
                 assert _as_tuples(small) == [r for r in slow if r[5] == path.name], block_size
     errors = _as_tuples(logs.read_records(log_dir, None, None, select=notable))
     assert errors[0][4] == "yesterday's error" + "\n" + "\n".join(TRACEBACK)

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ccops import logs
+from ccops.logs.format import RateLimitRules, format_for
+from ccops.logs.records import LogRecord, Selector, select_matching
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -76,27 +77,35 @@ EVENT_COLUMNS = ["time", "api", "client", "agent", "level", "remaining", "reset_
 QUOTA_COLUMNS = ["time", "api", "remaining", "limit", "message"]
 DEFAULT_CLIENT_AGENTS = {"twitter_api": ("PublishingAgent", "EngagementAgent"), "exchange_api": ("MarketScannerAgent",)}
 ATTRIBUTION_SLACK = timedelta(minutes=1)
+# The rules both loguru formats of ccops.logs.formats use (a format for another app brings its own):
+# what counts as a refused request, and what is only a quota figure.
+RULES = RateLimitRules(EVENT_LEVELS, EVENT_RE, EVENT_NEEDLES, QUOTA_RE, QUOTA_NEEDLES)
 
 
 # ---- events and quota ---------------------------------------------------------------------
 
-def is_event(level: str, message: str) -> bool:
+def rules_for(settings: Settings) -> RateLimitRules:
+    """The rate-limit rules of the log format the setting logs.format names."""
+    return format_for(settings).ratelimit
+
+
+def is_event(level: str, message: str, rules: RateLimitRules = RULES) -> bool:
     """A refused request: a rate-limit error at WARNING or above (a DEBUG quota figure is not one)."""
-    return level in EVENT_LEVELS and EVENT_RE.search(message) is not None
+    return level in rules.levels and rules.event.search(message) is not None
 
 
-def _select_event(level: str, lines: list[str]) -> bool:
-    return level in EVENT_LEVELS and any(EVENT_RE.search(line) for line in lines)
-
-
-def select_events() -> logs.Selector:
+def select_events(rules: RateLimitRules = RULES) -> Selector:
     """The log reader's selection of events, with the byte prefilter that keeps it fast."""
-    return logs.Selector(_select_event, (), EVENT_NEEDLES)
+
+    def select(level: str, lines: list[str]) -> bool:
+        return level in rules.levels and any(rules.event.search(line) for line in lines)
+
+    return Selector(select, (), rules.needles)
 
 
-def select_quota() -> logs.Selector:
+def select_quota(rules: RateLimitRules = RULES) -> Selector:
     """Records that report remaining quota (any level: such figures are usually DEBUG)."""
-    return logs.select_matching(QUOTA_RE, QUOTA_NEEDLES)
+    return select_matching(rules.quota, rules.quota_needles)
 
 
 def client_of(module: str) -> str:
@@ -145,15 +154,15 @@ def reset_of(text: str, at: datetime) -> datetime | None:
     return None
 
 
-def rate_limit_events(records: Iterable[logs.LogRecord]) -> pd.DataFrame:
+def rate_limit_events(records: Iterable[LogRecord], rules: RateLimitRules = RULES) -> pd.DataFrame:
     """The refused requests among the records: when, which API and client, the agent if the line names one."""
     import pandas as pd
 
     rows = []
     for record in records:
-        if not is_event(record.level, record.message):
+        if not is_event(record.level, record.message, rules):
             continue
-        quota = QUOTA_RE.search(record.message)
+        quota = rules.quota.search(record.message)
         rows.append({
             "time": record.time, "api": api_of(record.message, record.name), "client": client_of(record.name),
             "agent": agent_named(record.message, record.name), "level": record.level,
@@ -167,14 +176,14 @@ def rate_limit_events(records: Iterable[logs.LogRecord]) -> pd.DataFrame:
     return frame
 
 
-def quota_readings(records: Iterable[logs.LogRecord]) -> pd.DataFrame:
+def quota_readings(records: Iterable[LogRecord], rules: RateLimitRules = RULES) -> pd.DataFrame:
     """Remaining quota reported by successful responses: input for "approaching the limit", never an event."""
     import pandas as pd
 
     rows = []
     for record in records:
-        quota = QUOTA_RE.search(record.message)
-        if quota is None or is_event(record.level, record.message):
+        quota = rules.quota.search(record.message)
+        if quota is None or is_event(record.level, record.message, rules):
             continue
         limit = QUOTA_LIMIT_RE.search(record.message)
         rows.append({"time": record.time, "api": api_of(record.message, record.name),
