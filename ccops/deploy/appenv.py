@@ -25,7 +25,6 @@ surrogateescape, so such bytes are carried through an edit unchanged.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
@@ -35,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ccops.core import fs
 from ccops.core.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -345,23 +345,6 @@ def _unquote(value: str) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write beside, fsync, rename over: the old file or the new one, never half of either."""
-    mode = path.stat().st_mode & 0o7777
-    tmp = path.with_name(f".{path.name}.ccops-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        stat = path.stat()
-        os.chown(tmp, stat.st_uid, stat.st_gid)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    """Write beside, fsync, rename over: the old file or the new one, never half of either; same mode and owner."""
+    stat = path.stat()
+    fs.write_atomic(path, data, stat.st_mode & 0o7777, uid=stat.st_uid, gid=stat.st_gid)
