@@ -13,6 +13,7 @@ from ccops.checks import apis
 from ccops.core.context import RunContext
 from ccops.core.findings import Status
 from ccops.core.settings import load_settings
+from ccops.demo.places import write_deployment
 
 AS_OF = datetime(2026, 11, 28, 8, 0)
 X_TOKEN = "AAAAAAAAAAAAAAAAAAAAAx-test-bearer-token-0123456789"
@@ -275,9 +276,10 @@ def test_the_environment_wins_over_the_apps_env(ccops_env, monkeypatch, server):
 def test_the_embedded_demos_fake_credentials_are_never_sent(ccops_env, monkeypatch, server):
     monkeypatch.delenv("TWITTER_BEARER_TOKEN", raising=False)
     monkeypatch.setenv("CCOPS_APIS_X_BASE_URL", server.url)
+    write_deployment(load_settings(), "")  # what `ccops demo up` writes into the home
     settings = load_settings()
     env_file = settings.effective_app_env_file  # where the demo keeps its app's .env
     env_file.parent.mkdir(parents=True)
     env_file.write_text(f"TWITTER_BEARER_TOKEN={X_TOKEN}\n")
-    assert settings.embedded
+    assert settings.deployment_file and not settings.apis.app_env_credentials
     assert probe_all()["apis.x.rate_limit"].status == Status.INFO and not server.seen

@@ -50,7 +50,7 @@ def test_database_url_from_the_apps_env_file(ccops_env, monkeypatch):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('[thresholds]\ndisk_free_warning_pct = "lots"\n', "thresholds.disk_free_warning_pct: expected float, got 'lots'"),
+        ('[thresholds]\ndisk_free_warning_pct = "lots"\n', "thresholds.disk_free_warning_pct: expected a number, got 'lots'"),
         ("[thresholds\n", "not valid TOML"),
         ('[service]\nbackend = "kubernetes"\n', "service.backend: expected one of compose, systemd, process, local, none"),
         ("[thresholds]\nmemroy_used_warning_pct = 70\n", "thresholds.memroy_used_warning_pct: unknown setting"),

@@ -106,11 +106,12 @@ def test_default_paths_include_log_backup_and_demo_data_dirs(ccops_env, monkeypa
     monkeypatch.setenv("CCOPS_DISK_PATHS", str(small_fs))
     monkeypatch.setenv("CCOPS_LOG_DIR", str(small_fs / "logs"))
     monkeypatch.setenv("CCOPS_BACKUP_DIR", str(small_fs / "backups"))
+    monkeypatch.setenv("CCOPS_DATA_DIR", str(ccops_env / "pgdata"))  # what the demo's deployment file names
     fill_to(small_fs, 0.85)
     ctx = make_ctx()
     labels = [label for label, _ in host.watched_paths(ctx)]
     assert labels[:3] == [str(small_fs), f"{small_fs / 'logs'} (not created yet)", f"{small_fs / 'backups'} (not created yet)"]
-    assert len(labels) == 4, "the embedded demo's data dir is watched too"
+    assert len(labels) == 4 and labels[3] == f"{ccops_env / 'pgdata'} (not created yet)", "the data dir is watched too"
     found = {f.check: f for f in host.disk_space(ctx)}
     small = found[f"host.disk:{small_fs}"]
     assert small.status == Status.WARNING

@@ -3,7 +3,11 @@
 Issue 13 (4): with only CCOPS_DATABASE_URL set, `logs summary` counted the demo's records and
 weekly reported the demo's /health as the app's health. Here the demo's places (under
 CCOPS_HOME) hold files written the way the real app writes them (FACTS.md: loguru lines,
-`.env` keys, backup.sh names); a deployment must not read any of them.
+`.env` keys, backup.sh names), and the home's deployment file names them as `ccops demo up`
+writes it; a deployment must not read any of them.
+
+Issue 16: the settings know no demo at all. The demo is the deployment in the home's
+deployment file; with nothing there, nothing falls back to any default place.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ccops import cli
+from ccops import cli, demo
 from ccops.checks import audit, host, services
 from ccops.checks import backup as backup_checks
 from ccops.checks import logs as log_checks
@@ -22,7 +26,8 @@ from ccops.core.context import RunContext
 from ccops.core.errors import NotConfigured
 from ccops.core.findings import Status
 from ccops.core.scrub import known_secrets
-from ccops.core.settings import load_settings
+from ccops.core.settings import Settings, load_settings
+from ccops.demo.places import remove_deployment
 
 AS_OF = datetime(2025, 11, 23, 16, 0, 0)
 # FACTS.md "Logs": the app's line format, with its real ERROR example and a real 429 line.
@@ -36,18 +41,23 @@ APP_ENV = "DATABASE_URL=postgresql://content_creator_user:demopw1234@localhost/c
           "TWITTER_BEARER_TOKEN=AAAAdemoBearerToken\nHUMAN_IN_THE_LOOP=false\nLOG_LEVEL=INFO\n"
 
 
+DEMO_URL = "postgresql+psycopg://ccops:demo-cluster-pw@127.0.0.1:1/content_creator"
+
+
 @pytest.fixture
 def demo_places(ccops_env: Path) -> dict[str, Path]:
-    """The demo's default places under CCOPS_HOME, filled with files in the real app's formats."""
-    demo = load_settings()
-    assert demo.embedded, "nothing configured yet: the demo's defaults apply"
-    log_dir = Path(demo.optional("log_dir"))
+    """The demo's places under CCOPS_HOME, named by its deployment file, filled with files in the real app's formats."""
+    assert load_settings().not_configured()[0] == "database.url", "nothing configured yet, and no default applies"
+    demo.write_deployment(load_settings(), DEMO_URL, "http://127.0.0.1:1/api/status")
+    settings = load_settings()
+    assert settings.deployment_file == settings.default_deployment_file, "the demo's deployment file applies"
+    log_dir = Path(settings.optional("log_dir"))
     log_dir.mkdir(parents=True)
     (log_dir / "content_creator_2025-11-23.log").write_text(APP_LOG)
-    env_file = Path(demo.optional("app_env_file"))
+    env_file = Path(settings.optional("app_env_file"))
     env_file.parent.mkdir(parents=True, exist_ok=True)
     env_file.write_text(APP_ENV)
-    backups = Path(demo.optional("backup_dir"))
+    backups = Path(settings.optional("backup_dir"))
     backups.mkdir(parents=True)
     (backups / "db_20251123_020000.sql").write_text("-- PostgreSQL database dump\n")  # backup.sh's name
     return {"log_dir": log_dir, "app_env_file": env_file, "backup_dir": backups}
@@ -67,7 +77,7 @@ def ctx_now() -> RunContext:
 
 def test_a_database_url_that_is_not_the_demos_makes_a_deployment(deployment):
     settings = load_settings()
-    assert settings.deployment and not settings.embedded
+    assert settings.deployment_file is None, "the environment names another database: the home's file does not apply"
     assert settings.optional("log_dir") is None and settings.optional("health_url") is None
     with pytest.raises(NotConfigured) as err:
         settings.require("log_dir")
@@ -78,8 +88,9 @@ def test_a_database_url_that_is_not_the_demos_makes_a_deployment(deployment):
 
 def test_a_settings_file_makes_a_deployment_and_the_demo_database_no_longer_applies(ccops_env):
     (ccops_env / "ccops.toml").write_text('[paths]\nlog_dir = "/srv/content-creator/logs"\n')
+    demo.write_deployment(load_settings(), DEMO_URL)
     settings = load_settings()
-    assert settings.deployment
+    assert settings.config_file is not None and settings.deployment_file is None
     with pytest.raises(NotConfigured) as err:
         settings.resolved_database_url()
     assert err.value.setting == "database.url"
@@ -137,7 +148,7 @@ def test_steps_that_can_go_on_without_a_path_do_not_use_the_demos(deployment, de
 def test_config_show_says_what_is_not_configured(deployment, capsys):
     assert cli.main(["config", "show", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["embedded_demo"] is False
+    assert shown["deployment_file"] is None
     assert shown["health_url"] == "(not configured)"
     assert "service.backend" in shown["not_configured"]
 
@@ -155,8 +166,48 @@ def test_what_is_set_is_used(deployment, demo_places, tmp_path, monkeypatch):
 
 def test_the_demo_keeps_its_defaults(demo_places):
     settings = load_settings()
-    assert settings.embedded and settings.not_configured() == ["http.health_url"], "the demo, like the app, has no /health"
+    assert settings.deployment_file and settings.not_configured() == ["http.health_url"], \
+        "the demo, like the app, has no /health"
     assert settings.effective_log_dir == demo_places["log_dir"]
+    assert settings.logs_timezone == "Europe/Amsterdam" and settings.effective_backend == "local"
+
+
+def test_nothing_configured_means_nothing_falls_back(ccops_env):
+    """No ccops.toml, no environment, no deployment file: every deployment setting says which key to set."""
+    settings = load_settings()
+    assert settings.deployment_file is None
+    assert settings.not_configured() == ["database.url", "paths.log_dir", "paths.backup_dir", "paths.app_env_file",
+                                         "service.backend", "http.status_url", "http.health_url"]
+    with pytest.raises(NotConfigured):
+        settings.resolved_database_url()
+
+
+def test_the_deployment_file_is_private_written_whole_and_removed_with_the_demo(demo_places):
+    settings = load_settings()
+    path = settings.default_deployment_file
+    assert path.stat().st_mode & 0o777 == 0o600, "it holds the database password"
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".deployment")] == []
+    assert remove_deployment(settings) and not path.exists()
+    assert load_settings().deployment_file is None
+
+
+def test_the_environment_wins_over_the_deployment_file(demo_places, monkeypatch, tmp_path):
+    monkeypatch.setenv("CCOPS_LOG_DIR", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("CCOPS_DATABASE_URL", DEMO_URL.replace("demo-cluster-pw", "other"))  # the same server
+    settings = load_settings()
+    assert settings.deployment_file is not None and settings.effective_log_dir == tmp_path / "elsewhere"
+    assert "other" in settings.resolved_database_url()
+
+
+def test_a_deployment_file_that_does_not_load_is_one_line_naming_it(ccops_env, capsys):
+    path = Settings(home=ccops_env / "home").default_deployment_file
+    path.parent.mkdir(parents=True)
+    path.write_text('[paths]\nhome = "/elsewhere"\n')
+    assert cli.main(["config", "show"]) == 64
+    assert capsys.readouterr().err == f"ccops: {path}: paths.home: cannot be set in the home's own deployment file\n"
+    path.write_text('[service]\nbackend = 3\n')
+    assert cli.main(["config", "show"]) == 64
+    assert capsys.readouterr().err == f"ccops: {path}: service.backend: expected a string, got 3\n"
 
 
 def test_clean_up_steps_on_a_deployment_without_their_dirs_say_not_configured(deployment):

@@ -10,8 +10,9 @@ request of the budget it measures; that is the price of knowing.
 
 The credentials are the app's own keys (FACTS.md): `TWITTER_BEARER_TOKEN`,
 `ANTHROPIC_API_KEY`, `STRIPE_API_KEY` (names are settings: apis.*_env), read
-from ccops' environment, else from the app's `.env` - except in the embedded
-demo, whose `.env` holds fake credentials that must never be sent anywhere.
+from ccops' environment, else from the app's `.env` - unless the settings say
+apis.app_env_credentials = false, as the demo's do: its `.env` holds fake
+credentials that must never be sent anywhere.
 Probes run only when a credential is found (an INFO finding says which key to
 set otherwise), base URLs are settings (tests point them at 127.0.0.1), and no
 token ever reaches a finding: summaries are built from headers and status codes
@@ -51,15 +52,15 @@ def credential(settings: Any, name: str) -> tuple[str, str]:
     """(value, where it came from) of the app's key `name`: the environment, else the app's .env.
 
     The app's settings read .env case-insensitively, so the key is matched so too.
-    The embedded demo's .env is never read here: its credentials are fake.
+    Not with apis.app_env_credentials = false (the demo's deployment says so: its .env's keys are fake).
     """
     if not name:
         return "", ""
     value = os.environ.get(name, "").strip()
     if value:
         return value, "environment"
-    if getattr(settings, "embedded", True):
-        return "", ""  # the demo's .env: fake credentials, never sent
+    if not getattr(getattr(settings, "apis", None), "app_env_credentials", False):
+        return "", ""  # e.g. the demo's .env: fake credentials, never sent
     from ccops.core.settings import read_env_file
 
     env_file = settings.optional("app_env_file")

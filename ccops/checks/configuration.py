@@ -234,5 +234,5 @@ def exit_code(lines: list[Line]) -> int:
 def to_json(settings: Settings, lines: list[Line]) -> dict[str, Any]:
     """The lines and the verdict, as `--json` prints them."""
     return {"config_file": str(settings.config_file) if settings.config_file else None,
-            "deployment": settings.deployment, "lines": [line.to_dict() for line in lines],
+            "deployment_file": str(settings.deployment_file) if settings.deployment_file else None, "lines": [line.to_dict() for line in lines],
             "exit_code": exit_code(lines)}

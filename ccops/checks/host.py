@@ -69,11 +69,8 @@ def watched_paths(ctx: RunContext, paths: list[str] | None = None) -> list[tuple
     chosen = [(p, p) for p in explicit]
     if paths is None:
         chosen += [(p, p) for p in GUIDE_OPTIONAL_PATHS if p not in explicit and os.path.isdir(p)]
-        derived = [p for p in (ctx.settings.optional("log_dir"), ctx.settings.optional("backup_dir")) if p]
-        if ctx.settings.embedded:
-            from ccops.core import localpg
-
-            derived.append(localpg.demo_cluster(ctx.settings.home).datadir)
+        derived = [p for p in (ctx.settings.optional("log_dir"), ctx.settings.optional("backup_dir"),
+                               ctx.settings.data_dir) if p]
         for path in derived:
             path = Path(path).absolute()
             existing = next((p for p in [path, *path.parents] if p.exists()), Path("/"))

@@ -116,7 +116,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"ok": code == 0, **config_check.to_json(settings, lines)})
         return code
-    kind = "a deployment" if settings.deployment else "the embedded demo"
+    kind = f"a deployment ({settings.source})" if settings.source != "settings" else "a deployment"
     print(f"settings OK: {where}")
     print(f"checking {kind} (exit 0 all OK, 1 warnings, 2 failures):")
     for line in lines:

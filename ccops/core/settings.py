@@ -11,25 +11,25 @@ from __future__ import annotations
 
 import dataclasses
 import grp
-import json
-import math
 import os
-import re
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ccops.core.errors import NotConfigured, UsageError
+from ccops.core.errors import NotConfigured
+from ccops.core.reader import ENVIRONMENT, ConfigError, SectionReader, config_error, settings_source
+from ccops.core.reader import bound_problem as bound_problem  # the floor rule lives with the reader
+from ccops.core.reader import least_value as least_value
 
 CONFIG_ENV = "CCOPS_CONFIG"
-DEMO_LOGS_TIMEZONE = "Europe/Amsterdam"  # the embedded demo's host clock: its log lines are in this zone
 CONFIG_NAME = "ccops.toml"
+DEPLOYMENT_NAME = "deployment.toml"  # the home's default deployment, written by whatever set one up
 BACKENDS = ("compose", "systemd", "process", "local", "none")
 
-# The settings a deployment must name itself (no demo default applies to it), as
+# The settings a deployment must name itself (nothing falls back to a default place), as
 # name -> (dotted key, environment variable, what it is, optional). An optional one is a probe
 # the real app may not have at all: FACTS.md - with --scheduled no HTTP server runs, and there
 # is no /health in any mode.
@@ -45,10 +45,6 @@ REQUIRED_SETTINGS: dict[str, tuple[str, str, str, bool]] = {
     "health_url": ("http.health_url", "CCOPS_HEALTH_URL",
                    "optional: the app has no /health; set it only if your deployment serves a health probe", True),
 }
-
-
-class ConfigError(UsageError):
-    """A settings file or value that cannot be used; the message is the one line shown."""
 
 
 @dataclass
@@ -116,6 +112,9 @@ class ApiSettings:
     stripe_key_env: str = "STRIPE_API_KEY"
     remaining_warning_share: float = 0.1
     timeout_seconds: float = 5.0
+    # the probes may take a key from the app's .env; false where that .env holds keys that must never be
+    # sent anywhere (a demo's fake ones)
+    app_env_credentials: bool = True
 
 
 @dataclass
@@ -154,6 +153,8 @@ class Settings:
     """The effective settings of one ccops invocation."""
 
     config_file: Path | None = None
+    # <home>/deployment.toml when it applied: no ccops.toml, and the environment names no other database
+    deployment_file: Path | None = None
     database_url: str = ""
     database_url_env: str = ""
     home: Path = Path(".ccops")
@@ -164,6 +165,8 @@ class Settings:
     logs_timezone: str = field(default_factory=lambda: machine_timezone())
     backup_dir: Path | None = None
     app_env_file: Path | None = None
+    # [paths] data_dir: the database's data directory, when it is on this host: its disk is watched too
+    data_dir: Path | None = None
     runbooks_dir: Path | None = None
     backend: str = ""
     status_url: str = ""
@@ -194,45 +197,19 @@ class Settings:
 
     # ---- derived values -------------------------------------------------
     @property
-    def deployment(self) -> bool:
-        """True when ccops is pointed at a real deployment: then no demo path or URL applies.
-
-        A settings file found, or a database URL (CCOPS_DATABASE_URL, database.url,
-        DATABASE_URL) that is not the demo cluster's, means a deployment. Falling back
-        to the demo there made `logs summary` count the demo's records and the weekly
-        report quote the demo's /health as the app's health.
-        """
-        if self.config_file is not None:
-            return True
-        url = self.configured_database_url()
-        return bool(url) and not self._is_demo_database(url)
-
-    @property
-    def embedded(self) -> bool:
-        """True when no deployment is configured and ccops runs on its own demo."""
-        return not self.deployment
-
-    def _is_demo_database(self, url: str) -> bool:
-        """Does `url` point at the demo cluster under this home (127.0.0.1 and the cluster's port)?"""
-        from ccops.core import localpg
-
-        port = localpg.demo_cluster(self.home)._state().get("port")
-        if not port or "://" not in url:
-            return False
-        try:
-            parts = urlsplit(url)
-            return parts.hostname in ("127.0.0.1", "localhost", "::1") and parts.port == int(port)
-        except ValueError:
-            return False
+    def source(self) -> str:
+        """The file these settings came from (ccops.toml, else the home's deployment file), for error lines."""
+        return settings_source(self)
 
     def require(self, name: str) -> Any:
         """The value of a deployment setting, or NotConfigured naming the key to set.
 
         The one way a check reads the deployment's paths and URLs (log_dir,
         backup_dir, app_env_file, status_url, health_url, backend, database_url):
-        on the demo the demo's default applies, on a deployment only what the
-        operator set. The check decorator turns NotConfigured into an UNKNOWN
-        "not configured: set <key>" finding, listed in the run's summary.
+        only what ccops.toml, the home's deployment file or the environment set,
+        never a default place (a default made `logs summary` count another
+        deployment's records). The check decorator turns NotConfigured into an
+        UNKNOWN "not configured: set <key>" finding, listed in the run's summary.
         """
         value = self.optional(name)
         if value is None:
@@ -241,46 +218,16 @@ class Settings:
         return value
 
     def optional(self, name: str) -> Any:
-        """The setting's value, the demo's default when on the demo, else None (for steps that can go on without)."""
+        """The setting's value, else None (for steps that can go on without)."""
         if name not in REQUIRED_SETTINGS:
             raise KeyError(f"{name}: not a deployment setting ({', '.join(REQUIRED_SETTINGS)})")
         if name == "database_url":
-            url = self.configured_database_url()
-            return url or (None if self.deployment else self._demo_database_url())
-        if name == "backend":
-            return self.backend or (None if self.deployment else "local")
-        value = getattr(self, name)
-        if value:
-            return value
-        return None if self.deployment else self._demo_default(name)
-
-    def _demo_default(self, name: str) -> Any:
-        """Where the embedded demo keeps what a deployment must name itself."""
-        defaults: dict[str, Callable[[], Any]] = {
-            "log_dir": lambda: self.demo_dir / "app" / "logs",  # the demo app's dir (ccops.demo.appdir)
-            "backup_dir": lambda: self.home / "backups",
-            "app_env_file": lambda: self.demo_dir / "app" / ".env",
-            "status_url": lambda: _demo_url(self.demo_dir, "/api/status"),
-            "health_url": lambda: None,  # like the real app, the demo has no /health
-        }
-        return defaults[name]()
-
-    def _demo_database_url(self) -> str:
-        from ccops.core import localpg
-
-        return localpg.demo_database_url(self.home)
+            return self.configured_database_url() or None
+        return getattr(self, name) or None
 
     def not_configured(self) -> list[str]:
-        """The deployment settings that are not set ('paths.log_dir', ...); on the demo only the optional health probe."""
-        missing = []
-        for name, (key, *_) in REQUIRED_SETTINGS.items():
-            try:
-                value = self.optional(name)
-            except Exception:  # noqa: BLE001 - the demo's cluster not started: no setting to set
-                value = ""
-            if value is None:
-                missing.append(key)
-        return missing
+        """The deployment settings that are not set ('paths.log_dir', ...), in REQUIRED_SETTINGS' order."""
+        return [key for name, (key, *_) in REQUIRED_SETTINGS.items() if self.optional(name) is None]
 
     def configured_database_url(self) -> str:
         if self.database_url:
@@ -292,12 +239,13 @@ class Settings:
         return read_env_file(self.app_env_file).get("DATABASE_URL", "") if self.app_env_file else ""
 
     def resolved_database_url(self) -> str:
-        """The URL checks connect to: the configured one; the demo cluster's only on the demo."""
+        """The URL checks connect to; NotConfigured naming database.url when none is set."""
         return self.require("database_url")
 
     @property
-    def demo_dir(self) -> Path:
-        return self.home / "demo"
+    def default_deployment_file(self) -> Path:
+        """Where `ccops demo up` (or any tool setting up a deployment) writes the home's default deployment."""
+        return self.home / DEPLOYMENT_NAME
 
     @property
     def effective_backend(self) -> str:
@@ -305,7 +253,7 @@ class Settings:
         return self.optional("backend") or "none"
 
     # The effective_* accessors below go through require(): on a deployment an unset path or URL
-    # raises NotConfigured instead of quietly pointing at the demo's.
+    # raises NotConfigured instead of quietly pointing at a default place.
     @property
     def effective_log_dir(self) -> Path:
         return self.require("log_dir")
@@ -338,10 +286,6 @@ class Settings:
         """Every secret ccops knows of, for scrubbing anything it archives."""
         values: list[str] = []
         urls = [self.configured_database_url()]
-        try:
-            urls.append(self.resolved_database_url())
-        except Exception:  # no demo cluster: nothing more to hide
-            pass
         for url in urls:
             password = urlsplit(url).password if url else None
             if password:
@@ -369,7 +313,7 @@ class Settings:
             value = self.optional(name)
             shown[name] = NOT_SET if value is None else str(value)
         shown["runbooks_dir"] = str(self.effective_runbooks_dir)
-        shown["embedded_demo"] = self.embedded
+        shown["deployment_file"] = str(self.deployment_file) if self.deployment_file else None
         shown["not_configured"] = self.not_configured()
         return shown
 
@@ -441,14 +385,6 @@ def env_pairs(text: str) -> Iterator[tuple[str, str]]:
         yield key, value
 
 
-def _demo_url(demo_dir: Path, path: str) -> str:
-    try:
-        state = json.loads((demo_dir / "server.json").read_text())
-        return f"http://127.0.0.1:{int(state['port'])}{path}"
-    except (OSError, ValueError, KeyError):
-        return f"http://127.0.0.1:8000{path}"
-
-
 def _as_plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
         return {f.name: _as_plain(getattr(obj, f.name)) for f in fields(obj)}
@@ -469,6 +405,7 @@ ENV_KEYS = {
     "CCOPS_LOGS_TIMEZONE": "logs_timezone",
     "CCOPS_BACKUP_DIR": "backup_dir",
     "CCOPS_APP_ENV_FILE": "app_env_file",
+    "CCOPS_DATA_DIR": "data_dir",
     "CCOPS_RUNBOOKS_DIR": "runbooks_dir",
     "CCOPS_BACKEND": "backend",
     "CCOPS_STATUS_URL": "status_url",
@@ -557,7 +494,13 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None, root: Path 
 def load_settings(
     config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
 ) -> Settings:
-    """Settings from the file (if any) overlaid by the environment; ConfigError on bad input."""
+    """Settings from the file (if any) overlaid by the environment; ConfigError on bad input.
+
+    Without a ccops.toml, the home's deployment file (<home>/deployment.toml, what
+    `ccops demo up` writes) stands in for it, unless the environment names a
+    database of its own: then the environment is the deployment, and nothing
+    from the home's file applies to it.
+    """
     env = os.environ if env is None else env
     root = project_root(env=env)
     settings = project_defaults(Settings(), root)
@@ -565,20 +508,67 @@ def load_settings(
     if path:
         settings.config_file = path.resolve()
         _apply_file(settings, _read_toml(path), path)
+    _apply_env(settings, env)
+    if not path:
+        _apply_default_deployment(settings, env)
+    source = path or settings.deployment_file
+    _archive_group(settings, env, source)
+    _validate(settings, str(source) if source else ENVIRONMENT, env)
+    return settings
+
+
+def _apply_env(settings: Settings, env: Mapping[str, str]) -> None:
+    """The CCOPS_* variables over whatever the files said (each variable named in its own error line)."""
+    reader = SectionReader(ENVIRONMENT, env, base=Path.cwd(), text=True)
     for name, attr in ENV_KEYS.items():
         if env.get(name):
-            _set(settings, attr, env[name], f"environment {name}", base=Path.cwd())
+            _set(settings, attr, reader, name)
     for section, cls in SECTIONS.items():
         target = getattr(settings, section)
         for f in fields(cls):
             name = f"CCOPS_{section.upper()}_{f.name.upper()}"
             if env.get(name):
-                _set(target, f.name, env[name], f"environment {name}", base=Path.cwd())
-    _archive_group(settings, env, path)
-    if not path and not env.get("CCOPS_LOGS_TIMEZONE") and settings.embedded:
-        settings.logs_timezone = DEMO_LOGS_TIMEZONE
-    _validate(settings, str(path) if path else "environment", env)
-    return settings
+                _set(target, f.name, reader, name)
+
+
+def _apply_default_deployment(settings: Settings, env: Mapping[str, str]) -> None:
+    if use_default_deployment(settings):
+        _apply_env(settings, env)  # the environment still wins over the file
+
+
+def use_default_deployment(settings: Settings) -> bool:
+    """Apply <home>/deployment.toml to settings that have no ccops.toml; True when it applied.
+
+    The rule that keeps a real deployment from reading another one's places: a
+    database URL named by the environment (CCOPS_DATABASE_URL, DATABASE_URL, the
+    app's .env named by CCOPS_APP_ENV_FILE) on another server than the file's
+    makes the environment the deployment, and the file does not apply. Whoever
+    writes the file calls this too, so the settings it holds become that deployment.
+    """
+    file = settings.default_deployment_file
+    if settings.config_file is not None or not file.is_file():
+        return False
+    data = _read_toml(file)
+    database = data.get("database")
+    file_url = database.get("url", "") if isinstance(database, dict) else ""
+    named = "" if settings.deployment_file else settings.configured_database_url()
+    if named and not same_server(named, file_url if isinstance(file_url, str) else ""):
+        return False
+    paths = data.get("paths")
+    if isinstance(paths, dict) and "home" in paths:
+        raise config_error(str(file), "paths.home", "cannot be set in the home's own deployment file")
+    settings.deployment_file = file
+    _apply_file(settings, data, file)
+    return True
+
+
+def same_server(url: str, other: str) -> bool:
+    """Whether two database URLs name the same server (host and port); a URL that does not parse names none."""
+    try:
+        a, b = urlsplit(url), urlsplit(other)
+        return "://" in url and "://" in other and (a.hostname, a.port) == (b.hostname, b.port)
+    except ValueError:
+        return False
 
 
 def project_defaults(settings: Settings, root: Path) -> Settings:
@@ -617,15 +607,15 @@ def _archive_group(settings: Settings, env: Mapping[str, str], path: Path | None
     module checks for unknown keys.
     """
     section = settings.extra.get("archive")
+    source, key = str(path), "archive.group"
     if isinstance(section, dict) and "group" in section:
         raw = section["group"]
         settings.extra["archive"] = {k: v for k, v in section.items() if k != "group"}
-        label = f"{path}: archive.group"
         if not isinstance(raw, str) or not raw.strip():
-            raise ConfigError(f"{label}: expected the name of a group, got {raw!r}")
+            raise config_error(source, key, f"expected the name of a group, got {raw!r}")
         settings.archive_group = raw.strip()
     if env.get("CCOPS_ARCHIVE_GROUP"):
-        label = "environment CCOPS_ARCHIVE_GROUP"
+        source, key = ENVIRONMENT, "CCOPS_ARCHIVE_GROUP"
         settings.archive_group = env["CCOPS_ARCHIVE_GROUP"].strip()
     if settings.archive_group is None:
         return
@@ -633,42 +623,37 @@ def _archive_group(settings: Settings, env: Mapping[str, str], path: Path | None
     try:
         group = grp.getgrgid(int(name)) if name.isdigit() else grp.getgrnam(name)
     except (KeyError, OverflowError):
-        raise ConfigError(f"{label}: no group {name!r} on this host") from None
+        raise config_error(source, key, f"no group {name!r} on this host") from None
     if os.geteuid() != 0 and group.gr_gid not in os.getgroups() and group.gr_gid != os.getegid():
-        raise ConfigError(f"{label}: this user is not a member of group {group.gr_name!r}, so the archive "
-                          "cannot be given to it (add the user to the group, or unset the key)")
+        raise config_error(source, key, f"this user is not a member of group {group.gr_name!r}, so the archive "
+                           "cannot be given to it (add the user to the group, or unset the key)")
     settings.archive_group = group.gr_name
 
 
 def _apply_file(settings: Settings, data: dict[str, Any], path: Path) -> None:
-    base = path.resolve().parent
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
+    """A settings file's tables onto the settings: core sections typed now, module sections kept for their module."""
+    file = SectionReader(str(path), data, base=path.resolve().parent, text=True)
+    flat: dict[str, tuple[str, SectionReader, str]] = {}
+    for key in data:
         if key in SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{path}: [{key}] must be a table")
+            table = file.section(key)
             target = getattr(settings, key)
-            known = {f.name for f in fields(target)}
-            for sub, sub_value in value.items():
-                if sub not in known:
-                    raise ConfigError(f"{path}: {key}.{sub}: unknown setting")
-                _set(target, sub, sub_value, f"{path}: {key}.{sub}", base=base)
+            table.unknown({f.name for f in fields(target)})
+            for sub in table.table:
+                _set(target, sub, table, sub)
         elif key in MODULE_SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{path}: [{key}] must be a table")
-            settings.extra[key] = value
+            settings.extra[key] = dict(file.section(key).table)
         elif key in TOP_LEVEL_TABLES:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{path}: [{key}] must be a table")
-            for sub, sub_value in value.items():
-                flat[FILE_KEYS.get(f"{key}.{sub}", f"{key}.{sub}")] = (f"{key}.{sub}", sub_value)
+            table = file.section(key)
+            for sub in table.table:
+                flat[FILE_KEYS.get(f"{key}.{sub}", f"{key}.{sub}")] = (f"{key}.{sub}", table, sub)
         else:
-            raise ConfigError(f"{path}: {key}: unknown setting")
+            raise file.fail(key, "unknown setting")
     known = {f.name for f in fields(Settings)}
-    for attr, (label, value) in flat.items():
+    for attr, (label, table, sub) in flat.items():
         if attr not in known:
-            raise ConfigError(f"{path}: {label}: unknown setting")
-        _set(settings, attr, value, f"{path}: {label}", base=base)
+            raise file.fail(label, "unknown setting")
+        _set(settings, attr, table, sub)
 
 
 FILE_KEYS = {
@@ -682,6 +667,7 @@ FILE_KEYS = {
     "logs.timezone": "logs_timezone",
     "paths.backup_dir": "backup_dir",
     "paths.app_env_file": "app_env_file",
+    "paths.data_dir": "data_dir",
     "paths.runbooks_dir": "runbooks_dir",
     "paths.disk_paths": "disk_paths",
     "service.backend": "backend",
@@ -692,106 +678,16 @@ FILE_KEYS = {
 }
 
 
-def _set(target: Any, attr: str, raw: Any, label: str, base: Path) -> None:
-    """Coerce raw (TOML value or environment string) to the field's type, or fail naming label."""
-    ftype = {f.name: f.type for f in fields(target)}[attr]
-    ftype = str(ftype)
-    try:
-        if "Path" in ftype:
-            value: Any = _path(raw, base)
-        elif ftype.startswith("list"):
-            if isinstance(raw, str):
-                value = [p.strip() for p in raw.split(",") if p.strip()]
-            elif isinstance(raw, list) and all(isinstance(v, str) for v in raw):
-                value = list(raw)
-            else:
-                raise ValueError("expected a list of strings")
-        elif ftype == "int":
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError("expected a whole number")
-            value = int(raw)
-        elif ftype == "float":
-            if isinstance(raw, bool):
-                raise ValueError("expected a number")
-            value = float(raw)
-            if not math.isfinite(value):
-                raise ValueError("expected a finite number")
-        elif ftype == "bool":
-            value = _bool(raw)
-        else:
-            if not isinstance(raw, str):
-                raise ValueError("expected a string")
-            value = raw
-    except (TypeError, ValueError) as exc:
-        detail = str(exc) if "expected" in str(exc) else f"expected {ftype.split(' ')[0]}"
-        raise ConfigError(f"{label}: {detail}, got {raw!r}") from None
-    setattr(target, attr, value)
+def _set(target: Any, attr: str, reader: SectionReader, key: str) -> None:
+    """The reader's value at `key`, typed as the dataclass field `attr` is, onto `target`."""
+    ftype = str({f.name: f.type for f in fields(target)}[attr])
+    kind = ("path" if "Path" in ftype else "list" if ftype.startswith("list")
+            else ftype if ftype in ("int", "float", "bool") else "str")
+    setattr(target, attr, reader.typed(key, kind))
 
 
-def _path(raw: Any, base: Path) -> Path:
-    if not isinstance(raw, str) or not raw:
-        raise ValueError("expected a path")
-    path = Path(raw).expanduser()
-    return path if path.is_absolute() else (base / path)
-
-
-def _bool(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
-
-
-# ---- counts and durations: one rule for settings and runbook parameters -------------------
-
-# Which numbers may not go below what, read from their names, so that a `*_keep_days` or a
-# `*_limit` added tomorrow is covered the day it is added. A keep count (how many to keep
-# whatever their age) below 1 lets retention delete the last verified backup; a negative number
-# of days puts the cut-off in the future, and every file older than "tomorrow" - all of them,
-# the live log included - is deleted. No count, limit or duration of ccops is meaningful below 0.
-KEEP_COUNT = re.compile(r"keep_(?!\w*days$)\w+")
-NON_NEGATIVE = re.compile(
-    r"(\w+_)?(days|hours|minutes|seconds|ms|limit|lines|jobs|count|bytes|size|retries|threshold)"
-    r"|(retention|keep|min|max)_\w+"
-)
-# Where a module needs more than the name says (dotted setting name -> least value).
-LEAST_VALUE = {"archive.keep_days": 1, "run.timeout_seconds": 1}
-
-
-def least_value(name: str) -> int | None:
-    """The least value a number named `name` may take (a setting's dotted key or a parameter's name); None: no rule."""
-    if name in LEAST_VALUE:
-        return LEAST_VALUE[name]
-    last = name.rsplit(".", 1)[-1]
-    if KEEP_COUNT.fullmatch(last):
-        return 1
-    if NON_NEGATIVE.fullmatch(last):
-        return 0
-    return None
-
-
-def bound_problem(name: str, value: Any) -> str | None:
-    """Why `value` cannot be the number named `name` (None when it can, or when no rule covers it)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    least = least_value(name)
-    if least is None:
-        return None
-    if not math.isfinite(value):
-        return f"expected a finite number, got {value!r}"
-    if value >= least:
-        return None
-    if KEEP_COUNT.fullmatch(name.rsplit(".", 1)[-1]):
-        return f"expected at least {least} (a count of what to keep: 0 would keep nothing), got {value!r}"
-    return f"expected {least} or more, got {value!r}"
-
-
-def _origin(key: str, settings: Settings, env: Mapping[str, str], source: str) -> str:
-    """Where a dotted setting came from: `environment CCOPS_...` when set there, else `<file>: key`."""
+def _origin(key: str, env: Mapping[str, str], source: str) -> tuple[str, str]:
+    """Where a dotted setting came from, as (source, key): the variable when set there, else the file and key."""
     section, _, attr = key.rpartition(".")
     if section in SECTIONS:
         name = f"CCOPS_{section.upper()}_{attr.upper()}"
@@ -799,8 +695,8 @@ def _origin(key: str, settings: Settings, env: Mapping[str, str], source: str) -
         attr = FILE_KEYS.get(key, key)
         name = next((n for n, a in ENV_KEYS.items() if a == attr), "")
     if name and env.get(name):
-        return f"environment {name}"
-    return f"{source}: {key}"
+        return ENVIRONMENT, name
+    return source, key
 
 
 def _bounded_settings(settings: Settings) -> list[tuple[str, Any]]:
@@ -834,7 +730,7 @@ def _validate(settings: Settings, source: str, env: Mapping[str, str] | None = N
     env = os.environ if env is None else env
 
     def fail(key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{_origin(key, settings, env, source)}: {problem}")
+        return config_error(*_origin(key, env, source), problem)
 
     for key, value in _bounded_settings(settings):
         problem = bound_problem(key, value)

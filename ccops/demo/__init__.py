@@ -12,6 +12,10 @@ from before ccops took over. A status server answers `/api/status` as the
 app's API mode does (there is no `/health`). Re-running `up` regenerates
 data, logs and `.env`; it starts only what is not running. `down` stops the
 processes and keeps the data files.
+
+ccops' settings do not know the demo: `up` writes the demo's deployment into
+the home's deployment file (ccops.demo.places), which the settings read like
+any ccops.toml while nothing else names a deployment; `down` removes it.
 """
 
 from __future__ import annotations
@@ -33,10 +37,12 @@ from ccops.demo.backend import (
     stop_service,
 )
 from ccops.demo.generator import CLEAN_DAYS_BEFORE_AS_OF, DemoData, DemoFacts, build, generate, load
+from ccops.demo.places import demo_dir, places, publish, remove_deployment, write_deployment, written_by_demo
 
 __all__ = [
-    "CLEAN_DAYS_BEFORE_AS_OF", "DEFAULT_AS_OF", "DEFAULT_CLEAN_AS_OF", "DemoData", "DemoFacts", "build", "down",
-    "generate", "load", "restart_service", "service", "services", "start_service", "status", "stop_service", "up",
+    "CLEAN_DAYS_BEFORE_AS_OF", "DEFAULT_AS_OF", "DEFAULT_CLEAN_AS_OF", "DemoData", "DemoFacts", "build", "demo_dir",
+    "down", "generate", "load", "places", "publish", "restart_service", "service", "services", "start_service",
+    "status", "stop_service", "up", "write_deployment",
 ]
 
 LOG_MARKER = ".ccops-demo"
@@ -57,12 +63,13 @@ def up(settings: Settings, seed: int = 42, days: int = 30, as_of: str | None = N
     when = parse_as_of(as_of)
     if days < 5:
         raise UsageError(f"--days must be at least 5 (the demo's incidents reach 4 days back), got {days}")
-    env_file = Path(settings.effective_app_env_file)
+    where = places(settings)
+    env_file = where["app_env_file"]
     appenv.guard(env_file)
-    log_dir = Path(settings.effective_log_dir)
+    log_dir = where["log_dir"]
     _guard_log_dir(log_dir)
-    backup_dir = Path(settings.effective_backup_dir)
-    settings.demo_dir.mkdir(parents=True, exist_ok=True)
+    backup_dir = where["backup_dir"]
+    demo_dir(settings).mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(build, seed, days, when)  # CPU-bound, overlaps the cluster start
         cluster = localpg.demo_cluster(settings.home)
@@ -70,12 +77,15 @@ def up(settings: Settings, seed: int = 42, days: int = 30, as_of: str | None = N
         url = cluster.create_database(localpg.DEMO_DATABASE, drop_existing=True)
         schema.create_all(url)
         data: DemoData = future.result()
+    # from here on ccops sees the demo
+    write_deployment(settings, localpg.demo_database_url(settings.home), data_dir=cluster.datadir)
     load(url, data)
     app = svc.app_dir(settings)
     appdir.install(app, backup_dir, str(cluster.bindir / "pg_dump"))
     appenv.write(env_file, svc.app_database_url(settings), seed)
     svc.start_app(settings)  # before the logs: its start records must not land in the generated history
     server = svc.start_server(settings)
+    publish(settings)
     for old in applog.demo_log_files(log_dir):
         old.unlink()
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +118,7 @@ def up(settings: Settings, seed: int = 42, days: int = 30, as_of: str | None = N
 
 
 def down(settings: Settings) -> dict[str, Any]:
-    """Stop the app (its stop script), the status server and the cluster; the data files stay."""
+    """Stop the app (its stop script), the status server and the cluster; the data files stay, the deployment file goes."""
     from ccops.demo import backend as svc
 
     svc.stop_server(settings)
@@ -116,10 +126,12 @@ def down(settings: Settings) -> dict[str, Any]:
     cluster = svc.cluster(settings)
     db_was_running = cluster.status().running
     cluster.stop()
+    removed = remove_deployment(settings)
     return {
         "app": "stopped" if app_was_running else "was not running",
         "db": "stopped" if db_was_running else "was not running",
         "data_dir": str(cluster.datadir),
+        "deployment_file": f"{settings.default_deployment_file} removed" if removed else "none of the demo's",
         "note": "data kept; `ccops demo up` starts and regenerates it",
     }
 
@@ -130,10 +142,12 @@ def status(settings: Settings) -> dict[str, Any]:
     info: dict[str, Any] = {item["service"]: f"{item['state']}{' (' + item['health'] + ')' if item['health'] else ''}"
                             for item in listed}
     info["database_url"] = _demo_url_masked(settings)
+    where = places(settings)
     info["status_url"] = settings.optional("status_url")
-    info["app_dir"] = str(settings.demo_dir / "app")
-    info["log_dir"] = str(settings.effective_log_dir)
-    info["app_env_file"] = str(settings.effective_app_env_file)
+    info["app_dir"] = str(demo_dir(settings) / "app")
+    info["log_dir"] = str(where["log_dir"])
+    info["app_env_file"] = str(where["app_env_file"])
+    info["deployment_file"] = str(settings.default_deployment_file) if written_by_demo(settings) else None
     last = _last_run(settings)
     if last:
         info["generated"] = {key: last[key] for key in ("seed", "days", "as_of", "clean_as_of") if key in last}
@@ -162,7 +176,7 @@ def _guard_log_dir(log_dir: Path) -> None:
 
 
 def _last_file(settings: Settings) -> Path:
-    return settings.demo_dir / "demo.json"
+    return demo_dir(settings) / "demo.json"
 
 
 def _save_last_run(settings: Settings, info: dict[str, Any]) -> None:
