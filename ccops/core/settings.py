@@ -163,6 +163,8 @@ class Settings:
     # [logs] timezone: the IANA zone of the app's log times (loguru writes local time, no zone);
     # default: this machine's zone (TZ, else /etc/localtime). CCOPS_LOGS_TIMEZONE.
     logs_timezone: str = field(default_factory=lambda: machine_timezone())
+    # [logs] format: the log format the app writes (a module of ccops/logs/formats). CCOPS_LOGS_FORMAT.
+    logs_format: str = "contentcreator"
     backup_dir: Path | None = None
     app_env_file: Path | None = None
     # [paths] data_dir: the database's data directory, when it is on this host: its disk is watched too
@@ -403,6 +405,7 @@ ENV_KEYS = {
     "CCOPS_ARCHIVE_DIR": "archive_dir",
     "CCOPS_LOG_DIR": "log_dir",
     "CCOPS_LOGS_TIMEZONE": "logs_timezone",
+    "CCOPS_LOGS_FORMAT": "logs_format",
     "CCOPS_BACKUP_DIR": "backup_dir",
     "CCOPS_APP_ENV_FILE": "app_env_file",
     "CCOPS_DATA_DIR": "data_dir",
@@ -665,6 +668,7 @@ FILE_KEYS = {
     "paths.archive_dir": "archive_dir",
     "paths.log_dir": "log_dir",
     "logs.timezone": "logs_timezone",
+    "logs.format": "logs_format",
     "paths.backup_dir": "backup_dir",
     "paths.app_env_file": "app_env_file",
     "paths.data_dir": "data_dir",
