@@ -37,6 +37,7 @@ from typing import Any, BinaryIO
 import pandas as pd
 
 from ccops import logs
+from ccops.core import fs
 
 PROTECTED = [Path("/var/lib/docker/volumes"), Path("/var/lib/postgresql")]
 MEMORY_STAGING_LIMIT = 64 << 20  # compress in memory only files up to this size
@@ -403,24 +404,18 @@ class _Staging:
         if self.local:
             assert self.path is not None
             os.replace(self.path, target)
+            fs.fsync_dir(target.parent)
             return
-        tmp = target.with_name(f".{target.name}.partial")
-        try:
-            with self.read() as reader, open(tmp, "wb") as writer:
-                try:  # claim the room at once: the app is racing for the space just freed
-                    os.posix_fallocate(writer.fileno(), 0, self.size())
-                except OSError as exc:
-                    if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                        raise
-                shutil.copyfileobj(reader, writer, 1 << 20)
-                writer.flush()
-                os.fsync(writer.fileno())
-            if tmp.stat().st_size != self.size():
+        with self.read() as reader, fs.atomic_writer(target, None, suffix=".partial") as writer:
+            try:  # claim the room at once: the app is racing for the space just freed
+                os.posix_fallocate(writer.fileno(), 0, self.size())
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+            shutil.copyfileobj(reader, writer, 1 << 20)
+            writer.flush()
+            if os.fstat(writer.fileno()).st_size != self.size():
                 raise OSError(errno.EIO, f"copy of {target.name} is incomplete")
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         self.discard()
 
 
