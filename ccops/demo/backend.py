@@ -32,6 +32,7 @@ from ccops.core import localpg
 from ccops.core.errors import CcopsError, UsageError
 from ccops.core.settings import Settings
 from ccops.demo import appdir, appenv
+from ccops.demo.places import demo_dir, places, republish
 from ccops.deploy.backends.base import LOGICAL, Backend, BackendError, ServiceState, check_verb, tail_lines
 
 SERVICE_NAMES = ("db", "app")
@@ -48,7 +49,7 @@ class DemoError(CcopsError):
 # ---- the app (python main.py --scheduled) -----------------------------------------------
 
 def app_dir(settings: Settings) -> Path:
-    return settings.demo_dir / "app"
+    return demo_dir(settings) / "app"
 
 
 def app_pids(settings: Settings) -> list[int]:
@@ -132,7 +133,7 @@ def stop_app(settings: Settings) -> bool:
 # ---- the app's API face (status server) ------------------------------------------------------
 
 def server_file(settings: Settings) -> Path:
-    return settings.demo_dir / "server.json"
+    return demo_dir(settings) / "server.json"
 
 
 def server_state(settings: Settings) -> dict[str, Any]:
@@ -173,23 +174,24 @@ def start_server(settings: Settings, timeout: float = 15) -> dict[str, Any]:
         return running
     previous = server_state(settings).get("port")
     port = previous if previous and localpg.port_is_free(previous) else 0
-    settings.demo_dir.mkdir(parents=True, exist_ok=True)
+    demo_dir(settings).mkdir(parents=True, exist_ok=True)
     state_path = server_file(settings)
     state_path.unlink(missing_ok=True)
     package_root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)}
-    log_path = settings.demo_dir / "server.log"
+    log_path = demo_dir(settings) / "server.log"
     with open(log_path, "ab") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", SERVER_MODULE, "--port", str(port), "--state-file", str(state_path.resolve())],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            cwd=str(settings.demo_dir), env=env,
+            cwd=str(demo_dir(settings)), env=env,
         )
     _CHILDREN[child.pid] = child
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = server_state(settings)
         if state.get("pid") == child.pid:
+            republish(settings)
             return state
         if child.poll() is not None:
             break
@@ -278,13 +280,14 @@ def db_health(settings: Settings) -> tuple[bool, str]:
 
 def start_db(settings: Settings) -> None:
     cluster(settings).start()
-    appenv.set_database_url(settings.effective_app_env_file, app_database_url(settings))
+    appenv.set_database_url(places(settings)["app_env_file"], app_database_url(settings))
+    republish(settings)
 
 
 # ---- the backend interface ------------------------------------------------------------------
 
 def _counts_file(settings: Settings) -> Path:
-    return settings.demo_dir / "services.json"
+    return demo_dir(settings) / "services.json"
 
 
 def restart_counts(settings: Settings) -> dict[str, int]:
@@ -298,7 +301,7 @@ def restart_counts(settings: Settings) -> dict[str, int]:
 def _bump_restarts(settings: Settings, name: str) -> None:
     counts = restart_counts(settings)
     counts[name] += 1
-    settings.demo_dir.mkdir(parents=True, exist_ok=True)
+    demo_dir(settings).mkdir(parents=True, exist_ok=True)
     path = _counts_file(settings)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps({key: {"restarts": value} for key, value in counts.items()}))
