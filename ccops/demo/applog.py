@@ -28,6 +28,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ccops import logs
+from ccops.core import fs
 from ccops.demo.catalog import TRACE_FRAMES, AgentSpec
 
 LEVELS = logs.LEVELS
@@ -138,9 +139,8 @@ def _zip_bytes(member: str, data: bytes, when: datetime) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    # not fsynced: the demo writes hundreds of these and can regenerate them after a crash
+    fs.write_atomic(path, data, None, durable=False)
 
 
 def _set_mtime(path: Path, when: datetime) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ccops.core import localpg
+from ccops.core import fs, localpg
 from ccops.core.errors import CcopsError, UsageError
 from ccops.core.settings import Settings
 from ccops.demo import appdir, appenv
@@ -303,9 +303,7 @@ def _bump_restarts(settings: Settings, name: str) -> None:
     counts[name] += 1
     demo_dir(settings).mkdir(parents=True, exist_ok=True)
     path = _counts_file(settings)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({key: {"restarts": value} for key, value in counts.items()}))
-    os.replace(tmp, path)
+    fs.write_atomic(path, json.dumps({key: {"restarts": value} for key, value in counts.items()}), None)
 
 
 def _check_name(name: str) -> None:

@@ -20,7 +20,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from ccops.core import localpg
+from ccops.core import fs, localpg
 from ccops.core.errors import CcopsError
 from ccops.demo.applog import DEMO_TIMEZONE, demo_log_files, to_local
 from ccops.demo.generator import DemoFacts
@@ -88,13 +88,11 @@ def _pg_dump(cluster: localpg.Cluster, backup_dir: Path) -> Path:
 
 def _logs_tarball(path: Path, log_dir: Path, last_day: date, when: float) -> None:
     """`tar -czf logs_*.tar.gz logs`: the loguru files of the days up to the backup's."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tarfile.open(tmp, "w:gz") as archive:
+    with fs.atomic_writer(path, None, durable=False) as raw, tarfile.open(fileobj=raw, mode="w:gz") as archive:
         for log in demo_log_files(log_dir):
             day = file_day(log)
             if day is not None and day <= last_day:
                 archive.add(log, arcname=f"logs/{log.name}")
-    os.replace(tmp, path)
     _touch(path, when)
 
 

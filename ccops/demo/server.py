@@ -24,6 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ccops.core import fs
+
 PROJECT = "Content Creator API"
 
 
@@ -56,9 +58,7 @@ class Handler(BaseHTTPRequestHandler):
 
 def write_state(path: Path, pid: int, port: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"pid": pid, "port": port}))
-    os.replace(tmp, path)
+    fs.write_atomic(path, json.dumps({"pid": pid, "port": port}), None)
 
 
 def serve(port: int, state_file: Path | None) -> None:
