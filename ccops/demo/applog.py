@@ -66,7 +66,7 @@ def log_name(day: date) -> str:
 
 def rotated_name(day: date, created: datetime) -> str:
     """loguru's name for the zipped file of `day`: the stem, the file's creation time, `.log.zip`."""
-    return f"{logs.APP_LOG_STEM}_{day:%Y-%m-%d}.{created:%Y-%m-%d_%H-%M-%S_%f}.log.zip"
+    return logs.rotated_log_name(day, created)
 
 
 def demo_log_files(log_dir: Path) -> list[Path]:
