@@ -127,8 +127,8 @@ def test_up_builds_thirty_days_quickly_and_reports_it(running_demo):
     assert settings.effective_status_url() == f"http://127.0.0.1:{info['server_port']}/api/status"
     assert settings.optional("health_url") is None
     assert info["clean_as_of"] == "2026-02-26T08:20:00Z" and info["logs_timezone"] == "Europe/Amsterdam"
-    assert settings.effective_log_dir == settings.demo_dir / "app" / "logs"
-    assert settings.effective_app_env_file == settings.demo_dir / "app" / ".env"
+    assert settings.effective_log_dir == demo.demo_dir(settings) / "app" / "logs"
+    assert settings.effective_app_env_file == demo.demo_dir(settings) / "app" / ".env"
 
 
 def test_counts_match_the_database(running_demo, demo_url):
@@ -381,7 +381,7 @@ def test_app_env_file_has_exactly_the_apps_keys_and_is_private(running_demo):
     env = read_env_file(path)
     facts_keys = list(EXAMPLE_KEYS)  # FACTS.md, Settings: the key list of the app's .env.example
     assert list(env) == facts_keys == list(appenv.ENV_KEYS) and len(facts_keys) == 39  # no ENABLE_*, X_BEARER_TOKEN, STRIPE_SECRET_KEY
-    example = read_env_file(settings.demo_dir / "app" / ".env.example")
+    example = read_env_file(demo.demo_dir(settings) / "app" / ".env.example")
     assert list(example) == facts_keys
     assert env["DATABASE_URL"] == backend.app_database_url(settings) and env["DATABASE_URL"].startswith("postgresql://")
     assert re.fullmatch(r"sk-ant-api03-[\w-]{86}-\w{6}AA", env["ANTHROPIC_API_KEY"])
@@ -522,7 +522,7 @@ def test_status_server_and_service_controls(running_demo):
     cmdline = Path(f"/proc/{server_pid}/cmdline").read_bytes().decode()
     assert "ccops.demo.server" in cmdline and password not in cmdline
     assert password not in Path(f"/proc/{restarted['pid']}/cmdline").read_bytes().decode()
-    assert password not in (settings.demo_dir / "server.log").read_text()
+    assert password not in (demo.demo_dir(settings) / "server.log").read_text()
     with pytest.raises(UsageError):
         demo.stop_service(settings, "redis")
 
@@ -536,4 +536,4 @@ def test_down_stops_both_and_keeps_the_data(running_demo):
     assert (Path(result["data_dir"]) / "PG_VERSION").exists()
     shown = demo.status(settings)
     assert shown["db"] == "stopped" and shown["app"] == "stopped" and shown["generated"]["seed"] == 42
-    assert os.path.exists(settings.demo_dir / "server.json")
+    assert os.path.exists(demo.demo_dir(settings) / "server.json")
