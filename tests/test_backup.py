@@ -434,8 +434,8 @@ def test_prune_leaves_partial_files_alone_while_a_backup_holds_the_lock(demo_db,
          str(directory)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        monkeypatch.setattr(backup, "PRUNE_LOCK_WAIT_S", 0.5)
-        monkeypatch.setattr(backup, "BACKUP_LOCK_WAIT_S", 0.5)
+        monkeypatch.setattr(backup.prune, "PRUNE_LOCK_WAIT_S", 0.5)
+        monkeypatch.setattr(backup.take, "BACKUP_LOCK_WAIT_S", 0.5)
         with pytest.raises(backup.BackupBusy, match="a backup is running"):
             backup.create_backup(settings)
         plan = backup.plan_retention(directory, datetime(2026, 11, 20), retention_days=30, keep_verified=1)

@@ -22,22 +22,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ccops.backup import (
-    BACKUP_LOCK_WAIT_S,
-    BackupError,
-    VerifyResult,
-    _fsync_dir,
-    _now,
-    _retention_floor,
-    _VerifyCache,
-    apply_retention,
-    backup_lock,
-    manifest_path,
-    parse_name,
-    plan_retention,
-    read_manifest,
-    sha256_of,
-)
+from ccops.backup.errors import BackupError
+from ccops.backup.files import backup_lock, fsync_dir, read_manifest, sha256_of, utc_now
+from ccops.backup.naming import MANIFEST_SUFFIX, manifest_path, parse_name
+from ccops.backup.prune import apply_retention, plan_retention, retention_floor
+from ccops.backup.store import VerifyCache
+from ccops.backup.take import BACKUP_LOCK_WAIT_S
+from ccops.backup.verify import VerifyResult
 from ccops.core.settings import Settings
 
 
@@ -67,7 +58,7 @@ def offsite_copy(settings: Settings, path: Path, *, now: datetime | None = None)
     if not destination:
         raise BackupError("backup.offsite is not set: no off-site destination configured")
     path = Path(path)
-    check = _VerifyCache(path.parent).verify(path)  # just verified by create_backup: cached, not hashed again
+    check = VerifyCache(path.parent).verify(path)  # just verified by create_backup: cached, not hashed again
     if not check.ok:
         raise BackupError(f"not copying {path.name} off-site: it failed verification ({check.reason})")
     expected = read_manifest(path).get("sha256") or sha256_of(path)
@@ -75,7 +66,7 @@ def offsite_copy(settings: Settings, path: Path, *, now: datetime | None = None)
     b = settings.backup
     if is_url(destination):
         try:
-            return _copy_fsspec(destination, sources, expected, now or _now(), b.retention_days, b.keep_verified)
+            return _copy_fsspec(destination, sources, expected, now or utc_now(), b.retention_days, b.keep_verified)
         except OSError as exc:  # what fsspec stores raise for a refused, missing or full destination
             raise BackupError(f"off-site copy to {destination} failed: {exc.strerror or exc}") from None
     directory = Path(destination[len("file://"):] if destination.startswith("file://") else destination).expanduser()
@@ -98,18 +89,18 @@ def offsite_copy(settings: Settings, path: Path, *, now: datetime | None = None)
             # the backup first, the manifest last: a manifest never describes a file that is not there
             for source, partial in zip(sources, partials, strict=True):
                 os.replace(partial, directory / source.name)
-            _fsync_dir(directory)
+            fsync_dir(directory)
         except OSError as exc:
             raise BackupError(f"off-site copy to {directory} failed: {exc.strerror or exc}") from None
         finally:
             for partial in partials:
                 partial.unlink(missing_ok=True)
     final = directory / path.name
-    cache = _VerifyCache(directory)  # the bytes are the source's, verified above: no second hash this run
+    cache = VerifyCache(directory)  # the bytes are the source's, verified above: no second hash this run
     cache.remember(final, VerifyResult(final, True, "verified: sha256 of the off-site copy matches the manifest",
                                       ["sha256"]))
     cache.save()
-    plan = plan_retention(directory, now or _now(), b.retention_days, b.keep_verified)
+    plan = plan_retention(directory, now or utc_now(), b.retention_days, b.keep_verified)
     freed = apply_retention(plan)
     return OffsiteResult(str(directory), [s.name for s in sources], expected,
                          [p.name for p in plan.delete_paths()], freed, plan.notes)
@@ -161,9 +152,9 @@ def _prune_fsspec(fs: Any, root: str, now: datetime, retention_days: int, keep_v
     Re-hashing every object on every run would download the whole store, so a
     remote copy counts as verified when its manifest is there and its size
     matches; the sha256 was checked when it was written. The newest verified
-    copy is never deleted, whatever keep_verified says (see _retention_floor).
+    copy is never deleted, whatever keep_verified says (see retention_floor).
     """
-    keep_verified, _ = _retention_floor(retention_days, keep_verified)
+    keep_verified, _ = retention_floor(retention_days, keep_verified)
     names = {Path(p).name: p for p in fs.ls(root, detail=False)}
     backups = []
     for name in names:
@@ -175,7 +166,7 @@ def _prune_fsspec(fs: Any, root: str, now: datetime, retention_days: int, keep_v
     kept_verified = 0
     deleted = []
     for created, name in backups:
-        manifest_name = name + ".manifest.json"
+        manifest_name = name + MANIFEST_SUFFIX
         verified = manifest_name in names and _remote_size_matches(fs, names[name], names[manifest_name])
         if verified and kept_verified < keep_verified:
             kept_verified += 1

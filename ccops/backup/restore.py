@@ -1,7 +1,9 @@
 """Restoring a backup: the guide's recovery procedure and its monthly restore test.
 
-Kept apart from ccops.backup (taking, verifying and pruning backups); every
-name here is also importable from ccops.backup, which other modules use.
+The top of the backup engine: it takes a safety dump (ccops.backup.take), reads
+the dump (sqlscan, verify) and proves the result with foundation functions only
+(ccops.core.health, ccops.core.amcheck), so nothing here reaches up into the
+checks. Its public names are also importable from ccops.backup.
 
 A restore never drops the target first: the dump goes into
 <target>_ccops_restore, its row counts are checked there, and only then is it
@@ -36,28 +38,18 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import text
 
-from ccops.backup import (
-    MAX_IDENTIFIER,
-    STEP_ERRORS,
-    BackupError,
-    _last_line,
-    _now,
-    create_backup,
-    exact_row_counts,
-    is_custom_dump,
-    latest_verified,
-    parse_name,
-    read_manifest,
-    reason,
-    safety_dir,
-    scan_sql_file,
-    scan_sql_lines,
-    stage,
-    verify_backup,
-)
+from ccops.backup.errors import STEP_ERRORS, BackupError, last_line, reason, stage
+from ccops.backup.files import read_manifest, utc_now
+from ccops.backup.naming import parse_name
+from ccops.backup.sqlscan import scan_sql_file, scan_sql_lines
+from ccops.backup.store import latest_verified, safety_dir
+from ccops.backup.take import create_backup, exact_row_counts
+from ccops.backup.verify import is_custom_dump, verify_backup
 from ccops.core import selfstats
+from ccops.core.amcheck import check_integrity
 from ccops.core.db import application_name, client_tool, connect, get_engine, libpq_env, libpq_url, normalize_url
 from ccops.core.errors import NotConfirmed, UsageError
+from ccops.core.health import run_health as guide_health
 from ccops.core.settings import Settings, mask_url
 
 # ---- restore ------------------------------------------------------------------------------
@@ -160,6 +152,8 @@ def _with_db(url: str, name: str) -> str:
 
 
 MAINTENANCE_DATABASES = ("postgres", "template1")
+# PostgreSQL truncates longer identifiers silently: a derived name must fit in it
+MAX_IDENTIFIER = 63
 
 
 def _derived_name(name: str, suffix: str) -> str:
@@ -349,7 +343,7 @@ def dump_roles(path: Path) -> dict[str, set[str]]:
     proc = subprocess.run([client_tool("pg_restore"), "--schema-only", "-f", "-", str(path)],
                           capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
-        raise BackupError("pg_restore cannot read the dump's schema: " + _last_line(proc.stderr, "?"))
+        raise BackupError("pg_restore cannot read the dump's schema: " + last_line(proc.stderr, "?"))
     roles: dict[str, set[str]] = {"owner": set(), "acl": set()}
     for line in proc.stdout.splitlines():
         kind, names = _line_roles(line)
@@ -386,7 +380,7 @@ def _restore_custom(path: Path, env: dict[str, str], jobs: int, usable: set[str]
         command[1:1] = ["-j", str(jobs)]
     proc = subprocess.run(command + [str(path)], capture_output=True, text=True, env=env, timeout=6 * 3600)
     if proc.returncode != 0:
-        raise BackupError(_last_line(proc.stderr, f"pg_restore exit {proc.returncode}"))
+        raise BackupError(last_line(proc.stderr, f"pg_restore exit {proc.returncode}"))
     return notes
 
 
@@ -457,7 +451,7 @@ def _stream_sql(path: Path, env: dict[str, str], usable: set[str], known: set[st
         errors.seek(0)
         stderr = errors.read().decode("utf-8", "replace")
     if code != 0:
-        raise BackupError(_last_line(stderr, f"psql exit {code}"))
+        raise BackupError(last_line(stderr, f"psql exit {code}"))
     notes = []
     if skipped_settings:
         notes.append("skipped " + ", ".join(f"SET {s}" for s in sorted(skipped_settings)) + " (unknown to this server)")
@@ -532,7 +526,7 @@ def dump_row_counts(path: Path) -> dict[str, int]:
         errors.seek(0)
         stderr = errors.read().decode("utf-8", "replace")
     if code != 0:
-        raise BackupError("pg_restore cannot read the dump's data: " + _last_line(stderr, f"exit {code}"))
+        raise BackupError("pg_restore cannot read the dump's data: " + last_line(stderr, f"exit {code}"))
     return dict(scan.tables)
 
 
@@ -642,7 +636,7 @@ def _restore_steps(result: RestoreResult, settings: Settings, path: Path, url: s
     """Check target, safety dump, scratch, load, counts, swap, drop old, verify target: any failure stops here."""
     name = _dbname(url)
     scratch = _with_db(url, _derived_name(name, "_ccops_restore"))
-    old_name = _derived_name(name, f"_ccops_old_{_now():%Y%m%d%H%M%S}")
+    old_name = _derived_name(name, f"_ccops_old_{utc_now():%Y%m%d%H%M%S}")
     found: list[bool] = []
     _step(result, "check target", lambda: _check_target(url, found), url)
     if safety_dump and found[0]:
@@ -721,9 +715,7 @@ def restore_backup(settings: Settings, path: Path, target: str, *, confirm: bool
         if backend is not None:
             _start_app(result, backend)
     if run_health and result.ok:
-        from ccops.checks.health import run_health as health
-
-        report = health(settings, database_url=url)
+        report = guide_health(settings, database_url=url)
         reachable = all(f.status.value == "OK" for f in report.findings if f.check == "health.database")
         # the verdict is reported, but stale data (an old backup) is not a failed restore
         result.steps.append(RestoreStep("health check", report.line(), 0.0, reachable))
@@ -810,8 +802,6 @@ def restore_test(settings: Settings, path: Path | None = None) -> RestoreTestRes
 
 def _test_scratch(path: Path, url: str, expected: ExpectedCounts, jobs: int) -> tuple[float, list, bool, str]:
     """Load, compare and amcheck the scratch database: (seconds, counts, amcheck clean, amcheck detail)."""
-    from ccops.checks import integrity
-
     started = time.monotonic()
     with stage("restore test", "restore", url):
         load_dump(path, url, jobs)
@@ -821,7 +811,7 @@ def _test_scratch(path: Path, url: str, expected: ExpectedCounts, jobs: int) -> 
     with stage("restore test", "amcheck", url):
         with get_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS amcheck"))
-        report = integrity.check_integrity(url, heap=False)
+        report = check_integrity(url, heap=False)
     detail = (f"{len(report.indexes)} indexes pass bt_index_check" if report.clean
               else f"damaged: {', '.join(report.damaged_indexes)}")
     return seconds, counts, report.clean, detail
