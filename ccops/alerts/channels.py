@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ccops.alerts.config import ChannelConfig
-from ccops.alerts.rules import RANK
 from ccops.alerts.state import parse_iso
 from ccops.core.errors import CcopsError
+from ccops.core.findings import severity_rank
 
 MAX_LINES = 50
 KIND_LABEL = {"opened": "OPENED", "escalated": "ESCALATED", "repeat": "STILL OPEN", "resolved": "RESOLVED",
@@ -77,7 +77,7 @@ def describe(item: dict[str, Any]) -> str:
 def compose(items: list[dict[str, Any]], host: str | None = None, digest: bool = False) -> Message:
     host = host or socket.gethostname()
     active = [i for i in items if i["kind"] != "resolved"]
-    worst = max((i.get("severity", "info") for i in active), key=lambda s: RANK.get(s, 0), default="resolved")
+    worst = max((i.get("severity", "info") for i in active), key=severity_rank, default="resolved")
     counts: dict[str, int] = {}
     for item in items:
         counts[item["kind"]] = counts.get(item["kind"], 0) + 1

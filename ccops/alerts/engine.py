@@ -25,8 +25,9 @@ from typing import Any
 from ccops.alerts import channels as channels_mod
 from ccops.alerts.config import AlertConfig, ChannelConfig
 from ccops.alerts.config import load as load_config
-from ccops.alerts.rules import RANK, Candidate, Evaluation, from_findings, now_utc, rule_for
+from ccops.alerts.rules import Candidate, Evaluation, from_findings, now_utc, rule_for
 from ccops.alerts.state import StateStore, iso, parse_iso
+from ccops.core.findings import Status, severity_rank
 from ccops.core.settings import Settings
 
 MAX_PENDING = 200
@@ -61,10 +62,10 @@ class Outcome:
     @property
     def exit_code(self) -> int:
         """Monitoring-plugin convention: the worst open alert; 3 when nothing worse but a delivery failed."""
-        worst = max((RANK.get(a["severity"], 0) for a in self.open_alerts), default=0)
-        if worst >= RANK["critical"]:
+        worst = max((severity_rank(a["severity"]) for a in self.open_alerts), default=0)
+        if worst >= Status.CRITICAL.rank:
             return 2
-        if worst >= RANK["warning"]:
+        if worst >= Status.WARNING.rank:
             return 1
         return 3 if self.delivery_failed else 0
 
@@ -72,7 +73,7 @@ class Outcome:
         counts: dict[str, int] = {}
         for alert in self.open_alerts:
             counts[alert["severity"]] = counts.get(alert["severity"], 0) + 1
-        opened = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -RANK.get(kv[0], 0)))
+        opened = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -severity_rank(kv[0])))
         sent = sum(c.messages for c in self.channels)
         failed = [c for c in self.channels if c.error]
         text = f"{len(self.open_alerts)} open alert(s)" + (f" ({opened})" if opened else "")
@@ -117,7 +118,7 @@ def reconcile(state: dict[str, Any], evaluation: Evaluation, now: datetime, cfg:
             alert["notifications"] = 1
             touched.add(cand.key)
             continue
-        escalated = RANK[cand.severity] > RANK.get(existing["severity"], 0)
+        escalated = severity_rank(cand.severity) > severity_rank(existing["severity"])
         existing.update(severity=cand.severity, title=cand.title, message=cand.message, value=cand.value,
                         threshold=cand.threshold, last_seen=iso(now), source=cand.source)
         if escalated:
@@ -164,7 +165,7 @@ def _dedupe(candidates: list[Candidate]) -> list[Candidate]:
     """One candidate per key, the most severe (two rules may report the same key)."""
     best: dict[str, Candidate] = {}
     for cand in candidates:
-        if cand.key not in best or RANK[cand.severity] > RANK[best[cand.key].severity]:
+        if cand.key not in best or severity_rank(cand.severity) > severity_rank(best[cand.key].severity):
             best[cand.key] = cand
     return list(best.values())
 
@@ -240,7 +241,7 @@ def _scrubber(settings: Settings) -> Any:
 
 
 def _open_list(state: dict[str, Any]) -> list[dict[str, Any]]:
-    return sorted(state["alerts"].values(), key=lambda a: (-RANK.get(a["severity"], 0), a["opened_at"], a["key"]))
+    return sorted(state["alerts"].values(), key=lambda a: (-severity_rank(a["severity"]), a["opened_at"], a["key"]))
 
 
 def store_for(cfg: AlertConfig) -> StateStore:

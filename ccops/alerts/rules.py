@@ -24,10 +24,9 @@ from typing import Any
 
 from ccops.alerts.config import AlertConfig
 from ccops.core.context import RunContext, describe
-from ccops.core.findings import Finding, Status
+from ccops.core.findings import Finding, Status, severity_rank
 
-SEVERITY_OF = {Status.CRITICAL: "critical", Status.WARNING: "warning"}
-RANK = {"info": 1, "warning": 3, "critical": 4}
+SEVERITY_OF = {Status.CRITICAL: "critical", Status.WARNING: "warning"}  # findings that open an alert; ranked by severity_rank
 
 
 @dataclass
@@ -360,7 +359,7 @@ def milestones(ctx: RunContext, cfg: AlertConfig, announced: dict[str, Any]) -> 
 
 
 def worst_severity(severities: Iterable[str]) -> str | None:
-    ranked = sorted(severities, key=lambda s: RANK.get(s, 0))
+    ranked = sorted(severities, key=severity_rank)
     return ranked[-1] if ranked else None
 
 

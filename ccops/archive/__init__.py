@@ -45,6 +45,7 @@ from ccops.archive.figures import figures, worst_findings
 from ccops.archive.html import counts_text, render_index
 from ccops.core import fs
 from ccops.core.errors import CcopsError
+from ccops.core.findings import Status, severity_rank
 
 INDEX_JSON = "index.json"
 INDEX_HTML = "index.html"
@@ -355,8 +356,7 @@ def load_summaries(archive_dir: Path) -> list[dict[str, Any]]:
 
 # ---- what changed since the previous run --------------------------------------------------
 
-_RANK = {"OK": 0, "INFO": 1, "UNKNOWN": 2, "WARNING": 3, "CRITICAL": 4}
-PROBLEM = 2  # UNKNOWN and worse are what a reviewer follows from run to run
+PROBLEM = Status.UNKNOWN.rank  # UNKNOWN and worse are what a reviewer follows from run to run
 
 
 def check_statuses(findings: Any) -> dict[str, str]:
@@ -367,7 +367,7 @@ def check_statuses(findings: Any) -> dict[str, str]:
             continue
         status = "OK" if f.get("resolved_by") else str(f.get("status") or "")
         held = found.get(str(f["check"]))
-        if held is None or _RANK.get(status, 0) > _RANK.get(held, 0):
+        if held is None or severity_rank(status) > severity_rank(held):
             found[str(f["check"])] = status
     return found
 
@@ -377,7 +377,7 @@ def compare_statuses(before: dict[str, str], after: dict[str, str]) -> dict[str,
     changes: dict[str, list[dict[str, str]]] = {"new": [], "resolved": [], "worse": [], "better": []}
     for check in sorted(set(before) | set(after)):
         old, new = before.get(check, "OK"), after.get(check, "OK")
-        a, b = _RANK.get(old, 0), _RANK.get(new, 0)
+        a, b = severity_rank(old), severity_rank(new)
         entry = {"check": check, "from": before.get(check, "-"), "to": after.get(check, "-")}
         if a < PROBLEM <= b:
             changes["new"].append(entry)

@@ -22,11 +22,12 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from ccops.archive.svgchart import Series, line_chart
+from ccops.core.findings import Status, severity_rank
 
 CHART_DAYS = 365  # the charts show the last year of days that have data
 WORST_SHOWN = 3
 SUMMARY_CHARS = 240
-_SEVERITY = {"CRITICAL": 4, "WARNING": 3, "UNKNOWN": 2}
+_SHOWN = frozenset({Status.CRITICAL, Status.WARNING, Status.UNKNOWN})  # exact names, as findings spell them
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,8 @@ def worst_findings(findings: Any, limit: int = WORST_SHOWN) -> list[dict[str, st
     if not isinstance(findings, list):
         return []
     # a finding a verified recovery resolved is the run's incident (shown on its own), not its present state
-    bad = [f for f in findings if isinstance(f, dict) and f.get("status") in _SEVERITY and not f.get("resolved_by")]
-    bad.sort(key=lambda f: -_SEVERITY[f["status"]])  # stable: equal severities keep the notebook's order
+    bad = [f for f in findings if isinstance(f, dict) and f.get("status") in _SHOWN and not f.get("resolved_by")]
+    bad.sort(key=lambda f: -severity_rank(f["status"]))  # stable: equal severities keep the notebook's order
     return [{"check": str(f.get("check") or ""), "status": f["status"],
              "summary": _clip(str(f.get("summary") or ""))} for f in bad[:limit]]
 

@@ -19,8 +19,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from ccops.core.findings import severity_rank
+
 LIVE, DRY_RUN, READ_ONLY = "LIVE", "DRY RUN", "read-only"
-SEVERITY = {"CRITICAL": 0, "WARNING": 1, "UNKNOWN": 2, "INFO": 3, "OK": 4}
 STATUS_COLOURS = {"OK": "#d4edda", "INFO": "#d1ecf1", "WARNING": "#fff3cd", "CRITICAL": "#f8d7da",
                   "UNKNOWN": "#e2e3e5"}
 OUTCOME_COLOURS = {"ok": "#d4edda", "warning": "#fff3cd", "critical": "#f8d7da", "unknown": "#e2e3e5",
@@ -115,7 +116,7 @@ def page_title(record: dict[str, Any]) -> str:
 def findings_worst_first(findings: Any) -> list[dict[str, Any]]:
     """Every finding, the most severe first (the notebook's order within a status)."""
     found = [f for f in findings if isinstance(f, dict)] if isinstance(findings, list) else []
-    return sorted(found, key=lambda f: SEVERITY.get(str(f.get("status")), 5))
+    return sorted(found, key=lambda f: -severity_rank(f.get("status"), missing=-1))  # other names last
 
 
 def anchor(check: str) -> str:

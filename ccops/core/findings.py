@@ -68,6 +68,25 @@ def worst(statuses: Iterable[Status]) -> Status:
     return result
 
 
+def status_named(name: object) -> Status | None:
+    """The Status a name stands for, in any case (alerts say "critical", findings "CRITICAL"); None for other names."""
+    try:
+        return Status(str(name).upper())
+    except ValueError:
+        return None
+
+
+def severity_rank(name: object, missing: int = 0) -> int:
+    """Status.rank of a status or alert-severity name; `missing` for a name that is neither.
+
+    The one severity order: alerts, their messages, the archive's pages and
+    figures all rank through this, so they can never disagree with a run's
+    worst status (UNKNOWN between INFO and WARNING).
+    """
+    status = status_named(name)
+    return missing if status is None else status.rank
+
+
 NOT_CONFIGURED = "not_configured"
 RECOVERED = "recovered"
 
