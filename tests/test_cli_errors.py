@@ -22,6 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from ccops import backup, cli
+from ccops.cli import config as cli_config
+from ccops.cli import reports as cli_reports
 from ccops.runbook import runner
 
 REPO = Path(__file__).resolve().parent.parent
@@ -296,7 +298,7 @@ def test_an_unexpected_error_is_one_masked_line_exit_3_and_the_traceback_on_requ
     def boom(args):
         raise RuntimeError("cannot use postgresql://app:hunter2hunter2@db/cc\nsecond line of detail")
 
-    monkeypatch.setattr(cli, "cmd_config_show", boom)
+    monkeypatch.setattr(cli_config, "cmd_config_show", boom)
     assert cli.main(["config", "show"]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "hunter2hunter2" not in err
@@ -310,7 +312,7 @@ def test_a_disk_error_names_the_path_and_the_errno(ccops_env, monkeypatch, capsy
     def full(args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(ccops_env / "outputs" / "index.json"))
 
-    monkeypatch.setattr(cli, "cmd_reports_index", full)
+    monkeypatch.setattr(cli_reports, "cmd_reports_index", full)
     assert cli.main(["reports", "index"]) == 3
     assert capsys.readouterr().err == f"ccops: {ccops_env / 'outputs' / 'index.json'}: ENOSPC (No space left on device)\n"
 

@@ -142,3 +142,19 @@ def test_run_on_a_terminal_shows_step_k_of_n_with_the_steps_title(tmp_path):
     steps = sum(c["cell_type"] == "code" for c in cells) + 1  # papermill's injected-parameters cell is a step
     assert f"ok: step 1 of {steps}: Runner test: ok" in text, text
     assert proc.returncode in (0, 1, 2), text
+
+
+def test_contributed_verbs_come_from_entry_points_and_only_when_asked_for(tmp_path):
+    """`ccops demo` is the demo package's `ccops.commands` entry point; a built-in verb never reads them."""
+    code = ("import sys; import ccops.cli as c; "
+            "p = c.build_parser('health'); "
+            "print(sorted(m for m in sys.modules if m.startswith('ccops.demo')), 'importlib.metadata' in sys.modules); "
+            "c.build_parser(None); print(sorted(m for m in sys.modules if m == 'ccops.demo.cli'))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[] False", "['ccops.demo.cli']"]
+    help_text = ccops(tmp_path, "--help").stdout
+    assert "demo                the embedded Content Creator stand-in" in help_text
+    proc = ccops(tmp_path, "demo", "status", "--bogus")
+    assert proc.returncode == 64 and "unrecognized arguments: --bogus" in proc.stderr

@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ccops.cli.common import Parser, print_json, settings_for
+
 
 def register(sub: Any) -> None:
-    from ccops.cli import _Parser
-
     p = sub.add_parser("alerts", help="evaluate the guide's alert rules and deliver alerts")
-    verbs = p.add_subparsers(dest="alerts_verb", required=True, parser_class=_Parser)
+    verbs = p.add_subparsers(dest="alerts_verb", required=True, parser_class=Parser)
     q = verbs.add_parser("check", help="evaluate every rule; open, repeat and resolve alerts (cron: every 5 min)")
     q.add_argument("--as-of", default=None, help="ISO timestamp to evaluate at (default now)")
     q.add_argument("--dry-run", action="store_true", help="show what would be sent; send and save nothing")
@@ -38,7 +38,6 @@ def register(sub: Any) -> None:
 
 def _print_outcome(args: argparse.Namespace, outcome: Any) -> None:
     from ccops.alerts.channels import describe
-    from ccops.cli import print_json
 
     if args.json:
         print_json(outcome.to_dict())
@@ -52,10 +51,9 @@ def _print_outcome(args: argparse.Namespace, outcome: Any) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from ccops import alerts
-    from ccops.cli import _settings
     from ccops.core.context import parse_as_of
 
-    settings = _settings(args)
+    settings = settings_for(args)
     outcome = alerts.check(settings, now=parse_as_of(args.as_of), send=not args.dry_run)
     _print_outcome(args, outcome)
     return outcome.exit_code
@@ -63,9 +61,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from ccops import alerts
-    from ccops.cli import _settings, print_json
 
-    data = alerts.list_open(_settings(args), include_resolved=args.all)
+    data = alerts.list_open(settings_for(args), include_resolved=args.all)
     if args.json:
         print_json(data)
         return 0
@@ -86,18 +83,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_digest(args: argparse.Namespace) -> int:
     from ccops import alerts
-    from ccops.cli import _settings
 
-    outcome = alerts.send_digest(_settings(args))
+    outcome = alerts.send_digest(settings_for(args))
     _print_outcome(args, outcome)
     return 3 if outcome.delivery_failed else 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     from ccops import alerts
-    from ccops.cli import _settings, print_json
 
-    settings = _settings(args)
+    settings = settings_for(args)
     outcome = alerts.send_test(settings, args.channel)
     if args.json:
         print_json(outcome.to_dict())

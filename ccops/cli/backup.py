@@ -18,7 +18,7 @@ from ccops.core.errors import EXIT_CRITICAL, EXIT_WARNING
 
 
 def register(sub: Any) -> None:
-    from ccops.cli import _Parser
+    from ccops.cli.common import Parser as _Parser
 
     p = sub.add_parser("backup", help="take a verified backup (pg_dump custom format + manifest)")
     p.add_argument("--compression", type=int, default=None, choices=range(10), metavar="0-9",
@@ -56,7 +56,7 @@ def register(sub: Any) -> None:
 
 
 def _out(args: argparse.Namespace, data: Any, text: str) -> None:
-    from ccops.cli import print_json
+    from ccops.cli.common import print_json
 
     if getattr(args, "json", False):
         print_json(data)
@@ -66,7 +66,8 @@ def _out(args: argparse.Namespace, data: Any, text: str) -> None:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from ccops import backup
-    from ccops.cli import _settings, require_yes
+    from ccops.cli.common import require_yes
+    from ccops.cli.common import settings_for as _settings
 
     settings = _settings(args)
     verb = args.backup_verb
@@ -137,7 +138,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from ccops import backup
-    from ccops.cli import _settings, require_yes
+    from ccops.cli.common import require_yes
+    from ccops.cli.common import settings_for as _settings
     from ccops.core.settings import mask_url
 
     settings = _settings(args)

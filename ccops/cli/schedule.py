@@ -11,12 +11,12 @@ import os
 import sys
 from typing import Any
 
+from ccops.cli.common import Parser, print_json, require_yes, settings_for
+
 
 def register(sub: Any) -> None:
-    from ccops.cli import _Parser
-
     p = sub.add_parser("schedule", help="the maintenance schedule as crontab entries")
-    verbs = p.add_subparsers(dest="schedule_verb", required=True, parser_class=_Parser)
+    verbs = p.add_subparsers(dest="schedule_verb", required=True, parser_class=Parser)
     q = verbs.add_parser("show", help="the entries, their next runs, and whether the crontab has them")
     q.add_argument("--after", default=None, help="ISO timestamp to compute next runs from (default now)")
     q.add_argument("--block", action="store_true", help="print the crontab block as it would be installed")
@@ -32,10 +32,9 @@ def register(sub: Any) -> None:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from ccops import schedule
-    from ccops.cli import _settings, print_json
     from ccops.core.context import parse_as_of
 
-    settings = _settings(args)
+    settings = settings_for(args)
     after = parse_as_of(args.after) if args.after else None
     data = schedule.show(settings, after=after.replace(tzinfo=_utc()) if after else None)
     if args.json:
@@ -61,9 +60,8 @@ def _utc():
 
 def cmd_change(args: argparse.Namespace) -> int:
     from ccops import schedule
-    from ccops.cli import _settings, print_json, require_yes
 
-    settings = _settings(args)
+    settings = settings_for(args)
     if args.schedule_verb == "install":
         schedule.load(settings)  # a bad [schedule] fails before anyone is asked anything
         require_yes(args, "install the ccops schedule into the crontab")
