@@ -146,7 +146,7 @@ def test_runbook_steps_free_a_full_disk_writing_nothing_first(full_disk: Path, c
     found = {f.check: f for f in confirmed["ctx"].findings}
     for step in ("free_backups", "compress_logs", "truncate_live_log"):
         assert found[f"action.{step}"].status.value == "OK", found[f"action.{step}"].summary
-    timeline = [r.step for r in confirmed["ctx"].state["timeline"] if r.executed]
+    timeline = [r.step for r in confirmed["ctx"].results.actions if r.executed]
     assert timeline == ["free_backups", "compress_logs", "truncate_live_log"], "freed in the runbook's order"
     assert found["disk.freed"].value > 1_500_000
     capsys.readouterr()

@@ -13,33 +13,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pandas as pd
 
 from ccops.core.context import RunContext, describe
 from ccops.core.findings import Finding, Findings, Status
+from ccops.core.results import ActionRecord  # in the foundation: the run context holds the timeline
 
-
-@dataclass
-class ActionRecord:
-    step: str
-    description: str
-    executed: bool
-    ok: bool | None
-    detail: str
-    at: datetime
-    duration_s: float
-
-    def row(self) -> dict:
-        state = "done" if self.executed and self.ok else "FAILED" if self.executed else "not run (dry run)"
-        return {"time": self.at.strftime("%H:%M:%S"), "step": self.step, "action": self.description,
-                "result": state, "detail": self.detail, "seconds": round(self.duration_s, 2)}
+__all__ = ["ActionRecord", "guarded", "may_act", "timeline", "timeline_of"]
 
 
 def timeline_of(ctx: RunContext) -> list[ActionRecord]:
-    return ctx.state.setdefault("timeline", [])
+    """The run's actions so far (ctx.results.actions): written by guarded(), read by the verdict steps."""
+    return ctx.results.actions
 
 
 def may_act(dry_run: bool, confirm: bool) -> bool:

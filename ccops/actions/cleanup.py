@@ -141,7 +141,9 @@ def _refuse_newest_backup(plan: diskspace.CleanupPlan) -> None:
 def apply_reviewed(ctx: RunContext, step: str, what: str, plan: diskspace.CleanupPlan, dry_run: bool, confirm: bool,
                    prefix: str = "cleanup") -> Findings:
     """Show the plan; with dry_run False and confirm True, delete what the last dry run listed, no more."""
-    ctx.state.setdefault("cleanup_plans", []).append(plan)
+    if ctx.results.cleanup_plans is None:
+        ctx.results.cleanup_plans = []
+    ctx.results.cleanup_plans.append(plan)  # disk.freed adds them up
     acting = actions.may_act(dry_run, confirm)
     if acting:
         refused = _restrict_to_reviewed(ctx, step, plan)

@@ -147,11 +147,11 @@ def take_backup(ctx: RunContext, dry_run: bool = True, via: str = "local") -> Fi
     """
     from ccops import actions, backup
 
-    ctx.state.pop("backup", None)
+    taken: list[backup.BackupResult] = []  # the backup run() took, for the off-site copy after it
 
     def run() -> str:
         result = backup.create_backup(ctx.settings, via=via)
-        ctx.state["backup"] = result
+        taken.append(result)
         if not result.verified:
             raise backup.BackupError(f"{result.path.name} failed verification: {result.reason}")
         counts = result.manifest["row_counts"]
@@ -162,7 +162,7 @@ def take_backup(ctx: RunContext, dry_run: bool = True, via: str = "local") -> Fi
     found = actions.guarded(ctx, "backup", f"pg_dump {ctx.settings.effective_backup_dir}/contentcreator_<now>.dump",
                             run, dry_run, True)
     found = Findings(found + _app_copies(ctx, dry_run))
-    result = ctx.state.get("backup")
+    result = taken[0] if taken else None
     if result is None or not result.verified or not ctx.settings.backup.offsite:
         return found
     return Findings(found + actions.guarded(
@@ -260,12 +260,11 @@ def restore(ctx: RunContext, file: str = "", target: str = "", dry_run: bool = T
             return ctx.record([Finding("action.restore", Status.CRITICAL, "no verified backup to restore from")])
         path = latest.path
     url = backup.target_url(ctx.settings, target) if target else ctx.settings.resolved_database_url()
-    ctx.state["restore_target"] = url
 
     def run() -> str:
         result = backup.restore_backup(ctx.settings, path, url, confirm=True, force=force, jobs=jobs,
                                        app_stopped=app_stopped)
-        ctx.state["restore_steps"] = pd.DataFrame([vars(s) for s in result.steps])
+        ctx.results.restore_steps = pd.DataFrame([vars(s) for s in result.steps])
         if not result.ok:
             raise backup.BackupError(result.summary())
         return result.summary()
@@ -278,7 +277,7 @@ def restore(ctx: RunContext, file: str = "", target: str = "", dry_run: bool = T
 @check("backup.restore_steps")
 def restore_steps(ctx: RunContext) -> Finding:
     """What each step of the restore did and how long it took."""
-    table = ctx.state.get("restore_steps")
+    table = ctx.results.restore_steps
     if table is None:
         return Finding("backup.restore_steps", Status.INFO, "no restore was run")
     failed = table[~table["ok"]]

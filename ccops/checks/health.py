@@ -50,9 +50,11 @@ GROUP BY 1 ORDER BY 1
 
 def _guide_findings(ctx: RunContext) -> list[Finding]:
     """The guide's checks, queried once per run and shared by the notebook's three steps."""
-    if "health_findings" not in ctx.state:
-        ctx.state["health_findings"] = health_findings(ctx.settings, ctx.as_of)
-    return ctx.state["health_findings"]
+    return ctx.cached(_read_guide)
+
+
+def _read_guide(ctx: RunContext) -> list[Finding]:
+    return health_findings(ctx.settings, ctx.as_of)
 
 
 @check("health.database")

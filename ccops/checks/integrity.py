@@ -78,5 +78,5 @@ def report_findings(report: IntegrityReport) -> list[Finding]:
 def integrity_check(ctx: RunContext) -> list[Finding]:
     """amcheck over the configured database: damaged indexes and tables, by name."""
     report = check_integrity(ctx.settings.resolved_database_url())
-    ctx.state["integrity_report"] = report
+    ctx.results.integrity = report  # for the repair steps, when a runbook has them after this one
     return report_findings(report)

@@ -83,13 +83,15 @@ def _records(ctx: RunContext, since: Any, until: Any, problems: list[str], selec
     (ERROR and CRITICAL, tracebacks, rate-limit messages) and the others filter
     that list.
     """
-    key = ("log_records", since, until)
-    if key not in ctx.state:
-        found: list[str] = []
-        ctx.state[key] = (list(logs.records_for_settings(ctx.settings, since, until, found, _notable)), found)
-    records, found = ctx.state[key]
+    records, found = ctx.cached(_notable_records, since, until)
     problems.extend(found)
     return (r for r in records if select(r.level, r.message.split("\n")))
+
+
+def _notable_records(ctx: RunContext, since: Any, until: Any) -> tuple[list[logs.LogRecord], list[str]]:
+    """One pass over the window's logs for every record any daily log step wants, and the problems met."""
+    found: list[str] = []
+    return list(logs.records_for_settings(ctx.settings, since, until, found, _notable)), found
 
 
 def _row(record: logs.LogRecord) -> dict[str, Any]:

@@ -17,12 +17,19 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 from ccops.core import findings as findings_mod
 from ccops.core.errors import UsageError
 from ccops.core.findings import Finding, Findings, Status, findings_table_html
+from ccops.core.results import StepResults
 from ccops.core.settings import Settings
+
+if TYPE_CHECKING:
+    from ccops.core.scrub import Scrubber
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def parse_as_of(value: str | datetime | None) -> datetime:
@@ -58,18 +65,32 @@ class RunContext:
     params: dict[str, Any] = field(default_factory=dict)
     findings: Findings = field(default_factory=Findings)
     current_section: str = ""
-    # what one step leaves for a later one (an integrity report, the actions taken so far)
-    state: dict[str, Any] = field(default_factory=dict)
+    # when the run began (the archive's start time for an interactive run, ccops.runbook.session)
+    started: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    # what one step leaves for a later one, one typed field each (ccops.core.results)
+    results: StepResults = field(default_factory=StepResults)
+    # answers computed once per run and shared by the steps that ask (see cached())
+    _cache: dict[tuple[Any, ...], Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     # what ctx.finish() does after the summary: set by ccops.runbook.session.start (archives interactive runs)
     finisher: Callable[[RunContext], RunSummary] | None = field(default=None, repr=False, compare=False)
 
+    def cached(self, fn: Callable[Concatenate[RunContext, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn(self, *args, **kwargs)`, computed once per run for the same function and arguments.
+
+        For questions several steps ask of the same data (the guide's health queries,
+        one pass over the day's log): whichever step runs first computes the answer and
+        the others share it, so unlike a hand-over (`results`) no order between them matters.
+        """
+        key = (fn, args, tuple(sorted(kwargs.items())))
+        if key not in self._cache:
+            self._cache[key] = fn(self, *args, **kwargs)
+        return cast(T, self._cache[key])
+
     def excerpt(self, text: str, limit: int) -> str:
         """`text` masked (known secrets and recognisable forms) and cut to `limit`, for a finding's summary."""
-        from ccops.core.scrub import Scrubber, excerpt
+        from ccops.core.scrub import excerpt
 
-        if "scrubber" not in self.state:
-            self.state["scrubber"] = Scrubber(self.settings)
-        return excerpt(text, limit, self.state["scrubber"])
+        return excerpt(text, limit, self.cached(_scrubber))
 
     def section(self, name: str) -> SectionNote:
         """Enter a part of the runbook (e.g. "morning"); checks in a part not selected are skipped."""
@@ -134,6 +155,13 @@ class RunContext:
         status = Status.OK if not pending else Status.INFO
         return self.record([Finding(check, status, checklist_summary(len(items), pending, who, when),
                                     value=len(pending), data=table)])
+
+
+def _scrubber(ctx: RunContext) -> Scrubber:
+    """One scrubber per run: it collects the secrets of the settings once."""
+    from ccops.core.scrub import Scrubber
+
+    return Scrubber(ctx.settings)
 
 
 def checked_ids(value: Any) -> set[str]:

@@ -28,8 +28,7 @@ def start(runbook: str, as_of: str | datetime | None = None, config: str | None 
     from ccops.core.db import set_application_name
 
     set_application_name(f"ccops/{runbook}")  # every session of this run names it (pg_stat_activity, logs)
-    return RunContext(runbook=runbook, settings=settings, as_of=parse_as_of(as_of), params=params,
-                      state={"started": datetime.now(UTC).replace(microsecond=0)}, finisher=finish)
+    return RunContext(runbook=runbook, settings=settings, as_of=parse_as_of(as_of), params=params, finisher=finish)
 
 
 def finish(ctx: RunContext) -> RunSummary:
@@ -71,7 +70,7 @@ def archive_interactive(ctx: RunContext, notebook: Path | None) -> Any:
 
     settings = ctx.settings
     name, stored = runbooks.locate(settings.effective_runbooks_dir, ctx.runbook)
-    started = ctx.state.get("started") or datetime.now(UTC)
+    started = ctx.started
     ended = datetime.now(UTC).replace(microsecond=0)
     values = {**{k: v for k, v in ctx.params.items() if v is not None}, "as_of": ctx.as_of.strftime("%Y-%m-%dT%H:%M:%SZ")}
     run_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"

@@ -147,7 +147,7 @@ def backup_current_state(ctx: RunContext, dry_run: bool = True, confirm: bool = 
 
     def run() -> str:
         dump = emergency_dump(ctx.settings.resolved_database_url(), dest, _tables(ctx))
-        ctx.state["emergency_dump"] = dump
+        ctx.results.emergency_dump = dump
         if dump.full:
             return f"full dump saved in {dump.directory} ({dump.bytes:,} bytes, {dump.seconds:.1f} s)"
         failed = ", ".join(f"{name} ({why})" for name, why in dump.failed.items() if not name.startswith("("))
@@ -164,13 +164,13 @@ def backup_current_state(ctx: RunContext, dry_run: bool = True, confirm: bool = 
 def detect(ctx: RunContext) -> list[Finding]:
     """Step 3: amcheck on every B-tree index and every table; what is damaged, by name."""
     report = integrity.check_integrity(ctx.settings.resolved_database_url())
-    ctx.state["integrity_report"] = report
+    ctx.results.integrity = report
     return integrity.report_findings(report)
 
 
 def repair_indexes(ctx: RunContext, dry_run: bool = True, confirm: bool = False) -> Findings:
     """Step 4: REINDEX only the damaged indexes (the app is stopped, so plain REINDEX is fine)."""
-    report = ctx.state.get("integrity_report")
+    report = ctx.results.integrity
     if report is None:
         return ctx.record([_undecided("action.reindex", "which index to rebuild")])
     if not report.damaged_indexes:
@@ -179,7 +179,7 @@ def repair_indexes(ctx: RunContext, dry_run: bool = True, confirm: bool = False)
 
     def run() -> str:
         results = integrity.reindex(ctx.settings.resolved_database_url(), names)
-        ctx.state["reindex_results"] = results
+        ctx.results.reindexed = results
         failed = [r for r in results if not r["ok"]]
         if failed:
             raise RuntimeError("; ".join(f"{r['index']}: {r['error']}" for r in failed))
@@ -191,11 +191,12 @@ def repair_indexes(ctx: RunContext, dry_run: bool = True, confirm: bool = False)
 
 def restore_if_needed(ctx: RunContext, dry_run: bool = True, confirm: bool = False, force: bool = False) -> Findings:
     """Step 5: restore the latest verified backup only if heap damage remains or the rebuild failed."""
-    report = ctx.state.get("integrity_report")
+    report = ctx.results.integrity
     if report is None and not force:
         return ctx.record([_undecided("action.restore", "whether a restore is needed")])
-    reindex_failed = any(not r["ok"] for r in ctx.state.get("reindex_results", []))
-    heap_damage = bool(report and report.damaged_tables)
+    reindex_failed = any(not r["ok"] for r in ctx.results.reindexed)
+    damaged_tables = report.damaged_tables if report is not None else []
+    heap_damage = bool(damaged_tables)
     if not (heap_damage or reindex_failed or force):
         return ctx.record([Finding("action.restore", Status.OK, "no restore needed: " + _index_state(ctx))])
     from ccops import backup
@@ -204,7 +205,7 @@ def restore_if_needed(ctx: RunContext, dry_run: bool = True, confirm: bool = Fal
     if latest is None:
         return ctx.record([Finding("action.restore", Status.CRITICAL,
                                    "a restore is needed but there is no verified backup: escalate")])
-    why = "heap damage in " + ", ".join(report.damaged_tables) if heap_damage else "the index rebuild failed"
+    why = "heap damage in " + ", ".join(damaged_tables) if heap_damage else "the index rebuild failed"
 
     def run() -> str:
         result = backup.restore_backup(ctx.settings, latest.path, ctx.settings.resolved_database_url(),
@@ -224,11 +225,11 @@ def _undecided(check_id: str, what: str) -> Finding:
 
 def _index_state(ctx: RunContext) -> str:
     """What happened to the damaged indexes in this run, in words true for a dry run too."""
-    report = ctx.state.get("integrity_report")
+    report = ctx.results.integrity
     damaged = list(report.damaged_indexes) if report is not None else []
     if not damaged:
         return "no heap damage and no damaged index"
-    rebuilt = [r["index"] for r in ctx.state.get("reindex_results", []) if r["ok"]]
+    rebuilt = [r["index"] for r in ctx.results.reindexed if r["ok"]]
     if rebuilt:
         return f"no heap damage and the damaged indexes were rebuilt ({', '.join(rebuilt)})"
     return f"no heap damage; a REINDEX would repair {', '.join(damaged)} (not rebuilt in this run)"
@@ -252,7 +253,7 @@ def verify(ctx: RunContext) -> list[Finding]:
              for f in integrity.report_findings(report)]
     with ctx.db() as conn:
         counts = query_df(conn, "SELECT relname AS table, n_live_tup AS rows_estimate FROM pg_stat_user_tables ORDER BY 1")
-    dump = ctx.state.get("emergency_dump")
+    dump = ctx.results.emergency_dump
     note = f"; the emergency dump is in {dump.directory}" if dump else ""
     found.append(Finding("corruption.row_counts", Status.INFO, f"{len(counts)} tables, "
                          f"{int(pd.to_numeric(counts['rows_estimate']).sum()):,} rows (estimate){note}",

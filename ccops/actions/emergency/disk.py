@@ -28,6 +28,7 @@ from ccops import actions
 from ccops.core.context import RunContext, check, not_configured_guard
 from ccops.core.db import query_df
 from ccops.core.findings import Finding, Findings, Status
+from ccops.core.results import not_run_yet
 from ccops.deploy import diskspace
 
 
@@ -133,6 +134,12 @@ def docker_usage(ctx: RunContext) -> Finding:
                    data=pd.DataFrame({"docker system df": output.splitlines()}))
 
 
+def _freeing(ctx: RunContext) -> None:
+    """A disk.plan step has run: disk.freed then adds up its plan, or none when it was not configured."""
+    if ctx.results.cleanup_plans is None:
+        ctx.results.cleanup_plans = []
+
+
 def _apply(ctx: RunContext, step: str, plan: diskspace.CleanupPlan, what: str, dry_run: bool, confirm: bool) -> Findings:
     from ccops.actions.cleanup import apply_reviewed
 
@@ -142,6 +149,7 @@ def _apply(ctx: RunContext, step: str, plan: diskspace.CleanupPlan, what: str, d
 @not_configured_guard("disk.plan.free_backups")
 def free_old_backups(ctx: RunContext, dry_run: bool = True, confirm: bool = False) -> Findings:
     """Backups beyond retention, never below the newest verified minimum (ccops.backup's plan)."""
+    _freeing(ctx)
     from ccops import backup
 
     b = ctx.settings.backup
@@ -156,6 +164,7 @@ def free_old_backups(ctx: RunContext, dry_run: bool = True, confirm: bool = Fals
 @not_configured_guard("disk.plan.compress_logs")
 def compress_rotated_logs(ctx: RunContext, dry_run: bool = True, confirm: bool = False) -> Findings:
     """gzip rotated logs that were left uncompressed (verified before the original goes)."""
+    _freeing(ctx)
     plan = diskspace.plan_log_cleanup(ctx.settings.effective_log_dir, ctx.as_of, keep_days=10**5,
                                       protected=protected_paths(ctx))
     return _apply(ctx, "compress_logs", plan, "compress rotated logs", dry_run, confirm)
@@ -168,6 +177,7 @@ def truncate_live_log(ctx: RunContext, dry_run: bool = True, confirm: bool = Fal
     The live log is the one the app writes: the newest plain log, today's, or one a
     process holds open for writing (ccops.deploy.diskspace.live_logs), whatever zone its name is in.
     """
+    _freeing(ctx)
     if not requested:
         confirm = False  # planned and shown, but never run unless asked for by name
     plan = diskspace.plan_live_log_truncation(ctx.settings.effective_log_dir, ctx.as_of, protected=protected_paths(ctx))
@@ -194,7 +204,10 @@ def docker_prune(ctx: RunContext, dry_run: bool = True, confirm: bool = False, r
 @check("disk.freed")
 def bytes_freed(ctx: RunContext) -> Finding:
     """What the freeing steps of this run achieved (or would, in a dry run)."""
-    plans = ctx.state.get("cleanup_plans", [])
+    plans = ctx.results.cleanup_plans
+    if plans is None:
+        return not_run_yet("disk.freed", "a disk.plan step (free_old_backups, compress_rotated_logs, truncate_live_log)",
+                           "add up what was freed")
     planned = sum(p.bytes for p in plans)
     freed = sum(a.freed for p in plans for a in p.actions if a.done)
     if freed:

@@ -53,24 +53,23 @@ EVENT_TABLE = ["api", "client", "agent", "attribution", "events", "first_event",
 # ---- step 1: who was refused --------------------------------------------------------------
 
 def events_in(ctx: RunContext, hours: float) -> tuple[pd.DataFrame, str]:
-    """The window's refused requests, each with its inferred agent (cached for the run's later steps)."""
-    key = ("rate_limit_events", hours)
-    if key not in ctx.state:
-        since, until = ctx.as_of - timedelta(hours=hours), ctx.as_of
-        records = logs.records_for_settings(ctx.settings, since, until, select=ratelimit.select_events())
-        events = ratelimit.rate_limit_events(records)
-        cfg = ratelimit.config_of(ctx.settings)
-        if events.empty:
-            ctx.state[key] = ratelimit.attribute(events, cfg, None)
-        else:
-            try:
-                with ctx.db() as conn:
-                    ctx.state[key] = ratelimit.attribute(events, cfg, conn)
-            except Exception as exc:  # noqa: BLE001 - no database: the client map still names candidates
-                attributed, _ = ratelimit.attribute(events, cfg, None)
-                ctx.state[key] = (attributed, f"agent_logs not read ({describe(exc)}): agents inferred from the "
-                                              "client map only")
-    return ctx.state[key]
+    """The window's refused requests, each with its inferred agent (read once per run, shared by the later steps)."""
+    return ctx.cached(_attributed_events, hours)
+
+
+def _attributed_events(ctx: RunContext, hours: float) -> tuple[pd.DataFrame, str]:
+    since, until = ctx.as_of - timedelta(hours=hours), ctx.as_of
+    records = logs.records_for_settings(ctx.settings, since, until, select=ratelimit.select_events())
+    events = ratelimit.rate_limit_events(records)
+    cfg = ratelimit.config_of(ctx.settings)
+    if events.empty:
+        return ratelimit.attribute(events, cfg, None)
+    try:
+        with ctx.db() as conn:
+            return ratelimit.attribute(events, cfg, conn)
+    except Exception as exc:  # noqa: BLE001 - no database: the client map still names candidates
+        attributed, _ = ratelimit.attribute(events, cfg, None)
+        return attributed, f"agent_logs not read ({describe(exc)}): agents inferred from the client map only"
 
 
 def event_table(events: pd.DataFrame) -> pd.DataFrame:
@@ -283,7 +282,7 @@ def pause(ctx: RunContext, mode: str = "auto", agent: str = "", dry_run: bool = 
     if not ctx.section_enabled():
         return Findings()
     plan = make_plan(ctx, mode, agent, hours)
-    ctx.state["rate_limit_plan"] = plan
+    ctx.results.rate_limit_plan = plan
     if plan.refusal:
         status = Status.WARNING if plan.refusal.startswith("refused") else Status.INFO
         return ctx.record([Finding("action.pause", status, plan.refusal)])
@@ -311,7 +310,7 @@ def resume_command(ctx: RunContext) -> list[str]:
 @check("rate_limit.wait")
 def wait_for_reset(ctx: RunContext) -> Finding:
     """Step 3: when the limit resets and the resume is due, and the command that resumes (no sleeping)."""
-    plan: Plan | None = ctx.state.get("rate_limit_plan")
+    plan = ctx.results.rate_limit_plan
     paused = read_pause(ctx)
     if paused:
         scheduled = "; a one-shot crontab line runs it then" if paused.get("scheduled") else ""
@@ -369,7 +368,7 @@ def resume(ctx: RunContext, dry_run: bool = True, confirm: bool = False) -> Find
     if not state:
         return ctx.record([Finding("action.resume", Status.INFO,
                                    f"nothing to resume: no pause by ccops recorded in {_state_file(ctx)}")])
-    ctx.state["resumed"] = state
+    ctx.results.resumed_pause = state
     if state.get("key"):
         previous = "absent" if state.get("previous") is None else repr(state.get("previous"))
         what = f"restore {state['key']} to its value before the pause ({previous}) and restart the app"
@@ -389,7 +388,7 @@ GROUP BY agent_name ORDER BY agent_name
 @check("rate_limit.after")
 def agent_error_rate(ctx: RunContext, agent: str = "", hours: float = 1) -> Finding:
     """Step 5: the held agents' runs and errors since, and any new refused requests."""
-    state = ctx.state.get("resumed") or {}
+    state = ctx.results.resumed_pause or {}
     named = agent or str(state.get("agent") or "")
     agents = [a.strip() for a in named.split("/") if a.strip()]
     if not agents:

@@ -162,7 +162,6 @@ def service_logs(ctx: RunContext, tail: int = 100) -> list[Finding]:
 def current_state(ctx: RunContext) -> Finding:
     """Step 1 and the verdict: which of the services, database and status endpoint are down."""
     state = system_state(ctx.settings)
-    ctx.state["system_state"] = state
     if state.up:
         return Finding("system_down.state", Status.OK, f"the system is up: {up_words(ctx.settings)}",
                        0, data=state.services)
@@ -181,7 +180,6 @@ def restart_services(ctx: RunContext, dry_run: bool = True, confirm: bool = Fals
     def run() -> str:
         backend.restart(None)  # the process backend raises "app crashed at start: ..." here
         state = wait_until_up(ctx.settings, wait_s)
-        ctx.state["system_state"] = state
         if not state.up:
             raise RuntimeError("still down after the restart: " + "; ".join(state.reasons))
         return "; ".join(filter(None, [getattr(backend, "last_result", ""), "all services back up"]))
@@ -203,7 +201,6 @@ def full_reset(ctx: RunContext, dry_run: bool = True, confirm: bool = False, wai
         backend.stop(None)  # every backend stops the app first, then the database
         backend.start(None)  # and starts the database first; the process backend leaves an unconfigured db alone
         after = wait_until_up(ctx.settings, wait_s)
-        ctx.state["system_state"] = after
         if not after.up:
             raise RuntimeError("still down after the full reset: " + "; ".join(after.reasons))
         return "all services back up"
