@@ -49,7 +49,8 @@ def run(env: BenchEnv) -> list[Result]:
     summary_cmd = ccops_command() + ["logs", "summary", "--since", since.isoformat(), "--until", until.isoformat(),
                                      "--json"]
     grep_cmd = ["bash", "-c", GREP_SCRIPT, "grep-count", *files]
-    environment = env.ccops_env(LC_ALL="C")
+    # the generator writes UTC times: read them as such (the demo's default zone would shift the window)
+    environment = env.ccops_env(LC_ALL="C", CCOPS_LOGS_TIMEZONE="UTC")
 
     run_measured(summary_cmd, environment)  # warm the page cache for both
     run_measured(grep_cmd, environment)

@@ -20,7 +20,7 @@ from typing import Any
 from ccops.logs import fastcount, reader
 from ccops.logs.clock import ZERO, LocalClock, gap_note, local_bounds, naive
 from ccops.logs.files import log_files, no_log_files_warning, require_dir
-from ccops.logs.format import LEVELS, LogFormat, default_format, level_in
+from ccops.logs.format import LEVELS, PADDED_LEVELS, LogFormat, default_format, level_in
 from ccops.logs.reader import BLOCK_SIZE, Pool, _blocks, _Buffers, first_header, last_header
 from ccops.logs.records import LogRecord
 from ccops.logs.summary import LogSummary, hours
@@ -92,6 +92,7 @@ class _Counts:
         error_word = _ERROR_WORD.search
         match_header, header_min = self.fmt.header_re.match, self.fmt.header_min
         quick_at, quick = self.fmt.quick
+        padded = PADDED_LEVELS  # the seven levels padded to 8: one lookup for nearly every header
         in_window = self.in_window
         matched = gaps = 0
         minute, since_s, until_s, stop_s, slot, gap = "\0", "", "9999", "9999", {}, False
@@ -101,7 +102,7 @@ class _Counts:
                 if length and line[-1] == "\n":
                     length -= 1
                 match = match_header(line) if length >= header_min and line[quick_at] == quick else None
-                level = None if match is None else level_in(match)
+                level = None if match is None else padded.get(match[match.lastindex]) or level_in(match)
                 if level is not None:
                     if not line.startswith(minute):  # a new local minute: its offset, once
                         minute = line[:16]

@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")  # loguru's seven
 ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
 DEFAULT_FORMAT = "contentcreator"
-_PADDED_LEVELS = {level.ljust(8): level for level in LEVELS}
+PADDED_LEVELS = {level.ljust(8): level for level in LEVELS}
 
 _TOKEN_RE = re.compile(r"\{(\w+)(?::([^}]*))?\}")
 _TIME_RE = re.compile(r"YYYY-MM-DD HH:mm:ss(?:\.(S{1,6}))?")
@@ -232,7 +232,7 @@ def level_in(match: re.Match[str]) -> str | None:
     index = match.lastindex or 0
     text = match.group(index)
     if index % 3 == 2:  # the padded field
-        return _PADDED_LEVELS.get(text) or text.rstrip() or None
+        return PADDED_LEVELS.get(text) or text.rstrip() or None
     return text.strip() or None
 
 
