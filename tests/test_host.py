@@ -12,7 +12,8 @@ import pytest
 from ccops.checks import host
 from ccops.core.context import RunContext
 from ccops.core.findings import Status
-from ccops.core.settings import Thresholds, load_settings
+from ccops.core.settings import load_settings
+from ccops.core.thresholds import Thresholds
 
 DATA = Path(__file__).parent / "data"
 AS_OF = datetime(2026, 11, 28, 8, 0)
@@ -30,7 +31,8 @@ def test_classify_disk_at_the_guides_thresholds(free, expected):
 
 
 def test_classify_disk_follows_configured_thresholds():
-    assert host.classify_disk(25, Thresholds(disk_free_warning_pct=30, disk_free_critical_pct=15)) == Status.WARNING
+    assert host.classify_disk(25, Thresholds().with_values({"disk": {"free_pct": {"warning": 30, "critical": 15}}})) == Status.WARNING
+    assert host.classify_disk(25, Thresholds().with_values({"disk_free_warning_pct": 30})) == Status.WARNING, "the flat key of before"
 
 
 @pytest.fixture

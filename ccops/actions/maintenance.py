@@ -244,13 +244,19 @@ def vacuum_analyze(
     settings: Settings,
     tables: Sequence[str] | None = None,
     dry_run: bool = True,
-    min_dead_tuples: int = 1000,
-    min_dead_ratio: float = 0.05,
+    min_dead_tuples: int | None = None,
+    min_dead_ratio: float | None = None,
     schema: str = "public",
     statement_timeout_s: float = ACTION_STATEMENT_TIMEOUT_S,
 ) -> MaintenanceReport:
     """VACUUM (ANALYZE) the tables of `schema` that hold at least `min_dead_tuples` dead tuples making
-    up at least `min_dead_ratio` of their rows (or exactly the `tables` named), one at a time."""
+    up at least `min_dead_ratio` of their rows (or exactly the `tables` named), one at a time.
+
+    None takes thresholds.postgres.min_dead_tuples and .vacuum_dead_ratio: floors, so "at least".
+    """
+    limits = settings.thresholds.postgres
+    min_dead_tuples = limits.min_dead_tuples if min_dead_tuples is None else min_dead_tuples
+    min_dead_ratio = limits.vacuum_dead_ratio if min_dead_ratio is None else min_dead_ratio
     criteria = (f"tables named {', '.join(tables)}" if tables else
                 f"{schema} tables with {min_dead_tuples:,}+ dead tuples and {min_dead_ratio:.0%}+ dead")
     report = MaintenanceReport("vacuum", dry_run, criteria)
@@ -321,20 +327,23 @@ INDEX_SIZE_SQL = tagged("SELECT pg_relation_size(to_regclass(:q))")
 
 def reindex_bloated(
     settings: Settings,
-    bloat_threshold: float = 0.3,
+    bloat_threshold: float | None = None,
     min_size_bytes: int = DEFAULT_MIN_INDEX_BYTES,
     dry_run: bool = True,
     statement_timeout_s: float = ACTION_STATEMENT_TIMEOUT_S,
 ) -> MaintenanceReport:
     """REINDEX INDEX CONCURRENTLY each valid B-tree of at least `min_size_bytes` whose bloat ratio is
-    at least `bloat_threshold` (pgstatindex leaf density when pgstattuple is installed, else the
-    catalog estimate); sizes before and after."""
-    criteria = f"B-tree indexes of {pretty_bytes(min_size_bytes)}+ with {bloat_threshold:.0%}+ bloat"
+    past `bloat_threshold` (pgstatindex leaf density when pgstattuple is installed, else the
+    catalog estimate); sizes before and after. None: the warning level of thresholds.postgres.bloat_ratio,
+    so the rebuild takes exactly the indexes the bloat check flags."""
+    level = settings.thresholds.postgres.bloat_ratio
+    bloat_threshold = level.first if bloat_threshold is None else bloat_threshold
+    criteria = f"B-tree indexes of {pretty_bytes(min_size_bytes)}+ with more than {bloat_threshold:.0%} bloat"
     with plan_session(settings) as conn:
         bloat, method = index_bloat(conn)
     report = MaintenanceReport("reindex", dry_run, criteria, note=f"bloat {method}")
     reliable = ~bloat["estimate_unreliable"].astype(bool)
-    chosen = bloat[reliable & (bloat["size_bytes"] >= min_size_bytes) & (bloat["bloat_ratio"] >= bloat_threshold)]
+    chosen = bloat[reliable & (bloat["size_bytes"] >= min_size_bytes) & level.beyond(bloat["bloat_ratio"], bloat_threshold)]
     for row in chosen.itertuples():
         density = "" if row.avg_leaf_density != row.avg_leaf_density else (
             f", leaf density {row.avg_leaf_density:.0f}%, fragmentation {row.leaf_fragmentation:.0f}%")
@@ -410,14 +419,14 @@ def drop_invalid_ccnew(
 
 @check("maintenance.vacuum")
 def vacuum(ctx: RunContext, dry_run: bool = True, tables: Sequence[str] | None = None,
-           min_dead_tuples: int = 1000, min_dead_ratio: float = 0.05) -> Findings:
+           min_dead_tuples: int | None = None, min_dead_ratio: float | None = None) -> Findings:
     """The weekly VACUUM (ANALYZE) step: not destructive, so dry_run=False is enough to act."""
     return vacuum_analyze(ctx.settings, tables=tables, dry_run=dry_run, min_dead_tuples=min_dead_tuples,
                           min_dead_ratio=min_dead_ratio).to_findings()
 
 
 @check("maintenance.reindex")
-def reindex(ctx: RunContext, dry_run: bool = True, bloat_threshold: float = 0.3,
+def reindex(ctx: RunContext, dry_run: bool = True, bloat_threshold: float | None = None,
             min_size_bytes: int = DEFAULT_MIN_INDEX_BYTES) -> Findings:
     """The weekly index rebuild, concurrently and only where bloated: dry_run=False is enough to act."""
     return reindex_bloated(ctx.settings, bloat_threshold=bloat_threshold, min_size_bytes=min_size_bytes,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ccops.core.settings import ConfigError, Settings
+from ccops.core.thresholds import Backup, Engagement
 
 SEVERITIES = ("critical", "warning", "info")
 CHANNEL_TYPES = ("log", "console", "webhook", "email", "command")
@@ -83,7 +84,7 @@ class EngagementConfig:
     window_hours: float = 24.0  # posts this recent are candidates
     baseline_days: float = 30.0
     min_baseline_posts: int = 30
-    min_views: int = 100  # a post with 5 views and 3 likes is noise, not a hit
+    min_views: int = Engagement.min_views  # default: thresholds.engagement.min_views (load() reads the setting)
 
 
 @dataclass
@@ -93,7 +94,7 @@ class AlertConfig:
     channels: list[ChannelConfig] = field(default_factory=list)
     max_messages_per_hour: int = 20
     deadman_grace_minutes: float = 45.0
-    backup_max_age_hours: float = 26.0
+    backup_max_age_hours: float = Backup.max_age_hours.first  # default: thresholds.backup.max_age_hours
     ab_test_lookback_hours: float = 24.0
     api_probe_minutes: float = 60.0  # live rate-limit probes spend the quota they measure
     engagement: EngagementConfig = field(default_factory=EngagementConfig)
@@ -194,7 +195,8 @@ def load(settings: Settings) -> AlertConfig:
 
     cfg.max_messages_per_hour = int(top.number("max_messages_per_hour", 20, low=1, whole=True))
     cfg.deadman_grace_minutes = top.number("deadman_grace_minutes", 45.0)
-    cfg.backup_max_age_hours = top.number("backup_max_age_hours", 26.0, low=1)
+    # alerts.backup_max_age_hours still overrides the one home for the alert alone
+    cfg.backup_max_age_hours = top.number("backup_max_age_hours", settings.thresholds.backup.max_age_hours.first, low=1)
     cfg.ab_test_lookback_hours = top.number("ab_test_lookback_hours", 24.0, low=1)
     cfg.api_probe_minutes = top.number("api_probe_minutes", 60.0)
 
@@ -207,7 +209,7 @@ def load(settings: Settings) -> AlertConfig:
         window_hours=eng.number("window_hours", 24.0, low=1),
         baseline_days=eng.number("baseline_days", 30.0, low=1),
         min_baseline_posts=int(eng.number("min_baseline_posts", 30, low=2, whole=True)),
-        min_views=int(eng.number("min_views", 100, whole=True)),
+        min_views=int(eng.number("min_views", settings.thresholds.engagement.min_views, whole=True)),
     )
 
     stones = _Reader(settings, top.table_of("milestones"), "alerts.milestones.")

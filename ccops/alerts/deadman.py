@@ -13,7 +13,7 @@ A job that never completed is measured from when the switch first watched
 it, so a fresh installation gets one full cadence before it complains.
 
 Backups get the same treatment with their own limit: the newest *verified*
-backup must be younger than 26 hours (a day plus slack for a slow dump).
+backup must be younger than thresholds.backup.max_age_hours (a day plus slack for a slow dump).
 Verifying reads the whole file, so each verdict is cached in the alert state
 by file name, size and mtime, and each backup is read once, not every five
 minutes.
@@ -154,7 +154,7 @@ def latest_verified_backup(backup_dir: Path, cache: dict[str, Any]) -> tuple[Any
 
 def stale_backup(settings: Settings, cfg: AlertConfig, now: datetime, cache: dict[str, Any],
                  watch_since: dict[str, str]) -> Evaluation:
-    """CRITICAL when the newest verified backup is older than backup_max_age_hours (26 h)."""
+    """CRITICAL when the newest verified backup is older than backup_max_age_hours (thresholds.backup.max_age_hours)."""
     key = "backup.latest_verified"
     out = Evaluation(covered_keys={key})
     directory = settings.effective_backup_dir

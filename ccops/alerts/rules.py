@@ -204,19 +204,15 @@ def error_rate(ctx: RunContext) -> Finding:
     """
     from ccops import logs
 
-    t = ctx.settings.thresholds
+    level = ctx.settings.thresholds.logs.errors_per_hour
     since = ctx.as_of - timedelta(hours=1)
     try:
         summary = logs.summary_for_settings(ctx.settings, since, ctx.as_of)
     except logs.LogSourceError as exc:
         return Finding("logs.errors_last_hour", Status.UNKNOWN, f"no logs to read: {exc}")
     count = int(summary.errors)
-    if count > t.errors_per_hour_critical:
-        status, threshold = Status.CRITICAL, t.errors_per_hour_critical
-    elif count > t.errors_per_hour_warning:
-        status, threshold = Status.WARNING, t.errors_per_hour_warning
-    else:
-        status, threshold = Status.OK, t.errors_per_hour_warning
+    status = level.grade(count)
+    threshold = level.limit(status)
     return Finding("logs.errors_last_hour", status,
                    f"{count} error records (ERROR+CRITICAL) in the last hour, limit {threshold:g}/h", count, threshold)
 
@@ -230,12 +226,13 @@ def no_content(ctx: RunContext, cfg: AlertConfig) -> Evaluation:
     """No post in the last N hours: one index probe on published_content(published_at)."""
     from ccops.core.db import scalar
 
-    hours = ctx.settings.thresholds.no_content_warning_hours
+    level = ctx.settings.thresholds.content.no_content_hours
+    hours = level.first
     with ctx.db() as conn:
         last = scalar(conn, LAST_PUBLISHED_SQL, until=ctx.as_of)
     key = "content.none_recent"
     out = Evaluation(covered_keys={key})
-    if last is not None and ctx.as_of - last <= timedelta(hours=hours):
+    if last is not None and not level.beyond((ctx.as_of - last).total_seconds() / 3600):
         return out
     when = "nothing was ever published" if last is None else \
         f"the last post was {last:%Y-%m-%d %H:%M} UTC, {(ctx.as_of - last).total_seconds() / 3600:.1f} h ago"

@@ -107,22 +107,26 @@ def _performance_figure(table: pd.DataFrame, max_error_rate: float):
 
 
 @check("analytics.agent_performance")
-def agent_performance(ctx: RunContext, days: float = 7, max_error_rate: float = 0.10,
-                      max_p95_growth: float = 0.50) -> list[Finding]:
+def agent_performance(ctx: RunContext, days: float = 7, max_error_rate: float | None = None,
+                      max_p95_growth: float | None = None) -> list[Finding]:
     """Per agent: runs, errors, p50/p95/max seconds, and the change against the period before.
 
     WARNING for an agent whose error rate exceeds `max_error_rate` (a
     fraction) or whose p95 grew by more than `max_p95_growth` (a fraction of
-    last period's p95).
+    last period's p95); None takes thresholds.agents.error_rate and .p95_growth.
     """
+    limits = ctx.settings.thresholds.agents
+    error_level = limits.error_rate.override(max_error_rate)
+    growth_level = limits.p95_growth.override(max_p95_growth)
+    max_error_rate, max_p95_growth = error_level.first, growth_level.first
     periods = Periods.back_from(ctx.as_of, days)
     with ctx.db() as conn:
         frame = query_df(conn, PERIOD_SQL, **periods.params())
     if frame.empty:
         return [no_data("analytics.agent_performance", f"no agent ran in the {days:g} days before as_of or the {days:g} before them")]
     table = performance_table(frame)
-    high_errors = table["error_rate"] > max_error_rate
-    slower = table["p95_change_pct"] > max_p95_growth * 100
+    high_errors = error_level.beyond(table["error_rate"])
+    slower = growth_level.beyond(table["p95_change_pct"], max_p95_growth * 100)
     table["flag"] = [
         "; ".join(part for part, on in ((f"error rate {pct(r, 1)}", e), (f"p95 {signed(c, 0)}", s)) if on)
         for r, c, e, s in zip(table["error_rate"], table["p95_change_pct"], high_errors, slower, strict=True)
@@ -166,12 +170,15 @@ def _audit_figure(weekly: pd.DataFrame):
 
 
 @check("analytics.agent_audit")
-def agent_audit(ctx: RunContext, days: float = 91, top: int = 5, max_error_rate: float = 0.10) -> list[Finding]:
+def agent_audit(ctx: RunContext, days: float = 91, top: int = 5, max_error_rate: float | None = None) -> list[Finding]:
     """The quarterly audit: each agent per ISO week, and the slowest and most failing agents.
 
     Weeks are calendar ISO weeks (Monday 00:00 UTC), so the first and last
-    week of the window may be partial; their run counts say so.
+    week of the window may be partial; their run counts say so. `max_error_rate` None:
+    thresholds.agents.error_rate.
     """
+    error_level = ctx.settings.thresholds.agents.error_rate.override(max_error_rate)
+    max_error_rate = error_level.first
     params = {"start": ctx.as_of - timedelta(days=days), "end": ctx.as_of}
     with ctx.db() as conn:
         weekly = query_df(conn, WEEKLY_SQL, **params)
@@ -212,7 +219,7 @@ def agent_audit(ctx: RunContext, days: float = 91, top: int = 5, max_error_rate:
                              f"no agent logged an error in the {days:g} days before as_of", 0, max_error_rate))
     else:
         worst = failing.iloc[0]
-        above = failing[failing["error_rate"] > max_error_rate]
+        above = failing[error_level.beyond(failing["error_rate"])]
         found.append(Finding(
             "analytics.bottlenecks_failing", Status.WARNING if not above.empty else Status.INFO,
             "most failing agents: " + ", ".join(f"{r.agent_name} ({pct(r.error_rate, 1)} of {r.runs} runs)"

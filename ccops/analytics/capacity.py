@@ -200,14 +200,17 @@ def _disk_figure(history: pd.DataFrame | None, as_of: datetime, used_now: float,
 @check("analytics.capacity_disk")
 def capacity_disk_projection(ctx: RunContext, history: pd.DataFrame | None = None,
                              path: str | os.PathLike[str] | None = None, free_bytes: int | None = None,
-                             warning_days: float = 90, critical_days: float = 30, days: int = 91) -> list[Finding]:
+                             warning_days: float | None = None, critical_days: float | None = None,
+                             days: int = 91) -> list[Finding]:
     """When the disk holding `path` (default: the backup directory) fills at the measured growth rate.
 
     history: rows of (date, database_bytes, log_bytes, backup_bytes), all on
     that disk. free_bytes overrides the statvfs reading (a disk on another
     host, or a test). WARNING when it fills within `warning_days`, CRITICAL
-    within `critical_days`.
+    within `critical_days` (None: thresholds.capacity.days_to_full).
     """
+    level = ctx.settings.thresholds.capacity.days_to_full.override(warning_days, critical_days)
+    warning_days = level.first
     check_id = "analytics.capacity_disk"
     target = Path(path) if path else (ctx.settings.optional("backup_dir") or Path("/"))
     free = float(free_bytes if free_bytes is not None else free_bytes_of(target))
@@ -245,15 +248,14 @@ def capacity_disk_projection(ctx: RunContext, history: pd.DataFrame | None = Non
     if slope <= 0:
         return [Finding(check_id, Status.OK, f"{where} is not filling up: tracked bytes are flat or shrinking ({source})",
                         math.inf, warning_days, data=table, figure=fig)]
-    status = (Status.CRITICAL if days_to_full <= critical_days else
-              Status.WARNING if days_to_full <= warning_days else Status.OK)
+    status = level.grade(days_to_full)
     if days_to_full > 3650:
         summary = f"{where} would take more than 10 years to fill at +{_human_bytes(slope)}/day ({source})"
     else:
         summary = (f"{where} fills in {days_to_full:,.0f} days, around {fill_date:%Y-%m-%d}, at "
                    f"+{_human_bytes(slope)}/day ({source})")
     return [Finding(check_id, status, summary, round(days_to_full, 1),
-                    critical_days if status == Status.CRITICAL else warning_days, data=table, figure=fig)]
+                    level.limit(status), data=table, figure=fig)]
 
 
 def _round_second(moment: datetime) -> datetime:

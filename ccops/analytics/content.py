@@ -167,8 +167,10 @@ def content_summary(ctx: RunContext, days: float = 7) -> list[Finding]:
 
 
 @check("analytics.top_content")
-def top_content(ctx: RunContext, days: float = 7, limit: int = 10, min_views: int = 100) -> list[Finding]:
-    """The best posts of the period by engagement_rate, among posts with at least `min_views` views."""
+def top_content(ctx: RunContext, days: float = 7, limit: int = 10, min_views: int | None = None) -> list[Finding]:
+    """The best posts of the period by engagement_rate, among posts with at least `min_views` views
+    (None: thresholds.engagement.min_views, the floor the high-engagement alert uses too)."""
+    min_views = ctx.settings.thresholds.engagement.min_views if min_views is None else min_views
     params = {"start": ctx.as_of - timedelta(days=days), "end": ctx.as_of}
     with ctx.db() as conn:
         table = query_df(conn, TOP_SQL, min_views=min_views, limit=limit, **params)

@@ -123,12 +123,12 @@ def silence_finding(table: pd.DataFrame, long_silent: pd.DataFrame, unseen: list
     """One finding for every kind of silence: stopped for longer than the critical days (CRITICAL), gone
     quiet for longer than its own cadence allows (WARNING), and expected but never seen (INFO, or
     CRITICAL for a configured list)."""
-    critical_min = limits.agent_silence_critical_days * 24 * 60
+    silence = limits.agents.silence_critical_days
     recent = table[table["silent"]][["agent_name", "usual_interval_min", "last_seen", "silent_for_min"]]
     frames = [f for f in (recent, long_silent) if not f.empty]
     silent = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["agent_name", "usual_interval_min", "last_seen", "silent_for_min"])
-    silent["critical"] = silent["silent_for_min"] > critical_min
+    silent["critical"] = silence.beyond(silent["silent_for_min"], silence.limit(Status.CRITICAL) * 24 * 60)
     parts, status = [], Status.OK
     for row in silent.sort_values("silent_for_min", ascending=False).itertuples():
         if row.critical:
@@ -141,13 +141,13 @@ def silence_finding(table: pd.DataFrame, long_silent: pd.DataFrame, unseen: list
             status = worst([status, Status.WARNING])
     if unseen:
         where = "thresholds.expected_agents" if configured else "the app's agent list (FACTS.md)"
-        parts.append(f"no run in the last {limits.agent_lookback_days} days by {', '.join(unseen)} "
+        parts.append(f"no run in the last {limits.agents.lookback_days} days by {', '.join(unseen)} "
                      f"(named in {where})")
         status = worst([status, Status.CRITICAL if configured else Status.INFO])
     if not parts:
         return Finding("activity.silent_agents", Status.OK,
                        "every agent ran within its usual interval, and none seen in the last "
-                       f"{limits.agent_lookback_days} days has stopped", 0)
+                       f"{limits.agents.lookback_days} days has stopped", 0)
     count = len(silent) + (len(unseen) if configured else 0)
     lead = f"{len(silent)} agent(s) stopped running: " if len(silent) else ""
     return Finding("activity.silent_agents", status, lead + "; ".join(parts), count, 0,
@@ -164,17 +164,17 @@ def agent_activity(ctx: RunContext) -> list[Finding]:
         "burst": BURST_ERRORS_PER_HOUR,
     }
     limits = ctx.settings.thresholds
-    configured = bool(limits.expected_agents)
+    configured = bool(limits.agents.expected)
     with ctx.db() as conn:
         frame = query_df(conn, PER_AGENT_SQL, **params)
         bursts = query_df(conn, BURST_SQL, **params)
-        expected = list(limits.expected_agents) or list(KNOWN_AGENTS)
+        expected = list(limits.agents.expected) or list(KNOWN_AGENTS)
         long_silent, unseen = absent_agents(conn, ctx.as_of, set(frame["agent_name"]), expected,
-                                            int(limits.agent_lookback_days))
+                                            int(limits.agents.lookback_days))
     if frame.empty and long_silent.empty:
         return [Finding("activity.agents", Status.WARNING,
-                        f"no data: no agent ran in the {limits.agent_lookback_days} days before as_of", 0)]
-    table = agent_table(frame, ctx.as_of, limits.agent_silence_factor)
+                        f"no data: no agent ran in the {limits.agents.lookback_days} days before as_of", 0)]
+    table = agent_table(frame, ctx.as_of, limits.agents.silence_factor)
     executions = int(table["executions_24h"].sum())
     errors = int(table["errors_24h"].sum())
     warnings = int(table["warnings_24h"].sum())

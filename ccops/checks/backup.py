@@ -124,16 +124,22 @@ def env_copies(ctx: RunContext) -> Finding:
 
 
 @check("backup.latest_verified")
-def backup_status(ctx: RunContext, max_age_hours: float = 26) -> Finding:
-    """The latest verified backup, its age and size; older than 26 h (or none) is CRITICAL."""
+def backup_status(ctx: RunContext, max_age_hours: float | None = None) -> Finding:
+    """The latest verified backup, its age and size; older than thresholds.backup.max_age_hours (or none) is CRITICAL.
+
+    `max_age_hours` overrides the setting for one run (None: the setting).
+    """
     from ccops import backup
+
+    level = ctx.settings.thresholds.backup.max_age_hours.override(critical=max_age_hours)
+    max_age_hours = level.limit(Status.CRITICAL)
 
     latest = backup.latest_verified(ctx.settings.effective_backup_dir, app_zone=ctx.settings.logs_timezone)
     if latest is None:
         return Finding("backup.latest_verified", Status.CRITICAL,
                        f"no verified backup in {ctx.settings.effective_backup_dir}", None, max_age_hours)
     age = (ctx.as_of - latest.created).total_seconds() / 3600
-    status = Status.CRITICAL if age > max_age_hours else Status.OK
+    status = level.grade(age)
     return Finding("backup.latest_verified", status,
                    f"latest verified backup {latest.path.name}: {latest.size / 2**20:,.1f} MiB, {age:.1f} h old",
                    round(age, 2), max_age_hours)

@@ -19,7 +19,6 @@ from ccops.core.db import query_df
 from ccops.core.findings import Finding, Status
 
 AVERAGE_DAYS = 7
-LOW_SHARE = 0.5  # below half the usual volume is worth a look
 
 DAILY_BY_PLATFORM_SQL = """
 SELECT date_trunc('day', published_at) AS day, platform, count(*) AS published
@@ -101,15 +100,17 @@ def published_yesterday(ctx: RunContext) -> list[Finding]:
     total = int(table["yesterday"].sum()) if not table.empty else 0
     average = float(table["avg_7d"].sum()) if not table.empty else 0.0
     label = f"{yesterday:%Y-%m-%d}"
+    low = ctx.settings.thresholds.content.low_share
     if table.empty:
         found = [Finding("content.published_yesterday", Status.WARNING,
                          f"no data: nothing published on {label} nor in the {AVERAGE_DAYS} days before", 0)]
     elif total == 0:
         found = [Finding("content.published_yesterday", Status.CRITICAL,
                          f"nothing published on {label} (7-day average {average:.1f}/day)", 0, average, data=table)]
-    elif total < LOW_SHARE * average:
+    elif low.beyond(total, low.first * average):  # thresholds.content.low_share of the usual volume
+        share = "half" if low.first == 0.5 else f"{low.first:.0%} of"
         found = [Finding("content.published_yesterday", Status.WARNING,
-                         f"{total} items published on {label}, under half the 7-day average of {average:.1f}",
+                         f"{total} items published on {label}, under {share} the 7-day average of {average:.1f}",
                          total, average, data=table)]
     else:
         found = [Finding("content.published_yesterday", Status.OK,

@@ -30,7 +30,7 @@ from ccops.core.health import (
     health_findings,
     run_health,
 )
-from ccops.core.settings import Thresholds
+from ccops.core.thresholds import Thresholds
 
 __all__ = ["ACTIVITY_SQL", "CONTENT_SQL", "HOURLY_SQL", "HealthReport", "activity_by_hour", "agent_activity",
            "content_published", "database_reachable", "evaluate", "health_findings", "run_health"]
@@ -112,8 +112,10 @@ def _hourly_figure(frame: pd.DataFrame, thresholds: Thresholds):
     labels = [h.strftime("%H:00") for h in frame["hour"]]
     axis.bar(labels, frame["executions"], color="#8fb3d9", label="executions")
     axis.bar(labels, frame["errors"], color="#d9534f", label="errors")
-    axis.axhline(thresholds.errors_per_hour_warning, color="#f0ad4e", linestyle="--", linewidth=1, label="errors/h warning")
-    axis.axhline(thresholds.errors_per_hour_critical, color="#d9534f", linestyle="--", linewidth=1, label="errors/h critical")
+    per_hour = thresholds.logs.errors_per_hour
+    for part, colour in (("warning", "#f0ad4e"), ("critical", "#d9534f")):
+        if getattr(per_hour, part) is not None:
+            axis.axhline(getattr(per_hour, part), color=colour, linestyle="--", linewidth=1, label=f"errors/h {part}")
     axis.set_ylabel("per hour (UTC)")
     axis.tick_params(axis="x", labelrotation=90, labelsize=7)
     axis.legend(fontsize=7, loc="upper left")

@@ -5,13 +5,13 @@ actually fill up in this platform (the log and backup directories may be
 mounts of their own) and leaves the 20% rule to the reader's eye. ccops checks
 every configured path plus the log dir, the backup dir and the local
 cluster's data dir, reports each filesystem once (naming all the paths on it,
-so a full disk is one alert, not four), and applies the thresholds: < 20% free
-WARNING, < 10% CRITICAL. Free means what df's "Avail" means (f_bavail): the
+so a full disk is one alert, not four), and applies thresholds.disk.free_pct
+(free below the warning level WARNING, below the critical one CRITICAL). Free means what df's "Avail" means (f_bavail): the
 blocks reserved for root are no comfort to a PostgreSQL running as postgres.
 
 Memory in use is MemTotal - MemAvailable: what the kernel could not hand to a
 new process without swapping. MemFree alone would call a healthy box with a
-warm page cache "full". > 80% WARNING, > 90% CRITICAL.
+warm page cache "full". Graded by thresholds.memory.used_pct.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pandas as pd
 
 from ccops.core.context import RunContext, check
 from ccops.core.findings import Finding, Status
-from ccops.core.settings import Thresholds
+from ccops.core.thresholds import Thresholds
 
 GIB = 2**30
 # The guide's own list (`df -h | grep -E "/$|/var|/data"`): "/" and "/var" are the default disk_paths;
@@ -51,11 +51,7 @@ def mount_point(path: str | os.PathLike[str]) -> str:
 
 
 def classify_disk(free_pct: float, thresholds: Thresholds) -> Status:
-    if free_pct < thresholds.disk_free_critical_pct:
-        return Status.CRITICAL
-    if free_pct < thresholds.disk_free_warning_pct:
-        return Status.WARNING
-    return Status.OK
+    return thresholds.disk.free_pct.grade(free_pct)
 
 
 def watched_paths(ctx: RunContext, paths: list[str] | None = None) -> list[tuple[str, str]]:
@@ -108,7 +104,7 @@ def disk_space(ctx: RunContext, paths: list[str] | None = None) -> list[Finding]
 def _disk_finding(entry: dict[str, Any], t: Thresholds) -> Finding:
     first = entry["paths"][0]
     status = classify_disk(entry["free_pct"], t)
-    threshold = t.disk_free_critical_pct if status == Status.CRITICAL else t.disk_free_warning_pct
+    threshold = t.disk.free_pct.limit(status)
     on = f"{first} (filesystem {entry['mount']})" if entry["mount"] != first else first
     also = f"; also holds {', '.join(entry['paths'][1:])}" if len(entry["paths"]) > 1 else ""
     summary = (f"{on}: {entry['free_pct']:.1f}% free, {_size(entry['free_bytes'])} of "
@@ -155,16 +151,12 @@ def memory_used_pct(info: dict[str, int]) -> float:
 
 
 def classify_memory(used_pct: float, thresholds: Thresholds) -> Status:
-    if used_pct > thresholds.memory_used_critical_pct:
-        return Status.CRITICAL
-    if used_pct > thresholds.memory_used_warning_pct:
-        return Status.WARNING
-    return Status.OK
+    return thresholds.memory.used_pct.grade(used_pct)
 
 
 @check("host.memory")
 def memory(ctx: RunContext, meminfo_path: str = "/proc/meminfo") -> Finding:
-    """Memory in use against 80% (warning) and 90% (critical); the guide's `free -h`."""
+    """Memory in use against thresholds.memory.used_pct (warning/critical); the guide's `free -h`."""
     try:
         info = parse_meminfo(Path(meminfo_path).read_text())
     except OSError as exc:
@@ -174,7 +166,7 @@ def memory(ctx: RunContext, meminfo_path: str = "/proc/meminfo") -> Finding:
     used = memory_used_pct(info)
     t = ctx.settings.thresholds
     status = classify_memory(used, t)
-    threshold = t.memory_used_critical_pct if status == Status.CRITICAL else t.memory_used_warning_pct
+    threshold = t.memory.used_pct.limit(status)
     swap_used = info.get("SwapTotal", 0) - info.get("SwapFree", 0)
     summary = (f"{used:.1f}% of {_size(info['MemTotal'])} memory in use, "
                f"{_size(info.get('MemAvailable', 0))} available, swap in use {_size(swap_used)}")

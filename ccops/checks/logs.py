@@ -21,6 +21,7 @@ from ccops.core.charts import Chart
 from ccops.core.context import RunContext, check
 from ccops.core.errors import NotConfigured
 from ccops.core.findings import Finding, Status
+from ccops.core.thresholds import Level
 from ccops.logs import ratelimit
 
 MAX_ROWS = 200  # rows kept for a table; the counts always cover the whole window
@@ -108,7 +109,7 @@ def recent_errors(ctx: RunContext, limit: int = 20) -> list[Finding]:
     """The last `limit` ERROR/CRITICAL records of the last 24 h (the guide's `logs | grep -i error`).
 
     Graded as the guide's monitoring alerts grade errors: per hour (thresholds
-    errors_per_hour_warning / _critical), on the worst UTC hour of the window. Errors
+    logs.errors_per_hour, warning/critical), on the worst UTC hour of the window. Errors
     below those levels are evidence (INFO), not an alarm: one ERROR a day is a normal
     day for an app that talks to five APIs, and an alert raised every day is ignored.
     """
@@ -146,12 +147,17 @@ def recent_errors(ctx: RunContext, limit: int = 20) -> list[Finding]:
 
 def _grade_hour(ctx: RunContext, count: int) -> tuple[Status, float, str]:
     """An hour's error count against the guide's per-hour levels: (status, threshold, words)."""
-    t = ctx.settings.thresholds
-    if count > t.errors_per_hour_critical:
-        return Status.CRITICAL, t.errors_per_hour_critical, f"above the critical limit of {t.errors_per_hour_critical:g}/h"
-    if count > t.errors_per_hour_warning:
-        return Status.WARNING, t.errors_per_hour_warning, f"above the warning limit of {t.errors_per_hour_warning:g}/h"
-    return Status.INFO, t.errors_per_hour_warning, f"within the warning limit of {t.errors_per_hour_warning:g}/h"
+    level = ctx.settings.thresholds.logs.errors_per_hour
+    status = level.grade(count, below=Status.INFO)
+    return status, level.limit(status), _limit_words(level, status)
+
+
+def _limit_words(level: Level, status: Status) -> str:
+    if status == Status.CRITICAL:
+        return f"above the critical limit of {level.limit(status):g}/h"
+    if status == Status.WARNING:
+        return f"above the warning limit of {level.limit(status):g}/h"
+    return f"within the warning limit of {level.first:g}/h"
 
 
 @check("logs.error_review")
@@ -166,7 +172,7 @@ def error_review(ctx: RunContext, hours: int = 24) -> list[Finding]:
     if empty:
         return empty
     since, until = ctx.window(hours)
-    thresholds = ctx.settings.thresholds
+    per_hour = ctx.settings.thresholds.logs.errors_per_hour
     problems: list[str] = []
     kept: deque[dict[str, Any]] = deque(maxlen=MAX_ROWS)
     criticals = exceptions = 0
@@ -197,11 +203,11 @@ def error_review(ctx: RunContext, hours: int = 24) -> list[Finding]:
     else:
         status, text = Status.OK, f"no CRITICAL records and no exceptions in {span}"
     review = Finding("logs.error_review", status, text + note, criticals + exceptions, data=table)
-    return [review, _errors_per_hour(summary, thresholds.errors_per_hour_warning,
-                                     thresholds.errors_per_hour_critical, span)]
+    return [review, _errors_per_hour(summary, per_hour, span)]
 
 
-def _errors_per_hour(summary: logs.LogSummary, warning: float, critical: float, span: str) -> Finding:
+def _errors_per_hour(summary: logs.LogSummary, level: Level, span: str) -> Finding:
+    warning = level.first
     frame = summary.errors_per_hour()
     if frame.empty:
         return Finding("logs.errors_per_hour", Status.OK, f"no data: the window ({span}) holds no whole hour", 0,
@@ -212,24 +218,20 @@ def _errors_per_hour(summary: logs.LogSummary, warning: float, critical: float, 
     if summary.timezone != "UTC":  # and as the app's log shows it
         start, end = summary.local(hour.to_pydatetime()), summary.local((hour + pd.Timedelta(hours=1)).to_pydatetime())
         where += f" ({start:%H:%M}-{end:%H:%M} {summary.timezone})"
-    if count > critical:
-        status, threshold, word = Status.CRITICAL, critical, f"above the critical limit of {critical:g}/h"
-    elif count > warning:
-        status, threshold, word = Status.WARNING, warning, f"above the warning limit of {warning:g}/h"
-    else:
-        status, threshold, word = Status.OK, warning, f"within the warning limit of {warning:g}/h"
-    over = int((frame["errors"] > warning).sum())
+    status = level.grade(count)
+    threshold, word = level.limit(status), _limit_words(level, status)
+    over = int(level.beyond(frame["errors"]).sum())
     text = f"worst hour {where} had {_n(count, 'error record')} (ERROR+CRITICAL), {word}"
     if over > 1:
         text += f"; {over} hours of {span} above {warning:g}/h"
     return Finding("logs.errors_per_hour", status, text, count, threshold, data=frame,
-                   chart=_errors_chart(warning, critical))
+                   chart=_errors_chart(level))
 
 
-def _errors_chart(warning: float, critical: float) -> Chart:
+def _errors_chart(level: Level) -> Chart:
     return Chart(x="hour", y="errors", kind="bar", title="ERROR + CRITICAL records per hour",
                  x_label="hour (UTC)", y_label="error records / hour",
-                 thresholds={"warning": warning, "critical": critical})
+                 thresholds={p: getattr(level, p) for p in level.sides()})
 
 
 @check("apis.rate_limit_events")
@@ -305,7 +307,8 @@ def errors_by_day(ctx: RunContext, days: int = 7) -> list[Finding]:
     if empty:
         return empty
     since, until = ctx.window(24 * days)
-    warning = ctx.settings.thresholds.errors_per_hour_warning
+    level = ctx.settings.thresholds.logs.errors_per_hour
+    warning = level.first
     try:
         summary = logs.summary_for_settings(ctx.settings, since, until, grep_compare=True)
     except logs.LogSourceError as exc:
@@ -318,7 +321,7 @@ def errors_by_day(ctx: RunContext, days: int = 7) -> list[Finding]:
     if summary.errors:
         worst_day = table.loc[table["errors"].idxmax()]
         text += f", most on {worst_day['day']:%Y-%m-%d} ({int(worst_day['errors'])})"
-        over = hourly[hourly["errors"] > warning]
+        over = hourly[level.beyond(hourly["errors"])]
         if not over.empty:
             status = Status.WARNING
             text += f"; {_n(len(over), 'hour')} above {warning:g} errors/h"

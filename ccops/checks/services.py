@@ -2,7 +2,7 @@
 
 A configured service (app or db) that is not running, or runs unhealthy, is
 CRITICAL: part of the platform is down. A service restarting right now, or one
-that has restarted more than RESTART_WARNING times, is a WARNING: it is
+that has restarted more than thresholds.services.restarts times, is a WARNING: it is
 flapping, and whether users notice is the status endpoint's verdict, which is
 CRITICAL when the API does not answer. Other services of a compose project
 (one-off tasks such as a migration container) only count when they are
@@ -29,11 +29,11 @@ from ccops.core.context import RunContext, check
 from ccops.core.findings import Finding, Status
 from ccops.core.scrub import excerpt
 from ccops.core.settings import Settings, mask_url
+from ccops.core.thresholds import Level, Services
 
 if TYPE_CHECKING:
     from ccops.deploy.services import ServiceState
 
-RESTART_WARNING = 3
 REQUIRED = ("db", "app")
 TRANSIENT = ("restarting", "starting")
 COLUMNS = ["service", "state", "health", "restarts", "detail"]
@@ -48,8 +48,12 @@ def _down_label(state: ServiceState) -> str:
     return _label(state) + (f" - {state.reason}" if state.reason else "")
 
 
-def assess(states: list[ServiceState], backend: str) -> tuple[Status, str, int]:
-    """Status, summary and number of problem services for a backend's states (pure: tested on samples)."""
+def assess(states: list[ServiceState], backend: str, restarts: Level | None = None) -> tuple[Status, str, int]:
+    """Status, summary and number of problem services for a backend's states (pure: tested on samples).
+
+    `restarts` is thresholds.services.restarts (None: its default).
+    """
+    restarts = Services.restarts if restarts is None else restarts
     if not states:
         return Status.CRITICAL, f"{backend}: no services found (nothing created, or the wrong project)", len(REQUIRED)
     seen = {s.service for s in states}
@@ -61,7 +65,7 @@ def assess(states: list[ServiceState], backend: str) -> tuple[Status, str, int]:
             undecided.append(s)
         elif required and not s.running and s.state not in TRANSIENT:
             down.append(s)
-        elif s.state in TRANSIENT or (s.restarts or 0) > RESTART_WARNING:
+        elif s.state in TRANSIENT or restarts.beyond(s.restarts or 0):
             flapping.append(s)
         elif not required and (s.state == "dead" or s.health == "unhealthy"):
             flapping.append(s)
@@ -95,8 +99,8 @@ def service_status(ctx: RunContext) -> Finding:
     except BackendError as exc:
         return Finding("services.status", Status.UNKNOWN, f"{backend.name} backend: {exc}")
     table = pd.DataFrame([{c: getattr(s, c) for c in COLUMNS} for s in states], columns=COLUMNS)
-    status, summary, problems = assess(states, backend.name)
-    threshold = RESTART_WARNING if status == Status.WARNING else 0
+    status, summary, problems = assess(states, backend.name, ctx.settings.thresholds.services.restarts)
+    threshold = ctx.settings.thresholds.services.restarts.first if status == Status.WARNING else 0
     return Finding("services.status", status, summary, problems, threshold, data=table)
 
 

@@ -82,13 +82,18 @@ def timings_table(records: list[dict[str, Any]], as_of: datetime) -> pd.DataFram
 
 
 @check("trends.timings")
-def key_timings(ctx: RunContext, slower_pct: float = 25.0) -> Finding:
-    """The guide's performance benchmarking: key timings this quarter against the previous one."""
+def key_timings(ctx: RunContext, slower_pct: float | None = None) -> Finding:
+    """The guide's performance benchmarking: key timings this quarter against the previous one.
+
+    WARNING for a timing slower than thresholds.trends.slower_pct (`slower_pct` overrides it for one call).
+    """
+    level = ctx.settings.thresholds.trends.slower_pct.override(slower_pct)
+    slower_pct = level.first
     table = timings_table(load_records(ctx.settings.archive_dir), ctx.as_of)
     if table.empty:
         return Finding("trends.timings", Status.INFO, f"no data: no completed runs archived in {ctx.settings.archive_dir}")
     compared = table.dropna(subset=["change_pct"])
-    slower = compared[compared["change_pct"] > slower_pct]
+    slower = compared[level.beyond(compared["change_pct"])]
     figure = _timings_figure(table)
     if compared.empty:
         return Finding("trends.timings", Status.INFO,

@@ -20,7 +20,8 @@ import pandas as pd
 from ccops.core.context import describe, parse_as_of
 from ccops.core.db import connect
 from ccops.core.findings import Finding, Findings, Status, worst
-from ccops.core.settings import Settings, Thresholds
+from ccops.core.settings import Settings
+from ccops.core.thresholds import Thresholds
 
 ACTIVITY_SQL = """
 SELECT count(*) AS executions,
@@ -97,8 +98,9 @@ def evaluate(activity: dict[str, Any], content: dict[str, Any], as_of: datetime,
         found.append(Finding(
             "health.content", Status.OK, f"{published} items published in last 24 hours, last {ago}", published, 1,
         ))
-    limit = thresholds.agent_errors_24h_max
-    if errors > limit:
+    level = thresholds.agents.errors_24h
+    limit = level.first
+    if level.grade(errors) != Status.OK:
         found.append(Finding("health.agent_errors", Status.WARNING, f"High error count: {errors} in last 24h", errors, limit))
     else:
         found.append(Finding("health.agent_errors", Status.OK, f"{errors} agent errors in last 24h", errors, limit))

@@ -23,6 +23,7 @@ from ccops.core.errors import NotConfigured
 from ccops.core.reader import ENVIRONMENT, ConfigError, SectionReader, config_error, settings_source
 from ccops.core.reader import bound_problem as bound_problem  # the floor rule lives with the reader
 from ccops.core.reader import least_value as least_value
+from ccops.core.thresholds import Thresholds  # the one home of every threshold; [thresholds] is read there
 
 CONFIG_ENV = "CCOPS_CONFIG"
 CONFIG_NAME = "ccops.toml"
@@ -45,24 +46,6 @@ REQUIRED_SETTINGS: dict[str, tuple[str, str, str, bool]] = {
     "health_url": ("http.health_url", "CCOPS_HEALTH_URL",
                    "optional: the app has no /health; set it only if your deployment serves a health probe", True),
 }
-
-
-@dataclass
-class Thresholds:
-    """The maintenance guide's alert levels, each overridable."""
-
-    disk_free_warning_pct: float = 20.0
-    disk_free_critical_pct: float = 10.0
-    memory_used_warning_pct: float = 80.0
-    memory_used_critical_pct: float = 90.0
-    errors_per_hour_warning: float = 5.0
-    errors_per_hour_critical: float = 10.0
-    no_content_warning_hours: float = 6.0
-    agent_errors_24h_max: int = 10
-    agent_silence_factor: float = 4.0
-    agent_silence_critical_days: float = 7.0  # silent longer than this: CRITICAL "silent since ..."
-    agent_lookback_days: int = 90  # agents seen this far back are checked for silence
-    expected_agents: list[str] = field(default_factory=list)  # empty: the agent class names in FACTS.md
 
 
 @dataclass
@@ -418,7 +401,6 @@ ENV_KEYS = {
     "CCOPS_RUN_TIMEOUT_SECONDS": "run_timeout_seconds",
 }
 SECTIONS = {
-    "thresholds": Thresholds,
     "compose": ComposeSettings,
     "systemd": SystemdSettings,
     "process": ProcessSettings,
@@ -532,6 +514,7 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> None:
             name = f"CCOPS_{section.upper()}_{f.name.upper()}"
             if env.get(name):
                 _set(target, f.name, reader, name)
+    settings.thresholds.apply_env(env)  # CCOPS_THRESHOLDS_<KEY>, flat keys of before and dotted ones
 
 
 def _apply_default_deployment(settings: Settings, env: Mapping[str, str]) -> None:
@@ -638,7 +621,9 @@ def _apply_file(settings: Settings, data: dict[str, Any], path: Path) -> None:
     file = SectionReader(str(path), data, base=path.resolve().parent, text=True)
     flat: dict[str, tuple[str, SectionReader, str]] = {}
     for key in data:
-        if key in SECTIONS:
+        if key == "thresholds":
+            settings.thresholds.apply_file(file.section(key))
+        elif key in SECTIONS:
             table = file.section(key)
             target = getattr(settings, key)
             table.unknown({f.name for f in fields(target)})
@@ -742,18 +727,9 @@ def _validate(settings: Settings, source: str, env: Mapping[str, str] | None = N
             raise fail(key, problem)
     if settings.backend and settings.backend not in BACKENDS:
         raise fail("service.backend", f"expected one of {', '.join(BACKENDS)}, got {settings.backend!r}")
-    t = settings.thresholds
-    for name in ("disk_free", "memory_used"):
-        for kind in ("warning", "critical"):
-            value = getattr(t, f"{name}_{kind}_pct")
-            if not 0 <= value <= 100:
-                raise fail(f"thresholds.{name}_{kind}_pct", f"expected 0-100, got {value}")
-    if t.disk_free_critical_pct > t.disk_free_warning_pct:
-        raise fail("thresholds.disk_free_critical_pct", "must not exceed the warning level")
-    if t.memory_used_critical_pct < t.memory_used_warning_pct:
-        raise fail("thresholds.memory_used_critical_pct", "must not be below the warning level")
-    if t.errors_per_hour_critical < t.errors_per_hour_warning:
-        raise fail("thresholds.errors_per_hour_critical", "must not be below the warning level")
+    threshold_problem = settings.thresholds.problem(source)
+    if threshold_problem:
+        raise threshold_problem
     if not valid_timezone(settings.logs_timezone):
         raise fail("logs.timezone", f"expected an IANA time zone name such as Europe/Amsterdam, got {settings.logs_timezone!r}")
     if settings.run_timeout_seconds <= 0:

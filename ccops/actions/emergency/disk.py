@@ -70,10 +70,10 @@ def filesystems(ctx: RunContext) -> Finding:
     table = pd.DataFrame(rows)
     worst = table["free_pct"].min()
     t = ctx.settings.thresholds
-    status = Status.CRITICAL if worst < t.disk_free_critical_pct else Status.WARNING if worst < t.disk_free_warning_pct else Status.OK
+    status = t.disk.free_pct.grade(worst)
     tightest = table.loc[table["free_pct"].idxmin()]
     return Finding("disk.filesystems", status, f"least free: {tightest['path']} with {worst:.1f}% "
-                   f"({tightest['free_h']}) free", float(worst), t.disk_free_warning_pct, data=table)
+                   f"({tightest['free_h']}) free", float(worst), t.disk.free_pct.first, data=table)
 
 
 @check("disk.largest")
@@ -220,6 +220,6 @@ def alert_to_add(ctx: RunContext) -> Finding:
     """The guide's last step: make sure low disk alerts before it is full."""
     t = ctx.settings.thresholds
     return Finding("disk.alert", Status.INFO,
-                   f"alerting: `ccops alerts check` every 5 minutes raises WARNING below {t.disk_free_warning_pct:g}% "
-                   f"free and CRITICAL below {t.disk_free_critical_pct:g}% on {', '.join(str(p) for p in watched_paths(ctx))}; "
+                   f"alerting: `ccops alerts check` every 5 minutes raises WARNING below {t.disk.free_pct.warning:g}% "
+                   f"free and CRITICAL below {t.disk.free_pct.critical:g}% on {', '.join(str(p) for p in watched_paths(ctx))}; "
                    "install it with `ccops schedule install`")

@@ -27,6 +27,7 @@ from ccops.core.db import query_df, scalar
 from ccops.core.findings import Finding, Status
 from ccops.core.pgsql import extension_schema, pretty_bytes, tagged, user_schemas
 from ccops.core.sqlsafe import ident
+from ccops.core.thresholds import Level
 
 BTREE_DEFAULT_FILLFACTOR = 90
 
@@ -227,22 +228,22 @@ def table_bloat(conn) -> pd.DataFrame:
     return query_df(conn, TABLE_BLOAT_ESTIMATE_SQL)
 
 
-def _grade(frame: pd.DataFrame, warning_ratio: float, critical_ratio: float, min_bloat_bytes: int) -> pd.Series:
+def _grade(frame: pd.DataFrame, level: Level, min_bloat_bytes: int) -> pd.Series:
     reliable = ~frame["estimate_unreliable"].astype(bool)
     big = frame["bloat_bytes"] >= min_bloat_bytes
     grade = pd.Series("ok", index=frame.index)
-    grade[reliable & big & (frame["bloat_ratio"] >= warning_ratio)] = "warning"
-    grade[reliable & big & (frame["bloat_ratio"] >= critical_ratio)] = "critical"
+    for part in level.sides():  # warning first, so a critical row ends up "critical"
+        grade[reliable & big & level.beyond(frame["bloat_ratio"], getattr(level, part))] = part
     return grade
 
 
-def _finding(check_id: str, kind: str, frame: pd.DataFrame, note: str,
-             warning_ratio: float, critical_ratio: float, min_bloat_bytes: int) -> Finding:
+def _finding(check_id: str, kind: str, frame: pd.DataFrame, note: str, level: Level, min_bloat_bytes: int) -> Finding:
     if frame.empty:
         return Finding(check_id, Status.OK, f"no data: no {kind} with pages and statistics to estimate yet")
     frame = frame.copy()
     frame["bloat_ratio"] = frame["bloat_ratio"].astype(float).round(4)
-    frame["grade"] = _grade(frame, warning_ratio, critical_ratio, min_bloat_bytes)
+    frame["grade"] = _grade(frame, level, min_bloat_bytes)
+    warning_ratio = level.first
     frame["size"] = frame["size_bytes"].map(pretty_bytes)
     frame["bloat"] = frame["bloat_bytes"].map(pretty_bytes)
     total = int(frame["bloat_bytes"].sum())
@@ -250,7 +251,7 @@ def _finding(check_id: str, kind: str, frame: pd.DataFrame, note: str,
     status = Status.CRITICAL if (bad["grade"] == "critical").any() else Status.WARNING if not bad.empty else Status.OK
     if bad.empty:
         summary = (f"{len(frame)} {kind}: {pretty_bytes(total)} reclaimable in all, none at "
-                   f"{warning_ratio:.0%}+ bloat with {pretty_bytes(min_bloat_bytes)}+ to gain ({note})")
+                   f"more than {warning_ratio:.0%} bloat with {pretty_bytes(min_bloat_bytes)}+ to gain ({note})")
     else:
         top = bad.head(5)
         label = top["qualified"] if "qualified" in top else top["schema"] + "." + top["table"]
@@ -265,20 +266,23 @@ def _finding(check_id: str, kind: str, frame: pd.DataFrame, note: str,
 @check("postgres.bloat")
 def bloat_estimate(
     ctx: RunContext,
-    warning_ratio: float = 0.3,
-    critical_ratio: float = 0.6,
-    min_bloat_bytes: int = 10 * 1024 * 1024,
+    warning_ratio: float | None = None,
+    critical_ratio: float | None = None,
+    min_bloat_bytes: int | None = None,
 ) -> list[Finding]:
     """Index and table bloat; WARNING/CRITICAL when the share wasted and the bytes to gain are both large.
 
-    `min_bloat_bytes` keeps small relations quiet: an index of a few pages can
-    be half empty and still not worth a rebuild.
+    The levels are thresholds.postgres.bloat_ratio and .min_bloat_bytes (the keyword
+    arguments override them for one call). `min_bloat_bytes` keeps small relations
+    quiet: an index of a few pages can be half empty and still not worth a rebuild.
     """
+    limits = ctx.settings.thresholds.postgres
+    level = limits.bloat_ratio.override(warning_ratio, critical_ratio)
+    min_bytes = limits.min_bloat_bytes if min_bloat_bytes is None else min_bloat_bytes
     with ctx.db() as conn:
         indexes, note = index_bloat(conn)
         tables = table_bloat(conn)
     return [
-        _finding("postgres.bloat.indexes", "indexes", indexes, note, warning_ratio, critical_ratio, min_bloat_bytes),
-        _finding("postgres.bloat.tables", "tables", tables, "by catalog estimate",
-                 warning_ratio, critical_ratio, min_bloat_bytes),
+        _finding("postgres.bloat.indexes", "indexes", indexes, note, level, min_bytes),
+        _finding("postgres.bloat.tables", "tables", tables, "by catalog estimate", level, min_bytes),
     ]

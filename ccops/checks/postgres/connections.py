@@ -44,11 +44,19 @@ SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backe
 @check("postgres.connections")
 def connections(
     ctx: RunContext,
-    idle_in_transaction_warning_s: float = 300.0,
-    usage_warning_pct: float = 80.0,
-    usage_critical_pct: float = 95.0,
+    idle_in_transaction_warning_s: float | None = None,
+    usage_warning_pct: float | None = None,
+    usage_critical_pct: float | None = None,
 ) -> list[Finding]:
-    """Sessions of this database by state; WARNING for idle-in-transaction past 5 min or a nearly full server."""
+    """Sessions of this database by state; WARNING for idle-in-transaction past
+    thresholds.postgres.idle_in_transaction_s, WARNING/CRITICAL for a server past thresholds.postgres.connections_pct.
+
+    The keyword arguments override those settings for one call (None: the setting).
+    """
+    limits = ctx.settings.thresholds.postgres
+    usage_level = limits.connections_pct.override(usage_warning_pct, usage_critical_pct)
+    usage_warning_pct = usage_level.first
+    idle_in_transaction_warning_s = limits.idle_in_transaction_s.override(idle_in_transaction_warning_s).first
     with ctx.db() as conn:
         states = query_df(conn, BY_STATE_SQL)
         idle = query_df(conn, IDLE_IN_XACT_SQL, limit_s=float(idle_in_transaction_warning_s))
@@ -57,7 +65,7 @@ def connections(
         idle["last_query"] = idle["last_query"].map(scrub_query)
     used, available = int(usage["used"]), max(int(usage["available"]), 1)
     pct = 100.0 * used / available
-    status = Status.CRITICAL if pct >= usage_critical_pct else Status.WARNING if pct >= usage_warning_pct else Status.OK
+    status = usage_level.grade(pct)
     counts = ", ".join(f"{r.sessions} {r.state}" for r in states.itertuples()) or "no other sessions"
     oldest = states["oldest_xact_s"].max() if not states.empty else None
     oldest_text = f"; oldest open transaction {oldest:,.0f} s" if oldest is not None and oldest == oldest else ""

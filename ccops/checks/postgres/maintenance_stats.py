@@ -32,19 +32,26 @@ ORDER BY s.n_dead_tup DESC, s.schemaname, s.relname
 
 
 @check("postgres.table_maintenance")
-def table_maintenance(ctx: RunContext, dead_ratio_warning: float = 0.2, min_dead_tuples: int = 1000) -> Finding:
+def table_maintenance(ctx: RunContext, dead_ratio_warning: float | None = None,
+                      min_dead_tuples: int | None = None) -> Finding:
     """Per table live/dead tuples and last (auto)vacuum/analyze; WARNING where dead tuples pile up.
 
     A table counts when its dead share exceeds `dead_ratio_warning` AND it holds
     more than `min_dead_tuples` dead tuples: the ratio alone would flag every
-    ten-row table after one update, the count alone every large healthy table.
+    ten-row table after one update, the count alone every large healthy table. Both are
+    thresholds.postgres.dead_ratio and .min_dead_tuples (the keyword arguments override them
+    for one call).
     """
+    limits = ctx.settings.thresholds.postgres
+    level = limits.dead_ratio.override(dead_ratio_warning)
+    dead_ratio_warning = level.first
+    min_dead_tuples = limits.min_dead_tuples if min_dead_tuples is None else min_dead_tuples
     with ctx.db() as conn:
         frame = query_df(conn, TABLE_STATS_SQL)
     if frame.empty:
         return Finding("postgres.table_maintenance", Status.OK, "no data: this database has no user tables")
     frame["dead_ratio"] = frame["dead_ratio"].astype(float).round(4)
-    frame["needs_vacuum"] = (frame["dead_ratio"] > dead_ratio_warning) & (frame["n_dead_tup"] > min_dead_tuples)
+    frame["needs_vacuum"] = level.beyond(frame["dead_ratio"]) & (frame["n_dead_tup"] > min_dead_tuples)
     flagged = frame[frame["needs_vacuum"]]
     off = frame[frame["autovacuum_disabled"]]
     off_note = f"; autovacuum is disabled on {', '.join(off['table'])}" if not off.empty else ""

@@ -286,15 +286,21 @@ def slow_queries(
     ctx: RunContext,
     order_by: str = "mean",
     limit: int = 10,
-    warning_mean_ms: float = 1000.0,
-    critical_mean_ms: float = 10_000.0,
-    min_calls: int = 10,
+    warning_mean_ms: float | None = None,
+    critical_mean_ms: float | None = None,
+    min_calls: int | None = None,
 ) -> Finding:
     """The slowest statements of this database by mean (or total) execution time.
 
     WARNING/CRITICAL when a statement called at least `min_calls` times takes on
-    average longer than the threshold: one slow ad-hoc query is not a trend.
+    average longer than the threshold: one slow ad-hoc query is not a trend. The levels are
+    thresholds.postgres.slow_query_mean_ms and .slow_query_min_calls (the keyword arguments
+    override them for one call).
     """
+    limits = ctx.settings.thresholds.postgres
+    level = limits.slow_query_mean_ms.override(warning_mean_ms, critical_mean_ms)
+    warning_mean_ms = level.first
+    min_calls = limits.slow_query_min_calls if min_calls is None else min_calls
     with ctx.db() as conn:
         source = statements_source(conn)
         if source.view is None:
@@ -306,13 +312,12 @@ def slow_queries(
                        f"no data: no statements of the app recorded for this database{since}; {left.sentence()}")
     counted = frame[frame["calls"] >= min_calls]
     worst_mean = float(counted["mean_ms"].max()) if not counted.empty else 0.0
-    status = (Status.CRITICAL if worst_mean >= critical_mean_ms
-              else Status.WARNING if worst_mean >= warning_mean_ms else Status.OK)
+    status = level.grade(worst_mean)
     top = frame.iloc[0]
     summary = (f"slowest statement by {order_by} time{since}: {top['mean_ms']:,.1f} ms mean over "
                f"{int(top['calls']):,} calls ({top['total_ms'] / 1000:,.1f} s total)")
     if status != Status.OK:
-        over = counted[counted["mean_ms"] >= warning_mean_ms]
+        over = counted[level.beyond(counted["mean_ms"])]
         summary = (f"{len(over)} statement(s) called {min_calls}+ times average over {warning_mean_ms:,.0f} ms; "
                    f"worst {worst_mean:,.1f} ms{since}")
     return Finding("postgres.slow_queries", status, f"{summary}; {left.sentence()}", round(worst_mean, 3),

@@ -42,8 +42,11 @@ ORDER BY n.nspname, t.relname, a.attname
 
 
 @check("postgres.sequences")
-def sequence_exhaustion(ctx: RunContext, warning_pct: float = 50.0, critical_pct: float = 80.0) -> Finding:
-    """Percent of each serial/identity column's range used; WARNING over 50%, CRITICAL over 80%."""
+def sequence_exhaustion(ctx: RunContext, warning_pct: float | None = None, critical_pct: float | None = None) -> Finding:
+    """Percent of each serial/identity column's range used, graded by thresholds.postgres.sequences_pct
+    (the keyword arguments override it for one call)."""
+    level = ctx.settings.thresholds.postgres.sequences_pct.override(warning_pct, critical_pct)
+    warning_pct = level.first
     with ctx.db() as conn:
         frame = query_df(conn, SEQUENCES_SQL)
     if frame.empty:
@@ -68,14 +71,14 @@ def sequence_exhaustion(ctx: RunContext, warning_pct: float = 50.0, critical_pct
     frame = frame.sort_values("pct_used", ascending=False).reset_index(drop=True)
     top = frame.iloc[0]
     worst = float(top["pct_used"])
-    status = Status.CRITICAL if worst > critical_pct else Status.WARNING if worst > warning_pct else Status.OK
+    status = level.grade(worst)
     label = f"{top['table']}.{top['column']} ({top['column_type']})"
     if status == Status.OK:
         summary = f"{len(frame)} sequence-backed columns; the fullest, {label}, has used {worst:.2f}% of its range"
     else:
-        over = frame[frame["pct_used"] > warning_pct]
+        over = frame[level.beyond(frame["pct_used"])]
         names = ", ".join(f"{r.table}.{r.column} {r.pct_used:.1f}%" for r in over.itertuples())
         summary = (f"{len(over)} column(s) past {warning_pct:.0f}% of their range: {names}; "
                    f"plan ALTER COLUMN ... TYPE bigint before they run out")
-    threshold = critical_pct if status == Status.CRITICAL else warning_pct
+    threshold = level.limit(status)
     return Finding("postgres.sequences", status, summary, round(worst, 2), threshold, data=frame)
