@@ -29,7 +29,7 @@ _ERROR_LINE = re.compile(rb"error()[^\n]*")  # one (empty, shared) match per mat
 _ERROR_WORD = re.compile("error", re.IGNORECASE)
 
 
-def _grep_lines(lowered: bytes, start: int, end: int) -> int:
+def _grep_lines(lowered: bytes | bytearray, start: int, end: int) -> int:
     """Lines of lowered[start:end] containing "error", as `grep -ci error` counts them.
 
     `lowered` is the block already lower-cased (one copy, then a C-speed scan).
@@ -95,14 +95,15 @@ class _Counts:
         padded = PADDED_LEVELS  # the seven levels padded to 8: one lookup for nearly every header
         in_window = self.in_window
         matched = gaps = 0
-        minute, since_s, until_s, stop_s, slot, gap = "\0", "", "9999", "9999", {}, False
+        slot: dict[str, int] = {}
+        minute, since_s, until_s, stop_s, gap = "\0", "", "9999", "9999", False
         try:
             for line in lines:
                 length = len(line)
                 if length and line[-1] == "\n":
                     length -= 1
                 match = match_header(line) if length >= header_min and line[quick_at] == quick else None
-                level = None if match is None else padded.get(match[match.lastindex]) or level_in(match)
+                level = None if match is None else padded.get(match[match.lastindex or 0]) or level_in(match)
                 if level is not None:
                     if not line.startswith(minute):  # a new local minute: its offset, once
                         minute = line[:16]
@@ -136,7 +137,7 @@ class _Counts:
             self.grep_lines += sum(1 for line in record.text().split("\n") if _ERROR_WORD.search(line))
 
     # -- the block path (files)
-    def route(self, buf: bytearray, end: int) -> bool | tuple[int, str, bool]:
+    def route(self, buf: bytearray, end: int) -> bool | tuple[int, str, bool, timedelta]:
         """Deal with one block of a file, or hand it back for the vector path.
 
         Returns True (done, read on), False (the file is past `until`: stop reading it), or
