@@ -19,11 +19,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from ccops.core.errors import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING, NotConfigured
+from ccops.core.errors import NotConfigured
+from ccops.core.findings import Status, worst
 from ccops.core.settings import REQUIRED_SETTINGS, Settings, mask_url
 
 OK, WARNING, FAIL = "OK", "WARNING", "FAIL"
-RANK = {OK: 0, WARNING: 1, FAIL: 2}
+STATUS_OF = {OK: Status.OK, WARNING: Status.WARNING, FAIL: Status.CRITICAL}  # a line's word on the one severity order
 
 # FACTS.md: the 16 tables of the production database (production-schema.sql).
 PRODUCTION_TABLES = (
@@ -227,8 +228,7 @@ def run(settings: Settings) -> list[Line]:
 
 def exit_code(lines: list[Line]) -> int:
     """0 all OK, 1 warnings, 2 failures (64, a settings file that does not load, is the CLI's)."""
-    worst = max((RANK[line.status] for line in lines), default=0)
-    return {0: EXIT_OK, 1: EXIT_WARNING, 2: EXIT_CRITICAL}[worst]
+    return worst(STATUS_OF[line.status] for line in lines).exit_code
 
 
 def to_json(settings: Settings, lines: list[Line]) -> dict[str, Any]:
