@@ -12,10 +12,10 @@ removes it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from ccops.core import fs
 from ccops.core.settings import Settings, use_default_deployment
 from ccops.demo.applog import DEMO_TIMEZONE
 
@@ -64,18 +64,7 @@ def write_deployment(settings: Settings, database_url: str, status_url: str = ""
     }
     path = settings.default_deployment_file
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(render({name: table for name, table in tables.items() if table}))
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    fs.write_atomic(path, render({name: table for name, table in tables.items() if table}))  # 0600
     use_default_deployment(settings)
     return path
 
