@@ -221,7 +221,7 @@ args = ["logs", "summary", "--json"]
 
 
 @pytest.mark.parametrize("text, expected", [
-    ('[schedule]\ntimezone = "Mars/Olympus"', "schedule.timezone: unknown time zone 'Mars/Olympus'"),
+    ('[schedule]\ntimezone = "Mars/Olympus"', "schedule.timezone: expected an IANA time zone name such as Europe/Amsterdam, got 'Mars/Olympus'"),
     ('[schedule.jobs.weekly]\ncron = "0 6 * * 0 *"', "schedule.jobs.weekly.cron: expected five cron fields"),
     ('[schedule.jobs.weekly]\ncron = "61 6 * * 0"', "schedule.jobs.weekly.cron: expected five cron fields"),
     ('[schedule.jobs.monthly]\nweekday = 8', "schedule.jobs.monthly.weekday: expected 1 (Monday) to 7 (Sunday)"),

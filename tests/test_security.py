@@ -123,7 +123,7 @@ def test_unconfigured_and_bad_settings(ccops_env):
     assert security.tls_expiry(ctx)[0].status.value == "INFO"
     ctx = context_with(ccops_env, '[security]\ntls_warning_days = "soon"\n')
     (finding,) = security.tls_expiry(ctx)
-    assert finding.status.value == "UNKNOWN" and "security.tls_warning_days: expected int" in finding.summary
+    assert finding.status.value == "UNKNOWN" and "security.tls_warning_days: expected a whole number, got 'soon'" in finding.summary
 
 
 def test_log_events_count_records_not_lines(ccops_env, monkeypatch):

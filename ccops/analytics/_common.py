@@ -16,7 +16,6 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from ccops.core.findings import Finding, Status
-from ccops.core.settings import ConfigError, Settings
 
 
 @dataclass(frozen=True)
@@ -81,28 +80,3 @@ def as_float(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
-
-
-def settings_source(settings: Settings) -> str:
-    return str(settings.config_file) if settings.config_file else "settings"
-
-
-def number_setting(settings: Settings, section: str, key: str, default: float,
-                   low: float | None = None, high: float | None = None, label: str | None = None,
-                   raw: Any = None, present: bool | None = None) -> float:
-    """A numeric value of a module-owned section, or ConfigError naming `section.key` and the file."""
-    values = settings.section(section)
-    if present is None:
-        present = key in values
-        raw = values.get(key)
-    if not present:
-        return default
-    name = label or f"{section}.{key}"
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or math.isnan(float(raw)):
-        raise ConfigError(f"{settings_source(settings)}: {name}: expected a number, got {raw!r}")
-    value = float(raw)
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if low is not None and high is not None else (
-            f"at least {low}" if low is not None else f"at most {high}")
-        raise ConfigError(f"{settings_source(settings)}: {name}: expected a number {bounds}, got {raw!r}")
-    return value

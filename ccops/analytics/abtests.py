@@ -28,12 +28,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ccops.analytics._common import figure, no_data, pct, settings_source, signed
+from ccops.analytics._common import figure, no_data, pct, signed
 from ccops.analytics.stats import lift, two_proportion_z_test
 from ccops.core.context import RunContext, check
 from ccops.core.db import query_df
 from ccops.core.findings import Finding, Status
-from ccops.core.settings import ConfigError, Settings
+from ccops.core.reader import SectionReader
+from ccops.core.settings import Settings
 
 DEFAULT_CONFIDENCE = 0.95
 MIN_IMPRESSIONS = 100
@@ -69,14 +70,9 @@ def metric_for(variable: str | None) -> str:
 
 def confidence_setting(settings: Settings) -> float:
     """[analytics] confidence, strictly between 0 and 1; ConfigError naming the key and file otherwise."""
-    values = settings.section("analytics")
-    if "confidence" not in values:
-        return DEFAULT_CONFIDENCE
-    raw = values["confidence"]
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 < float(raw) < 1:
-        raise ConfigError(f"{settings_source(settings)}: analytics.confidence: expected a number between 0 and 1 "
-                          f"(exclusive), e.g. 0.95, got {raw!r}")
-    return float(raw)
+    section = SectionReader.of(settings, "analytics")
+    section.unknown({"confidence"})  # the section's only key: a typo must not silently keep 0.95
+    return section.number("confidence", DEFAULT_CONFIDENCE, above=0, below=1)
 
 
 def _verdict(row: dict[str, Any], control: dict[str, Any] | None, alpha: float, min_impressions: int) -> dict[str, Any]:

@@ -34,7 +34,6 @@ Decisions, so a reviewer can follow the figures:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,13 +41,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ccops.analytics._common import add_months, as_float, figure, month_floor, no_data, pct, settings_source
+from ccops.analytics._common import add_months, as_float, figure, month_floor, no_data, pct
 from ccops.analytics.funnel import MRR_SQL
 from ccops.analytics.stats import safe_ratio
 from ccops.core.context import RunContext, check
 from ccops.core.db import query_df
 from ccops.core.findings import Finding, Status
-from ccops.core.settings import ConfigError, Settings
+from ccops.core.reader import SectionReader
+from ccops.core.settings import Settings
 
 DEFAULT_AGENT_APIS: dict[str, list[str]] = {
     "MarketScannerAgent": ["market_data"],
@@ -89,52 +89,32 @@ class CostSettings:
 
 def cost_settings(settings: Settings) -> CostSettings:
     """The [costs] section over the defaults; ConfigError naming `costs.<key>` and the file on bad input."""
-    raw = settings.section("costs")
-    source = settings_source(settings)
-
-    def fail(key: str, expected: str, value: Any) -> ConfigError:
-        return ConfigError(f"{source}: costs.{key}: expected {expected}, got {value!r}")
-
-    def number(key: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
-            raise fail(key, "a number >= 0", value)
-        return float(value)
-
-    def table(key: str, value: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise fail(key, "a table", value)
-        return value
-
+    section = SectionReader.of(settings, "costs")
+    section.unknown(KNOWN_KEYS, f" (known: {', '.join(sorted(KNOWN_KEYS))})")
     result = CostSettings()
-    for key in raw:
-        if key not in KNOWN_KEYS:
-            raise ConfigError(f"{source}: costs.{key}: unknown setting (known: {', '.join(sorted(KNOWN_KEYS))})")
-    if "infrastructure_monthly" in raw:
-        result.infrastructure_monthly = number("infrastructure_monthly", raw["infrastructure_monthly"])
+    if "infrastructure_monthly" in section:
+        result.infrastructure_monthly = section.number("infrastructure_monthly", 0.0, minimum=0)
         result.infrastructure_configured = True
-    if "billed_calls" in raw:
-        if raw["billed_calls"] not in BILLED:
-            raise fail("billed_calls", " or ".join(f'"{b}"' for b in BILLED), raw["billed_calls"])
-        result.billed_calls = raw["billed_calls"]
-    for agent, apis in table("agent_apis", raw.get("agent_apis", {})).items():
-        names = [apis] if isinstance(apis, str) else apis
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
-            raise fail(f"agent_apis.{agent}", "an API name or a list of API names", apis)
-        result.agent_apis[agent] = list(names)
-    for api, price in table("prices", raw.get("prices", {})).items():
-        result.prices[api] = number(f"prices.{api}", price)
-    for api, prices in table("token_prices", raw.get("token_prices", {})).items():
-        prices = table(f"token_prices.{api}", prices)
-        unknown = set(prices) - set(TOKEN_KEYS)
-        if unknown:
-            raise ConfigError(f"{source}: costs.token_prices.{api}.{sorted(unknown)[0]}: unknown setting "
-                              f"(known: {', '.join(TOKEN_KEYS)})")
-        result.token_prices[api] = {k: number(f"token_prices.{api}.{k}", prices.get(k, 0.0)) for k in TOKEN_KEYS}
+    result.billed_calls = section.choice("billed_calls", result.billed_calls, BILLED)
+    agent_apis = section.section("agent_apis")
+    for agent in agent_apis.table:
+        names = agent_apis.strings(agent)
+        if not names:
+            raise agent_apis.fail(agent, f"expected an API name or a list of API names, got {names!r}")
+        result.agent_apis[agent] = names
+    prices = section.section("prices")
+    for api in prices.table:
+        result.prices[api] = prices.number(api, 0.0, minimum=0)
+    token_prices = section.section("token_prices")
+    for api in token_prices.table:
+        table = token_prices.section(api)
+        table.unknown(TOKEN_KEYS, f" (known: {', '.join(TOKEN_KEYS)})")
+        result.token_prices[api] = {k: table.number(k, 0.0, minimum=0) for k in TOKEN_KEYS}
     for agent, apis in result.agent_apis.items():
         for api in apis:
             if api not in result.prices:
-                raise ConfigError(f"{source}: costs.prices.{api}: no price for the API that costs.agent_apis.{agent} "
-                                  f"names (add it, 0.0 for a free API)")
+                raise prices.fail(api, f"no price for the API that costs.agent_apis.{agent} names "
+                                       "(add it, 0.0 for a free API)")
     return result
 
 

@@ -39,7 +39,8 @@ import pandas as pd
 
 from ccops.core.context import RunContext, check
 from ccops.core.findings import Finding, Status, not_configured, optional_not_configured
-from ccops.core.settings import ConfigError, Settings
+from ccops.core.reader import SectionReader
+from ccops.core.settings import Settings
 
 SECURITY_WORDS = re.compile(r"\b(failed|failure|unauthori[sz]ed|forbidden|denied)\b", re.IGNORECASE)
 STATUS_CODES = re.compile(r"\b(401|403)\b")
@@ -67,19 +68,21 @@ DEFAULTS: dict[str, Any] = {
 
 
 def security_settings(settings: Settings) -> dict[str, Any]:
-    """The [security] table with defaults, type-checked with one-line errors."""
-    raw = settings.section("security")
+    """The [security] table with defaults, each key read as the kind its default is (ccops.core.reader)."""
+    section = SectionReader.of(settings, "security")
+    section.unknown(DEFAULTS)
     merged = dict(DEFAULTS)
-    where = settings.config_file or "settings"
-    for key, value in raw.items():
-        if key not in DEFAULTS:
-            raise ConfigError(f"{where}: security.{key}: unknown setting")
-        expected = type(DEFAULTS[key])
-        if expected is int and isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = int(value)
-        if not isinstance(value, expected):
-            raise ConfigError(f"{where}: security.{key}: expected {expected.__name__}, got {value!r}")
-        merged[key] = value
+    for key, default in DEFAULTS.items():
+        if key not in section:
+            continue
+        if isinstance(default, int):
+            merged[key] = section.integer(key, default)
+        elif isinstance(default, list):
+            merged[key] = section.strings(key)
+        elif isinstance(default, dict):
+            merged[key] = dict(section.section(key).table)
+        else:
+            merged[key] = section.string(key)
     return merged
 
 

@@ -47,7 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from ccops.core.errors import CcopsError
-from ccops.core.settings import ConfigError, Settings
+from ccops.core.reader import SectionReader
+from ccops.core.settings import Settings
 
 BEGIN = "# BEGIN ccops (managed; do not edit)"
 END = "# END ccops"
@@ -149,58 +150,37 @@ class ScheduleConfig:
 
 def load(settings: Settings) -> ScheduleConfig:
     """[schedule] validated, entries with their commands built; ConfigError naming the key and file."""
-    raw = settings.section("schedule")
-    source = str(settings.config_file) if settings.config_file else "settings"
-
-    def fail(key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{source}: schedule.{key}: {problem}")
-
-    for key in raw:
-        if key not in TOP_KEYS:
-            raise fail(key, "unknown setting")
-    base = settings.config_file.parent if settings.config_file else Path.cwd()
+    top = SectionReader.of(settings, "schedule")
+    top.unknown(TOP_KEYS)
     for key in ("timezone", "ccops", "project_dir", "log_dir"):
-        if key in raw and not isinstance(raw[key], str):
-            raise fail(key, f"expected a string, got {raw[key]!r}")
-    timezone = raw.get("timezone", "")
-    if timezone:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise fail("timezone", f"unknown time zone {timezone!r} (use an IANA name such as Europe/Amsterdam)") from None
-    project_dir = _abs(raw.get("project_dir") or str(base), base)
-    log_dir = _abs(raw["log_dir"], base) if raw.get("log_dir") else _abs(str(settings.home), Path.cwd()) / "cron"
+        top.string(key)
+    # an empty timezone means the machine's local time, as cron uses (zone())
+    timezone = top.timezone("timezone") if top.get("timezone") else ""
+    # with no ccops.toml the cron job runs where `schedule install` was run, as it always has
+    base = settings.config_file.parent if settings.config_file else Path.cwd()
+    project_dir = _abs(str(top.path("project_dir") if top.get("project_dir") else base), base)
+    log_dir = (_abs(str(top.path("log_dir")), base) if top.get("log_dir")
+               else _abs(str(settings.home), Path.cwd()) / "cron")
     cfg = ScheduleConfig(entries=[replace(e) for e in DEFAULT_ENTRIES], timezone=timezone,
-                         ccops=raw.get("ccops") or default_ccops(), project_dir=project_dir, log_dir=log_dir,
+                         ccops=top.string("ccops") or default_ccops(), project_dir=project_dir, log_dir=log_dir,
                          config_file=settings.config_file.resolve() if settings.config_file else None)
-    weekly = raw.get("weekly_maintenance", True)
-    if not isinstance(weekly, bool):
-        raise fail("weekly_maintenance", f"expected true or false, got {weekly!r}")
-    if not weekly:
+    if not top.boolean("weekly_maintenance", True):
         _weekly_report_only(cfg)
-    jobs = raw.get("jobs", {})
-    if not isinstance(jobs, dict):
-        raise fail("jobs", "expected a table of jobs ([schedule.jobs.<name>])")
+    jobs = top.section("jobs")
     by_name = {e.name: e for e in cfg.entries}
-    for name, table in jobs.items():
-        label = f"jobs.{name}"
-        if not isinstance(table, dict):
-            raise fail(label, "expected a table")
+    for name in jobs.table:
+        job = jobs.section(name)
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
-            raise fail(label, "job names are lower-case letters, digits, '-' and '_'")
-        for key in table:
-            if key not in JOB_KEYS:
-                raise fail(f"{label}.{key}", "unknown setting")
+            raise jobs.fail(name, "job names are lower-case letters, digits, '-' and '_'")
+        job.unknown(JOB_KEYS)
         entry = by_name.get(name)
         if entry is None:
-            if "args" not in table or "cron" not in table:
-                raise fail(label, "a job of your own needs cron and args (the ccops arguments, e.g. [\"health\"])")
+            if "args" not in job or "cron" not in job:
+                raise jobs.fail(name, "a job of your own needs cron and args (the ccops arguments, e.g. [\"health\"])")
             entry = Entry(name, "", (), "")
             cfg.entries.append(entry)
             by_name[name] = entry
-        _apply_job(entry, table, lambda key, problem, label=label: fail(f"{label}.{key}", problem))
+        _apply_job(entry, job)
     for entry in cfg.entries:
         entry.command = command_for(entry, cfg)
     return cfg
@@ -213,39 +193,29 @@ def _weekly_report_only(cfg: ScheduleConfig) -> None:
             entry.args, entry.description = WEEKLY_REPORTS, WEEKLY_REPORTS_TEXT
 
 
-def _apply_job(entry: Entry, table: dict[str, Any], fail: Any) -> None:
-    if "cron" in table:
-        if not isinstance(table["cron"], str) or not valid_cron(table["cron"]):
-            raise fail("cron", f"expected five cron fields (minute hour day month weekday), got {table['cron']!r}")
-        entry.cron = " ".join(table["cron"].split())
-    if "enabled" in table:
-        if not isinstance(table["enabled"], bool):
-            raise fail("enabled", f"expected true or false, got {table['enabled']!r}")
-        entry.enabled = table["enabled"]
-    if "args" in table:
-        args = table["args"]
+def _apply_job(entry: Entry, job: SectionReader) -> None:
+    """One [schedule.jobs.<name>] over its entry; cron, args and weekday keep their own wording (with an example)."""
+    if "cron" in job:
+        cron = job.get("cron")
+        if not isinstance(cron, str) or not valid_cron(cron):
+            raise job.fail("cron", f"expected five cron fields (minute hour day month weekday), got {cron!r}")
+        entry.cron = " ".join(cron.split())
+    entry.enabled = job.boolean("enabled", entry.enabled)
+    if "args" in job:
+        args = job.get("args")
         if not isinstance(args, list) or not args or not all(isinstance(a, str) and a for a in args):
-            raise fail("args", f"expected a list of ccops arguments, e.g. [\"run\", \"weekly\"], got {args!r}")
+            raise job.fail("args", f"expected a list of ccops arguments, e.g. [\"run\", \"weekly\"], got {args!r}")
         entry.args = tuple(args)
         entry.runbook, entry.part = _runbook_of(entry.args)
-    if "weekday" in table:
-        day = table["weekday"]
+    if "weekday" in job:
+        day = job.get("weekday")
         if day is not False and (isinstance(day, bool) or not isinstance(day, int) or not 1 <= day <= 7):
-            raise fail("weekday", f"expected 1 (Monday) to 7 (Sunday), or false for no guard, got {day!r}")
+            raise job.fail("weekday", f"expected 1 (Monday) to 7 (Sunday), or false for no guard, got {day!r}")
         entry.weekday = day or None
-    if "description" in table:
-        if not isinstance(table["description"], str):
-            raise fail("description", "expected a string")
-        entry.description = table["description"]
-    if "watched" in table:
-        if not isinstance(table["watched"], bool):
-            raise fail("watched", f"expected true or false, got {table['watched']!r}")
-        entry.watched = table["watched"]
-    if "cadence_hours" in table:
-        hours = table["cadence_hours"]
-        if isinstance(hours, bool) or not isinstance(hours, (int, float)) or hours <= 0:
-            raise fail("cadence_hours", f"expected a positive number of hours, got {hours!r}")
-        entry.cadence_hours = float(hours)
+    entry.description = job.string("description", entry.description)
+    entry.watched = job.boolean("watched", entry.watched)
+    if "cadence_hours" in job:
+        entry.cadence_hours = job.number("cadence_hours", 0.0, above=0)
     if entry.runbook and entry.cadence_hours is None:
         entry.cadence_hours = 24.0
 
