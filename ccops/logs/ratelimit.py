@@ -24,12 +24,14 @@ X's documented 15 minutes) after the last 429.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ccops.core.reader import ENVIRONMENT, ConfigError, config_error, settings_source
 from ccops.logs.format import RateLimitRules, format_for
 from ccops.logs.records import LogRecord, Selector, select_matching
 
@@ -230,14 +232,20 @@ def config_of(settings: Settings) -> RateLimitConfig:
     section = getattr(settings, "ratelimit", None)
     if section is None:
         return RateLimitConfig(DEFAULT_CLIENT_AGENTS, timedelta(minutes=15))
-    from ccops.core.settings import ConfigError
-
     try:
         mapping = parse_client_agents(section.client_agents)
     except ValueError as exc:
-        raise ConfigError(f"ratelimit.client_agents: {exc}") from None
+        raise _client_agents_error(settings, str(exc)) from None
     return RateLimitConfig(mapping, timedelta(minutes=section.window_minutes),
                            getattr(section, "agent_key_template", ""))
+
+
+def _client_agents_error(settings: Settings, problem: str) -> ConfigError:
+    """The one wording, naming where the list came from: CCOPS_RATELIMIT_CLIENT_AGENTS when set, else the file."""
+    name = "CCOPS_RATELIMIT_CLIENT_AGENTS"
+    if os.environ.get(name):
+        return config_error(ENVIRONMENT, name, problem)
+    return config_error(settings_source(settings), "ratelimit.client_agents", problem)
 
 
 # ---- attribution and reset -------------------------------------------------------------------
