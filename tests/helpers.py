@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -9,6 +10,17 @@ from sqlalchemy import create_engine, text
 
 from ccops.core.context import RunContext
 from ccops.core.db import normalize_url
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any ccops setting (CCOPS_*, DATABASE_URL), plus `extra`.
+
+    What a ccops started by a test as its own process gets: the developer's or CI's
+    own settings never leak into it, as an operator's shell would not have them.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCOPS_") and k != "DATABASE_URL"}
+    env.update(extra)
+    return env
 
 
 def insert(ctx: RunContext, sql: str, rows: list[dict] | dict) -> None:

@@ -22,6 +22,7 @@ import nbformat
 import pytest
 
 from ccops.cli import main
+from tests.helpers import clean_env
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
@@ -121,9 +122,8 @@ def runs(tmp_path_factory):
     shutil.copy(NOTEBOOKS / "ok.ipynb", books / "ok.ipynb")
     shutil.copy(NOTEBOOKS / "raise.ipynb", books / "raise.ipynb")
     shutil.copy(NOTEBOOKS / "hang.ipynb", books / "emergency" / "hang.ipynb")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CCOPS_") and k != "DATABASE_URL"}
-    env.update(CCOPS_HOME=str(root / "home"), CCOPS_ARCHIVE_DIR=str(root / "outputs"),
-               CCOPS_RUNBOOKS_DIR=str(books), PYTHONPATH=str(REPO))
+    env = clean_env(CCOPS_HOME=str(root / "home"), CCOPS_ARCHIVE_DIR=str(root / "outputs"),
+                    CCOPS_RUNBOOKS_DIR=str(books), PYTHONPATH=str(REPO))
     procs = {
         name: subprocess.Popen(
             [sys.executable, "-c", "import sys; from ccops.cli import main; sys.exit(main())",

@@ -23,6 +23,7 @@ import pytest
 
 from ccops import archive
 from ccops.runbook import runner
+from tests.helpers import clean_env
 from tests.test_alerts import Receiver
 
 NOTEBOOK_SOURCE = """import os
@@ -112,9 +113,8 @@ timeout_seconds = 5
 
 
 def ccops_run(tmp_path: Path, runbooks: Path, home: Path, outputs: Path, *argv: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CCOPS_") and k != "DATABASE_URL"}
-    env.update(CCOPS_HOME=str(home), CCOPS_ARCHIVE_DIR=str(outputs), CCOPS_RUNBOOKS_DIR=str(runbooks),
-               CCOPS_CONFIG=str(tmp_path / "ccops.toml"))
+    env = clean_env(CCOPS_HOME=str(home), CCOPS_ARCHIVE_DIR=str(outputs), CCOPS_RUNBOOKS_DIR=str(runbooks),
+                    CCOPS_CONFIG=str(tmp_path / "ccops.toml"))
     (tmp_path / "ccops.toml").write_text(CONFIG)
     return subprocess.run([sys.executable, "-m", "ccops.cli", "run", *argv, "--timeout", "120"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=300)

@@ -8,7 +8,6 @@ The CLI runs in subprocesses from different working directories and environments
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 
 from ccops.core import localpg
 from ccops.core import settings as config
+from tests.helpers import clean_env
 
 REPO = Path(__file__).resolve().parent.parent
 CCOPS = Path(sys.executable).parent / "ccops"
@@ -37,13 +37,6 @@ def project(tmp_path: Path, demo_home) -> Path:
         '[paths]\nlog_dir = ".ccops/demo/app/logs"\nbackup_dir = ".ccops/backups"\n'
         'app_env_file = ".ccops/demo/app/.env"\n', encoding="utf-8")
     return root
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """Our environment without any ccops setting, as an operator's shell would have it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CCOPS_") and k != "DATABASE_URL"}
-    env.update(extra)
-    return env
 
 
 def cron_env() -> dict[str, str]:

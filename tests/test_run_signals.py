@@ -23,16 +23,15 @@ import pytest
 
 from ccops import archive
 from ccops.runbook import runner
+from tests.helpers import clean_env
 from tests.test_runner import live_processes_of_run
 
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 
 
 def _environment(root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CCOPS_") and k != "DATABASE_URL"}
-    env.update(CCOPS_HOME=str(root / "home"), CCOPS_ARCHIVE_DIR=str(root / "outputs"),
-               CCOPS_RUNBOOKS_DIR=str(NOTEBOOKS))
-    return env
+    return clean_env(CCOPS_HOME=str(root / "home"), CCOPS_ARCHIVE_DIR=str(root / "outputs"),
+                     CCOPS_RUNBOOKS_DIR=str(NOTEBOOKS))
 
 
 def _default_signals() -> None:

@@ -46,6 +46,7 @@ from ccops.archive.html import counts_text, render_index
 from ccops.core import fs
 from ccops.core.errors import CcopsError
 from ccops.core.findings import Status, severity_rank
+from ccops.core.paths import display_path
 
 INDEX_JSON = "index.json"
 INDEX_HTML = "index.html"
@@ -526,7 +527,7 @@ def _text_row(r: dict[str, Any], archive_dir: Path | None, runbook_first: bool =
     paths = r.get("paths") or {}
     report = str(paths.get("report_html") or paths.get("html") or "")
     if report and archive_dir is not None:
-        report = _display_path(Path(archive_dir) / report)
+        report = display_path(Path(archive_dir) / report)
     start, runbook, outcome = str(r.get("start") or ""), str(r.get("runbook") or ""), str(r.get("outcome") or "")
     detail = counts_text(r.get("counts"))
     if r.get("error"):
@@ -542,14 +543,6 @@ def _text_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     return "\n".join(
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1] for row in table
     )
-
-
-def _display_path(path: Path) -> str:
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return str(path) if relative.startswith("..") else relative
 
 
 # ---- the index ----------------------------------------------------------------

@@ -60,6 +60,7 @@ from ccops.archive.header import actions_of, tidy_numbers
 from ccops.core import fs
 from ccops.core.errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, AlreadyRunning, CcopsError, UsageError
 from ccops.core.findings import FINDINGS_FILE_ENV, Assessment, Finding, Status, assess, read_recorded
+from ccops.core.paths import display_path
 from ccops.core.runbooks import locate
 from ccops.core.scrub import Scrubber
 from ccops.core.settings import Settings, is_secret_name
@@ -126,7 +127,7 @@ class RunResult:
             text += " [" + "; ".join(notes) + "]"
         report = self.paths.get("html")
         if report:
-            text += f" -> {_display_path(report)}"
+            text += f" -> {display_path(report)}"
         return text
 
 
@@ -1088,12 +1089,3 @@ def git_info(root: Path, path: Path | None = None) -> dict[str, Any] | None:
     commit = head.stdout.strip() if head is not None and head.returncode == 0 else ""
     dirty = bool(status.stdout.strip()) if status is not None and status.returncode == 0 else None
     return {"commit": commit or None, "dirty": dirty}
-
-
-def _display_path(path: Path) -> str:
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return str(path) if relative.startswith("..") else relative
-
