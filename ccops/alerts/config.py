@@ -14,9 +14,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from ccops.core.settings import ConfigError, Settings
+from ccops.core.reader import SectionReader
+from ccops.core.settings import Settings
 from ccops.core.thresholds import Backup, Engagement
 
 SEVERITIES = ("critical", "warning", "info")
@@ -109,63 +109,6 @@ class AlertConfig:
         return float(self.repeat_minutes.get(severity, 0) or 0)
 
 
-class _Reader:
-    """Typed access to one table of the section, failing with `alerts.<key>` and the file."""
-
-    def __init__(self, settings: Settings, table: dict[str, Any], prefix: str) -> None:
-        self.source = str(settings.config_file) if settings.config_file else "settings"
-        self.table = table
-        self.prefix = prefix
-
-    def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.source}: {self.prefix}{key}: {problem}")
-
-    def number(self, key: str, default: float, low: float = 0.0, high: float | None = None,
-               whole: bool = False) -> float:
-        if key not in self.table:
-            return default
-        raw = self.table[key]
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or (whole and not float(raw).is_integer()):
-            raise self.fail(key, f"expected a {'whole ' if whole else ''}number, got {raw!r}")
-        if raw < low or (high is not None and raw > high):
-            bounds = f"{low:g}" + (f"-{high:g}" if high is not None else " or more")
-            raise self.fail(key, f"expected {bounds}, got {raw!r}")
-        return int(raw) if whole else float(raw)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        raw = self.table.get(key, default)
-        if not isinstance(raw, bool):
-            raise self.fail(key, f"expected true or false, got {raw!r}")
-        return raw
-
-    def string(self, key: str, default: str = "", choices: tuple[str, ...] | None = None) -> str:
-        raw = self.table.get(key, default)
-        if not isinstance(raw, str):
-            raise self.fail(key, f"expected a string, got {raw!r}")
-        if choices and raw not in choices:
-            raise self.fail(key, f"expected one of {', '.join(choices)}, got {raw!r}")
-        return raw
-
-    def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
-        raw = self.table.get(key, list(default))
-        if isinstance(raw, str):
-            raw = [raw]
-        if not isinstance(raw, list) or not all(isinstance(v, str) and v for v in raw):
-            raise self.fail(key, f"expected a list of strings, got {raw!r}")
-        return tuple(raw)
-
-    def table_of(self, key: str) -> dict[str, Any]:
-        raw = self.table.get(key, {})
-        if not isinstance(raw, dict):
-            raise self.fail(key, "expected a table")
-        return raw
-
-    def unknown(self, known: set[str]) -> None:
-        for key in self.table:
-            if key not in known:
-                raise self.fail(key, "unknown setting")
-
-
 TOP_KEYS = {"repeat_minutes", "rules", "channels", "max_messages_per_hour", "deadman_grace_minutes",
             "backup_max_age_hours", "ab_test_lookback_hours", "api_probe_minutes", "engagement", "milestones"}
 CHANNEL_KEYS = {
@@ -178,57 +121,54 @@ COMMON_CHANNEL_KEYS = {"type", "name", "severities", "digest", "timeout_seconds"
 
 def load(settings: Settings) -> AlertConfig:
     """The validated [alerts] section (defaults where absent); ConfigError naming the key otherwise."""
-    raw = settings.section("alerts")
-    top = _Reader(settings, raw, "alerts.")
+    top = SectionReader.of(settings, "alerts")
     top.unknown(TOP_KEYS)
     cfg = AlertConfig(state_dir=Path(settings.home) / "alerts")
 
-    repeat = _Reader(settings, top.table_of("repeat_minutes"), "alerts.repeat_minutes.")
-    repeat.unknown(set(SEVERITIES))
+    repeat = top.section("repeat_minutes")
+    repeat.unknown(SEVERITIES)
     for severity in SEVERITIES:
-        cfg.repeat_minutes[severity] = repeat.number(severity, DEFAULT_REPEAT_MINUTES[severity])
+        cfg.repeat_minutes[severity] = repeat.number(severity, DEFAULT_REPEAT_MINUTES[severity], minimum=0)
 
-    rules = _Reader(settings, top.table_of("rules"), "alerts.rules.")
-    rules.unknown(set(RULES))
+    rules = top.section("rules")
+    rules.unknown(RULES)
     for rule in RULES:
         cfg.rules[rule] = rules.boolean(rule, True)
 
-    cfg.max_messages_per_hour = int(top.number("max_messages_per_hour", 20, low=1, whole=True))
-    cfg.deadman_grace_minutes = top.number("deadman_grace_minutes", 45.0)
+    cfg.max_messages_per_hour = top.integer("max_messages_per_hour", 20, minimum=1)
+    cfg.deadman_grace_minutes = top.number("deadman_grace_minutes", 45.0, minimum=0)
     # alerts.backup_max_age_hours still overrides the one home for the alert alone
-    cfg.backup_max_age_hours = top.number("backup_max_age_hours", settings.thresholds.backup.max_age_hours.first, low=1)
-    cfg.ab_test_lookback_hours = top.number("ab_test_lookback_hours", 24.0, low=1)
-    cfg.api_probe_minutes = top.number("api_probe_minutes", 60.0)
+    cfg.backup_max_age_hours = top.number("backup_max_age_hours", settings.thresholds.backup.max_age_hours.first,
+                                           minimum=1)
+    cfg.ab_test_lookback_hours = top.number("ab_test_lookback_hours", 24.0, minimum=1)
+    cfg.api_probe_minutes = top.number("api_probe_minutes", 60.0, minimum=0)
 
-    eng = _Reader(settings, top.table_of("engagement"), "alerts.engagement.")
+    eng = top.section("engagement")
     eng.unknown({"method", "sigma", "percentile", "window_hours", "baseline_days", "min_baseline_posts", "min_views"})
     cfg.engagement = EngagementConfig(
-        method=eng.string("method", "sigma", ("sigma", "percentile")),
-        sigma=eng.number("sigma", 3.0, low=0.5),
-        percentile=eng.number("percentile", 0.99, low=0.5, high=0.9999),
-        window_hours=eng.number("window_hours", 24.0, low=1),
-        baseline_days=eng.number("baseline_days", 30.0, low=1),
-        min_baseline_posts=int(eng.number("min_baseline_posts", 30, low=2, whole=True)),
-        min_views=int(eng.number("min_views", settings.thresholds.engagement.min_views, whole=True)),
+        method=eng.choice("method", "sigma", ("sigma", "percentile")),
+        sigma=eng.number("sigma", 3.0, minimum=0.5),
+        percentile=eng.number("percentile", 0.99, minimum=0.5, maximum=0.9999),
+        window_hours=eng.number("window_hours", 24.0, minimum=1),
+        baseline_days=eng.number("baseline_days", 30.0, minimum=1),
+        min_baseline_posts=eng.integer("min_baseline_posts", 30, minimum=2),
+        min_views=eng.integer("min_views", settings.thresholds.engagement.min_views, minimum=0),
     )
 
-    stones = _Reader(settings, top.table_of("milestones"), "alerts.milestones.")
-    stones.unknown(set(DEFAULT_MILESTONES))
+    stones = top.section("milestones")
+    stones.unknown(DEFAULT_MILESTONES)
     for metric in DEFAULT_MILESTONES:
-        values = stones.table.get(metric, cfg.milestones[metric])
+        values = stones.get(metric, cfg.milestones[metric])
         if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
                                                    for v in values):
             raise stones.fail(metric, f"expected a list of positive whole numbers, got {values!r}")
         cfg.milestones[metric] = sorted(set(values))
 
-    channels = raw.get("channels", [])
-    if not isinstance(channels, list) or not all(isinstance(c, dict) for c in channels):
-        raise top.fail("channels", "expected an array of tables ([[alerts.channels]])")
     names: set[str] = set()
-    for index, table in enumerate(channels, start=1):
+    for index, table in enumerate(top.sections("channels", "[[alerts.channels]]"), start=1):
         channel = _channel(settings, table, index)
         if channel.name in names:
-            raise top.fail(f"channels[{index}].name", f"duplicate channel name {channel.name!r}")
+            raise table.fail("name", f"duplicate channel name {channel.name!r}")
         names.add(channel.name)
         cfg.channels.append(channel)
     if not cfg.channels:  # never drop an alert on the floor: without channels, they go to a log file
@@ -237,31 +177,32 @@ def load(settings: Settings) -> AlertConfig:
     return cfg
 
 
-def _channel(settings: Settings, table: dict[str, Any], index: int) -> ChannelConfig:
-    r = _Reader(settings, table, f"alerts.channels[{index}].")
-    kind = r.string("type", "", CHANNEL_TYPES)
+def _channel(settings: Settings, r: SectionReader, index: int) -> ChannelConfig:
+    if "type" not in r:
+        raise r.fail("type", f"required: one of {', '.join(CHANNEL_TYPES)}")
+    kind = r.choice("type", "", CHANNEL_TYPES)
     r.unknown(COMMON_CHANNEL_KEYS | CHANNEL_KEYS[kind] | ({"url"} if kind == "webhook" else set()))
-    severities = r.strings("severities", ("critical", "warning"))
+    severities = tuple(r.strings("severities", ("critical", "warning")))
     for severity in severities:
         if severity not in SEVERITIES:
             raise r.fail("severities", f"expected some of {', '.join(SEVERITIES)}, got {severity!r}")
     channel = ChannelConfig(
         name=r.string("name", f"{kind}-{index}") or f"{kind}-{index}", type=kind, severities=severities,
-        digest=r.boolean("digest", False), timeout_seconds=r.number("timeout_seconds", 10.0, low=1),
+        digest=r.boolean("digest", False), timeout_seconds=r.number("timeout_seconds", 10.0, minimum=1),
     )
     if kind == "webhook":
-        if "url" in table:
+        if "url" in r:
             raise r.fail("url", "a webhook URL carries its token: put it in an environment variable and name "
                                 "that variable with url_env")
         channel.url_env = r.string("url_env")
         if not channel.url_env:
             raise r.fail("url_env", "required: the environment variable holding the webhook URL")
-        channel.format = r.string("format", "json", ("json", "slack"))
+        channel.format = r.choice("format", "json", ("json", "slack"))
     elif kind == "email":
         channel.host = r.string("host")
         if not channel.host:
             raise r.fail("host", "required: the SMTP server")
-        channel.port = int(r.number("port", 587, low=1, high=65535, whole=True))
+        channel.port = r.integer("port", 587, minimum=1, maximum=65535)
         channel.ssl = r.boolean("ssl", False)
         channel.starttls = r.boolean("starttls", not channel.ssl)
         if channel.ssl and channel.starttls:
@@ -273,22 +214,19 @@ def _channel(settings: Settings, table: dict[str, Any], index: int) -> ChannelCo
         channel.sender = r.string("from")
         if "@" not in channel.sender:
             raise r.fail("from", f"expected an e-mail address, got {channel.sender!r}")
-        channel.to = r.strings("to")
+        channel.to = tuple(r.strings("to"))
         if not channel.to or not all("@" in a for a in channel.to):
-            raise r.fail("to", f"expected a list of e-mail addresses, got {table.get('to')!r}")
+            raise r.fail("to", f"expected a list of e-mail addresses, got {r.get('to')!r}")
         channel.ca_file = r.string("ca_file")
     elif kind == "command":
-        raw = table.get("command")
+        raw = r.get("command")
         if isinstance(raw, str) and raw.strip():
             channel.command = tuple(shlex.split(raw))
         elif isinstance(raw, list) and raw and all(isinstance(v, str) for v in raw):
             channel.command = tuple(raw)
         else:
             raise r.fail("command", f"expected a command line or a list of arguments, got {raw!r}")
-        channel.timeout_seconds = r.number("timeout_seconds", 30.0, low=1)
-    elif kind == "log":
-        path = r.string("path")
-        base = settings.config_file.parent if settings.config_file else Path.cwd()
-        channel.path = (base / path) if path and not Path(path).is_absolute() else Path(path) if path else \
-            Path(settings.home) / "alerts" / "alerts.log"
+        channel.timeout_seconds = r.number("timeout_seconds", 30.0, minimum=1)
+    elif kind == "log":  # a relative path is taken from the folder of the file that says it
+        channel.path = (r.path("path") if r.string("path") else None) or Path(settings.home) / "alerts" / "alerts.log"
     return channel
