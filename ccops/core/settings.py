@@ -28,7 +28,10 @@ from ccops.core.thresholds import Thresholds  # the one home of every threshold;
 CONFIG_ENV = "CCOPS_CONFIG"
 CONFIG_NAME = "ccops.toml"
 DEPLOYMENT_NAME = "deployment.toml"  # the home's default deployment, written by whatever set one up
-BACKENDS = ("compose", "systemd", "process", "local", "none")
+# The backends ccops.deploy ships; any other name must be registered under the entry point group
+# (the demo's `local`, a third party's), which is read only when a name is not one of these.
+BUILTIN_BACKENDS = ("compose", "systemd", "process", "none")
+BACKENDS_ENTRY_POINTS = "ccops.backends"
 
 # The settings a deployment must name itself (nothing falls back to a default place), as
 # name -> (dotted key, environment variable, what it is, optional). An optional one is a probe
@@ -725,8 +728,10 @@ def _validate(settings: Settings, source: str, env: Mapping[str, str] | None = N
         problem = bound_problem(key, value)
         if problem:
             raise fail(key, problem)
-    if settings.backend and settings.backend not in BACKENDS:
-        raise fail("service.backend", f"expected one of {', '.join(BACKENDS)}, got {settings.backend!r}")
+    if settings.backend and settings.backend not in BUILTIN_BACKENDS:
+        valid = valid_backends()
+        if settings.backend not in valid:
+            raise fail("service.backend", f"expected one of {', '.join(valid)}, got {settings.backend!r}")
     threshold_problem = settings.thresholds.problem(source)
     if threshold_problem:
         raise threshold_problem
@@ -734,6 +739,18 @@ def _validate(settings: Settings, source: str, env: Mapping[str, str] | None = N
         raise fail("logs.timezone", f"expected an IANA time zone name such as Europe/Amsterdam, got {settings.logs_timezone!r}")
     if settings.run_timeout_seconds <= 0:
         raise fail("run.timeout_seconds", "expected a positive number")
+
+
+def valid_backends() -> list[str]:
+    """Every name service.backend may take: the built-in ones and those installed packages register, "none" last.
+
+    Reading the entry points scans the installed packages, so it is done only for a
+    name that is not built in: cron's `ccops health` on a compose host never pays for it.
+    """
+    from importlib.metadata import entry_points
+
+    contributed = sorted({ep.name for ep in entry_points(group=BACKENDS_ENTRY_POINTS)} - set(BUILTIN_BACKENDS))
+    return [*(name for name in BUILTIN_BACKENDS if name != "none"), *contributed, "none"]
 
 
 # ---- the zone of the app's log times --------------------------------------------------------
