@@ -154,6 +154,7 @@ def earlier_drills(ctx: RunContext) -> Finding:
         return Finding("drill.history", Status.INFO, f"{len(table)} earlier drills archived", data=table)
     median = float(previous.median())
     change = 100 * (float(current.value) - median) / median if median else 0.0
-    status = Status.WARNING if change > 50 else Status.OK
+    level = ctx.settings.thresholds.backup.drill_slower_pct
+    status = level.grade(change)
     return Finding("drill.history", status, f"recovery took {current.value:.1f} s against a median of {median:.1f} s "
-                   f"over {len(previous)} earlier drills ({change:+.0f}%)", round(change, 1), 50, data=table)
+                   f"over {len(previous)} earlier drills ({change:+.0f}%)", round(change, 1), level.first, data=table)

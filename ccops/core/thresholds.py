@@ -200,6 +200,15 @@ class Services:
 class Backup:
     max_age_hours: Level = pair(None, 26.0, "h since the latest verified backup",
                                 f"{GUIDE}, Backup & Recovery: daily at 2 AM, plus 2 h for a slow run")
+    drill_slower_pct: Level = pair(50.0, None, "percent slower than the median earlier recovery drill",
+                                   f"{GUIDE}, Quarterly Maintenance: Document time to recover")
+
+
+@dataclass
+class Apis:
+    resumed_error_rate: Level = pair(0.2, None, "share of runs failing after a resume",
+                                     f"{GUIDE}, Emergency Procedures (API rate limit): one run in five still "
+                                     "failing means the limit is still hit")
 
 
 @dataclass
@@ -259,6 +268,7 @@ class Thresholds:
     agents: Agents = field(default_factory=Agents)
     services: Services = field(default_factory=Services)
     backup: Backup = field(default_factory=Backup)
+    apis: Apis = field(default_factory=Apis)
     postgres: Postgres = field(default_factory=Postgres)
     capacity: Capacity = field(default_factory=Capacity)
     trends: Trends = field(default_factory=Trends)

@@ -401,10 +401,11 @@ def agent_error_rate(ctx: RunContext, agent: str = "", hours: float = 1) -> Find
     rate = errors / runs if runs else 0.0
     summary = (f"{', '.join(agents)}: {runs} runs, {errors} errors ({rate:.0%}) and {len(events)} refused requests "
                f"in the last {hours:g} h")
-    status = Status.WARNING if len(events) or rate > 0.2 else Status.OK
+    level = ctx.settings.thresholds.apis.resumed_error_rate
+    status = Status.WARNING if len(events) else level.grade(rate)
     if runs == 0:
         status, summary = Status.INFO, summary + " (not run yet since: check again later)"
-    return Finding("rate_limit.after", status, summary, round(rate, 3), 0.2, data=table)
+    return Finding("rate_limit.after", status, summary, round(rate, 3), level.first, data=table)
 
 
 # ---- the one-shot scheduled resume ------------------------------------------------------------
