@@ -44,10 +44,12 @@ def watched_paths(ctx: RunContext) -> list[Path]:
 
 
 def protected_paths(ctx: RunContext) -> list[Path]:
-    """The database's files: the demo cluster's data dir, and the server's when it will say."""
-    from ccops.core import localpg
+    """The database's files: the data dir the settings name (paths.data_dir), and the server's when it will say.
 
-    found = [Path(localpg.demo_cluster(ctx.settings.home).datadir)]
+    Both, because either may be missing: a deployment need not name its data dir, and
+    SHOW data_directory needs a superuser and a running server.
+    """
+    found = [Path(ctx.settings.data_dir)] if ctx.settings.data_dir else []
     try:
         with ctx.db() as conn:
             found.append(Path(conn.exec_driver_sql("SHOW data_directory").scalar()))
