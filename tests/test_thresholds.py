@@ -198,6 +198,14 @@ def test_single_levels_and_evidence() -> None:
     assert Level(5, 10).override(critical=20) == Level(5, 20) and Level(5, 10).override() == Level(5, 10)
 
 
+def test_a_deadline_level_trips_when_reached_and_only_capacity_is_one() -> None:
+    """"Fills within 30 days": day 30 is within (tests/test_analytics_quarterly.py pins it)."""
+    days = Thresholds().capacity.days_to_full
+    assert (days.grade(30), days.grade(30.01), days.grade(90), days.grade(90.01)) == \
+        (Status.CRITICAL, Status.WARNING, Status.WARNING, Status.OK)
+    assert [(s, e) for s, e, level in Thresholds().levels() if level.within] == [("capacity", "days_to_full")]
+
+
 def test_beyond_works_on_a_series_with_the_same_rule() -> None:
     import pandas as pd
 

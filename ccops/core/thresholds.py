@@ -49,7 +49,7 @@ ENV_PREFIX = "CCOPS_THRESHOLDS_"
 
 # ---- the one comparison rule ------------------------------------------------------------------
 
-def beyond(value: Any, level: float, higher_is_worse: bool = True) -> Any:
+def beyond(value: Any, level: float, higher_is_worse: bool = True, within: bool = False) -> Any:
     """Whether `value` has gone past `level`: strictly above it (or strictly below, when lower is worse).
 
     The one comparison rule of ccops: reaching a level exactly is still on the good
@@ -59,21 +59,29 @@ def beyond(value: Any, level: float, higher_is_worse: bool = True) -> Any:
     free is OK and 10 % free a WARNING, 5 errors in an hour OK and 6 a WARNING.
     Works element-wise on a pandas Series too, so table-wide gradings (bloat, dead
     tuples) follow the same rule as single values.
+
+    The one exception, `within=True`, is for a level that is a deadline, not a
+    measure: capacity.days_to_full says "WARNING when the disk fills within 90
+    days", and a disk full on day 90 exactly is within them, so reaching the level
+    trips it. tests/test_analytics_quarterly.py pins this at 30 and 90 days. An
+    entry says so where it is defined (`pair(..., within=True)`), never a caller.
     """
+    if within:
+        return value >= level if higher_is_worse else value <= level
     return value > level if higher_is_worse else value < level
 
 
 def grade(value: float, warning: float | None, critical: float | None = None, higher_is_worse: bool = True,
-          below: Status = Status.OK) -> Status:
+          below: Status = Status.OK, within: bool = False) -> Status:
     """CRITICAL past `critical`, else WARNING past `warning`, else `below` (OK, or INFO where a
     check reports evidence rather than health); either level may be None (a single level).
 
     "Past" is `beyond()`'s strict rule. A NaN value is past nothing: an unknown
     number is the caller's to report, not an alarm.
     """
-    if critical is not None and beyond(value, critical, higher_is_worse):
+    if critical is not None and beyond(value, critical, higher_is_worse, within):
         return Status.CRITICAL
-    if warning is not None and beyond(value, warning, higher_is_worse):
+    if warning is not None and beyond(value, warning, higher_is_worse, within):
         return Status.WARNING
     return below
 
@@ -86,9 +94,10 @@ class Level:
     critical: float | None = None
     higher_is_worse: bool = True
     unit: str = ""
+    within: bool = False  # a deadline: reaching the level trips it (see beyond())
 
     def grade(self, value: float, below: Status = Status.OK) -> Status:
-        return grade(value, self.warning, self.critical, self.higher_is_worse, below)
+        return grade(value, self.warning, self.critical, self.higher_is_worse, below, self.within)
 
     @property
     def first(self) -> float:
@@ -105,7 +114,7 @@ class Level:
 
     def beyond(self, value: Any, level: float | None = None) -> Any:
         """Whether value (or a Series) is past `level` (default: the first level), by the one rule."""
-        return beyond(value, self.first if level is None else level, self.higher_is_worse)
+        return beyond(value, self.first if level is None else level, self.higher_is_worse, self.within)
 
     def override(self, warning: float | None = None, critical: float | None = None) -> Level:
         """This level with the sides given replaced, None keeping the setting's: how a step's keyword
@@ -118,10 +127,10 @@ class Level:
 
 
 def pair(warning: float | None, critical: float | None, unit: str, source: str, *, lower_is_worse: bool = False,
-         legacy: tuple[str, ...] = ()) -> Any:
+         within: bool = False, legacy: tuple[str, ...] = ()) -> Any:
     """One threshold entry: its Level default, unit and source; `legacy` the flat [thresholds] keys
     of before for (warning, critical) in that order ("" where a side had none), still read."""
-    level = Level(warning, critical, not lower_is_worse, unit)
+    level = Level(warning, critical, not lower_is_worse, unit, within)
     if not level.sides():
         raise ValueError("a threshold needs a warning or a critical level")
     return field(default=level, metadata={"unit": unit, "source": source, "legacy": legacy})
@@ -237,7 +246,7 @@ class Postgres:
 class Capacity:
     days_to_full: Level = pair(90.0, 30.0, "days until the disk is full",
                                f"{GUIDE}, Quarterly Maintenance: a quarter's notice to plan capacity",
-                               lower_is_worse=True)
+                               lower_is_worse=True, within=True)
 
 
 @dataclass
