@@ -88,7 +88,8 @@ def atomic_writer(path: StrPath, mode: int | None = 0o600, *, uid: int | None = 
     target = Path(path)
     fd, tmp = _open_temp(target, mode, uid, gid, suffix)
     try:
-        with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8"} if text else {})) as handle:
+        handle: IO[Any] = os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb")
+        with handle:
             yield handle
             handle.flush()
             if durable:
