@@ -8,6 +8,10 @@ trailer ("PostgreSQL database dump complete") and a statement-level parse.
 The app's own scripts/backup.sh backups (`db_*.sql`, `env_*`, `logs_*.tar.gz`)
 count like ccops' own: one naming rule, ccops.backup.parse_name, says which
 files are backups.
+
+Read-only, like every check: the steps that take, prune or restore backups are
+ccops.actions.backup. The restore test here does write, but only into a scratch
+database it creates and drops; the platform's data is never touched.
 """
 
 from __future__ import annotations
@@ -145,57 +149,6 @@ def backup_status(ctx: RunContext, max_age_hours: float | None = None) -> Findin
                    round(age, 2), max_age_hours)
 
 
-def take_backup(ctx: RunContext, dry_run: bool = True, via: str = "local") -> Findings:
-    """pg_dump + manifest + verification (+ the off-site copy when backup.offsite is set).
-
-    Taking a backup changes nothing, so dry_run alone decides. A failed off-site
-    copy is its own WARNING finding: the local backup is still good.
-    """
-    from ccops import actions, backup
-
-    taken: list[backup.BackupResult] = []  # the backup run() took, for the off-site copy after it
-
-    def run() -> str:
-        result = backup.create_backup(ctx.settings, via=via)
-        taken.append(result)
-        if not result.verified:
-            raise backup.BackupError(f"{result.path.name} failed verification: {result.reason}")
-        counts = result.manifest["row_counts"]
-        rows = (f"{sum(counts.values()):,} rows in {len(counts)} tables" if counts
-                else result.manifest.get("row_counts_note", "no row counts"))
-        return f"{result.path.name}: {result.manifest['size']:,} bytes, {rows}, {result.duration_s:.1f} s, {result.reason}"
-
-    found = actions.guarded(ctx, "backup", f"pg_dump {ctx.settings.effective_backup_dir}/contentcreator_<now>.dump",
-                            run, dry_run, True)
-    found = Findings(found + _app_copies(ctx, dry_run))
-    result = taken[0] if taken else None
-    if result is None or not result.verified or not ctx.settings.backup.offsite:
-        return found
-    return Findings(found + actions.guarded(
-        ctx, "offsite", f"copy {result.path.name} to {ctx.settings.backup.offsite}",
-        lambda: backup.offsite_copy(ctx.settings, result.path).line(), dry_run, True, Status.WARNING))
-
-
-def _app_copies(ctx: RunContext, dry_run: bool) -> Findings:
-    """backup.include_env / include_logs: the .env and a logs tarball saved beside the dump, as backup.sh does."""
-    from ccops import actions, backup
-
-    b = ctx.settings.backup
-    kinds = [k for k, on in (("env", b.include_env), ("logs", b.include_logs)) if on]
-    if not kinds:
-        return Findings()
-
-    def run() -> str:
-        results = backup.save_app_copies(ctx.settings)
-        bad = [r for r in results if not r.ok]
-        if bad:
-            raise backup.BackupError("; ".join(f"{r.path.name}: {r.reason}" for r in bad))
-        return "; ".join(f"{r.path.name} (0600): {r.reason}" for r in results)
-
-    return actions.guarded(ctx, "app_copies", f"save the app's {' and '.join(kinds)} beside the dump (0600)",
-                           run, dry_run, True, Status.WARNING)
-
-
 @check("backup.list")
 def backups_table(ctx: RunContext) -> Finding:
     """Every backup in the backup dir (dumps, .env copies, log tarballs; ccops' and backup.sh's) and its verification."""
@@ -212,27 +165,6 @@ def backups_table(ctx: RunContext) -> Finding:
                    f"{len(table)} backups ({by}), {failed} fail verification", failed, data=table)
 
 
-def retention(ctx: RunContext, dry_run: bool = True, confirm: bool = False,
-              retention_days: int | None = None) -> Findings:
-    """Delete backups by age, never below the newest verified minimum (deleting needs confirm)."""
-    from ccops import actions, backup
-
-    b = ctx.settings.backup
-    days = b.retention_days if retention_days is None else retention_days
-    plan = backup.plan_retention(ctx.settings.effective_backup_dir, ctx.as_of, days, b.keep_verified,
-                                 ctx.settings.logs_timezone)
-    preview = ctx.record([Finding("backup.retention", Status.INFO,
-                                  f"{len(plan.delete)} files to delete ({plan.bytes_freed:,} bytes), {len(plan.keep)} kept "
-                                  f"(by age: {days} days; never fewer than {b.keep_verified} verified)",
-                                  len(plan.delete), data=pd.DataFrame(plan.rows()))])
-    if not plan.delete:
-        return preview
-    return Findings(preview + actions.guarded(
-        ctx, "retention", f"delete {len(plan.delete)} backup files",
-        lambda: f"{backup.apply_retention(plan):,} bytes freed" + "".join(f"; {n}" for n in plan.notes),
-        dry_run, confirm))
-
-
 @check("backup.restore_test")
 def restore_test(ctx: RunContext) -> Finding:
     """The monthly full backup verification: restore into a scratch database, compare, amcheck, drop."""
@@ -246,38 +178,6 @@ def restore_test(ctx: RunContext) -> Finding:
                f"{result.counts_source}{live}; {result.amcheck_detail}; scratch database dropped")
     return Finding("backup.restore_test", Status.OK if result.ok else Status.CRITICAL, summary,
                    round(result.restore_s, 2), data=table)
-
-
-def restore(ctx: RunContext, file: str = "", target: str = "", dry_run: bool = True, confirm: bool = False,
-            force: bool = False, jobs: int = 0, app_stopped: bool = False) -> Findings:
-    """The guide's recovery procedure through ccops.backup.restore_backup, each step timed.
-
-    `app_stopped`: the operator stopped the app by hand; without it a restore
-    whose service backend cannot stop the app (backend none) is refused.
-    """
-    from ccops import actions, backup
-    from ccops.core.settings import mask_url
-
-    if file:
-        path = Path(file)
-    else:
-        latest = backup.latest_verified(ctx.settings.effective_backup_dir)
-        if latest is None:
-            return ctx.record([Finding("action.restore", Status.CRITICAL, "no verified backup to restore from")])
-        path = latest.path
-    url = backup.target_url(ctx.settings, target) if target else ctx.settings.resolved_database_url()
-
-    def run() -> str:
-        result = backup.restore_backup(ctx.settings, path, url, confirm=True, force=force, jobs=jobs,
-                                       app_stopped=app_stopped)
-        ctx.results.restore_steps = pd.DataFrame([vars(s) for s in result.steps])
-        if not result.ok:
-            raise backup.BackupError(result.summary())
-        return result.summary()
-
-    stopped = "; the operator says the app is stopped" if app_stopped else ""
-    return actions.guarded(ctx, "restore", f"replace {mask_url(url)} with {path.name} (safety dump first{stopped})",
-                           run, dry_run, confirm)
 
 
 @check("backup.restore_steps")
