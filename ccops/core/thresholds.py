@@ -224,6 +224,9 @@ class Apis:
 class Postgres:
     connections_pct: Level = pair(80.0, 95.0, "% of max_connections - superuser_reserved_connections",
                                   f"{PG}: runtime-config-connection (max_connections)")
+    xid_age: Level = pair(1_300_000_000, 1_400_000_000, "transactions since the oldest unfrozen XID",
+                          f"{PG}: Routine Vacuuming, Preventing Transaction ID Wraparound Failures (new XIDs "
+                          "stop at 2^31 - 3 million); check_postgres' txn_wraparound defaults")
     idle_in_transaction_s: Level = pair(300.0, None, "s idle in a transaction",
                                         f"{PG}: idle_in_transaction_session_timeout (holds locks, stops vacuum)")
     sequences_pct: Level = pair(50.0, 80.0, "% of the sequence's range", f"{PG}: CREATE SEQUENCE (MAXVALUE)")
