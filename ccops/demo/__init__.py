@@ -22,27 +22,23 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ccops.core.errors import UsageError
-from ccops.core.settings import Settings, mask_url
-from ccops.demo.backend import (
-    restart_service,
-    service,
-    services,
-    start_service,
-    stop_service,
-)
-from ccops.demo.generator import CLEAN_DAYS_BEFORE_AS_OF, DemoData, DemoFacts, build, generate, load
 from ccops.demo.places import demo_dir, places, publish, remove_deployment, write_deployment, written_by_demo
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ccops.core.settings import Settings
+    from ccops.demo.generator import DemoData, DemoFacts
+
+# Why nothing heavy is imported here: `ccops --help` lists the demo's verbs through ccops.demo.cli,
+# which imports this package; the service backend, the generator (and through them ccops.logs,
+# the settings, the deploy backends) are imported by the functions below when a verb runs.
 __all__ = [
-    "CLEAN_DAYS_BEFORE_AS_OF", "DEFAULT_AS_OF", "DEFAULT_CLEAN_AS_OF", "DemoData", "DemoFacts", "build", "demo_dir",
-    "down", "generate", "load", "places", "publish", "restart_service", "service", "services", "start_service",
-    "status", "stop_service", "up", "write_deployment",
+    "DEFAULT_AS_OF", "DEFAULT_CLEAN_AS_OF", "build", "demo_dir", "down", "generate", "load", "places", "publish",
+    "restart_service", "service", "services", "start_service", "status", "stop_service", "up", "write_deployment",
 ]
 
 LOG_MARKER = ".ccops-demo"
@@ -52,10 +48,65 @@ DEFAULT_AS_OF = "2026-11-20T18:00:00Z"
 DEFAULT_CLEAN_AS_OF = "2026-11-08T18:00:00Z"
 
 
+# ---- the demo's data and services (ccops.demo.generator, .backend), imported when used -----------
+
+def build(seed: int, days: int, as_of: datetime) -> DemoData:
+    from ccops.demo import generator
+
+    return generator.build(seed, days, as_of)
+
+
+def load(url: str, data: DemoData) -> None:
+    from ccops.demo import generator
+
+    generator.load(url, data)
+
+
+def generate(url: str, seed: int, days: int, as_of: datetime, log_dir: Path | None = None) -> DemoFacts:
+    from ccops.demo import generator
+
+    return generator.generate(url, seed, days, as_of, log_dir)
+
+
+def service(settings: Settings, name: str) -> dict[str, Any]:
+    from ccops.demo import backend
+
+    return backend.service(settings, name)
+
+
+def services(settings: Settings) -> list[dict[str, Any]]:
+    from ccops.demo import backend
+
+    return backend.services(settings)
+
+
+def start_service(settings: Settings, name: str) -> dict[str, Any]:
+    from ccops.demo import backend
+
+    return backend.start_service(settings, name)
+
+
+def stop_service(settings: Settings, name: str) -> dict[str, Any]:
+    from ccops.demo import backend
+
+    return backend.stop_service(settings, name)
+
+
+def restart_service(settings: Settings, name: str) -> dict[str, Any]:
+    from ccops.demo import backend
+
+    return backend.restart_service(settings, name)
+
+
+# ---- up, down, status -----------------------------------------------------------------------
+
 def up(settings: Settings, seed: int = 42, days: int = 30, as_of: str | None = None) -> dict[str, Any]:
     """Start (or reuse) the demo's cluster and app, and regenerate its database, logs, `.env` and old backups."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from ccops.core import localpg, schema
     from ccops.core.context import parse_as_of
+    from ccops.core.settings import mask_url
     from ccops.demo import appdir, appenv, applog, history
     from ccops.demo import backend as svc
 
@@ -158,6 +209,7 @@ def status(settings: Settings) -> dict[str, Any]:
 
 def _demo_url_masked(settings: Settings) -> str:
     from ccops.core import localpg
+    from ccops.core.settings import mask_url
     from ccops.demo import backend as svc
 
     try:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ccops.core import fs
-from ccops.core.settings import Settings, use_default_deployment
-from ccops.demo.applog import DEMO_TIMEZONE
+
+if TYPE_CHECKING:  # pragma: no cover - the settings and the log zone are read when a file is written
+    from ccops.core.settings import Settings
 
 MARKER = "# written by `ccops demo up`: the embedded demo is this home's deployment; `ccops demo down` removes it"
 
@@ -51,6 +52,9 @@ def render(tables: dict[str, dict[str, Any]]) -> str:
 def write_deployment(settings: Settings, database_url: str, status_url: str = "",
                      data_dir: Path | None = None) -> Path:
     """Write the demo's deployment file (0600, atomically) and make `settings` that deployment."""
+    from ccops.core.settings import use_default_deployment
+    from ccops.demo.applog import DEMO_TIMEZONE
+
     where: dict[str, Any] = dict(places(settings))
     if data_dir:
         where["data_dir"] = data_dir
