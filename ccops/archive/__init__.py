@@ -47,6 +47,7 @@ from ccops.core import fs
 from ccops.core.errors import CcopsError
 from ccops.core.findings import Status, severity_rank
 from ccops.core.paths import display_path
+from ccops.core.reader import SectionReader
 
 INDEX_JSON = "index.json"
 INDEX_HTML = "index.html"
@@ -648,17 +649,9 @@ class RetentionPlan:
 
 def keep_days_setting(settings: Any) -> int:
     """`archive.keep_days` from the settings file (default 90); ConfigError naming the key and the file."""
-    from ccops.core.settings import ConfigError
-
-    raw = settings.section("archive")
-    source = str(settings.config_file) if getattr(settings, "config_file", None) else "settings"
-    for key in raw:
-        if key not in ("keep_days", "group"):  # group: Settings.archive_group, read by the settings loader
-            raise ConfigError(f"{source}: archive.{key}: unknown setting")
-    value = raw.get("keep_days", DEFAULT_KEEP_DAYS)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{source}: archive.keep_days: expected a whole number of days, at least 1, got {value!r}")
-    return value
+    section = SectionReader.of(settings, "archive")
+    section.unknown(("keep_days", "group"))  # group: Settings.archive_group, read by the settings loader
+    return section.integer("keep_days", DEFAULT_KEEP_DAYS, minimum=1)
 
 
 def plan_retention(archive_dir: Path, now: datetime, keep_days: int) -> RetentionPlan:
