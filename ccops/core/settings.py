@@ -262,7 +262,7 @@ class Settings:
 
     @property
     def effective_runbooks_dir(self) -> Path:
-        return self.runbooks_dir or Path(__file__).resolve().parent.parent / "runbooks"
+        return self.runbooks_dir or Path(__file__).resolve().parents[2] / "runbooks"
 
     def effective_status_url(self) -> str:
         return self.require("status_url")
@@ -459,7 +459,7 @@ def holds_runbooks(path: Path) -> bool:
 
 def installed_checkout() -> Path | None:
     """The source checkout ccops runs from (editable install), when it holds the runbooks; None from site-packages."""
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]  # ccops/core/settings.py -> the checkout
     return checkout if holds_runbooks(checkout / RUNBOOKS_NAME) else None
 
 
