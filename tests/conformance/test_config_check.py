@@ -184,7 +184,7 @@ def test_a_database_without_the_production_schema_names_the_missing_tables(make_
     code, out, _ = ccops("config", "check", "--json")
     report = json.loads(out)
     database = next(line for line in report["lines"] if line["piece"] == "database")
-    assert code == 2 and report["exit_code"] == 2 and report["deployment"] is True
+    assert code == 2 and report["exit_code"] == 2 and report["deployment_file"] is None  # named by the environment
     assert database["status"] == "FAIL"
     assert "16 of the 16 production tables missing: market_data, news_articles" in database["text"]
 
@@ -239,7 +239,7 @@ def test_a_configured_health_probe_must_answer(plain_process_deployment, monkeyp
 def test_the_demo_passes(demo_env, capsys):
     assert cli.main(["config", "check"]) == 0, capsys.readouterr().out
     out = capsys.readouterr().out
-    assert "checking the embedded demo" in out
+    assert "checking a deployment (" in out and "deployment.toml" in out, "the file `ccops demo up` wrote"
     found = lines_of(out)
     assert {piece for piece, (status, _) in found.items() if status != "OK"} == set()
     assert set(found) == {"database", "logs", "app .env", "backend", "backups", "health probe"}
