@@ -182,7 +182,7 @@ def _admin(url: str) -> psycopg.Connection:
                       "needs a session in postgres or template1")
 
 
-def _run(conn: psycopg.Connection, statement: sql.Composable, params: tuple[Any, ...] | None = None) -> Any:
+def _run(conn: psycopg.Connection, statement: sql.SQL | sql.Composed, params: tuple[Any, ...] | None = None) -> Any:
     """Execute one composed statement; the first row, if any."""
     with conn.cursor() as cursor:
         cursor.execute(statement, params)
@@ -203,6 +203,12 @@ def _recreate(url: str) -> None:
     _drop(url)
     with _admin(url) as conn:
         _run(conn, sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(_dbname(url))))
+
+
+def _dropped(url: str, detail: str) -> str:
+    """Drop the database and say so: a restore step's detail is what it did."""
+    _drop(url)
+    return detail
 
 
 def _check_target(url: str, found: list[bool]) -> str:
@@ -663,9 +669,9 @@ def _restore_steps(result: RestoreResult, settings: Settings, path: Path, url: s
     finally:
         if not swapped and not stuck:
             _step(result, "drop scratch database",
-                  lambda: _drop(scratch) or f"{_dbname(scratch)} dropped; {name} was not touched", url)
+                  lambda: _dropped(scratch, f"{_dbname(scratch)} dropped; {name} was not touched"), url)
     if swapped[0]:
-        _step(result, "drop old database", lambda: _drop(_with_db(url, old_name)) or f"{old_name} dropped", url)
+        _step(result, "drop old database", lambda: _dropped(_with_db(url, old_name), f"{old_name} dropped"), url)
     _step(result, FINAL_STEP, lambda: _verify_target(url, expected, path), url)
     selfstats.adopt_all(url, "restore", settings.home)  # the new database's scans so far were all the restore's
 

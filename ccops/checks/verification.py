@@ -26,9 +26,9 @@ def restore_verification(ctx: RunContext) -> Finding:
     table["live"] = table["table"].map(live)
     table["live_minus_restored"] = table["live"] - table["restored"]
     bad = table[~table["ok"]]
-    live = f"; {result.live_note}" if result.live_note else ""
+    note = f"; {result.live_note}" if result.live_note else ""
     summary = (f"{result.restored_text}; {len(table) - len(bad)} of {len(table)} tables match {result.counts_source}"
-               f"{live}; {result.amcheck_detail}; {int(table['live_minus_restored'].fillna(0).sum()):,} rows written "
+               f"{note}; {result.amcheck_detail}; {int(table['live_minus_restored'].fillna(0).sum()):,} rows written "
                "since; scratch database dropped")
     return Finding("backup.restore_test", Status.OK if result.ok else Status.CRITICAL, summary,
                    round(result.restore_s, 2), data=table)
