@@ -365,7 +365,7 @@ def reindex_bloated(
                 continue
             known_invalid = {r.oid for r in conn.execute(text(INVALID_ON_TABLE_SQL), {"table_oid": info.table_oid})}
             if run_statement(conn, settings, action, statement_timeout_s):
-                action.after = {"size_bytes": int(conn.execute(text(INDEX_SIZE_SQL), {"q": action.object}).scalar())}
+                action.after = {"size_bytes": int(conn.execute(text(INDEX_SIZE_SQL), {"q": action.object}).scalar_one())}
             else:
                 _clean_failed_rebuild(conn, settings, action, info.table_oid, known_invalid)
     return report

@@ -16,6 +16,7 @@ once, never repeated, never "resolved".
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -172,7 +173,7 @@ def evaluate_live(ctx: RunContext, cfg: AlertConfig, state: dict[str, Any] | Non
     last_probe = parse_iso(state.get("probes", {}).get("api_rate_limit"))
     probe_due = last_probe is None or ctx.as_of - last_probe >= timedelta(minutes=cfg.api_probe_minutes) \
         or ctx.as_of < last_probe
-    if cfg.enabled("api_rate_limit") and not probe_due:
+    if cfg.enabled("api_rate_limit") and last_probe is not None and not probe_due:
         result.notes.append(f"api_rate_limit: probed at {iso(last_probe)}; next after {cfg.api_probe_minutes:g} min")
     elif cfg.enabled("api_rate_limit"):
         # each probe spends a request of the very quota it measures: at most every api_probe_minutes
@@ -180,7 +181,7 @@ def evaluate_live(ctx: RunContext, cfg: AlertConfig, state: dict[str, Any] | Non
         result.merge(_guarded("api_rate_limit", lambda: from_findings(
             [f for f in apis.live_rate_limits(ctx) if by_rule["api_rate_limit"].matches(f.check)
              or f.check == "apis.rate_limit"], by_rule["api_rate_limit"])))
-    db_rules = [("no_content", no_content), ("high_engagement", high_engagement), ("ab_test", ab_tests),
+    db_rules: list[tuple[str, Callable[[RunContext, AlertConfig], Evaluation]]] = [("no_content", no_content), ("high_engagement", high_engagement), ("ab_test", ab_tests),
                 ("milestones", lambda c, g: milestones(c, g, announced))]
     for name, rule in db_rules:
         if not cfg.enabled(name):
@@ -188,7 +189,7 @@ def evaluate_live(ctx: RunContext, cfg: AlertConfig, state: dict[str, Any] | Non
         if not db_ok:
             result.notes.append(f"{name}: skipped: the database is not reachable")
             continue
-        result.merge(_guarded(name, lambda rule=rule: rule(ctx, cfg)))
+        result.merge(_guarded(name, functools.partial(rule, ctx, cfg)))
     return result
 
 

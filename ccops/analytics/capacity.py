@@ -185,7 +185,7 @@ def _disk_figure(history: pd.DataFrame | None, as_of: datetime, used_now: float,
     ax = fig.subplots()
     if history is not None:
         ax.plot(history["date"], history["total_bytes"] / 1e9, "o", label="tracked bytes (history)")
-    future = [as_of + timedelta(days=d) for d in np.linspace(0, horizon_days, 50)]
+    future = np.array([as_of + timedelta(days=d) for d in np.linspace(0, horizon_days, 50)])  # dates: matplotlib's units
     projected = [(used_now + max(slope, 0) * d) / 1e9 for d in np.linspace(0, horizon_days, 50)]
     ax.plot(future, projected, "--", color="#d7301f", label="projection")
     ax.axhline((used_now + free) / 1e9, color="black", linewidth=1, label="disk full")

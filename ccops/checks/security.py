@@ -131,8 +131,8 @@ def certificate_expiry(host: str, port: int, ca_file: str = "", timeout: float =
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             with context.wrap_socket(sock, server_hostname=host) as tls:
-                cert = tls.getpeercert()
-        not_after = datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), timezone.utc)
+                cert = tls.getpeercert() or {}
+        not_after = datetime.fromtimestamp(ssl.cert_time_to_seconds(str(cert["notAfter"])), timezone.utc)
         return {"not_after": not_after.replace(tzinfo=None), "verified": True, "error": ""}
     except ssl.SSLCertVerificationError as exc:
         return {"not_after": _unverified_expiry(host, port, timeout), "verified": False,
@@ -147,6 +147,8 @@ def _unverified_expiry(host: str, port: int, timeout: float) -> datetime | None:
     with socket.create_connection((host, port), timeout=timeout) as sock:
         with context.wrap_socket(sock, server_hostname=host) as tls:
             der = tls.getpeercert(binary_form=True)
+    if der is None:  # the server sent no certificate: nothing to read an expiry from
+        return None
     pem = ssl.DER_cert_to_PEM_cert(der)
     try:
         out = subprocess.run(["openssl", "x509", "-noout", "-enddate"], input=pem, capture_output=True,
@@ -344,7 +346,7 @@ def parse_connection_log(lines, since: datetime, until: datetime) -> tuple[pd.Da
         if authorized:
             ok.append({"user": authorized.group("user"), "database": authorized.group("database") or "",
                        "application": (authorized.group("app") or "").strip(), "time": when})
-        else:
+        elif failure:
             user = failure.group("user1") or failure.group("user2") or failure.group("user3") or ""
             failed.append({"time": when, "user": user, "host": failure.group("host") or hosts.get(pid_key, ""),
                            "reason": message.split(" for ")[0].split(" entry")[0][:80]})

@@ -70,7 +70,7 @@ def cmd_runbooks(args: argparse.Namespace) -> int:
     names = runbooks.available(root)
     if not names:
         raise UsageError(f"{root}: no runbooks there (set paths.runbooks_dir or CCOPS_RUNBOOKS_DIR)")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in names:
         path = root / f"{name}.ipynb"
         params = declared_parameters(path)

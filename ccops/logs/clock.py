@@ -10,6 +10,7 @@ named in the problems. Every reader (records, lines, vector blocks) converts the
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import overload
 
 from ccops.logs.errors import LogSourceError
 
@@ -174,6 +175,10 @@ def local_bounds(since: datetime | None, until: datetime | None, offset: timedel
     )
 
 
+@overload
+def naive(value: datetime) -> datetime: ...
+@overload
+def naive(value: None) -> None: ...
 def naive(value: datetime | None) -> datetime | None:
     """Naive UTC, how the app writes times; aware values are converted."""
     if value is not None and value.tzinfo is not None:

@@ -87,7 +87,7 @@ class _ZipMember:
         self.stream = archive.open(info)
 
     def readinto1(self, target: Any) -> int:
-        return self.stream.readinto1(target)
+        return self.stream.readinto1(target)  # type: ignore[attr-defined]  # a ZipExtFile, typed as IO[bytes]
 
     def close(self) -> None:
         try:

@@ -164,7 +164,7 @@ def log_files(log_dir: Path, since: datetime | None, until: datetime | None,
     and later local end (in the repeated autumn hour the later UTC end can read earlier).
     A day's parts come in the order they were written (rotated parts before the current file).
     """
-    ends = [to_local(naive(t), zone) for t in (since, until) if t is not None]  # type: ignore[arg-type]
+    ends = [to_local(naive(t), zone) for t in (since, until) if t is not None]
     first_day = min(ends).date() if since else None
     last = max(ends) if until else None
     picked = []

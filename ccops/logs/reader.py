@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from datetime import datetime, tzinfo
@@ -74,7 +74,7 @@ def _fill(stream: Any, view: memoryview) -> tuple[int, BaseException | None]:
 
 
 def _blocks(path: Path, problems: list[str], buffers: _Buffers,
-            fmt: LogFormat | None = None) -> Iterator[tuple[bytearray, int]]:
+            fmt: LogFormat | None = None) -> Generator[tuple[bytearray, int], None, None]:
     """(buffer, end) pairs: buffer[:end] is the next run of whole lines of the file.
 
     The last pair may lack a final newline (a truncated or half-written last line). The
