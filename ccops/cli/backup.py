@@ -100,31 +100,31 @@ def cmd_backup(args: argparse.Namespace) -> int:
              f"{listing}\nfreed {freed:,} bytes{notes}")
         return 0
     if verb == "test":
-        result = backup.restore_test(settings, Path(args.file) if args.file else None)
-        bad = [r for r in result.counts if not r["ok"]]
-        text = (f"restore test: {result.restored_text}, {len(result.counts) - len(bad)}/{len(result.counts)} "
-                f"tables match, {result.amcheck_detail}, scratch database dropped")
-        _out(args, {"backup": str(result.backup), "restore_s": result.restore_s, "jobs": result.jobs,
-                    "counts": result.counts, "amcheck": result.amcheck_detail, "ok": result.ok}, text)
-        return 0 if result.ok else EXIT_CRITICAL
-    result = backup.create_backup(settings, compression=args.compression, via=args.via)
-    lines = [f"{result.path}: {result.manifest['size']:,} bytes in {result.duration_s:.1f} s, {result.reason}"]
-    if result.manifest.get("row_counts_note"):
-        lines.append(result.manifest["row_counts_note"])
-    data: dict[str, Any] = {"file": str(result.path), "verified": result.verified, "reason": result.reason,
-                            "duration_s": round(result.duration_s, 3), "manifest": result.manifest}
-    code = 0 if result.verified else EXIT_CRITICAL
-    if result.verified and (settings.backup.include_env or settings.backup.include_logs):
+        tested = backup.restore_test(settings, Path(args.file) if args.file else None)
+        bad = [r for r in tested.counts if not r["ok"]]
+        text = (f"restore test: {tested.restored_text}, {len(tested.counts) - len(bad)}/{len(tested.counts)} "
+                f"tables match, {tested.amcheck_detail}, scratch database dropped")
+        _out(args, {"backup": str(tested.backup), "restore_s": tested.restore_s, "jobs": tested.jobs,
+                    "counts": tested.counts, "amcheck": tested.amcheck_detail, "ok": tested.ok}, text)
+        return 0 if tested.ok else EXIT_CRITICAL
+    made = backup.create_backup(settings, compression=args.compression, via=args.via)
+    lines = [f"{made.path}: {made.manifest['size']:,} bytes in {made.duration_s:.1f} s, {made.reason}"]
+    if made.manifest.get("row_counts_note"):
+        lines.append(made.manifest["row_counts_note"])
+    data: dict[str, Any] = {"file": str(made.path), "verified": made.verified, "reason": made.reason,
+                            "duration_s": round(made.duration_s, 3), "manifest": made.manifest}
+    code = 0 if made.verified else EXIT_CRITICAL
+    if made.verified and (settings.backup.include_env or settings.backup.include_logs):
         # like backup.sh: the .env and the logs beside the dump; a failed copy is a warning, the dump stands
         copies = backup.save_app_copies(settings)
         data["copies"] = [{"file": str(c.path), "verified": c.ok, "reason": c.reason} for c in copies]
         lines += [f"{c.path}: {c.reason}" if c.ok else f"{c.path.name} FAILED: {c.reason}" for c in copies]
         if not all(c.ok for c in copies):
             code = EXIT_WARNING
-    if result.verified and settings.backup.offsite and not args.no_offsite:
+    if made.verified and settings.backup.offsite and not args.no_offsite:
         # the local backup is good either way; a failed off-site copy is a warning, not a lost backup
         try:
-            copy = backup.offsite_copy(settings, result.path)
+            copy = backup.offsite_copy(settings, made.path)
             data["offsite"] = {"ok": True, "destination": copy.destination, "files": copy.files,
                                "deleted": copy.deleted, "notes": copy.notes}
             lines.append(f"off-site: {copy.line()}")
