@@ -16,7 +16,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from ccops.checks import health
+    from ccops.core import health  # the rule alone: not the notebook steps of ccops.checks.health
 
     settings = settings_for(args)
     report = health.run_health(settings, as_of=args.as_of)

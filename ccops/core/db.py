@@ -18,14 +18,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
-import pandas as pd
-from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import NullPool
+from typing import TYPE_CHECKING, Any
 
 from ccops.core.settings import Settings, mask_url
+
+if TYPE_CHECKING:  # imported where used: `ccops health` (cron, hourly) needs the URL helpers, not these
+    import pandas as pd
+    from sqlalchemy.engine import Connection, Engine
 
 _ENGINES: dict[str, Engine] = {}
 
@@ -68,6 +67,9 @@ def get_engine(url: str, connect_timeout: int = 5) -> Engine:
     url = normalize_url(url)
     engine = _ENGINES.get(url)
     if engine is None:
+        from sqlalchemy import create_engine, event
+        from sqlalchemy.pool import NullPool
+
         engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": connect_timeout})
         event.listen(engine, "do_connect", _name_session)
         event.listen(engine, "before_cursor_execute", _mark_statement, retval=True)
@@ -99,6 +101,8 @@ def connect(
     lock_timeout_ms: int = 5_000,
 ) -> Iterator[Connection]:
     """A connection in one transaction with the safety settings applied (SET LOCAL)."""
+    from sqlalchemy import text
+
     engine = get_engine(url)
     with engine.connect() as conn:
         with conn.begin():
@@ -122,11 +126,16 @@ def get_db(settings: Settings, read_only: bool = True) -> Iterator[Connection]:
 
 
 def query_df(conn: Connection, sql: str, **params: Any) -> pd.DataFrame:
+    import pandas as pd
+    from sqlalchemy import text
+
     result = conn.execute(text(sql), params)
     return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
 def scalar(conn: Connection, sql: str, **params: Any) -> Any:
+    from sqlalchemy import text
+
     return conn.execute(text(sql), params).scalar()
 
 
@@ -140,6 +149,7 @@ def describe_error(exc: BaseException, url: str = "") -> str:
 
 def install_query_logger(engine: Engine, sink: list[str]) -> None:
     """Collect every statement an engine runs (used by tests and the benchmark's EXPLAIN)."""
+    from sqlalchemy import event
 
     @event.listens_for(engine, "before_cursor_execute")
     def _log(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001

@@ -7,18 +7,22 @@ database it just restored. One function, so "healthy" means the same in both.
 Same questions as the guide: any agent activity in the last 24 h, any content
 published, more than 10 agent errors (see ccops.checks.health for why each
 query is written as it is).
+
+Cron runs it every hour, so the query path is light: psycopg straight, with
+the same session ccops.core.db gives every check (read only, statement and
+lock timeouts, its application_name and marker), and no pandas or SQLAlchemy
+imported (tests/test_health_imports.py keeps it so).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import pandas as pd
-
 from ccops.core.context import describe, parse_as_of
-from ccops.core.db import connect
+from ccops.core.db import application_name, libpq_url, marked, normalize_url
 from ccops.core.findings import Finding, Findings, Status, worst
 from ccops.core.settings import Settings
 from ccops.core.thresholds import Thresholds
@@ -110,7 +114,11 @@ def evaluate(activity: dict[str, Any], content: dict[str, Any], as_of: datetime,
 def _ago(as_of: datetime, when: Any) -> str:
     if when is None:
         return "unknown"
-    hours = (as_of - pd.Timestamp(when).to_pydatetime()).total_seconds() / 3600
+    if not isinstance(when, datetime):  # the driver gives datetimes; a caller may pass text, read as pandas does
+        import pandas as pd
+
+        when = pd.Timestamp(when).to_pydatetime()
+    hours = (as_of - when).total_seconds() / 3600
     return f"{hours * 60:.0f} min ago" if hours < 1 else f"{hours:.1f} h ago"
 
 
@@ -119,23 +127,66 @@ def health_findings(settings: Settings, as_of: datetime, database_url: str | Non
     since = as_of - timedelta(hours=24)
     try:
         url = database_url or settings.resolved_database_url()
-        with connect(url, statement_timeout_ms=settings.statement_timeout_ms,
-                     lock_timeout_ms=settings.lock_timeout_ms) as conn:
-            params = {"since": since, "until": as_of}
-            activity = dict(conn.execute(_text(ACTIVITY_SQL), params).mappings().one())
-            content = dict(conn.execute(_text(CONTENT_SQL), params).mappings().one())
+        activity, content = _read_counts(url, {"since": since, "until": as_of},
+                                         settings.statement_timeout_ms, settings.lock_timeout_ms)
     except Exception as exc:  # noqa: BLE001 - every failure here is the finding
-        reason = describe(exc)
+        reason = _reason(exc)
         if not reason.startswith("database unreachable"):
             reason = f"database unreachable: {reason}"
         return [Finding("health.database", Status.CRITICAL, reason)]
     return [Finding("health.database", Status.OK, "database reachable"), *evaluate(activity, content, as_of, settings.thresholds)]
 
 
-def _text(sql: str):
+_NAMED = re.compile(r"(?<![:\w]):(\w+)")
+
+
+def _pyformat(sql: str) -> str:
+    """`:name` (how ACTIVITY_SQL and CONTENT_SQL are written, for SQLAlchemy's text()) as psycopg's `%(name)s`."""
+    return _NAMED.sub(r"%(\1)s", sql)
+
+
+def _read_counts(url: str, params: dict[str, Any], statement_timeout_ms: int,
+                 lock_timeout_ms: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two rows, in one read-only transaction set up as ccops.core.db.connect sets up every check's."""
+    if not normalize_url(url).startswith("postgresql+psycopg://"):  # not PostgreSQL: SQLAlchemy says what is wrong
+        return _read_counts_engine(url, params, statement_timeout_ms, lock_timeout_ms)
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(libpq_url(url), connect_timeout=5, application_name=application_name(),
+                         row_factory=dict_row) as conn:
+        with conn.transaction():
+            conn.execute(marked("SET TRANSACTION READ ONLY"))
+            conn.execute(marked(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}"))
+            conn.execute(marked(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
+            activity = conn.execute(marked(_pyformat(ACTIVITY_SQL)), params).fetchone()
+            content = conn.execute(marked(_pyformat(CONTENT_SQL)), params).fetchone()
+    if activity is None or content is None:  # aggregates without GROUP BY: one row, always
+        raise RuntimeError("health: a count query returned no row")
+    return dict(activity), dict(content)
+
+
+def _read_counts_engine(url: str, params: dict[str, Any], statement_timeout_ms: int,
+                        lock_timeout_ms: int) -> tuple[dict[str, Any], dict[str, Any]]:
     from sqlalchemy import text
 
-    return text(sql)
+    from ccops.core.db import connect
+
+    with connect(url, statement_timeout_ms=statement_timeout_ms, lock_timeout_ms=lock_timeout_ms) as conn:
+        activity = dict(conn.execute(text(ACTIVITY_SQL), params).mappings().one())
+        content = dict(conn.execute(text(CONTENT_SQL), params).mappings().one())
+    return activity, content
+
+
+def _reason(exc: BaseException) -> str:
+    """The line describe() gives for the same failure under SQLAlchemy (which wraps psycopg's errors by name)."""
+    import psycopg
+
+    if isinstance(exc, psycopg.Error):
+        lines = str(exc).strip().splitlines()
+        first = lines[0] if lines else type(exc).__name__
+        return f"database unreachable: {first}" if isinstance(exc, psycopg.OperationalError) else first
+    return describe(exc)
 
 
 def run_health(settings: Settings, as_of: str | datetime | None = None, database_url: str | None = None) -> HealthReport:
