@@ -1,4 +1,4 @@
-"""`make bench`: issue 9's targets measured at production scale, each against a same-run baseline.
+"""`make bench`: issue 18's targets measured at production scale, each against a same-run baseline.
 
     python -m benchmarks [--scale 1.0] [--only health,daily,logs,backup,index,tests]
                          [--log-bytes 1e9] [--repeat 3]
@@ -6,12 +6,22 @@
 The bench database (a private cluster under .ccops/bench/pg) and the bench
 logs (.ccops/bench/logs) are built on first use and reused while their
 manifest, row counts and indexes match (benchmarks/scale.py). The report is
-a Markdown table on stdout and benchmarks/results.json.
+a Markdown table on stdout (each timed figure with the min / median / max of
+its repeats) and benchmarks/results.json (the machine's cores, memory and
+versions; each figure with its runs, baseline, ratio, target and whether it
+is met). A figure that misses its target, or a bench that cannot run, makes
+the exit status 1.
 
 A benchmark module is `benchmarks/bench_<name>.py` with `run(env: BenchEnv)
 -> list[Result]` (benchmarks/harness.py). bench_backup.py (target 4) is
 written separately and is run when present; it gets the same BenchEnv
 (env.url, env.cluster, env.root, env.repeat, env.ccops_env()).
+
+Targets (issue 18; "9.x" rows are issue 9's, kept): 18.1 daily whole run
+<= 1.5x the empty-notebook floor; 18.2 `ccops health` whole command <= 0.4 s;
+18.3 backup (dump, counts, sha256, verify) <= 0.7x the guide's `pg_dump | gzip`
+and restore <= 0.7x a single-job restore; 18.4 logs summary throughput >= 2x
+`grep -ci error`; 18.5 `make test` <= 6 min.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import argparse
 import importlib
 import json
 import platform
+import re
 import sys
 import time
 import traceback
@@ -90,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"- {name}: NOT MEASURED ({why})")
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": _cpus(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": _machine(env),
         "scale": args.scale,
         "as_of": env.as_of_text,
         "database": {k: env.db_manifest.get(k) for k in ("counts", "size_bytes", "seconds")} if env.db_manifest else None,
@@ -110,6 +121,43 @@ def _cpus() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+VERSIONED = ("ccops", "psycopg", "sqlalchemy", "pandas", "papermill", "nbclient", "nbconvert", "matplotlib")
+
+
+def _machine(env: BenchEnv) -> dict[str, object]:
+    """What a ratio was measured on: cores, memory, and the versions of everything timed."""
+    import os
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    versions["postgresql"] = _server_version(env)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = None
+    return {"cpus": _cpus(), "memory_bytes": memory, "platform": platform.platform(), "versions": versions}
+
+
+def _server_version(env: BenchEnv) -> str | None:
+    """The bench cluster's `postgres --version`, when a bench that needs the database ran."""
+    import subprocess
+
+    if env.cluster is None:
+        return None
+    try:
+        out = subprocess.run([str(env.cluster.bindir / "postgres"), "--version"], capture_output=True, text=True,
+                             timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"\d+(\.\d+)+", out)  # "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+    return found.group(0) if found else (out.strip() or None)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Target 2: the daily runbook on a year of data, within 2x the papermill floor.
+"""Issue 18, target 1: the daily runbook on a year of data, within 1.5x the papermill floor.
 
 The floor is what any runbook costs before it does anything: papermill
 starting a kernel for a notebook holding only a parameters cell. The figure
@@ -17,9 +17,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import REPO, BenchEnv, Result, ccops_command, interleaved_runs, median_seconds, shell_text
+from benchmarks.harness import (
+    REPO,
+    BenchEnv,
+    Result,
+    ccops_command,
+    interleaved_runs,
+    median_seconds,
+    seconds_of,
+    shell_text,
+)
 
 KERNEL = "python3"
+MAX_RATIO = 1.5
 
 
 def empty_notebook(path: Path, like: Path) -> Path:
@@ -87,9 +97,10 @@ def run(env: BenchEnv) -> list[Result]:
         notes += f"; stderr: {last.stderr.strip()[-300:]}"
     if cells:
         notes += "; slowest cells: " + ", ".join(f"{c['cell']} {c['seconds']:.2f}s" for c in cells[:3])
-    return [Result("2", "daily runbook, whole run", daily_s, "s", baseline=floor_s,
-                   baseline_label="empty notebook via papermill", target_text="ratio ≤ 2",
-                   met=ok and ratio <= 2.0, command=shell_text(daily_cmd), notes=notes,
+    return [Result("18.1", "daily runbook, whole run", daily_s, "s", baseline=floor_s,
+                   baseline_label="empty notebook via papermill", target_text=f"ratio ≤ {MAX_RATIO}",
+                   met=ok and ratio <= MAX_RATIO, command=shell_text(daily_cmd), notes=notes,
+                   runs=seconds_of(daily_runs), baseline_runs=seconds_of(floor_runs),
                    extra={"slowest_cells": cells, "floor_command": shell_text(floor_cmd),
                           "runs": [r.seconds for r in daily_runs], "floor_runs": [r.seconds for r in floor_runs]})]
 

@@ -1,13 +1,18 @@
-"""Target 1: `ccops health` on a year of production data.
+"""Issue 18, target 2: `ccops health` on a year of production data, whole command <= 0.4 s.
+
+Cron runs it every hour, so the floor is a Python start plus a few indexed
+queries; most of what it could cost on top is imports (tests/test_health_imports.py
+keeps pandas, SQLAlchemy and the runbook stack out of its path).
 
 Three figures, each against the guide's own health check in the same run:
 - the plans: EXPLAIN (FORMAT JSON) of ccops' two queries must hold no
   sequential scan of agent_logs or published_content; the guide's
   `created_at` filter is shown scanning published_content for contrast;
 - the queries: ccops' two (ACTIVITY_SQL, CONTENT_SQL) against the guide's
-  three ORM `count()` queries, warm, on one open connection: under 100 ms;
+  three ORM `count()` queries, warm, on one open connection: under 100 ms
+  (issue 9's target, kept);
 - the command: `ccops health` as cron starts it, against the guide's script
-  (benchmarks/guide_health.py): under 2 s.
+  (benchmarks/guide_health.py): at most 0.4 s (issue 18).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from benchmarks.harness import (
     interleaved_runs,
     median_call,
     median_seconds,
+    seconds_of,
     shell_text,
 )
 from ccops.checks.health import ACTIVITY_SQL, CONTENT_SQL
@@ -33,6 +39,7 @@ from ccops.core import schema
 from ccops.core.db import connect
 
 WATCHED = ("agent_logs", "published_content")
+COMMAND_TARGET_S = 0.4
 
 
 def guide_statements(since: Any) -> dict[str, Any]:
@@ -104,18 +111,19 @@ def run(env: BenchEnv) -> list[Result]:
     line = cmd_runs[-1].stdout.strip() or cmd_runs[-1].stderr.strip()
     command_ok = cmd_runs[-1].returncode in (0, 1, 2) and not line.startswith("UNKNOWN")
     return [
-        Result("1", "health: Seq Scans of agent_logs/published_content in EXPLAIN", float(len(ours_scans)), "count",
+        Result("9.1", "health: Seq Scans of agent_logs/published_content in EXPLAIN", float(len(ours_scans)), "count",
                baseline=float(len(guide_scans)), baseline_label="guide: " + (", ".join(guide_scans) or "none"),
                target_text="0", met=not ours_scans, ratio=None,
                command="python -m benchmarks --only health  (EXPLAIN (FORMAT JSON) ACTIVITY_SQL, CONTENT_SQL)",
                extra={"ours": ours_plans, "guide": guide_plans}),
-        Result("1", "health: its queries together (warm, median)", ours_s * 1000, "ms",
+        Result("9.1", "health: its queries together (warm, median)", ours_s * 1000, "ms",
                baseline=guide_s * 1000, baseline_label="guide's 3 ORM count() queries",
                target_text="< 100 ms", met=ours_s < 0.100,
                command="python -m benchmarks --only health  (ACTIVITY_SQL + CONTENT_SQL on one connection)",
                extra={"ours": [list(map(str, r)) for r in ours_rows], "guide": list(guide_rows)}),
-        Result("1", "health: whole command", cmd_s, "s", baseline=guide_cmd_s,
-               baseline_label="guide's health_check.py", target_text="< 2 s", met=cmd_s < 2.0 and command_ok,
-               command=shell_text(health_cmd),
+        Result("18.2", "health: whole command", cmd_s, "s", baseline=guide_cmd_s,
+               baseline_label="guide's health_check.py", target_text=f"≤ {COMMAND_TARGET_S} s",
+               met=cmd_s <= COMMAND_TARGET_S and command_ok, command=shell_text(health_cmd),
+               runs=seconds_of(cmd_runs), baseline_runs=seconds_of(guide_runs),
                notes=f"ccops said: {line[:200]}; guide said: {guide_runs[-1].stdout.strip()[:200]}"),
     ]

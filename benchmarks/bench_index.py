@@ -1,4 +1,4 @@
-"""Target 5: rebuilding the archive index from 10,000 run records in under 2 s.
+"""Issue 9, target 5 (issue 18 keeps it): rebuilding the archive index from 10,000 run records in under 2 s.
 
 A year and more of cron: an hourly health_check, a daily, a weekly, a
 monthly, a few backups and emergency runs, each record shaped like the
@@ -96,7 +96,7 @@ def run(env: BenchEnv) -> list[Result]:
     floor_s, found = median_call(lambda: read_floor(archive_dir), env.repeat)
     rebuild_s, index = median_call(lambda: archive.rebuild_index(archive_dir), env.repeat)
     ok = len(index) == RECORDS and found == RECORDS
-    return [Result("5", f"archive index rebuild from {RECORDS:,} run records", rebuild_s, "s", baseline=floor_s,
+    return [Result("9.5", f"archive index rebuild from {RECORDS:,} run records", rebuild_s, "s", baseline=floor_s,
                    baseline_label="os.walk + json.load of every record", target_text="< 2 s",
                    met=ok and rebuild_s < 2.0,
                    command="python -m benchmarks --only index  (ccops.archive.rebuild_index)",

@@ -1,4 +1,4 @@
-"""Target 3: the log analyser over a month of logs (1 GB), against `grep -c`.
+"""Issue 18, target 4: the log analyser over a month of logs (1 GB), at least 2x `grep -ci error`.
 
 The figure is `ccops logs summary --json` over every file of the bench log
 dir (30 days, 29 of them rotated `.zip`), as an operator runs it; the
@@ -31,6 +31,7 @@ done
 echo "$total"
 """
 MAX_RSS_GROWTH = 1.25  # full input may use at most this much more memory than a quarter of it
+MIN_THROUGHPUT_RATIO = 2.0  # our MB/s over grep's
 
 
 def _median(runs: list[Measured]) -> float:
@@ -79,13 +80,16 @@ def run(env: BenchEnv) -> list[Result]:
 
     span = f"{since:%Y-%m-%d}..{until:%Y-%m-%d %H:%M}"
     return [
-        Result("3", f"logs summary throughput ({mb / 1000:.2f} GB, {len(files)} files)", mb / ours_s, "MB/s",
-               baseline=mb / grep_s, baseline_label="grep -ci error (unzip -p | for .zip)", target_text="ratio ≥ 0.5",
-               met=mb / ours_s >= 0.5 * (mb / grep_s) and ours[-1].returncode == 0, command=shell_text(summary_cmd),
+        Result("18.4", f"logs summary throughput ({mb / 1000:.2f} GB, {len(files)} files)", mb / ours_s, "MB/s",
+               baseline=mb / grep_s, baseline_label="grep -ci error (unzip -p | for .zip)",
+               target_text=f"ratio ≥ {MIN_THROUGHPUT_RATIO:g}",
+               met=mb / ours_s >= MIN_THROUGHPUT_RATIO * (mb / grep_s) and ours[-1].returncode == 0,
+               command=shell_text(summary_cmd),
+               runs=[mb / r.seconds for r in ours], baseline_runs=[mb / r.seconds for r in grep],
                notes=f"{ours_s:.2f} s vs grep {grep_s:.2f} s over {span}",
                extra={"ours_runs": [r.seconds for r in ours], "grep_runs": [r.seconds for r in grep],
                       "grep_command": "bash -c '<for f: unzip -p f | grep -ci error>' FILES"}),
-        Result("3", "error records counted (ERROR+CRITICAL)", float(summary.get("errors", -1)), "count",
+        Result("18.4", "error records counted (ERROR+CRITICAL)", float(summary.get("errors", -1)), "count",
                baseline=float(grep_count), baseline_label="grep -ci error lines", ratio=None,
                target_text=f"= {true_errors:,} (true)", met=counts_ok, command=shell_text(summary_cmd),
                notes=("all levels match the generator's counts" if counts_ok else
@@ -93,7 +97,7 @@ def run(env: BenchEnv) -> list[Result]:
                extra={"true_by_level": truth["by_level"], "analyser_by_level": summary.get("by_level"),
                       "true_grep_error_lines": truth["grep_error_lines"], "grep_count": grep_count,
                       "problems": summary.get("problems")}),
-        Result("3", f"analyser peak RSS, all {len(files)} files vs last {quarter_days}", rss_full, "MiB",
+        Result("18.4", f"analyser peak RSS, all {len(files)} files vs last {quarter_days}", rss_full, "MiB",
                baseline=rss_quarter, baseline_label=f"{quarter_truth['bytes'] / 1e6:,.0f} MB input",
                target_text=f"ratio ≤ {MAX_RSS_GROWTH}", met=rss_full <= MAX_RSS_GROWTH * rss_quarter,
                command=shell_text(summary_cmd) + " vs --since " + quarter_since.isoformat(),

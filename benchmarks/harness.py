@@ -28,9 +28,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 @dataclass
 class Result:
-    """One row of the report: a figure, its baseline, and whether the issue's target is met."""
+    """One row of the report: a figure, its baseline, and whether the issue's target is met.
 
-    target: str  # issue 9 target number, "1".."6"
+    `runs` and `baseline_runs` are the timed repeats behind a median figure and
+    its baseline: the report shows their min / median / max, so a noisy
+    machine is visible next to the verdict instead of hidden in it.
+    """
+
+    target: str  # the issue and target number, e.g. "18.2" (issue 18, target 2)
     figure: str
     value: float | None
     unit: str
@@ -42,6 +47,8 @@ class Result:
     ratio: float | None = None
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    runs: list[float] = field(default_factory=list)
+    baseline_runs: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.ratio is None and self.unit != "count" and self.value is not None and self.baseline:
@@ -161,6 +168,10 @@ def median_seconds(runs: list[Measured]) -> float:
     return statistics.median(r.seconds for r in runs)
 
 
+def seconds_of(runs: list[Measured]) -> list[float]:
+    return [r.seconds for r in runs]
+
+
 def median_call(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> tuple[float, Any]:
     """Median seconds of fn() over `repeat` calls after `warmup`; returns the last result too."""
     result = None
@@ -203,15 +214,27 @@ def fmt(value: float | None, unit: str) -> str:
     return f"{value:g} {unit}".strip()
 
 
+def spread(runs: list[float], unit: str) -> str:
+    """`min / median / max` of the timed repeats ("" for one run or none)."""
+    if len(runs) < 2:
+        return ""
+    return " / ".join(fmt(v, unit) for v in (min(runs), statistics.median(runs), max(runs)))
+
+
 def markdown_table(results: list[Result]) -> str:
     lines = ["| # | figure | value | baseline | ratio | target | met? | command |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
+        value = fmt(r.value, r.unit)
+        if spread(r.runs, r.unit):
+            value = f"{value} (min / median / max: {spread(r.runs, r.unit)})"
         baseline = fmt(r.baseline, r.unit)
+        if spread(r.baseline_runs, r.unit):
+            baseline = f"{baseline} ({spread(r.baseline_runs, r.unit)})"
         if r.baseline_label:
             baseline = f"{baseline} ({r.baseline_label})"
         ratio = "—" if r.ratio is None else f"{r.ratio:.2f}"
         met = {True: "yes", False: "**NO**", None: "—"}[r.met]
-        cells = [r.target, r.figure, fmt(r.value, r.unit), baseline, ratio, r.target_text, met, f"`{r.command}`"]
+        cells = [r.target, r.figure, value, baseline, ratio, r.target_text, met, f"`{r.command}`"]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
