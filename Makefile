@@ -40,8 +40,8 @@ demo: install
 	$(BIN)/ccops run daily; test $$? -le 2
 	@echo "Reports: outputs/index.html"
 
-test: install
-	$(BIN)/ruff check ccops tests benchmarks
+# lint: style (ruff), the layer contracts of docs/architecture.md (import-linter) and types (mypy)
+test: lint
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # JupyterLab on this machine only (127.0.0.1); as root (the README's container) with --allow-root.
@@ -56,6 +56,8 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check ccops tests benchmarks
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 clean:
 	-$(BIN)/ccops demo down --yes
