@@ -71,8 +71,7 @@ def _n(count: int, word: str) -> str:
 
 # What any of the daily log steps can want: errors (recent_errors), CRITICAL records and
 # tracebacks (error_review), rate-limit messages (rate_limit_events_check).
-_RATE_LIMITED = ratelimit.select_events()  # refused requests at WARNING+, never a DEBUG quota figure
-_notable = logs.select_any(logs.select_levels(logs.ERROR_LEVELS, tracebacks=True), _RATE_LIMITED)
+_ERRORS = logs.select_levels(logs.ERROR_LEVELS, tracebacks=True)
 
 
 def _records(ctx: RunContext, since: Any, until: Any, problems: list[str], select: logs.Select) -> Iterator[logs.LogRecord]:
@@ -84,7 +83,7 @@ def _records(ctx: RunContext, since: Any, until: Any, problems: list[str], selec
     (ERROR and CRITICAL, tracebacks, rate-limit messages) and the others filter
     that list.
     """
-    records, found = ctx.cached(_notable_records, since, until)
+    records, found = ctx.cached(_notable_records, since, until)  # one pass per run and window
     problems.extend(found)
     return (r for r in records if select(r.level, r.message.split("\n")))
 
@@ -92,7 +91,9 @@ def _records(ctx: RunContext, since: Any, until: Any, problems: list[str], selec
 def _notable_records(ctx: RunContext, since: Any, until: Any) -> tuple[list[logs.LogRecord], list[str]]:
     """One pass over the window's logs for every record any daily log step wants, and the problems met."""
     found: list[str] = []
-    return list(logs.records_for_settings(ctx.settings, since, until, found, _notable)), found
+    # rate-limit messages as the configured log format defines them: refused requests at WARNING+, never a quota figure
+    notable = logs.select_any(_ERRORS, ratelimit.select_events(ratelimit.rules_for(ctx.settings)))
+    return list(logs.records_for_settings(ctx.settings, since, until, found, notable)), found
 
 
 def _row(record: logs.LogRecord) -> dict[str, Any]:
@@ -240,8 +241,8 @@ def rate_limit_events_check(ctx: RunContext, hours: int = 24) -> list[Finding]:
     since, until = ctx.window(hours)
     problems: list[str] = []
     try:
-        select = _RATE_LIMITED
-        events = ratelimit.rate_limit_events(_records(ctx, since, until, problems, select))
+        rules = ratelimit.rules_for(ctx.settings)
+        events = ratelimit.rate_limit_events(_records(ctx, since, until, problems, ratelimit.select_events(rules)), rules)
     except logs.LogSourceError as exc:
         return _unknown(("apis.rate_limit_events",), exc)
     note = _problems_note(problems)

@@ -59,8 +59,9 @@ def events_in(ctx: RunContext, hours: float) -> tuple[pd.DataFrame, str]:
 
 def _attributed_events(ctx: RunContext, hours: float) -> tuple[pd.DataFrame, str]:
     since, until = ctx.as_of - timedelta(hours=hours), ctx.as_of
-    records = logs.records_for_settings(ctx.settings, since, until, select=ratelimit.select_events())
-    events = ratelimit.rate_limit_events(records)
+    rules = ratelimit.rules_for(ctx.settings)  # what the configured log format calls a refused request
+    records = logs.records_for_settings(ctx.settings, since, until, select=ratelimit.select_events(rules))
+    events = ratelimit.rate_limit_events(records, rules)
     cfg = ratelimit.config_of(ctx.settings)
     if events.empty:
         return ratelimit.attribute(events, cfg, None)
@@ -85,8 +86,9 @@ def event_table(events: pd.DataFrame) -> pd.DataFrame:
 def quota_note(ctx: RunContext, hours: float) -> Finding | None:
     """Remaining-quota figures of successful responses: "approaching the limit" at most, never an event."""
     since, until = ctx.as_of - timedelta(hours=hours), ctx.as_of
+    rules = ratelimit.rules_for(ctx.settings)
     readings = ratelimit.quota_readings(logs.records_for_settings(ctx.settings, since, until,
-                                                                  select=ratelimit.select_quota()))
+                                                                  select=ratelimit.select_quota(rules)), rules)
     if readings.empty:
         return None
     low = ratelimit.approaching(readings, ctx.settings.apis.remaining_warning_share)
