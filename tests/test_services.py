@@ -320,7 +320,7 @@ def test_an_unknown_backend_is_one_line_naming_the_installed_ones(ccops_env, mon
         services.get_backend(settings)
     assert caught.value.exit_code == 64
     assert str(caught.value) == ("service.backend 'kubernetes': no such backend installed "
-                                 "(installed: compose, systemd, process, none, local)")
+                                 "(installed: compose, systemd, process, local, none)")
 
 
 def test_compose_and_systemd_share_one_implementation_of_their_verbs(ccops_env, monkeypatch):
@@ -527,3 +527,11 @@ def test_a_real_deployment_never_probes_the_demos_status_url(ccops_env, monkeypa
     assert finding.status == Status.INFO and finding.summary.startswith("not configured: set http.status_url")
     monkeypatch.setenv("CCOPS_STATUS_URL", "http://127.0.0.1:5001/api/status")
     assert service_checks.configured_status_url(load_settings()) == "http://127.0.0.1:5001/api/status"
+
+
+def test_the_settings_accept_exactly_the_backends_that_ship_here():
+    """One list: a built-in name the settings accept always has its backend, and no backend ships unnamed."""
+    from ccops.core.settings import BUILTIN_BACKENDS
+    from ccops.deploy.backends import BUILTIN
+
+    assert set(BUILTIN) == set(BUILTIN_BACKENDS)

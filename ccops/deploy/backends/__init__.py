@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ccops.core.settings import Settings
+from ccops.core.settings import BACKENDS_ENTRY_POINTS, Settings, valid_backends
 from ccops.deploy.backends.base import Backend, BackendError, ServiceState, UnknownBackend
 from ccops.deploy.backends.compose import ComposeBackend
 from ccops.deploy.backends.none import NoneBackend
@@ -21,7 +21,7 @@ from ccops.deploy.backends.systemd import SystemdBackend
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "Backend", "BackendError", "ServiceState", "UnknownBackend", "get_backend",
            "installed_backends"]
 
-ENTRY_POINT_GROUP = "ccops.backends"
+ENTRY_POINT_GROUP = BACKENDS_ENTRY_POINTS  # one name, checked by the settings and looked up here
 BackendFactory = Callable[[Settings], Backend]
 
 BUILTIN: dict[str, BackendFactory] = {
@@ -32,16 +32,9 @@ BUILTIN: dict[str, BackendFactory] = {
 }
 
 
-def _contributed() -> dict[str, str]:
-    """Entry-point name -> `module:attr` of the backends other installed packages provide."""
-    from importlib.metadata import entry_points
-
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in BUILTIN}
-
-
 def installed_backends() -> list[str]:
-    """Every name service.backend may take here: the built-in ones, then the contributed ones."""
-    return [*BUILTIN, *sorted(_contributed())]
+    """Every name service.backend may take: the settings' one list (built in, then contributed, "none" last)."""
+    return valid_backends()
 
 
 def get_backend(settings: Settings) -> Backend:
