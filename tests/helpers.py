@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from ccops.core.context import RunContext
 from ccops.core.db import normalize_url
@@ -54,3 +55,25 @@ def write_notebook(path: Path, cells: list[tuple[str, str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, str(path))
     return path
+
+
+def autocommit(url: str, *statements: str) -> None:
+    """Run statements outside a transaction (CONCURRENTLY and VACUUM need that), then flush this
+    backend's statistics counters, so the next read of pg_stat_* sees them without sleeping."""
+    engine = create_engine(normalize_url(url), poolclass=NullPool)
+    with engine.connect() as raw:
+        conn = raw.execution_options(isolation_level="AUTOCOMMIT")
+        for statement in statements:
+            conn.execute(text(statement))
+        conn.execute(text("SELECT pg_stat_force_next_flush()"))
+        conn.execute(text("SELECT 1"))
+    engine.dispose()
+
+
+def scalar(url: str, sql: str):
+    """One value, read in a connection of its own (what psql would print)."""
+    engine = create_engine(normalize_url(url), poolclass=NullPool)
+    with engine.connect() as conn:
+        result = conn.execute(text(sql)).scalar()
+    engine.dispose()
+    return result

@@ -13,20 +13,12 @@ from ccops.checks import postgres as pg
 from ccops.core.context import RunContext
 from ccops.core.db import normalize_url
 from ccops.core.settings import Settings
+from tests.helpers import autocommit
 
 AS_OF = datetime(2026, 11, 20, 18, 0, 0)
 
 
-def run(url: str, *statements: str) -> None:
-    """Run statements outside a transaction, then flush this backend's statistics counters."""
-    engine = create_engine(normalize_url(url), poolclass=NullPool)
-    with engine.connect() as raw:
-        conn = raw.execution_options(isolation_level="AUTOCOMMIT")
-        for statement in statements:
-            conn.execute(text(statement))
-        conn.execute(text("SELECT pg_stat_force_next_flush()"))
-        conn.execute(text("SELECT 1"))
-    engine.dispose()
+run = autocommit
 
 
 def row(url: str, sql: str):

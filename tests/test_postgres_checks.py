@@ -23,28 +23,13 @@ from ccops.core import localpg
 from ccops.core.context import RunContext
 from ccops.core.db import normalize_url
 from ccops.core.settings import Settings
+from tests.helpers import autocommit, scalar
 
 AS_OF = datetime(2026, 11, 20, 18, 0, 0)
 
 
-def run(url: str, *statements: str) -> None:
-    """Run statements outside a transaction (CONCURRENTLY needs that), then flush this backend's stats."""
-    engine = create_engine(normalize_url(url), poolclass=NullPool)
-    with engine.connect() as raw:
-        conn = raw.execution_options(isolation_level="AUTOCOMMIT")
-        for statement in statements:
-            conn.execute(text(statement))
-        conn.execute(text("SELECT pg_stat_force_next_flush()"))
-        conn.execute(text("SELECT 1"))
-    engine.dispose()
-
-
-def value(url: str, sql: str):
-    engine = create_engine(normalize_url(url), poolclass=NullPool)
-    with engine.connect() as conn:
-        result = conn.execute(text(sql)).scalar()
-    engine.dispose()
-    return result
+run = autocommit
+value = scalar
 
 
 def make_ctx(url: str, **settings) -> RunContext:

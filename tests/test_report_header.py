@@ -29,7 +29,7 @@ RUNBOOK = [
                    "confirm = False  # also needed to make it\n"
                    'marker = ""  # the file the live run creates'),
     ("code", "from pathlib import Path\n\nfrom ccops import actions\n"
-             "from ccops.core.context import start\nfrom ccops.core.findings import Finding"),
+             "from ccops.runbook.session import start\nfrom ccops.core.findings import Finding"),
     ("code", 'ctx = start("hdr", as_of=as_of)'),
     ("markdown", "## Checks"),
     ("code", 'ctx.record([Finding("t.load", "WARNING", "load high", value=27.099999999999998, threshold=5.0),\n'

@@ -6,34 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool
-
 from ccops.checks.postgres import wraparound
 from ccops.core.context import RunContext
-from ccops.core.db import normalize_url
 from ccops.core.findings import Status
 from ccops.core.settings import Settings, load_settings
+from tests.helpers import autocommit, scalar
 
 AS_OF = datetime(2026, 11, 20, 18, 0, 0)
 BY_HAND = "SELECT age(datfrozenxid) FROM pg_database WHERE datname = current_database()"
-
-
-def _scalar(url: str, sql: str) -> int:
-    engine = create_engine(normalize_url(url), poolclass=NullPool)
-    with engine.connect() as conn:
-        found = conn.execute(text(sql)).scalar()
-    engine.dispose()
-    return int(found)
-
-
-def _autocommit(url: str, *statements: str) -> None:
-    engine = create_engine(normalize_url(url), poolclass=NullPool)
-    with engine.connect() as raw:
-        conn = raw.execution_options(isolation_level="AUTOCOMMIT")
-        for statement in statements:
-            conn.execute(text(statement))
-    engine.dispose()
 
 
 def _check(settings: Settings):
@@ -46,23 +26,23 @@ def test_the_age_is_psqls_and_follows_the_xids_handed_out_and_a_freeze(make_data
     settings = Settings(database_url=url)
     before = _check(settings)
     assert before.status == Status.OK and before.threshold == 1_300_000_000
-    assert before.value == _scalar(url, BY_HAND), "the figure an operator reads with psql"
-    oldest = _scalar(url, "SELECT max(age(relfrozenxid)) FROM pg_class WHERE relkind IN ('r','m','t')")
+    assert before.value == scalar(url, BY_HAND), "the figure an operator reads with psql"
+    oldest = scalar(url, "SELECT max(age(relfrozenxid)) FROM pg_class WHERE relkind IN ('r','m','t')")
     assert oldest == before.value, "a database's age is its oldest table's"
 
-    _autocommit(url, *["SELECT txid_current()"] * 200)  # each in its own transaction: 200 XIDs
+    autocommit(url, *["SELECT txid_current()"] * 200)  # each in its own transaction: 200 XIDs
     grown = _check(settings)
-    assert grown.value == _scalar(url, BY_HAND) and grown.value >= before.value + 200
+    assert grown.value == scalar(url, BY_HAND) and grown.value >= before.value + 200
 
-    _autocommit(url, "VACUUM (FREEZE)")
+    autocommit(url, "VACUUM (FREEZE)")
     frozen = _check(settings)
-    assert frozen.value == _scalar(url, BY_HAND) and frozen.value < grown.value
+    assert frozen.value == scalar(url, BY_HAND) and frozen.value < grown.value
     assert "transactions old" in frozen.summary and "oldest table" in frozen.summary
 
 
 def test_ccops_toml_moves_the_levels(make_database, tmp_path: Path, monkeypatch):
     url = make_database("ccops")
-    age = _scalar(url, BY_HAND)
+    age = scalar(url, BY_HAND)
     config = tmp_path / "ccops.toml"
     config.write_text(f'[database]\nurl = "{url}"\n\n[thresholds.postgres]\n'
                       f"xid_age = {{ warning = {max(age - 1, 0)}, critical = 2000000000 }}\n")
