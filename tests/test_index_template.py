@@ -1,4 +1,4 @@
-"""The index page is a jinja2 template with autoescape on: a run record's text can never become markup."""
+"""The index page is a jinja2 template (autoescape on; the all-runs table's values escaped before it): a run record's text can never become markup."""
 
 from __future__ import annotations
 

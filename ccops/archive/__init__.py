@@ -43,6 +43,7 @@ from typing import Any
 
 from ccops.archive.figures import figures, worst_findings
 from ccops.archive.html import counts_text, render_index
+from ccops.archive.rechecks import RECHECK_SUFFIX
 from ccops.core import fs
 from ccops.core.errors import CcopsError
 from ccops.core.findings import Status, severity_rank
@@ -54,7 +55,7 @@ INDEX_HTML = "index.html"
 INDEX_LOCK = ".index.lock"
 SUFFIXES = (".ipynb", ".html", ".report.html", ".json")
 ACK_SUFFIX = ".ack.json"  # reviewers' acknowledgements of a run, beside its record (never inside it)
-SIDECARS = (ACK_SUFFIX, ".recheck.json")  # files that belong to a run but are not its record
+SIDECARS = (ACK_SUFFIX, RECHECK_SUFFIX)  # files that belong to a run but are not its record
 SUMMARY_KEYS = (
     "runbook", "run_id", "start", "end", "as_of", "outcome", "exit_code", "duration_s", "counts", "paths", "error",
     "parameters", "incident", "not_configured", "undecided", "mode", "user_host",
@@ -305,16 +306,25 @@ def warm_renderer() -> None:
 
 def iter_record_files(archive_dir: Path) -> Iterable[Path]:
     """Every run record: *.json under the runbook folders (dot-folders and the index skipped)."""
+    for path, _ in _records_with_siblings(archive_dir):
+        yield path
+
+
+def _records_with_siblings(archive_dir: Path) -> Iterable[tuple[Path, set[str]]]:
+    """Each run record with the names of the files beside it, so a sidecar (.ack.json,
+    .recheck.json) is opened only where it exists: trying to open two absent files per
+    run was a third of an index rebuild at 10,000 runs."""
     root = Path(archive_dir)
     if not root.is_dir():
         return
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         at_root = dirpath == str(root)
+        siblings = set(filenames)
         for name in filenames:
             if (name.endswith(".json") and not name.startswith(".") and not name.endswith(SIDECARS)
                     and not (at_root and name == INDEX_JSON)):
-                yield Path(dirpath) / name
+                yield Path(dirpath) / name, siblings
 
 
 def summary(record: dict[str, Any]) -> dict[str, Any]:
@@ -343,12 +353,13 @@ def load_summaries(archive_dir: Path) -> list[dict[str, Any]]:
     """
     found: list[dict[str, Any]] = []
     statuses: dict[int, dict[str, str]] = {}
-    for path in iter_record_files(archive_dir):
+    for path, siblings in _records_with_siblings(archive_dir):
         record = _read_record(path)
         if record is not None:
             item = summary(record)
-            item["acks"] = read_acks(path)
-            item["recheck"] = _latest_recheck(path)
+            stem = path.name.removesuffix(".json")
+            item["acks"] = read_acks(path) if stem + ACK_SUFFIX in siblings else []
+            item["recheck"] = _latest_recheck(path) if stem + RECHECK_SUFFIX in siblings else None
             statuses[id(item)] = check_statuses(record.get("findings"))
             found.append(item)
     found.sort(key=lambda r: (str(r.get("start") or ""), str(r.get("run_id") or "")), reverse=True)
