@@ -8,19 +8,18 @@ dir keeps a prune from taking a growing dump for a leftover.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ccops.backup.errors import BackupBusy, BackupError, reason
 from ccops.backup.naming import manifest_path
+from ccops.core import fs
 
 LOCK_NAME = ".ccops-backup.lock"
 
@@ -71,34 +70,19 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 @contextmanager
 def backup_lock(directory: Path, wait_s: float) -> Iterator[None]:
-    """flock on <dir>/.ccops-backup.lock; the kernel releases it when the process dies, so it never goes stale."""
+    """flock on <dir>/.ccops-backup.lock (core.fs): the kernel releases it when the process dies, so it never goes stale."""
     directory = Path(directory)
-    try:
-        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise BackupError(f"cannot open the lock {directory / LOCK_NAME}: {exc.strerror or exc}") from None
-    try:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise BackupBusy(f"a backup is running in {directory} (it holds {LOCK_NAME})") from None
-                time.sleep(0.1)
+    busy = BackupBusy(f"a backup is running in {directory} (it holds {LOCK_NAME})")
+    with ExitStack() as stack:
+        try:  # only the lock's own failure is worded here; the backup's errors pass through the yield untouched
+            stack.enter_context(fs.exclusive_lock(directory / LOCK_NAME, blocking=True, timeout=wait_s,
+                                                  busy=lambda _fd: busy))
+        except OSError as exc:
+            raise BackupError(f"cannot open the lock {directory / LOCK_NAME}: {exc.strerror or exc}") from None
         yield
-    finally:
-        os.close(fd)
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make the renames in the directory durable: a backup that a power cut can un-rename is no backup."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+fsync_dir = fs.fsync_dir  # one fsync of a directory for the whole package (core.fs)
 
 
 def utc_now() -> datetime:
