@@ -34,6 +34,7 @@ one line naming the path and ENOSPC, exit 3.
 from __future__ import annotations
 
 import errno
+import gc
 import hashlib
 import json
 import os
@@ -448,6 +449,9 @@ def run_runbook(
             try:
                 execution = _execute(settings, root, path, values, run_id, work, limit, guard, meta)
                 warm.join()
+                # nbconvert, jinja, pygments and bs4 are a million objects by now, which every full collection
+                # the archiving sets off would walk again: set them aside (halves the render, 0.25 s here)
+                gc.freeze()
                 ended = datetime.now(UTC).replace(microsecond=0)
                 result, failure = _finish(settings, perms, root, name, path, values, run_id, started, ended,
                                           time.monotonic() - t0, execution, work)
@@ -461,6 +465,7 @@ def run_runbook(
                         raise RunNotArchived(f"{name}: archived as {result.record['outcome']}, "
                                              f"but the index was not rebuilt: {exc}") from None
     finally:
+        gc.unfreeze()
         guard.restore()
     if failure is not None:
         raise RunNotArchived(f"{name}: the run ended {result.record['outcome']} but was not archived: {failure}")
