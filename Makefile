@@ -41,8 +41,10 @@ demo: install
 	@echo "Reports: outputs/index.html"
 
 # lint: style (ruff), the layer contracts of docs/architecture.md (import-linter) and types (mypy)
+# Both cores, test by test; a file whose tests share a module-scoped fixture stays on one worker
+# (tests/conftest.py marks it as an xdist group).
 test: lint
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 # JupyterLab on this machine only (127.0.0.1); as root (the README's container) with --allow-root.
 # Jupyter prints the URL with its token; open it, or tunnel the port (ssh -L $(LAB_PORT):127.0.0.1:$(LAB_PORT)).

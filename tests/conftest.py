@@ -47,16 +47,44 @@ def restore_production_schema(cluster: localpg.Cluster, dbname: str) -> None:
 
 @pytest.fixture(scope="session")
 def make_database(pg_cluster: localpg.Cluster):
-    """Factory: a fresh database, empty (`source='ccops'` or `'production'`) with the app's tables."""
+    """Factory: a fresh database, empty (`source='ccops'` or `'production'`) with the app's tables.
+
+    The tables are loaded once per session into a template database (the dump replayed by
+    psql, or ccops.core.schema) and each database is a `CREATE DATABASE ... TEMPLATE` copy
+    of it: the same catalog, in a tenth of the time of loading it again for every test.
+    """
+    import psycopg
+    from psycopg import sql
+
+    templates: dict[str, str] = {}
+
+    def _template(kind: str) -> str:
+        if kind not in templates:
+            name = f"ccops_test_template_{kind}"
+            url = pg_cluster.create_database(name, drop_existing=True)
+            if kind == "production":
+                restore_production_schema(pg_cluster, name)
+            else:
+                schema.create_all(url)
+            templates[kind] = name
+        return templates[kind]
 
     def _make(source: str = "ccops", name: str | None = None) -> str:
         dbname = name or f"t_{uuid.uuid4().hex[:10]}"
-        url = pg_cluster.create_database(dbname, drop_existing=True)
         if source == "production" and PRODUCTION_SCHEMA.exists():
-            restore_production_schema(pg_cluster, dbname)
+            kind: str | None = "production"
         elif source in ("ccops", "production"):
-            schema.create_all(url)
-        return url
+            kind = "ccops"
+        else:
+            kind = None
+        if kind is None:
+            return pg_cluster.create_database(dbname, drop_existing=True)
+        template = _template(kind)
+        with psycopg.connect(pg_cluster.url(driver="postgresql"), autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(dbname), sql.Identifier(template)))
+        return pg_cluster.url(dbname)
 
     return _make
 
@@ -106,3 +134,31 @@ def demo_env(demo_home, ccops_env: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     home, _ = demo_home
     monkeypatch.setenv("CCOPS_HOME", str(home))
     return ccops_env
+
+
+SHARED_SCOPES = ("module", "class", "package")
+
+
+def _shares_a_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture set up once for its file (or class): it must run beside its siblings."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(defs and defs[-1].scope in SHARED_SCOPES for defs in info.name2fixturedefs.values())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Spread the suite over both cores test by test (`make test` runs `--dist loadgroup`).
+
+    Whole files on one worker (`--dist loadfile`) left one core idle for minutes while the
+    other finished the backup tests. Now a file whose tests share a module- or class-scoped
+    fixture (a demo built once, one runbook run read by several tests) stays on one worker
+    as an xdist group, so that fixture is still set up once; every other test goes to
+    whichever worker is free. Tests marked `slow` are queued first so neither core is
+    left with a long one at the end.
+    """
+    for item in items:
+        if _shares_a_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
