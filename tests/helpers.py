@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
+import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
@@ -77,3 +81,24 @@ def scalar(url: str, sql: str):
         result = conn.execute(text(sql)).scalar()
     engine.dispose()
     return result
+
+
+@contextmanager
+def tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of `size` (e.g. "2m") mounted on `folder` (made here) for the block, unmounted after.
+
+    Full-disk behaviour is tested on a real filesystem that fills up, never on a mock. The test is
+    skipped, with the reason, where the machine refuses the mount (not root, no tmpfs).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder)],
+                          capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        pytest.skip(f"mount -t tmpfs refused here: {done.stderr.strip() or done.returncode}")
+    try:
+        yield folder
+    finally:
+        if subprocess.run(["umount", str(folder)], capture_output=True, timeout=30).returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)

@@ -12,6 +12,7 @@ from datetime import datetime
 import pytest
 
 from ccops.deploy import diskspace
+from tests.helpers import tmpfs
 
 NOW = datetime(2026, 11, 28, 3, 0, 0)
 
@@ -81,13 +82,8 @@ def test_protected_paths_are_never_planned(tmp_path):
 
 @pytest.fixture
 def tiny_fs(tmp_path):
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=False)
+    with tmpfs(tmp_path / "fs", "2m") as mount:
+        yield mount
 
 
 def fill(directory) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from ccops.core import fs
 from ccops.core.errors import AlreadyRunning
+from tests.helpers import tmpfs
 
 OLD = "the old version, whole\n"
 
@@ -22,15 +23,7 @@ OLD = "the old version, whole\n"
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs holding `state.json` (the old version), then filled to the last byte."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"mount -t tmpfs refused here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "64k") as mount:
         (mount / "state.json").write_text(OLD)
         with open(mount / "filler", "wb", buffering=0) as handle:
             try:
@@ -40,9 +33,6 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
                 assert exc.errno == errno.ENOSPC
         assert os.statvfs(mount).f_bavail == 0
         yield mount
-    finally:
-        if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def _write_whole(path: Path, data: bytes) -> None:

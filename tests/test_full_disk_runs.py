@@ -23,7 +23,7 @@ import pytest
 
 from ccops import archive
 from ccops.runbook import runner
-from tests.helpers import clean_env
+from tests.helpers import clean_env, tmpfs
 from tests.test_alerts import Receiver
 
 NOTEBOOK_SOURCE = """import os
@@ -58,19 +58,8 @@ def runbooks(tmp_path: Path) -> Path:
 @pytest.fixture
 def disk(tmp_path: Path):
     """A 3 MB tmpfs, unmounted afterwards; skipped only where the machine refuses the mount."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0755", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"mount -t tmpfs refused here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "3m") as mount:
         yield mount
-    finally:
-        if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def fill(mount: Path) -> Path:

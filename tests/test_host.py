@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from datetime import datetime
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from ccops.core.context import RunContext
 from ccops.core.findings import Status
 from ccops.core.settings import load_settings
 from ccops.core.thresholds import Thresholds
+from tests.helpers import tmpfs
 
 DATA = Path(__file__).parent / "data"
 AS_OF = datetime(2026, 11, 28, 8, 0)
@@ -38,16 +38,8 @@ def test_classify_disk_follows_configured_thresholds():
 @pytest.fixture
 def small_fs(tmp_path):
     """A real 2 MiB tmpfs: a filesystem the test can fill."""
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, timeout=30)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.strip() or proc.returncode}")
-    try:
+    with tmpfs(tmp_path / "fs", "2m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
 
 
 def fill_to(mount: Path, used_share: float) -> None:
