@@ -106,11 +106,17 @@ def connect(
     engine = get_engine(url)
     with engine.connect() as conn:
         with conn.begin():
-            if read_only:
-                conn.execute(text("SET TRANSACTION READ ONLY"))
-            conn.execute(text(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}"))
-            conn.execute(text(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
+            for statement in session_settings(read_only, statement_timeout_ms, lock_timeout_ms):
+                conn.execute(text(statement))
             yield conn
+
+
+def session_settings(read_only: bool, statement_timeout_ms: int, lock_timeout_ms: int) -> list[str]:
+    """What makes a ccops session safe, run first in its transaction: read-only unless it acts, and
+    bounded waits. One list for connect() and for the light psycopg path `ccops health` takes."""
+    return [*(["SET TRANSACTION READ ONLY"] if read_only else []),
+            f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}",
+            f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"]
 
 
 @contextmanager

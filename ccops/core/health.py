@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ccops.core.context import describe, parse_as_of
-from ccops.core.db import application_name, libpq_url, marked, normalize_url
+from ccops.core.db import application_name, libpq_url, marked, normalize_url, session_settings
 from ccops.core.findings import Finding, Findings, Status, worst
 from ccops.core.settings import Settings
 from ccops.core.thresholds import Thresholds
@@ -156,9 +156,8 @@ def _read_counts(url: str, params: dict[str, Any], statement_timeout_ms: int,
     with psycopg.connect(libpq_url(url), connect_timeout=5, application_name=application_name(),
                          row_factory=dict_row) as conn:
         with conn.transaction():
-            conn.execute(marked("SET TRANSACTION READ ONLY"))
-            conn.execute(marked(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}"))
-            conn.execute(marked(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
+            for statement in session_settings(True, statement_timeout_ms, lock_timeout_ms):
+                conn.execute(marked(statement))
             activity = conn.execute(marked(_pyformat(ACTIVITY_SQL)), params).fetchone()
             content = conn.execute(marked(_pyformat(CONTENT_SQL)), params).fetchone()
     if activity is None or content is None:  # aggregates without GROUP BY: one row, always
