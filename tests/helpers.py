@@ -76,9 +76,15 @@ def autocommit(url: str, *statements: str) -> None:
 
 def scalar(url: str, sql: str):
     """One value, read in a connection of its own (what psql would print)."""
+    found = row(url, sql)
+    return None if found is None else found[0]
+
+
+def row(url: str, sql: str):
+    """The first row, read in a connection of its own."""
     engine = create_engine(normalize_url(url), poolclass=NullPool)
     with engine.connect() as conn:
-        result = conn.execute(text(sql)).scalar()
+        result = conn.execute(text(sql)).first()
     engine.dispose()
     return result
 

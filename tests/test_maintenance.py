@@ -13,20 +13,12 @@ from ccops.checks import postgres as pg
 from ccops.core.context import RunContext
 from ccops.core.db import normalize_url
 from ccops.core.settings import Settings
-from tests.helpers import autocommit
+from tests.helpers import autocommit, row
 
 AS_OF = datetime(2026, 11, 20, 18, 0, 0)
 
 
 run = autocommit
-
-
-def row(url: str, sql: str):
-    engine = create_engine(normalize_url(url), poolclass=NullPool)
-    with engine.connect() as conn:
-        result = conn.execute(text(sql)).first()
-    engine.dispose()
-    return result
 
 
 def dead_tuples(url: str, table: str) -> int:
