@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 
-from ccops.deploy.backends import BUILTIN, ENTRY_POINT_GROUP, get_backend, installed_backends
+from ccops.deploy.backends import BUILTIN, get_backend
 from ccops.deploy.backends.base import (
     ACTION_TIMEOUT,
     LOGICAL,
@@ -60,10 +60,10 @@ from ccops.deploy.backends.systemd import (
 _signal = send_signal  # the name tests signal the demo's app with
 
 __all__ = [
-    "ACTION_TIMEOUT", "BUILTIN", "ENTRY_POINT_GROUP", "INSPECT_FORMAT", "KILL_AFTER_S", "LOGICAL", "NO_BACKEND",
+    "ACTION_TIMEOUT", "BUILTIN", "INSPECT_FORMAT", "KILL_AFTER_S", "LOGICAL", "NO_BACKEND",
     "STATUS_TIMEOUT", "SYSTEMD_PROPERTIES", "Backend", "BackendError", "CommandBackend", "ComposeBackend",
     "NoneBackend", "Proc", "ProcessBackend", "ServiceState", "SystemdBackend", "UnknownBackend", "check_verb",
-    "cmdline_matches", "crash_reason", "exec_tool", "find_processes", "get_backend", "installed_backends",
+    "cmdline_matches", "crash_reason", "exec_tool", "find_processes", "get_backend",
     "parse_compose_ps", "parse_compose_services", "parse_inspect_restarts", "parse_systemctl_show",
     "parse_systemctl_show_many", "ping_database", "read_proc", "run_tool", "send_signal", "signal",
     "strip_ansi", "systemctl_blocks", "systemd_state", "tail_lines", "tool_failure", "unit_id",

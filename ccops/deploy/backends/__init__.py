@@ -18,10 +18,8 @@ from ccops.deploy.backends.none import NoneBackend
 from ccops.deploy.backends.process import ProcessBackend
 from ccops.deploy.backends.systemd import SystemdBackend
 
-__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "Backend", "BackendError", "ServiceState", "UnknownBackend", "get_backend",
-           "installed_backends"]
+__all__ = ["BUILTIN", "Backend", "BackendError", "ServiceState", "UnknownBackend", "get_backend"]
 
-ENTRY_POINT_GROUP = BACKENDS_ENTRY_POINTS  # one name, checked by the settings and looked up here
 BackendFactory = Callable[[Settings], Backend]
 
 BUILTIN: dict[str, BackendFactory] = {
@@ -30,11 +28,6 @@ BUILTIN: dict[str, BackendFactory] = {
     "process": ProcessBackend,
     "none": NoneBackend,
 }
-
-
-def installed_backends() -> list[str]:
-    """Every name service.backend may take: the settings' one list (built in, then contributed, "none" last)."""
-    return valid_backends()
 
 
 def get_backend(settings: Settings) -> Backend:
@@ -49,10 +42,10 @@ def get_backend(settings: Settings) -> Backend:
         return factory(settings)
     from importlib.metadata import entry_points
 
-    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == kind]
+    found = [ep for ep in entry_points(group=BACKENDS_ENTRY_POINTS) if ep.name == kind]
     if not found:
         raise UnknownBackend(f"service.backend {kind!r}: no such backend installed "
-                             f"(installed: {', '.join(installed_backends())})")
+                             f"(installed: {', '.join(valid_backends())})")
     try:
         loaded = found[0].load()
     except ImportError as exc:
