@@ -264,7 +264,7 @@ def test_system_down_on_the_real_heads_crash_then_on_a_fixed_app(ccops_env, monk
         from ccops.deploy import services
 
         for proc in services.find_processes("python main.py --scheduled", str(app)):
-            services._signal(proc.pid, services.signal.SIGKILL)
+            services.send_signal(proc.pid, services.signal.SIGKILL)
 
 
 def test_corruption_runbook_without_amcheck_never_reads_as_clean(make_database, ccops_env, monkeypatch):

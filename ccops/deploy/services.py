@@ -57,8 +57,6 @@ from ccops.deploy.backends.systemd import (
     unit_id,
 )
 
-_signal = send_signal  # the name tests signal the demo's app with
-
 __all__ = [
     "ACTION_TIMEOUT", "BUILTIN", "INSPECT_FORMAT", "KILL_AFTER_S", "LOGICAL", "NO_BACKEND",
     "STATUS_TIMEOUT", "SYSTEMD_PROPERTIES", "Backend", "BackendError", "CommandBackend", "ComposeBackend",
