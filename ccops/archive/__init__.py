@@ -43,7 +43,7 @@ from typing import Any
 
 from ccops.archive.figures import figures, worst_findings
 from ccops.archive.html import counts_text, render_index
-from ccops.archive.rechecks import RECHECK_SUFFIX
+from ccops.archive.rechecks import RECHECK_SUFFIX, latest_for
 from ccops.core import fs
 from ccops.core.errors import CcopsError
 from ccops.core.findings import Status, severity_rank
@@ -359,7 +359,7 @@ def load_summaries(archive_dir: Path) -> list[dict[str, Any]]:
             item = summary(record)
             stem = path.name.removesuffix(".json")
             item["acks"] = read_acks(path) if stem + ACK_SUFFIX in siblings else []
-            item["recheck"] = _latest_recheck(path) if stem + RECHECK_SUFFIX in siblings else None
+            item["recheck"] = latest_for(path) if stem + RECHECK_SUFFIX in siblings else None
             statuses[id(item)] = check_statuses(record.get("findings"))
             found.append(item)
     found.sort(key=lambda r: (str(r.get("start") or ""), str(r.get("run_id") or "")), reverse=True)
@@ -435,13 +435,6 @@ def read_acks(record_path: Path) -> list[dict[str, Any]]:
         return []
     items = data.get("acks") if isinstance(data, dict) else None
     return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
-
-
-def _latest_recheck(record_path: Path) -> dict[str, Any] | None:
-    """The run's newest `ccops reports recheck` in brief (ccops.runbook.recheck owns its file), None when never rechecked."""
-    from ccops.archive.rechecks import latest_for
-
-    return latest_for(record_path)
 
 
 def resolve_record(archive_dir: Path, spec: str) -> Path:
