@@ -74,6 +74,12 @@ def describe(item: dict[str, Any]) -> str:
     return line
 
 
+def origin(target: str = "") -> str:
+    """Where an alert comes from, as its subject names it: the host, and the target when ccops serves several."""
+    host = socket.gethostname()
+    return f"{host}/{target}" if target else host
+
+
 def compose(items: list[dict[str, Any]], host: str | None = None, digest: bool = False) -> Message:
     host = host or socket.gethostname()
     active = [i for i in items if i["kind"] != "resolved"]

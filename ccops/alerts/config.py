@@ -100,6 +100,9 @@ class AlertConfig:
     engagement: EngagementConfig = field(default_factory=EngagementConfig)
     milestones: dict[str, list[int]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_MILESTONES.items()})
     state_dir: Path = Path(".ccops/alerts")
+    # the target ([targets.<name>]) these alerts belong to: every message names it beside the host,
+    # so staging's CRITICAL can never be read as production's
+    target: str = ""
 
     def enabled(self, rule: str) -> bool:
         return self.rules.get(rule, True)
@@ -123,7 +126,7 @@ def load(settings: Settings) -> AlertConfig:
     """The validated [alerts] section (defaults where absent); ConfigError naming the key otherwise."""
     top = SectionReader.of(settings, "alerts")
     top.unknown(TOP_KEYS)
-    cfg = AlertConfig(state_dir=Path(settings.home) / "alerts")
+    cfg = AlertConfig(state_dir=Path(settings.home) / "alerts", target=settings.target)
 
     repeat = top.section("repeat_minutes")
     repeat.unknown(SEVERITIES)

@@ -205,14 +205,14 @@ def dispatch(state: dict[str, Any], notifications: list[dict[str, Any]], now: da
             report.held = len(items)
             state["pending"][channel.name] = items[-MAX_PENDING:]
         elif items:
-            _send(channel, items, report, state, now, scrub)
+            _send(channel, items, report, state, now, scrub, target=cfg.target)
         reports.append(report)
     return reports
 
 
 def _send(channel: ChannelConfig, items: list[dict[str, Any]], report: ChannelReport, state: dict[str, Any],
-          now: datetime, scrub: Any, digest: bool = False) -> bool:
-    message = channels_mod.compose(items, digest=digest)
+          now: datetime, scrub: Any, digest: bool = False, target: str = "") -> bool:
+    message = channels_mod.compose(items, host=channels_mod.origin(target), digest=digest)
     if scrub is not None:
         message.subject, message.text = scrub.text(message.subject), scrub.text(message.text)
         message.items = scrub.data(message.items)
@@ -454,7 +454,7 @@ def send_digest(settings: Settings, now: datetime | None = None) -> Outcome:
         for channel in cfg.channels:
             items = state["digest"].get(channel.name, [])
             report = ChannelReport(channel.name)
-            if items and _send(channel, items, report, state, now, scrub, digest=True):
+            if items and _send(channel, items, report, state, now, scrub, digest=True, target=cfg.target):
                 state["digest"].pop(channel.name, None)
                 outcome.notifications += items
             outcome.channels.append(report)
@@ -479,7 +479,7 @@ def send_test(settings: Settings, channel_name: str | None = None, now: datetime
     scrub = _scrubber(settings)
     for channel in chosen:
         report = ChannelReport(channel.name)
-        message = channels_mod.compose([item])
+        message = channels_mod.compose([item], host=channels_mod.origin(cfg.target))
         try:
             channels_mod.deliver(channel, message)
             report.sent, report.messages = 1, 1

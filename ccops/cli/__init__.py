@@ -62,6 +62,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     parser = Parser(prog="ccops", description="Run the Content Creator maintenance guide as archived runbooks.")
     parser.add_argument("--version", action="version", version=f"ccops {__version__}")
     parser.add_argument("--config", help="settings file (default: $CCOPS_CONFIG, then ./ccops.toml)")
+    parser.add_argument("--target", metavar="NAME", help=TARGET_HELP)
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
     for module in VERB_MODULES:
         module.register(sub)
@@ -72,16 +73,35 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
                 extend(sub)
             except argparse.ArgumentError as exc:  # a contributed verb must not replace a built-in one
                 print(f"ccops: warning: {exc}; the built-in verb stays", file=sys.stderr)
+    _add_target_option(sub)
     return parser
+
+
+TARGET_HELP = "the deployment ([targets.NAME] in ccops.toml; default: $CCOPS_TARGET, else the only target)"
+
+
+def _add_target_option(sub: argparse._SubParsersAction) -> None:
+    """`--target NAME` after any verb too (`ccops run daily --target staging`), not only before it.
+
+    Added here, once, to every verb's parser and theirs below, so no verb can
+    forget it; SUPPRESS keeps a verb without it from resetting the one given
+    before the verb.
+    """
+    for verb_parser in {id(p): p for p in sub.choices.values()}.values():
+        if "--target" not in verb_parser._option_string_actions:
+            verb_parser.add_argument("--target", metavar="NAME", default=argparse.SUPPRESS, help=TARGET_HELP)
+        for action in verb_parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_target_option(action)
 
 
 def _verb(argv: Sequence[str]) -> str | None:
     """The verb argv names, found without parsing (None: only options, or an option argparse must judge)."""
     words = iter(argv)
     for word in words:
-        if word == "--config":
+        if word in ("--config", "--target"):
             next(words, None)
-        elif not word.startswith("--config="):
+        elif not word.startswith(("--config=", "--target=")):
             return None if word.startswith("-") else word
     return None
 

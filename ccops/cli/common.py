@@ -38,7 +38,7 @@ def settings_for(args: argparse.Namespace) -> Settings:
 
     cached = getattr(args, "_settings", None)
     if cached is None:
-        cached = load_settings(getattr(args, "config", None))
+        cached = load_settings(getattr(args, "config", None), target=getattr(args, "target", None))
         args._settings = cached
     return cached
 

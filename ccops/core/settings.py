@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import grp
 import os
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
@@ -145,6 +146,14 @@ class Settings:
     database_url_env: str = ""
     home: Path = Path(".ccops")
     archive_dir: Path = Path("outputs")
+    # paths.archive_dir given as an fsspec URL (s3://bucket/prefix): the archive's home in object storage;
+    # archive_dir is then the local copy each run is written to first (<home>/archive), mirrored there
+    archive_remote: str = ""
+    # [targets.<name>]: the deployment this invocation serves (--target, CCOPS_TARGET, else the only one),
+    # every target's name, and the project's archive, under which each target's own lives (targets/<name>)
+    target: str = ""
+    targets: list[str] = field(default_factory=list)
+    fleet_archive_dir: Path | None = None
     log_dir: Path | None = None
     # [logs] timezone: the IANA zone of the app's log times (loguru writes local time, no zone);
     # default: this machine's zone (TZ, else /etc/localtime). CCOPS_LOGS_TIMEZONE.
@@ -480,7 +489,8 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None, root: Path 
 
 
 def load_settings(
-    config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+    config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
+    target: str | None = None,
 ) -> Settings:
     """Settings from the file (if any) overlaid by the environment; ConfigError on bad input.
 
@@ -488,6 +498,13 @@ def load_settings(
     `ccops demo up` writes) stands in for it, unless the environment names a
     database of its own: then the environment is the deployment, and nothing
     from the home's file applies to it.
+
+    With `[targets.<name>]` tables, one ccops serves several deployments: the
+    top-level tables are what they share, the chosen target's table (same
+    shape as the file) goes over them, and the target gets a home and an
+    archive of its own (`<home>/targets/<name>`, `<archive_dir>/targets/<name>`)
+    unless its table names them: its own locks, alert state, work dirs and
+    reports, so staging can never take production's lock or silence its alerts.
     """
     env = os.environ if env is None else env
     root = project_root(env=env)
@@ -495,14 +512,111 @@ def load_settings(
     path = find_config_file(config_file, root)
     if path:
         settings.config_file = path.resolve()
-        _apply_file(settings, _read_toml(path), path)
+        data = _read_toml(path)
+        tables = _target_tables(data, path)
+        _apply_file(settings, data, path)
+        if tables:
+            _refuse_shared_places(data, path)
+            _apply_target(settings, tables, path, target or env.get(TARGET_ENV, "").strip(), env)
+        elif target or env.get(TARGET_ENV, "").strip():
+            named = target or env[TARGET_ENV].strip()
+            raise ConfigError(f"{path}: targets: no target {named!r}: the file has no [targets.<name>] tables "
+                              f"(drop --target / {TARGET_ENV}, or add [targets.{named}])")
+    elif target or env.get(TARGET_ENV, "").strip():
+        raise ConfigError(f"no settings file: --target / {TARGET_ENV} needs a ccops.toml with [targets.<name>] tables")
     _apply_env(settings, env)
     if not path:
         _apply_default_deployment(settings, env)
+    _split_remote_archive(settings)
     source = path or settings.deployment_file
     _archive_group(settings, env, source)
     _validate(settings, str(source) if source else ENVIRONMENT, env)
     return settings
+
+
+TARGET_ENV = "CCOPS_TARGET"
+TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+TARGETS_DIR = "targets"  # under the home and the archive: one folder per target
+
+
+def _target_tables(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
+    """The file's [targets.<name>] tables, taken out of `data`; names that cannot be a folder are refused."""
+    raw = data.pop("targets", None)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not raw or not all(isinstance(v, dict) for v in raw.values()):
+        raise config_error(str(path), "targets", "expected one table per target ([targets.production], "
+                           "[targets.staging], ...)")
+    for name in raw:
+        if not TARGET_NAME.fullmatch(name):
+            raise config_error(str(path), f"targets.{name}", "a target's name must be letters, digits, - and _ "
+                               "(at most 63, starting with a letter or digit): it names folders")
+    return raw
+
+
+# A deployment's own places: with targets they go in each target's table, never shared (a shared log dir
+# would count one deployment's errors as another's; a shared backup dir would prune one with the other's).
+OWN_PLACES = {"database": ("url", "url_env"), "paths": ("log_dir", "backup_dir", "app_env_file", "data_dir"),
+              "http": ("status_url", "health_url")}
+
+
+def _refuse_shared_places(data: dict[str, Any], path: Path) -> None:
+    for table, keys in OWN_PLACES.items():
+        section = data.get(table)
+        for key in keys:
+            if isinstance(section, dict) and key in section:
+                raise config_error(str(path), f"{table}.{key}", "with [targets.<name>] tables, a deployment's own "
+                                   f"places go in each target's table ([targets.<name>.{table}] {key} = ...)")
+
+
+def _apply_target(settings: Settings, tables: dict[str, dict[str, Any]], path: Path, named: str,
+                  env: Mapping[str, str]) -> None:
+    """The chosen target's table over the shared settings, with a home and an archive of its own."""
+    names = sorted(tables)
+    if not named:
+        if len(names) > 1:
+            raise ConfigError(f"{path}: targets: {len(names)} targets ({', '.join(names)}): "
+                              f"pass --target NAME or set {TARGET_ENV}")
+        named = names[0]
+    if named not in tables:
+        raise ConfigError(f"{path}: targets: no target {named!r} (the file has {', '.join(names)})")
+    table = tables[named]
+    settings.target, settings.targets = named, names
+    remote = str(settings.archive_dir) == REMOTE_PLACEHOLDER
+    settings.fleet_archive_dir = settings.home / "archive" if remote else settings.archive_dir
+    paths: dict[str, Any] = table["paths"] if isinstance(table.get("paths"), dict) else {}
+    if "home" not in paths:
+        settings.home = settings.home / TARGETS_DIR / named
+    if "archive_dir" not in paths and not settings.archive_remote:
+        settings.archive_dir = settings.archive_dir / TARGETS_DIR / named
+    elif "archive_dir" not in paths:
+        settings.archive_remote = f"{settings.archive_remote.rstrip('/')}/{TARGETS_DIR}/{named}"
+    database: dict[str, Any] = table["database"] if isinstance(table.get("database"), dict) else {}
+    if not database.get("url") and not database.get("url_env"):
+        _apply_target_deployment(settings)
+    _apply_file(settings, table, path, prefix=f"targets.{named}.")
+
+
+def _apply_target_deployment(settings: Settings) -> None:
+    """A target that names no database takes the one its home's deployment file names (`ccops demo up --target`)."""
+    file = settings.default_deployment_file
+    if not file.is_file():
+        return
+    data = _read_toml(file)
+    paths = data.get("paths")
+    if isinstance(paths, dict) and "home" in paths:
+        raise config_error(str(file), "paths.home", "cannot be set in the home's own deployment file")
+    settings.deployment_file = file
+    _apply_file(settings, data, file)
+
+
+def _split_remote_archive(settings: Settings) -> None:
+    """An archive in object storage keeps a local copy under the home, where each run is written first."""
+    if settings.archive_remote and str(settings.archive_dir) == REMOTE_PLACEHOLDER:
+        settings.archive_dir = settings.home / "archive"
+
+
+REMOTE_PLACEHOLDER = "\0remote"  # archive_dir until the home is known, when archive_dir named a URL
 
 
 def _apply_env(settings: Settings, env: Mapping[str, str]) -> None:
@@ -535,7 +649,7 @@ def use_default_deployment(settings: Settings) -> bool:
     writes the file calls this too, so the settings it holds become that deployment.
     """
     file = settings.default_deployment_file
-    if settings.config_file is not None or not file.is_file():
+    if (settings.config_file is not None and not settings.target) or not file.is_file():
         return False
     data = _read_toml(file)
     database = data.get("database")
@@ -549,6 +663,11 @@ def use_default_deployment(settings: Settings) -> bool:
     settings.deployment_file = file
     _apply_file(settings, data, file)
     return True
+
+
+def is_url(value: Any) -> bool:
+    """Whether a path setting names object storage (s3://bucket/prefix, any fsspec scheme), not a local path."""
+    return isinstance(value, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value.strip()) is not None
 
 
 def same_server(url: str, other: str) -> bool:
@@ -619,9 +738,12 @@ def _archive_group(settings: Settings, env: Mapping[str, str], path: Path | None
     settings.archive_group = group.gr_name
 
 
-def _apply_file(settings: Settings, data: dict[str, Any], path: Path) -> None:
-    """A settings file's tables onto the settings: core sections typed now, module sections kept for their module."""
-    file = SectionReader(str(path), data, base=path.resolve().parent, text=True)
+def _apply_file(settings: Settings, data: dict[str, Any], path: Path, prefix: str = "") -> None:
+    """A settings file's tables onto the settings: core sections typed now, module sections kept for their module.
+
+    `prefix` names where the tables sit in the file (`targets.staging.`), so an error names the right key.
+    """
+    file = SectionReader(str(path), data, prefix, base=path.resolve().parent, text=True)
     flat: dict[str, tuple[str, SectionReader, str]] = {}
     for key in data:
         if key == "thresholds":
@@ -633,7 +755,7 @@ def _apply_file(settings: Settings, data: dict[str, Any], path: Path) -> None:
             for sub in table.table:
                 _set(target, sub, table, sub)
         elif key in MODULE_SECTIONS:
-            settings.extra[key] = dict(file.section(key).table)
+            settings.extra[key] = {**settings.extra.get(key, {}), **file.section(key).table}
         elif key in TOP_LEVEL_TABLES:
             table = file.section(key)
             for sub in table.table:
@@ -672,6 +794,10 @@ FILE_KEYS = {
 
 def _set(target: Any, attr: str, reader: SectionReader, key: str) -> None:
     """The reader's value at `key`, typed as the dataclass field `attr` is, onto `target`."""
+    if attr == "archive_dir" and isinstance(target, Settings) and is_url(reader.get(key)):
+        target.archive_remote = reader.string(key).rstrip("/")
+        target.archive_dir = Path(REMOTE_PLACEHOLDER)  # the local copy: <home>/archive, once the home is known
+        return
     ftype = str({f.name: f.type for f in fields(target)}[attr])
     kind = ("path" if "Path" in ftype else "list" if ftype.startswith("list")
             else ftype if ftype in ("int", "float", "bool") else "str")

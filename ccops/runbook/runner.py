@@ -544,6 +544,8 @@ def child_environment(settings: Settings, root: Path, run_id: str, findings_file
     env["CCOPS_HOME"] = str(Path(settings.home).resolve())
     env["CCOPS_ARCHIVE_DIR"] = str(Path(settings.archive_dir).resolve())
     env["CCOPS_RUNBOOKS_DIR"] = str(root)
+    if settings.target:  # the kernel loads this target's settings, not the fleet's default
+        env["CCOPS_TARGET"] = settings.target
     for attr, var in (("log_dir", "CCOPS_LOG_DIR"), ("backup_dir", "CCOPS_BACKUP_DIR"),
                       ("app_env_file", "CCOPS_APP_ENV_FILE")):
         value = getattr(settings, attr)
@@ -830,6 +832,7 @@ def _finish(settings: Settings, perms: archive.Permissions, root: Path, name: st
     record: dict[str, Any] = scrub.data({
         "runbook": name,
         "run_id": run_id,
+        "target": settings.target or None,
         "parameters": {k: ("***" if k in secret_keys else v) for k, v in values.items()},
         "parameter_defaults": parameter_defaults(path, values),
         "as_of": values.get("as_of"),

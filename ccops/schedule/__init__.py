@@ -52,6 +52,14 @@ from ccops.core.settings import Settings
 
 BEGIN = "# BEGIN ccops (managed; do not edit)"
 END = "# END ccops"
+
+
+def markers(target: str = "") -> tuple[str, str]:
+    """The block's BEGIN and END lines: one block per target ([targets.<name>]), so installing or removing
+    staging's schedule never touches production's."""
+    if not target:
+        return BEGIN, END
+    return f"# BEGIN ccops target={target} (managed; do not edit)", f"# END ccops target={target}"
 CRONTAB_ENV = "CCOPS_CRONTAB_CMD"
 WEEKDAYS = {1: "Monday", 2: "Tuesday", 3: "Wednesday", 4: "Thursday", 5: "Friday", 6: "Saturday", 7: "Sunday"}
 
@@ -130,6 +138,7 @@ class ScheduleConfig:
     project_dir: Path = field(default_factory=Path.cwd)
     log_dir: Path = Path(".ccops/cron")
     config_file: Path | None = None
+    target: str = ""  # [targets.<name>]: every command names it, and its block is its own
 
     @property
     def enabled_entries(self) -> list[Entry]:
@@ -163,7 +172,8 @@ def load(settings: Settings) -> ScheduleConfig:
                else _abs(str(settings.home), Path.cwd()) / "cron")
     cfg = ScheduleConfig(entries=[replace(e) for e in DEFAULT_ENTRIES], timezone=timezone,
                          ccops=top.string("ccops") or default_ccops(), project_dir=project_dir, log_dir=log_dir,
-                         config_file=settings.config_file.resolve() if settings.config_file else None)
+                         config_file=settings.config_file.resolve() if settings.config_file else None,
+                         target=settings.target)
     if not top.boolean("weekly_maintenance", True):
         _weekly_report_only(cfg)
     jobs = top.section("jobs")
@@ -269,7 +279,8 @@ def command_for(entry: Entry, cfg: ScheduleConfig) -> str:
     config = f" --config {shlex.quote(str(cfg.config_file))}" if cfg.config_file else ""
     log = shlex.quote(str(cfg.log_dir / f"{entry.name}.log"))
     stamp = 'echo "--- $(date -u +%Y-%m-%dT%H:%M:%SZ) ' + entry.name + '"'
-    verb = f"{RUN_MODE_ASSIGNMENT} {ccops}{config} {shlex.join(entry.args)}"
+    target = f" --target {shlex.quote(cfg.target)}" if cfg.target else ""
+    verb = f"{RUN_MODE_ASSIGNMENT} {ccops}{config}{target} {shlex.join(entry.args)}"
     run = f"cd {shlex.quote(str(cfg.project_dir))} && {{ {stamp}; {verb}; }} >> {log} 2>&1"
     if entry.weekday:
         tz = f"TZ={shlex.quote(cfg.timezone)} " if cfg.timezone else ""
@@ -277,9 +288,10 @@ def command_for(entry: Entry, cfg: ScheduleConfig) -> str:
     return run
 
 
-def render_block(entries: list[Entry], timezone: str = "", source: str = "") -> str:
+def render_block(entries: list[Entry], timezone: str = "", source: str = "", target: str = "") -> str:
     """The managed block, ending with a newline; entries need their `command` filled (build via load)."""
-    lines = [BEGIN, "# `ccops schedule show` explains it, `ccops schedule install` rewrites it,"
+    begin, end = markers(target)
+    lines = [begin, "# `ccops schedule show` explains it, `ccops schedule install` rewrites it,"
                     " `ccops schedule remove` takes it out."]
     if source:
         lines.append(f"# settings: {source}")
@@ -292,14 +304,15 @@ def render_block(entries: list[Entry], timezone: str = "", source: str = "") -> 
         guard = f"; runs only on {WEEKDAYS[entry.weekday]}s" if entry.weekday else ""
         lines.append(f"# {entry.name}: {entry.description}{guard}")
         lines.append(f"{entry.cron} {cron_escape(entry.command)}")
-    lines.append(END)
+    lines.append(end)
     return "\n".join(lines) + "\n"
 
 
-def _block_span(lines: list[str]) -> tuple[int, int] | None:
+def _block_span(lines: list[str], target: str = "") -> tuple[int, int] | None:
     """(first, last) line index of the managed block, None when absent; ScheduleError when half there."""
-    begins = [i for i, line in enumerate(lines) if line.strip() == BEGIN]
-    ends = [i for i, line in enumerate(lines) if line.strip() == END]
+    begin, end = markers(target)
+    begins = [i for i, line in enumerate(lines) if line.strip() == begin]
+    ends = [i for i, line in enumerate(lines) if line.strip() == end]
     if not begins and not ends:
         return None
     if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
@@ -309,10 +322,10 @@ def _block_span(lines: list[str]) -> tuple[int, int] | None:
     return begins[0], ends[0]
 
 
-def remove_from(existing: str) -> str:
+def remove_from(existing: str, target: str = "") -> str:
     """The crontab without the managed block; every other line kept as it was."""
     lines = existing.splitlines()
-    span = _block_span(lines)
+    span = _block_span(lines, target)
     if span is None:
         return existing
     kept = lines[: span[0]] + lines[span[1] + 1:]
@@ -321,15 +334,15 @@ def remove_from(existing: str) -> str:
     return "\n".join(kept) + "\n" if kept else ""
 
 
-def merge_into(existing: str, block: str) -> str:
+def merge_into(existing: str, block: str, target: str = "") -> str:
     """The crontab with the block (re)placed at its end: idempotent, every other line kept."""
-    rest = remove_from(existing).rstrip("\n")
+    rest = remove_from(existing, target).rstrip("\n")
     return (rest + "\n\n" if rest else "") + block
 
 
-def installed_block(existing: str) -> str | None:
+def installed_block(existing: str, target: str = "") -> str | None:
     lines = existing.splitlines()
-    span = _block_span(lines)
+    span = _block_span(lines, target)
     return None if span is None else "\n".join(lines[span[0]: span[1] + 1]) + "\n"
 
 
@@ -397,8 +410,8 @@ class Change:
         return f"{what}; {self.other_lines} other crontab lines kept"
 
 
-def _other_lines(text: str) -> int:
-    return sum(1 for line in remove_from(text).splitlines() if line.strip())
+def _other_lines(text: str, target: str = "") -> int:
+    return sum(1 for line in remove_from(text, target).splitlines() if line.strip())
 
 
 def install(settings: Settings, crontab: str | None = None) -> Change:
@@ -406,15 +419,15 @@ def install(settings: Settings, crontab: str | None = None) -> Change:
     cfg = load(settings)
     cmd = crontab_command(crontab)
     current = read_crontab(cmd)
-    block = render_block(cfg.entries, cfg.timezone, str(cfg.config_file or cfg.project_dir))
-    new = merge_into(current, block)
+    block = render_block(cfg.entries, cfg.timezone, str(cfg.config_file or cfg.project_dir), cfg.target)
+    new = merge_into(current, block, cfg.target)
     entries = len(cfg.enabled_entries)
     if new == current:
-        return Change("unchanged", entries, _other_lines(current), current)
+        return Change("unchanged", entries, _other_lines(current, cfg.target), current)
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
     write_crontab(cmd, new)
     _record_install(settings)
-    return Change("installed", entries, _other_lines(new), new)
+    return Change("installed", entries, _other_lines(new, cfg.target), new)
 
 
 INSTALL_RECORD = "schedule.json"
@@ -443,13 +456,14 @@ def installed_at(settings: Settings) -> datetime | None:
 
 
 def remove(settings: Settings | None = None, crontab: str | None = None) -> Change:
+    target = settings.target if settings else ""
     cmd = crontab_command(crontab)
     current = read_crontab(cmd)
-    if installed_block(current) is None:
-        return Change("absent", 0, _other_lines(current), current)
-    new = remove_from(current)
+    if installed_block(current, target) is None:
+        return Change("absent", 0, _other_lines(current, target), current)
+    new = remove_from(current, target)
     write_crontab(cmd, new)
-    return Change("removed", 0, _other_lines(new), new)
+    return Change("removed", 0, _other_lines(new, target), new)
 
 
 def show(settings: Settings, after: datetime | None = None, crontab: str | None = None) -> dict[str, Any]:
@@ -459,10 +473,10 @@ def show(settings: Settings, after: datetime | None = None, crontab: str | None 
     cfg = load(settings)
     zone = cfg.zone()
     moment = after or datetime.now(UTC)
-    block = render_block(cfg.entries, cfg.timezone, str(cfg.config_file or cfg.project_dir))
+    block = render_block(cfg.entries, cfg.timezone, str(cfg.config_file or cfg.project_dir), cfg.target)
     try:
         current = read_crontab(crontab_command(crontab))
-        present = installed_block(current)
+        present = installed_block(current, cfg.target)
         status = "not installed" if present is None else ("installed" if present == block else
                                                           "installed but differs: run `ccops schedule install`")
     except (ScheduleError, OSError, subprocess.SubprocessError) as exc:
