@@ -335,9 +335,34 @@ def remove_from(existing: str, target: str = "") -> str:
 
 
 def merge_into(existing: str, block: str, target: str = "") -> str:
-    """The crontab with the block (re)placed at its end: idempotent, every other line kept."""
+    """The crontab with the block (re)placed at its end: idempotent, every other line kept.
+
+    With several targets, "the end" is the run of ccops blocks there: a block
+    followed only by other targets' blocks stays where it is, so installing
+    production's schedule again does not move it behind staging's (and the
+    crontab, unchanged, is not rewritten).
+    """
+    lines = existing.splitlines()
+    span = _block_span(lines, target)
+    if span is not None and _only_ccops_blocks(lines[span[1] + 1:]):
+        after = "\n".join(lines[span[1] + 1:])
+        return "\n".join(lines[: span[0]]) + ("\n" if span[0] else "") + block + (after + "\n" if after else "")
     rest = remove_from(existing, target).rstrip("\n")
     return (rest + "\n\n" if rest else "") + block
+
+
+def _only_ccops_blocks(lines: list[str]) -> bool:
+    """Whether these crontab lines are nothing but ccops' own managed blocks (and blank lines)."""
+    inside = False
+    for line in lines:
+        text = line.strip()
+        if text.startswith("# BEGIN ccops") and text.endswith("(managed; do not edit)"):
+            inside = True
+        elif text.startswith("# END ccops") and inside:
+            inside = False
+        elif not inside and text:
+            return False
+    return not inside
 
 
 def installed_block(existing: str, target: str = "") -> str | None:
