@@ -28,40 +28,55 @@ last bad one broke, however long ago that was.
 
 from __future__ import annotations
 
-import errno
 import functools
-import grp
 import json
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ccops.archive.figures import figures, worst_findings
+from ccops.archive import indexstate
 from ccops.archive.html import counts_text, render_index
-from ccops.archive.rechecks import RECHECK_SUFFIX, latest_for
+from ccops.archive.records import (  # noqa: F401 - the archive's reading API, used as archive.<name>
+    ACK_SUFFIX,
+    COMPLETED,
+    FAILED,
+    FLEET_JSON,
+    INDEX_HTML,
+    INDEX_JSON,
+    PROBLEM,
+    SIDECARS,
+    SUFFIXES,
+    SUMMARY_KEYS,
+    ack_path,
+    check_statuses,
+    compare_statuses,
+    iter_record_files,
+    load_summaries,
+    read_acks,
+    summary,
+)
+from ccops.archive.records import read_record as _read_record
+from ccops.archive.store import (  # noqa: F401 - the archive's writing API, used as archive.<name>
+    ArchiveError,
+    Permissions,
+    _set_mode,
+    describe_os_error,
+    group_id,
+    make_dirs,
+    write_atomic,
+    write_files,
+)
 from ccops.core import fs
 from ccops.core.errors import CcopsError
-from ccops.core.findings import Status, severity_rank
 from ccops.core.paths import display_path
 from ccops.core.reader import SectionReader
 
-INDEX_JSON = "index.json"
-INDEX_HTML = "index.html"
 INDEX_LOCK = ".index.lock"
-SUFFIXES = (".ipynb", ".html", ".report.html", ".json")
-ACK_SUFFIX = ".ack.json"  # reviewers' acknowledgements of a run, beside its record (never inside it)
-SIDECARS = (ACK_SUFFIX, RECHECK_SUFFIX)  # files that belong to a run but are not its record
-SUMMARY_KEYS = (
-    "runbook", "run_id", "start", "end", "as_of", "outcome", "exit_code", "duration_s", "counts", "paths", "error",
-    "parameters", "incident", "not_configured", "undecided", "mode", "user_host",
-)
-COMPLETED = ("ok", "warning", "critical", "unknown")  # the notebook ran to its end; its findings decided
-FAILED = ("failed", "timed-out", "killed")  # the notebook did not finish
 DEFAULT_KEEP_DAYS = 90
 
 
@@ -88,161 +103,6 @@ def reserve_stem(archive_dir: Path, runbook: str, start: datetime) -> Path:
             return stem
         n += 1
 
-
-class ArchiveError(CcopsError):
-    """A file of the archive could not be written; nothing partial was left. Exit 3 (run failed)."""
-
-    def __init__(self, path: Path, exc: OSError) -> None:
-        self.path = Path(path)
-        self.errno = exc.errno
-        super().__init__(f"cannot write {self.path}: {describe_os_error(exc)}")
-
-
-def describe_os_error(exc: OSError) -> str:
-    """`No space left on device (ENOSPC)`: the text and the symbolic errno an operator can search for."""
-    name = errno.errorcode.get(exc.errno or 0, "")
-    text = exc.strerror or str(exc)
-    return f"{text} ({name})" if name else text
-
-
-@dataclass(frozen=True)
-class Permissions:
-    """Modes (and group) of the archive's files and folders."""
-
-    file_mode: int = 0o600
-    dir_mode: int = 0o700
-    gid: int | None = None
-
-    @classmethod
-    def for_settings(cls, settings: Any) -> Permissions:
-        """Private by default; with `archive.group` (Settings.archive_group) 0640/0750 owned by that group."""
-        group = getattr(settings, "archive_group", None)
-        if group in (None, ""):
-            return cls()
-        return cls(0o640, 0o750, group_id(str(group)))
-
-    @classmethod
-    def of_archive(cls, archive_dir: Path) -> Permissions:
-        """For writers without settings (`reports index`, retention): keep what the archive folder says.
-
-        A folder readable by its group is a reviewers' archive (0640/0750 for
-        that group); anything else, or a new archive, is private.
-        """
-        try:
-            st = Path(archive_dir).stat()
-        except OSError:
-            return cls()
-        if st.st_mode & 0o050 == 0o050 and not st.st_mode & 0o007:
-            return cls(0o640, 0o750, st.st_gid)
-        return cls()
-
-
-def group_id(group: str) -> int:
-    """The gid of a group name (or number) this process may give files to; ConfigError otherwise."""
-    from ccops.core.settings import ConfigError
-
-    try:
-        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise ConfigError(f"archive.group: no group named {group!r} on this host") from None
-    if os.geteuid() != 0 and gid != os.getegid() and gid not in os.getgroups():
-        raise ConfigError(f"archive.group: {group!r}: this user is not a member, so cannot give the archive to it")
-    return gid
-
-
-def make_dirs(path: Path, perms: Permissions | None = None, top: Path | None = None) -> list[Path]:
-    """Create path and its missing parents with perms' folder mode; the folders created, outermost first.
-
-    Folders between `top` (the archive root, included) and path that exist
-    already get the mode and group too, so an archive made by an older
-    version (0755) turns private as it is written to.
-    """
-    perms = perms or Permissions()
-    path = Path(path)
-    created: list[Path] = []
-    missing = []
-    current = path
-    while not current.exists():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
-    for folder in reversed(missing):
-        try:
-            folder.mkdir(mode=perms.dir_mode)
-        except FileExistsError:
-            continue
-        created.append(folder)
-    chain = [path]
-    if top is not None:
-        top = Path(top)
-        chain = [p for p in [path, *path.parents] if p == top or top in p.parents]
-    for folder in set(chain) | set(created):
-        _set_mode(folder, perms.dir_mode, perms.gid)
-    return created
-
-
-def _set_mode(path: Path, mode: int, gid: int | None) -> None:
-    try:
-        st = path.stat()
-        if st.st_uid != os.geteuid() and os.geteuid() != 0:
-            return  # not ours to change
-        if gid is not None and st.st_gid != gid:
-            os.chown(path, -1, gid)
-        if st.st_mode & 0o7777 != mode:
-            os.chmod(path, mode)
-    except FileNotFoundError:
-        pass
-
-
-def write_files(items: list[tuple[Path, str]], perms: Permissions | None = None, top: Path | None = None) -> None:
-    """Write every (path, text) or none: each to a temporary name beside it, then all renamed, in order.
-
-    Any failure (ENOSPC above all) removes every temporary file, every file
-    already renamed into place and every folder this call created, then
-    raises ArchiveError naming the path. Put the file that marks the set as
-    complete (a run record) last.
-    """
-    perms = perms or Permissions()
-    created: list[Path] = []
-    temps: list[tuple[Path, Path]] = []
-    placed: list[Path] = []
-    current = items[0][0] if items else Path(".")
-    try:
-        for path, _ in items:
-            current = Path(path)
-            created += make_dirs(current.parent, perms, top)
-        for path, text in items:
-            current = Path(path)
-            temps.append((_write_temp(current, text, perms), current))
-        for tmp, path in temps:
-            current = path
-            os.replace(tmp, path)
-            placed.append(path)
-        for folder in {path.parent for _, path in temps}:
-            fs.fsync_dir(folder)
-    except BaseException as exc:
-        for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
-        for path in placed:
-            path.unlink(missing_ok=True)
-        for folder in reversed(created):
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
-        if isinstance(exc, OSError):
-            raise ArchiveError(current, exc) from None
-        raise
-
-
-def _write_temp(path: Path, text: str, perms: Permissions) -> Path:
-    return fs.write_temp(path, text, perms.file_mode, gid=perms.gid)
-
-
-def write_atomic(path: Path, text: str, perms: Permissions | None = None) -> None:
-    """Write text so readers see the old file or the whole new one, never a part (0600 unless perms say)."""
-    write_files([(Path(path), text)], perms)
 
 
 _RENDER_LOCK = threading.Lock()  # the warm-up thread and the runner's own renders share the exporters
@@ -302,140 +162,6 @@ def warm_renderer() -> None:
         render_html(notebook, exclude_input=exclude_input)
 
 
-# ---- reading ----------------------------------------------------------------
-
-def iter_record_files(archive_dir: Path) -> Iterable[Path]:
-    """Every run record: *.json under the runbook folders (dot-folders and the index skipped)."""
-    for path, _ in _records_with_siblings(archive_dir):
-        yield path
-
-
-def _records_with_siblings(archive_dir: Path) -> Iterable[tuple[Path, set[str]]]:
-    """Each run record with the names of the files beside it, so a sidecar (.ack.json,
-    .recheck.json) is opened only where it exists: trying to open two absent files per
-    run was a third of an index rebuild at 10,000 runs."""
-    root = Path(archive_dir)
-    if not root.is_dir():
-        return
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        at_root = dirpath == str(root)
-        siblings = set(filenames)
-        for name in filenames:
-            if (name.endswith(".json") and not name.startswith(".") and not name.endswith(SIDECARS)
-                    and not (at_root and name == INDEX_JSON)):
-                yield Path(dirpath) / name, siblings
-
-
-def summary(record: dict[str, Any]) -> dict[str, Any]:
-    """The part of a run record the index and `ccops reports list` show.
-
-    Besides the record's own fields: `worst`, its most severe findings (for the
-    latest-per-runbook panel), and `figures`, the values of the charted checks
-    (archive_figures), so the index page never needs the full findings.
-    """
-    from ccops.archive.header import run_mark
-
-    found = {key: record.get(key) for key in SUMMARY_KEYS}
-    findings = record.get("findings")
-    found["mark"] = run_mark(record)
-    found["worst"] = worst_findings(findings)
-    found["figures"] = figures(findings)
-    return found
-
-
-def load_summaries(archive_dir: Path) -> list[dict[str, Any]]:
-    """Summaries of every readable run record, newest first; unreadable files are skipped.
-
-    Each also carries its reviewers' acknowledgements (`acks`) and, for a
-    completed run, what changed since the runbook's previous completed run
-    (`changes`), both computed here because they need more than one file.
-    """
-    found: list[dict[str, Any]] = []
-    statuses: dict[int, dict[str, str]] = {}
-    for path, siblings in _records_with_siblings(archive_dir):
-        record = _read_record(path)
-        if record is not None:
-            item = summary(record)
-            stem = path.name.removesuffix(".json")
-            item["acks"] = read_acks(path) if stem + ACK_SUFFIX in siblings else []
-            item["recheck"] = latest_for(path) if stem + RECHECK_SUFFIX in siblings else None
-            statuses[id(item)] = check_statuses(record.get("findings"))
-            found.append(item)
-    found.sort(key=lambda r: (str(r.get("start") or ""), str(r.get("run_id") or "")), reverse=True)
-    _add_changes(found, statuses)
-    return found
-
-
-# ---- what changed since the previous run --------------------------------------------------
-
-PROBLEM = Status.UNKNOWN.rank  # UNKNOWN and worse are what a reviewer follows from run to run
-
-
-def check_statuses(findings: Any) -> dict[str, str]:
-    """Each check's worst status in a run (a finding a recovery resolved counts as OK)."""
-    found: dict[str, str] = {}
-    for f in findings if isinstance(findings, list) else []:
-        if not isinstance(f, dict) or not f.get("check"):
-            continue
-        status = "OK" if f.get("resolved_by") else str(f.get("status") or "")
-        held = found.get(str(f["check"]))
-        if held is None or severity_rank(status) > severity_rank(held):
-            found[str(f["check"])] = status
-    return found
-
-
-def compare_statuses(before: dict[str, str], after: dict[str, str]) -> dict[str, list[dict[str, str]]]:
-    """Problems new, resolved, worse and better between two runs of a runbook (OK/INFO are not problems)."""
-    changes: dict[str, list[dict[str, str]]] = {"new": [], "resolved": [], "worse": [], "better": []}
-    for check in sorted(set(before) | set(after)):
-        old, new = before.get(check, "OK"), after.get(check, "OK")
-        a, b = severity_rank(old), severity_rank(new)
-        entry = {"check": check, "from": before.get(check, "-"), "to": after.get(check, "-")}
-        if a < PROBLEM <= b:
-            changes["new"].append(entry)
-        elif b < PROBLEM <= a:
-            changes["resolved"].append(entry)
-        elif a >= PROBLEM and b > a:
-            changes["worse"].append(entry)
-        elif b >= PROBLEM and b < a:
-            changes["better"].append(entry)
-    return changes
-
-
-def _add_changes(summaries: list[dict[str, Any]], statuses: dict[int, dict[str, str]]) -> None:
-    """`changes` on each completed run: compared with the previous completed run of its runbook."""
-    previous: dict[str, dict[str, Any]] = {}
-    for item in reversed(summaries):  # oldest first
-        if item.get("outcome") not in COMPLETED:
-            item["changes"] = None
-            continue
-        name = str(item.get("runbook"))
-        before = previous.get(name)
-        if before is None:
-            item["changes"] = None
-        else:
-            item["changes"] = {"since": before.get("start"), "since_run": before.get("run_id"),
-                               **compare_statuses(statuses[id(before)], statuses[id(item)])}
-        previous[name] = item
-
-
-# ---- reviewers' acknowledgements ----------------------------------------------------------
-
-def ack_path(record_path: Path) -> Path:
-    """`<stem>.ack.json` beside the run record."""
-    return Path(record_path).with_name(Path(record_path).name.removesuffix(".json") + ACK_SUFFIX)
-
-
-def read_acks(record_path: Path) -> list[dict[str, Any]]:
-    """Who reviewed the run and when, oldest first ([] when nobody did, or the file is unreadable)."""
-    try:
-        data = json.loads(ack_path(record_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    items = data.get("acks") if isinstance(data, dict) else None
-    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
-
 
 def resolve_record(archive_dir: Path, spec: str) -> Path:
     """The run record a reviewer names: a path to any of the run's files, or `runbook/STAMP` (stamp, start or run id).
@@ -458,9 +184,9 @@ def resolve_record(archive_dir: Path, spec: str) -> Path:
     return root / str((matches[0].get("paths") or {}).get("json"))
 
 
-def _run_keys(summary: dict[str, Any]) -> set[str]:
-    stem = Path(str((summary.get("paths") or {}).get("json") or "")).name.removesuffix(".json")
-    return {stem, stem.split("-")[0], str(summary.get("start")), str(summary.get("run_id"))}
+def _run_keys(run: dict[str, Any]) -> set[str]:
+    stem = Path(str((run.get("paths") or {}).get("json") or "")).name.removesuffix(".json")
+    return {stem, stem.split("-")[0], str(run.get("start")), str(run.get("run_id"))}
 
 
 def acknowledge(record_path: Path, by: str, note: str = "", at: datetime | None = None,
@@ -477,16 +203,6 @@ def acknowledge(record_path: Path, by: str, note: str = "", at: datetime | None 
     write_atomic(ack_path(record_path), text, perms or Permissions.of_archive(record_path.parent))
     return entry
 
-
-def _read_record(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path, "rb") as handle:
-            record = json.loads(handle.read())
-    except (OSError, ValueError):
-        return None
-    if isinstance(record, dict) and "runbook" in record and "start" in record:
-        return record
-    return None
 
 
 def list_records(archive_dir: Path, runbook: str | None = None, outcome: str | None = None) -> list[dict[str, Any]]:
@@ -552,8 +268,15 @@ def _text_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 # ---- the index ----------------------------------------------------------------
 
-def rebuild_index(archive_dir: Path, perms: Permissions | None = None) -> list[dict[str, Any]]:
-    """Write index.json and index.html from the run records alone; returns the summaries (newest first).
+def rebuild_index(archive_dir: Path, perms: Permissions | None = None, full: bool = False) -> Sequence[dict[str, Any]]:
+    """Bring index.html, index.json, the month pages and the index state up to date; returns the runs, newest first.
+
+    Incremental (ccops.archive.indexstate): only folders whose files changed since
+    the last update are read again, so the cost of indexing a new run, an ack or a
+    recheck does not grow with the archive. `full`, or a state that is missing or
+    fails its checks, rebuilds everything from the run records alone (a distrusted
+    state is named on stderr and on the page). The runs returned are read from the
+    index when looked at (their count is known at once).
 
     Without perms the archive keeps the modes its folder has (Permissions.of_archive).
     ArchiveError (nothing half-written) when the index cannot be written.
@@ -565,9 +288,11 @@ def rebuild_index(archive_dir: Path, perms: Permissions | None = None) -> list[d
     except OSError as exc:
         raise ArchiveError(root, exc) from None
     with _index_lock(root, perms):
-        records = load_summaries(root)
-        write_files([(root / INDEX_JSON, index_json(records)), (root / INDEX_HTML, index_html(records))], perms)
-    return records
+        try:
+            result = indexstate.update(root, perms, full=full)
+        except OSError as exc:
+            raise ArchiveError(Path(exc.filename or root), exc) from None
+    return indexstate.IndexedRuns(root, result)
 
 
 @contextmanager
@@ -591,13 +316,11 @@ def _index_lock(root: Path, perms: Permissions | None = None) -> Iterator[None]:
 
 def index_json(records: list[dict[str, Any]]) -> str:
     """A JSON list, one run per line: diffable and greppable, and written by the C encoder (indent is 5x slower)."""
-    if not records:
-        return "[]\n"
-    return "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n"
+    return indexstate.index_json(records)
 
 
 def index_html(records: list[dict[str, Any]], generated: datetime | None = None) -> str:
-    """The reviewers' page (archive_html) from summaries, newest first."""
+    """The reviewers' page (archive_html) from summaries, newest first (every run on one page: a small archive)."""
     return render_index(records, generated or datetime.now(UTC))
 
 

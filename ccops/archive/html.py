@@ -73,29 +73,48 @@ class View:
         return self.__dict__.items()
 
 
-def render_index(records: list[dict[str, Any]], generated: datetime | None = None) -> str:
-    """The whole page from summaries, newest first."""
+def render_index(records: list[dict[str, Any]], generated: datetime | None = None, *,
+                 latest_from: list[dict[str, Any]] | None = None, chart_summaries: list[dict[str, Any]] | None = None,
+                 outcomes: dict[str, int] | None = None, unreviewed: int | None = None, total: int | None = None,
+                 runbooks: list[str] | None = None, months: list[tuple[str, str, int]] | None = None,
+                 month: str | None = None, note: str = "") -> str:
+    """A page of the index from summaries, newest first: `records` are the rows of its runs table.
+
+    Alone, `records` are the whole archive (a small one, or a test). The index
+    state (ccops.archive.indexstate) pages a large one: the front page gets the
+    newest runs as `records` and, for the rest of the archive, `latest_from` (each
+    runbook's newest runs, for the latest panel), `chart_summaries`, the outcome
+    counts, the unreviewed count, the total and the `months` (name, page, runs)
+    to link; a month's page gets `month` and shows only its runs.
+    """
     latest: dict[str, dict[str, Any]] = {}
     recent: dict[str, list[dict[str, Any]]] = {}
     completed: dict[str, dict[str, Any]] = {}
-    for r in records:  # newest first: the first seen per runbook is its latest
-        name = str(r.get("runbook"))
+    for r in (records if latest_from is None else latest_from) if month is None else ():
+        name = str(r.get("runbook"))  # newest first: the first seen per runbook is its latest
         latest.setdefault(name, r)
         if r.get("outcome") in COMPLETED:
             completed.setdefault(name, r)
         strip = recent.setdefault(name, [])
         if len(strip) < STRIP_RUNS:
             strip.append(r)
-    by_outcome = Counter(str(r.get("outcome") or "") for r in records)
+    by_outcome = Counter(outcomes) if outcomes is not None else Counter(str(r.get("outcome") or "") for r in records)
     totals = ", ".join(f"{n} {name}" for name, n in sorted(by_outcome.items(), key=lambda kv: _outcome_order(kv[0])))
+    if unreviewed is None:
+        unreviewed = sum(1 for r in records if is_unreviewed_critical(r))
+    charts = [] if month is not None else charts_html(records if chart_summaries is None else chart_summaries)
     return _environment().get_template("index.html.j2").render(
         outcome_colours=OUTCOME_COLOURS,
         generated=f"{generated:%Y-%m-%d %H:%M}" if generated else "",
-        totals=totals,
-        unreviewed=sum(1 for r in records if is_unreviewed_critical(r)),
+        month=month,
+        total=len(records) if total is None else total,
+        totals=totals if month is None else "",
+        note=note,
+        months=[View({"name": name, "href": quote(href), "runs": n}) for name, href, n in months or []],
+        unreviewed=unreviewed if month is None else 0,
         latest=[latest_view(latest[k], recent.get(k, []), completed.get(k)) for k in sorted(latest)],
-        charts=[Markup(svg) for svg in charts_html(records)],  # noqa: S704 - our own SVG, its text escaped by svgchart
-        runbooks=sorted(latest),
+        charts=[Markup(svg) for svg in charts],  # noqa: S704 - our own SVG, its text escaped by svgchart
+        runbooks=sorted({str(r.get("runbook")) for r in records}) if runbooks is None else runbooks,
         outcomes=_outcomes_present(records),
         runs=[escaped(run_view(r)) for r in records],
     )
