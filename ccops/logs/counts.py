@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
-from ccops.logs import fastcount, reader
+from ccops.logs import fastcount, parallel, reader
 from ccops.logs.clock import ZERO, LocalClock, gap_note, local_bounds, naive
 from ccops.logs.files import log_files, no_log_files_warning, require_dir
 from ccops.logs.format import LEVELS, PADDED_LEVELS, LogFormat, default_format, level_in
@@ -219,6 +219,13 @@ class _Counts:
                 slot[level] = slot.get(level, 0) + n
         self.grep_lines += grep
 
+    def merge_file(self, result: FileResult, problems: list[str]) -> None:
+        """Add one file's counts, counted on their own (see _FileJob)."""
+        counts, grep, gaps, file_problems = result
+        self.merge((counts, grep))
+        self.gaps += gaps
+        problems.extend(file_problems)
+
     def summary(self, files: list[str] | None = None, problems: list[str] | None = None,
                 source: str = "") -> LogSummary:
         problems = list(problems or [])
@@ -277,20 +284,55 @@ def summarize(records: Iterable[LogRecord], since: datetime | None, until: datet
 def summarize_dir(log_dir: Path, since: datetime | None, until: datetime | None, *,
                   grep_compare: bool = False, workers: int | None = None,
                   block_size: int = BLOCK_SIZE, zone: tzinfo | None = None,
-                  fmt: LogFormat | None = None) -> LogSummary:
+                  fmt: LogFormat | None = None, parallel_min_bytes: int = parallel.PARALLEL_MIN_BYTES) -> LogSummary:
     """The fast path for a log directory: the files of the UTC window, counted block by block.
 
     `zone` is the zone the app writes its times in (None: UTC). A directory holding no
     app log file at all gets `warning` set: 0 records there means "wrong directory",
     not "a quiet day". `fmt`: the format of the lines and file names (None: the app's).
+    With `workers` > 1 and at least `parallel_min_bytes` in two files or more, the files
+    are counted in that many forked processes (ccops.logs.parallel), else in this one
+    with threads overlapping the numpy scan with reading; the counts are the same.
     """
     log_dir = Path(log_dir)
     require_dir(log_dir)
     counts = _Counts(since, until, grep_compare, zone, fmt)
     problems: list[str] = []
     files = log_files(log_dir, counts.since, counts.until, zone, counts.fmt.files)
-    buffers = _Buffers(block_size)
     workers = reader.workers() if workers is None else workers
+    if parallel.worth_it(files, workers, parallel_min_bytes):
+        fastcount.plan_for(counts.fmt)  # built once here, inherited by every worker
+        job = _FileJob(counts.since, counts.until, grep_compare, counts.clock.zone, counts.fmt, block_size)
+        for result in parallel.map_in_order(job, files, min(workers, len(files))):
+            counts.merge_file(result, problems)
+    else:
+        _count_files(counts, files, problems, workers, block_size)
+    summary = counts.summary(files=[p.name for p in files], problems=problems, source=str(log_dir))
+    summary.warning = no_log_files_warning(log_dir, counts.fmt.files)
+    return summary
+
+
+FileResult = tuple[dict[Any, dict[str, int]], int, int, list[str]]  # counts, grep lines, gap records, problems
+
+
+class _FileJob:
+    """The counts of one file of a window, on its own: what a worker process is given to do."""
+
+    def __init__(self, since: datetime | None, until: datetime | None, grep: bool, zone: tzinfo | None,
+                 fmt: LogFormat, block_size: int) -> None:
+        self.since, self.until, self.grep, self.zone, self.fmt = since, until, grep, zone, fmt
+        self.block_size = block_size
+
+    def __call__(self, path: Path) -> FileResult:
+        counts = _Counts(self.since, self.until, self.grep, self.zone, self.fmt)
+        problems: list[str] = []
+        _count_files(counts, [path], problems, 1, self.block_size)  # the other core has a file of its own
+        return counts.counts, counts.grep_lines, counts.gaps, problems
+
+
+def _count_files(counts: _Counts, files: list[Path], problems: list[str], workers: int, block_size: int) -> None:
+    """Count `files` in this process, in order; blocks scanned by `workers` threads (1: none)."""
+    buffers = _Buffers(block_size)
     if workers > 1 and files:
         fastcount.plan_for(counts.fmt)  # once, before threads race to build it
     pool = Pool(workers, buffers) if workers > 1 and files else None
@@ -314,8 +356,3 @@ def summarize_dir(log_dir: Path, since: datetime | None, until: datetime | None,
     finally:
         if pool is not None:
             pool.close()
-    summary = counts.summary(files=[p.name for p in files], problems=problems, source=str(log_dir))
-    summary.warning = no_log_files_warning(log_dir, counts.fmt.files)
-    return summary
-
-
