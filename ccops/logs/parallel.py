@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 # below this many bytes on disk, forking costs more than a second core saves
-PARALLEL_MIN_BYTES = 4 << 20
+PARALLEL_MIN_BYTES = 1 << 20
 
 _job: Callable[[Any], Any] | None = None  # the job of this worker process, set by _start
 
