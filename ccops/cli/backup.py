@@ -4,7 +4,8 @@ Exit codes: 0 done and verified, 1 the backup is verified but its off-site
 copy failed, 2 a backup, verification, restore or restore test failed (one line
 naming the step and why, the URL's password masked) (CRITICAL: the platform has no
 good backup from this run), 64 bad usage or a changing verb run without --yes
-and without a terminal, 75 another backup holds the backup dir's lock.
+and without a terminal, 75 another backup holds the backup dir's lock. `restore --from-offsite NAME`
+exits 2 as well when the off-site copy is missing, unreadable or does not match its manifest's sha256.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("backup", help="take a verified backup (pg_dump custom format + manifest)")
     p.add_argument("--compression", type=int, default=None, choices=range(10), metavar="0-9",
-                   help="pg_dump compression level 0-9")
+                   help="compression 0-9 (0: none; 1-6: zstd -1 on all cores, 7-9: zstd -3/-6/-9; "
+                        "pg_dump's own gzip level where zstd is not installed or with --via compose)")
     p.add_argument("--via", choices=("local", "compose"), default="local",
                    help="local pg_dump against the URL (default), or `docker compose exec -T db pg_dump`")
     p.add_argument("--no-offsite", action="store_true", help="skip the off-site copy even if backup.offsite is set")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_backup, backup_verb=None)
     verbs = p.add_subparsers(dest="backup_verb", parser_class=_Parser)
-    q = verbs.add_parser("verify", help="verify a backup file (checksum, pg_restore --list, gzip -t)")
+    q = verbs.add_parser("verify", help="verify a backup file (checksum, pg_restore --list, zstd or gzip read to the end)")
     q.add_argument("file")
     q.add_argument("--json", action="store_true")
     q = verbs.add_parser("list", help="backups, newest first, with their verification: dumps, .env copies and log tarballs, ccops' own and the app's backup.sh's")
@@ -43,8 +45,13 @@ def register(sub: Any) -> None:
     q.add_argument("--json", action="store_true")
 
     p = sub.add_parser("restore", help="restore a backup into a database (safety dump first)")
-    p.add_argument("file")
-    p.add_argument("--target", required=True, help="database name on the configured server, or a URL")
+    p.add_argument("file", help="the backup file; with --from-offsite, its name in backup.offsite")
+    p.add_argument("--from-offsite", action="store_true",
+                   help="fetch FILE and its manifest from backup.offsite (a directory or s3://bucket/prefix) into "
+                        "the backup dir, check its sha256 against the manifest (a mismatch is refused), then restore")
+    # dest restore_target: `target` is the deployment (`ccops --target NAME restore ...`), read by settings_for
+    p.add_argument("--target", dest="restore_target", required=True,
+                   help="database name on the configured server, or a URL")
     p.add_argument("--force", action="store_true", help="restore even if verification fails")
     p.add_argument("--jobs", type=int, default=None,
                    help="parallel pg_restore jobs (default: backup.restore_jobs; 0 there: one per core, at most 4)")
@@ -143,12 +150,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from ccops.core.settings import mask_url
 
     settings = _settings(args)
+    if args.from_offsite:  # before asking too: a copy that is missing or does not match is refused, exit 2
+        from ccops.backup.offsite import fetch_offsite
+
+        args.file = str(fetch_offsite(settings, args.file))
     if not Path(args.file).is_file():  # before asking: "not confirmed" would hide that there is nothing to restore
         raise backup.BackupError(f"restore: {args.file}: no such backup file; nothing was changed")
     backup.refuse_non_dump(Path(args.file))
-    target = mask_url(backup.target_url(settings, args.target))
+    target = mask_url(backup.target_url(settings, args.restore_target))
     require_yes(args, f"replace {target} with {Path(args.file).name}")
-    result = backup.restore_backup(settings, Path(args.file), args.target, confirm=True, force=args.force,
+    result = backup.restore_backup(settings, Path(args.file), args.restore_target, confirm=True, force=args.force,
                                    jobs=args.jobs, app_stopped=args.app_stopped)
     lines = [f"{s.name:18} {'ok' if s.ok else 'FAILED':6} {s.duration_s:7.1f} s  {s.detail}" for s in result.steps]
     _out(args, {"target": result.target, "ok": result.ok, "steps": [vars(s) for s in result.steps]},
