@@ -59,11 +59,25 @@ def map_in_order(job: Callable[[Any], Any], items: Iterable[Any], workers: int) 
     """job(item) for each item, in `workers` forked processes, yielded in the items' order.
 
     `job` reaches the workers through fork (never pickled); items and results are
-    pickled, so keep both small. A worker's exception is raised here. Closing the
-    iterator early stops the workers.
+    pickled, so keep both small. At most two items per worker are in flight, so what
+    waits here does not grow with the number of items. A worker's exception is raised
+    here; a worker that dies (killed, out of memory) raises BrokenProcessPool instead of
+    leaving the caller waiting, which matters under cron. Closing the iterator early
+    stops the workers.
     """
     import multiprocessing
+    from collections import deque
+    from concurrent.futures import Future, ProcessPoolExecutor
 
     context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=_start, initargs=(job,)) as pool:
-        yield from pool.imap(_run, items, chunksize=1)
+    pending: deque[Future[Any]] = deque()
+    executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(job,))
+    try:
+        for item in items:
+            pending.append(executor.submit(_run, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
