@@ -597,6 +597,28 @@ def _apply_target(settings: Settings, tables: dict[str, dict[str, Any]], path: P
     _apply_file(settings, table, path, prefix=f"targets.{named}.")
 
 
+def fleet_archives(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, Path]:
+    """Every target's archive dir, for the fleet overview; a target whose settings fail is left out.
+
+    Read from the same file as `settings`, one target at a time, as `--target`
+    would; its local archive dir (the local copy when the archive is in a bucket).
+    """
+    if not settings.targets or settings.config_file is None:
+        return {}
+    env = {k: v for k, v in (os.environ if env is None else env).items()
+           if k not in ("CCOPS_HOME", "CCOPS_ARCHIVE_DIR", TARGET_ENV)}  # this run's own, not the others'
+    found: dict[str, Path] = {}
+    for name in settings.targets:
+        if name == settings.target:
+            found[name] = Path(settings.archive_dir)
+            continue
+        try:
+            found[name] = Path(load_settings(settings.config_file, env=env, target=name).archive_dir)
+        except ConfigError:
+            continue
+    return found
+
+
 def _apply_target_deployment(settings: Settings) -> None:
     """A target that names no database takes the one its home's deployment file names (`ccops demo up --target`)."""
     file = settings.default_deployment_file
