@@ -46,7 +46,7 @@ LINKS = (("report_html", "report"), ("html", "notebook (html)"), ("ipynb", "ipyn
 
 
 @functools.cache
-def _environment() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
     """The templates shipped in the package (package-data); autoescape on, for every template."""
     return jinja2.Environment(loader=jinja2.PackageLoader("ccops.archive", "templates"), autoescape=True,
                               trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
@@ -103,7 +103,7 @@ def render_index(records: list[dict[str, Any]], generated: datetime | None = Non
     if unreviewed is None:
         unreviewed = sum(1 for r in records if is_unreviewed_critical(r))
     charts = [] if month is not None else charts_html(records if chart_summaries is None else chart_summaries)
-    return _environment().get_template("index.html.j2").render(
+    return environment().get_template("index.html.j2").render(
         outcome_colours=OUTCOME_COLOURS,
         generated=f"{generated:%Y-%m-%d %H:%M}" if generated else "",
         month=month,

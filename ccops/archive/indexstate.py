@@ -214,15 +214,15 @@ def folder_entry(shard: str, digest: str, size: int, runs: list[Run], before: di
         months[month_of(s)] = months.get(month_of(s), 0) + 1
         unreviewed += is_unreviewed_critical(s)
         name = str(s.get("runbook"))
-        book = books.setdefault(name, {"runs": 0, "first": run_order(s), "completed": None,
+        book = books.setdefault(name, {"runs": 0, "first": list(run_order(s)), "completed": None,
                                        "before": before.get(name)})
         book["runs"] += 1
-        book["last"] = run_order(s)
+        book["last"] = list(run_order(s))
         book["latest"] = _latest_brief(s)
         if s.get("outcome") in COMPLETED:
             book["completed"] = [s.get("start"), s.get("run_id"), run.statuses]
     return {"shard": shard, "sha256": digest, "bytes": size, "runs": len(runs),
-            "first": run_order(runs[-1].summary), "last": run_order(runs[0].summary),
+            "first": list(run_order(runs[-1].summary)), "last": list(run_order(runs[0].summary)),
             "outcomes": outcomes, "months": months, "unreviewed": unreviewed, "runbooks": books,
             "chart": chart_points(r.summary for r in runs)}
 
@@ -275,6 +275,8 @@ def check_shard_files(root: Path, manifest: dict[str, Any]) -> None:
             raise StateError(f"{display_path(path)}: missing (the shard of {rel or '.'})") from None
         if size != entry["bytes"]:
             raise StateError(f"{display_path(path)}: {size} bytes, the manifest says {entry['bytes']}")
+        if path.stat().st_mtime_ns != entry.get("mtime_ns"):
+            raise StateError(f"{display_path(path)}: changed since the index wrote it")
 
 
 def load_shard(root: Path, rel: str, entry: dict[str, Any]) -> list[Run]:
@@ -468,11 +470,12 @@ def _update(root: Path, perms: Permissions, manifest: dict[str, Any] | None, rea
         months_touched |= set(folders[rel]["months"])
         loaded.runs[rel] = runs
         loaded.folders[rel] = folders[rel]
-        if not (shards / name).exists():
-            shard_files.append((shards / name, text))
+        shard_files.append((shards / name, text))  # even when one of that name exists: it may be the damaged one
     make_dirs(shards, perms, top=root)
     if shard_files:
         write_files(shard_files, perms)
+    for rel in dirty:  # a shard is never written again under its name: an mtime that moves means someone else did
+        folders[rel]["mtime_ns"] = (shards / folders[rel]["shard"]).stat().st_mtime_ns
 
     total = sum(e["runs"] for e in folders.values())
     full: dict[str, Any] | None = (manifest.get("full") if manifest else
@@ -520,8 +523,9 @@ def _month_pages(root: Path, folders: dict[str, dict[str, Any]], loaded: _Loaded
     return pages
 
 
-def _recent_runs(folders: dict[str, dict[str, Any]], loaded: _Loaded, limit: int = RECENT_RUNS) -> list[Run]:
-    """The newest `limit` runs of the archive, reading only the newest folders' shards."""
+def _recent_runs(folders: dict[str, dict[str, Any]], loaded: _Loaded, limit: int | None = None) -> list[Run]:
+    """The newest `limit` (RECENT_RUNS) runs of the archive, reading only the newest folders' shards."""
+    limit = RECENT_RUNS if limit is None else limit
     found: list[Run] = []
     for rel in sorted(folders, key=lambda r: folders[r]["last"], reverse=True):
         if len(found) >= limit:
