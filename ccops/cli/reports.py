@@ -1,4 +1,4 @@
-"""`ccops reports list | index | prune | recheck | ack`: the run archive on the command line."""
+"""`ccops reports list | index | prune | recheck | ack | sync`: the run archive on the command line."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ccops.cli.common import Parser, print_json, require_yes, settings_for
-from ccops.core.errors import UsageError
+from ccops.core.errors import EXIT_WARNING, UsageError
 
 RUN_HELP = "the run's record (or any of its files), or runbook/STAMP as `reports list` shows"
 
@@ -33,6 +33,12 @@ def register(sub: Any) -> None:
     q.add_argument("--timeout", type=int, default=None, help="wall-clock limit in seconds")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_reports_recheck)
+    q = reports_sub.add_parser("sync", help="copy to the bucket (paths.archive_dir = s3://...) every run and index "
+                               "file it lacks: what a run could not upload, acks and rechecks added since")
+    q.add_argument("--dry-run", action="store_true", help="list what would be uploaded and deleted, change nothing")
+    q.add_argument("--yes", action="store_true", help="upload without asking")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_reports_sync)
     q = reports_sub.add_parser("ack", help="record that you reviewed a run (shown in the index)")
     q.add_argument("run", help=RUN_HELP)
     q.add_argument("--note", default="", help="what the reviewer concluded")
@@ -129,4 +135,43 @@ def cmd_reports_prune(args: argparse.Namespace) -> int:
         print(text)
     require_yes(args, f"delete {len(plan.delete)} archived runs ({plan.bytes_freed:,} bytes)")
     report(archive.apply_retention(plan), False)
+    if settings.archive_remote:  # the same runs go from the bucket (what cannot go now stays pending)
+        from ccops.archive import remote
+
+        mirrored = remote.prune(settings, plan)
+        if not args.json:
+            print(mirrored.line())
+        return 0 if mirrored.ok else EXIT_WARNING
     return 0
+
+
+def cmd_reports_sync(args: argparse.Namespace) -> int:
+    """Compare the local archive with its bucket and upload what the bucket lacks, runs record last, then the
+    index; retention's deletions still pending are made. Exit 0 in sync, 1 (WARNING) the bucket failed
+    (the rest stays pending), 64 the archive names no bucket."""
+    from ccops.archive import remote
+
+    settings = settings_for(args)
+    if not settings.archive_remote:
+        raise UsageError("reports sync: paths.archive_dir (CCOPS_ARCHIVE_DIR) is not an s3://bucket/prefix URL: "
+                         "there is no bucket to sync")
+    plan = remote.sync(settings, full=True, dry_run=True)
+    todo = len(plan.pending_runs) + len(plan.pending_deletes) + len(plan.uploaded)
+    listing = "\n".join([*(f"upload  {r}" for r in plan.pending_runs), *(f"upload  {r}" for r in plan.uploaded),
+                         *(f"delete  {r}" for r in plan.pending_deletes)])
+    if args.dry_run or not todo or not plan.ok:
+        if args.json:
+            print_json({**plan.to_dict(), "dry_run": True})
+        else:
+            print("\n".join(x for x in (listing, plan.line() if not plan.ok else
+                                         f"{settings.archive_remote}: {todo} to upload or delete" +
+                                         (" (dry run)" if todo else ", in sync")) if x))
+        return 0 if plan.ok else EXIT_WARNING
+    require_yes(args, f"upload {len(plan.pending_runs)} runs and {len(plan.uploaded)} index files to "
+                      f"{settings.archive_remote}, delete {len(plan.pending_deletes)} pruned runs there")
+    result = remote.sync(settings, full=True)
+    if args.json:
+        print_json({**result.to_dict(), "dry_run": False})
+    else:
+        print(result.line())
+    return 0 if result.ok else EXIT_WARNING

@@ -464,6 +464,10 @@ def run_runbook(
                     if failure is None:
                         raise RunNotArchived(f"{name}: archived as {result.record['outcome']}, "
                                              f"but the index was not rebuilt: {exc}") from None
+            if failure is None and settings.archive_remote:  # the archive names a bucket: copy the run there
+                from ccops.archive import remote  # fsspec/s3fs only when a bucket is configured
+
+                remote.mirror_after_run(settings, result.record, result.paths["json"], perms)
     finally:
         gc.unfreeze()
         guard.restore()
