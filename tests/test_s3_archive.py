@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def bucket_index(s3) -> list[dict]:
     return json.loads(s3.get(f"{PREFIX}/index.json"))
 
 
-def test_a_run_lands_in_the_bucket_with_its_record_and_index(bucket_env, capsys):
+def test_a_run_lands_in_the_bucket_with_its_record_and_index(bucket_env, capsys, monkeypatch):
     s3 = bucket_env
     code, record, err = run(capsys)
     assert code == 1, err  # the notebook's own WARNING: the mirror does not change a run's outcome
@@ -69,7 +70,18 @@ def test_a_run_lands_in_the_bucket_with_its_record_and_index(bucket_env, capsys)
     assert state["pending_runs"] == [] and state["remote"] == s3.url(PREFIX)
 
     assert main(["reports", "sync", "--dry-run"]) == 0
-    assert "in sync" in capsys.readouterr().out
+    assert capsys.readouterr().out.strip() == f"{s3.url(PREFIX)}: in sync"
+
+    with socket.socket() as probe:  # a port nothing listens on: the bucket unreachable
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{dead}")
+    assert main(["reports", "sync", "--yes"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "mirror FAILED" in out and "Could not connect" in out, out
+    monkeypatch.setenv("CCOPS_ARCHIVE_DIR", str(local))
+    assert main(["reports", "sync", "--yes"]) == 64
+    assert "is not an s3://bucket/prefix URL" in capsys.readouterr().err
 
 
 def test_a_link_cut_mid_upload_leaves_the_run_local_and_the_next_run_uploads_it(bucket_env, cut_proxy, capsys,

@@ -155,20 +155,24 @@ def cmd_reports_sync(args: argparse.Namespace) -> int:
     if not settings.archive_remote:
         raise UsageError("reports sync: paths.archive_dir (CCOPS_ARCHIVE_DIR) is not an s3://bucket/prefix URL: "
                          "there is no bucket to sync")
-    plan = remote.sync(settings, full=True, dry_run=True)
+    plan = remote.sync(settings, full=True, dry_run=True)  # in a dry run, `uploaded` is the index files to upload
     todo = len(plan.pending_runs) + len(plan.pending_deletes) + len(plan.uploaded)
-    listing = "\n".join([*(f"upload  {r}" for r in plan.pending_runs), *(f"upload  {r}" for r in plan.uploaded),
-                         *(f"delete  {r}" for r in plan.pending_deletes)])
+    if not plan.ok:
+        summary = plan.line()
+    elif todo:
+        summary = (f"{settings.archive_remote}: {len(plan.pending_runs)} runs and {len(plan.uploaded)} index files "
+                   f"to upload, {len(plan.pending_deletes)} pruned runs to delete")
+    else:
+        summary = f"{settings.archive_remote}: in sync"
     if args.dry_run or not todo or not plan.ok:
+        listing = [*(f"upload  {r}" for r in [*plan.pending_runs, *plan.uploaded]),
+                   *(f"delete  {r}" for r in plan.pending_deletes)]
         if args.json:
             print_json({**plan.to_dict(), "dry_run": True})
         else:
-            print("\n".join(x for x in (listing, plan.line() if not plan.ok else
-                                         f"{settings.archive_remote}: {todo} to upload or delete" +
-                                         (" (dry run)" if todo else ", in sync")) if x))
+            print("\n".join([*listing, summary + (" (dry run)" if todo and plan.ok else "")]))
         return 0 if plan.ok else EXIT_WARNING
-    require_yes(args, f"upload {len(plan.pending_runs)} runs and {len(plan.uploaded)} index files to "
-                      f"{settings.archive_remote}, delete {len(plan.pending_deletes)} pruned runs there")
+    require_yes(args, summary.split(": ", 1)[1])
     result = remote.sync(settings, full=True)
     if args.json:
         print_json({**result.to_dict(), "dry_run": False})
