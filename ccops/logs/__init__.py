@@ -17,11 +17,12 @@ The package, by concern:
 
 - format.py, formats/: the seam and its instances;
 - files.py: the one file-name rule, and the files of a window;
-- decompress.py: .zip / .gz, and damaged files;
+- decompress.py: .zip / .gz (inflated with ISA-L), and damaged files;
 - clock.py: the app's local times to UTC (logs.timezone), DST included;
 - records.py: records and the selectors that choose them;
 - reader.py: whole-line blocks, lines, records of a window, the worker pool;
 - fastcount.py, counts.py: counting by level and UTC hour (numpy for whole blocks);
+- parallel.py: a directory's files counted in forked worker processes, one file per task;
 - summary.py: the result as tables, JSON and text;
 - compose.py, source.py: `docker compose logs`, and choosing the source from the settings;
 - ratelimit.py: refused requests, quota, who and until when.
