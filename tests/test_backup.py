@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from ccops import backup, cli
+from ccops.backup.verify import run_pg_restore
 from ccops.core.db import client_tool, libpq_env, normalize_url
 from ccops.core.settings import load_settings
 from ccops.runbook import runner
@@ -73,7 +74,8 @@ def test_killed_pg_dump_leaves_no_backup_and_earlier_ones_intact(demo_db, ccops_
                     cmdline = (pid_dir / "cmdline").read_bytes().split(b"\0")
                 except OSError:
                     continue
-                if cmdline and cmdline[0].endswith(b"pg_dump") and any(str(directory).encode() in a for a in cmdline):
+                # pg_dump writes into zstd's pipe: it is found as the backup process's child
+                if cmdline and cmdline[0].endswith(b"pg_dump") and _parent(pid_dir) == proc.pid:
                     running = list(directory.glob(".*.partial"))
                     if running:
                         # a prune while the dump runs must leave its growing partial file alone
@@ -88,6 +90,14 @@ def test_killed_pg_dump_leaves_no_backup_and_earlier_ones_intact(demo_db, ccops_
     names = sorted(p.name for p in directory.iterdir() if not p.name.startswith(".ccops-"))
     assert names == [first.path.name, first.path.name + ".manifest.json"], "no partial file left, nothing new"
     assert backup.verify_backup(first.path).ok
+
+
+def _parent(pid_dir: Path) -> int:
+    """The parent pid in /proc/<pid>/stat (after the command name, which may hold spaces)."""
+    try:
+        return int((pid_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
 
 
 def test_truncated_and_bit_flipped_backups_fail_and_do_not_count(demo_db, ccops_env):
@@ -337,7 +347,7 @@ def test_truncated_dump_without_manifest_fails_the_full_read(demo_db, ccops_env)
     backup.manifest_path(made.path).unlink()
     assert backup.verify_backup(made.path).ok, "intact without its manifest: pg_restore reads it through"
     made.path.write_bytes(made.path.read_bytes()[: made.manifest["size"] * 2 // 3])
-    listing = subprocess.run([client_tool("pg_restore"), "--list", str(made.path)], capture_output=True)
+    listing = run_pg_restore(["--list"], made.path, read_all=False, timeout=60)
     assert listing.returncode == 0, "the table of contents alone still reads: --list cannot tell"
     result = backup.verify_backup(made.path)
     assert not result.ok and "full read failed" in result.reason
@@ -540,9 +550,9 @@ def test_offsite_copy_to_a_directory_is_verified_and_pruned(demo_db, ccops_env, 
     assert backup.manifest_path(copy).read_text() == backup.manifest_path(made).read_text()
     names = sorted(p.name for p in offsite.iterdir() if not p.name.startswith(".ccops-"))
     # the new copy and the newest old one are the 2 verified kept; the three older copies are beyond 30 days
-    assert names == sorted([made.name, made.name + ".manifest.json", "contentcreator_20200104_000000.dump",
-                            "contentcreator_20200104_000000.dump.manifest.json"])
-    assert sorted(out["offsite"]["deleted"])[:1] == ["contentcreator_20200101_000000.dump"]
+    kept_old = seed.path.name.replace("20200101", "20200104")  # .dump.zst: the off-site copy keeps the name
+    assert names == sorted([made.name, made.name + ".manifest.json", kept_old, kept_old + ".manifest.json"])
+    assert sorted(out["offsite"]["deleted"])[:1] == [seed.path.name]
 
     monkeypatch.setenv("CCOPS_BACKUP_OFFSITE", str(ccops_env / "not-mounted"))
     assert cli.main(["backup"]) == 1, "local backup good, off-site copy failed: a warning"

@@ -98,7 +98,7 @@ def test_restore_as_role_without_connect_on_postgres_really_restores(pg_cluster,
     for table, count in made.manifest["row_counts"].items():
         assert query(target, f'SELECT count(*) FROM "{table}"') == [(count,)], table
     assert "verify target" in out and "match the manifest" in out
-    assert "safety dump" in out and list((Path(os.environ["CCOPS_BACKUP_DIR"]) / "safety").glob("*.dump"))
+    assert "safety dump" in out and list((Path(os.environ["CCOPS_BACKUP_DIR"]) / "safety").glob("*.dump*"))
 
 
 def test_restore_without_any_maintenance_database_fails_clearly(pg_cluster, source_db, restorer, capsys):
@@ -205,8 +205,12 @@ def test_safety_dumps_keep_the_newest_verified_when_the_newest_is_broken(source_
 class DirFS:
     """The five fsspec calls _prune_fsspec makes, on a real directory (fsspec itself is optional)."""
 
-    def ls(self, root: str, detail: bool = False) -> list[str]:
-        return [str(p) for p in Path(root).iterdir()]
+    def ls(self, root: str, detail: bool = False) -> list:
+        paths = list(Path(root).iterdir())
+        if detail:  # fsspec's detail form: name, type and size of each entry
+            return [{"name": str(p), "type": "directory" if p.is_dir() else "file", "size": p.stat().st_size}
+                    for p in paths]
+        return [str(p) for p in paths]
 
     def open(self, path: str, mode: str = "rb"):
         return open(path, mode)
@@ -217,13 +221,16 @@ class DirFS:
     def rm(self, path: str) -> None:
         Path(path).unlink()
 
+    def rm_file(self, path: str) -> None:
+        Path(path).unlink()
+
 
 def test_offsite_object_store_prune_keeps_the_newest_verified(tmp_path):
     for day in (1, 2, 3):
         dump = tmp_path / f"contentcreator_202601{day:02}_020000.dump"
         dump.write_bytes(b"PGDMP" + b"x" * day)
         backup.manifest_path(dump).write_text(json.dumps({"size": dump.stat().st_size}))
-    deleted = _prune_fsspec(DirFS(), str(tmp_path), datetime(2027, 1, 1), 30, 0)
+    deleted, _notes = _prune_fsspec(DirFS(), str(tmp_path), datetime(2027, 1, 1), 30, 0)
     assert "contentcreator_20260103_020000.dump" not in deleted
     assert (tmp_path / "contentcreator_20260103_020000.dump").exists()
     assert "contentcreator_20260101_020000.dump" in deleted
@@ -319,7 +326,7 @@ def test_backup_against_a_bad_database_is_one_masked_line(source_db, ccops_env, 
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert secret not in proc.stderr + proc.stdout and "***" in proc.stderr
     assert "backup failed at connect" in proc.stderr
-    assert not list((ccops_env / "backups").glob("*.dump")) if (ccops_env / "backups").exists() else True
+    assert not list((ccops_env / "backups").glob("*.dump*")) if (ccops_env / "backups").exists() else True
 
 
 # ---- 8. backend none: refuse unless the operator stopped the app ------------------------------------------

@@ -38,7 +38,7 @@ def take_backup(ctx: RunContext, dry_run: bool = True, via: str = "local") -> Fi
                 else result.manifest.get("row_counts_note", "no row counts"))
         return f"{result.path.name}: {result.manifest['size']:,} bytes, {rows}, {result.duration_s:.1f} s, {result.reason}"
 
-    found = actions.guarded(ctx, "backup", f"pg_dump {ctx.settings.effective_backup_dir}/contentcreator_<now>.dump",
+    found = actions.guarded(ctx, "backup", f"pg_dump {ctx.settings.effective_backup_dir}/contentcreator_<now>.dump.zst",
                             run, dry_run, True)
     found = Findings(found + _app_copies(ctx, dry_run))
     result = taken[0] if taken else None

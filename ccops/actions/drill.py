@@ -13,9 +13,7 @@ figures the archive keeps, so the next drill can be compared with this one.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,7 +25,7 @@ import pandas as pd
 
 from ccops.core import localpg
 from ccops.core.context import RunContext, check
-from ccops.core.db import client_tool, connect, dispose_all
+from ccops.core.db import connect, dispose_all
 from ccops.core.findings import Finding, Status
 
 
@@ -79,14 +77,11 @@ def run_drill(settings: Any, as_of: datetime) -> DrillResult:
         _timed(result, "new server", lambda: cluster.start() and "PostgreSQL started on a new private cluster")
         database = fresh.manifest.get("database") or "content_creator"
         url = _timed(result, "create database", lambda: cluster.create_database(database))
-        env = {**os.environ, **cluster.libpq_env(), "PGDATABASE": database}
 
         def restore() -> str:
-            proc = subprocess.run([client_tool("pg_restore"), "--no-owner", "--exit-on-error", "-j", "2",
-                                   "-d", database, str(fresh.path)], capture_output=True, text=True, env=env, timeout=6 * 3600)
-            if proc.returncode != 0:
-                raise RuntimeError((proc.stderr.strip().splitlines() or ["pg_restore failed"])[-1])
-            return f"{Path(fresh.path).name} restored"
+            # through the backup engine, which reads every format it writes (a .dump.zst through zstd);
+            # owners are kept where the new server has the roles, else --no-owner
+            return backup.load_dump(Path(fresh.path), url, 2)
 
         _timed(result, "restore", restore)
 

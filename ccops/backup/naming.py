@@ -36,7 +36,7 @@ class NameForm:
 # of the app's scripts/backup.sh (`date +%Y%m%d_%H%M%S`). ccops' env and logs copies carry the
 # contentcreator_ prefix, so the app's own names stay distinct from them.
 NAME_FORMS = (
-    NameForm("contentcreator_", "db", ORIGIN_CCOPS, (".dump", ".sql", ".sql.gz"), True),
+    NameForm("contentcreator_", "db", ORIGIN_CCOPS, (".dump", ".dump.zst", ".sql", ".sql.gz"), True),
     NameForm("contentcreator_env_", "env", ORIGIN_CCOPS, ("",), True),
     NameForm("contentcreator_logs_", "logs", ORIGIN_CCOPS, (".tar.gz",), True),
     NameForm("db_", "db", ORIGIN_APP, (".sql", ".sql.gz"), False),
@@ -93,11 +93,16 @@ def parse_name(name: str, zone: str | None = None) -> BackupName | None:
 
 
 MANIFEST_SUFFIX = ".manifest.json"
+# what create_backup writes: a custom-format archive (pg_dump -Fc), as pg_dump compressed it (.dump),
+# or uncompressed by pg_dump and compressed by zstd on all cores (.dump.zst, issue 18)
+DUMP_SUFFIX = ".dump"
+ZSTD_DUMP_SUFFIX = ".dump.zst"
 
 
-def backup_name(moment: datetime) -> str:
-    """contentcreator_<UTC stamp>.dump: what create_backup writes (_2, _3 added within one second)."""
-    return f"{PREFIX}{moment:%Y%m%d_%H%M%S}.dump"
+def backup_name(moment: datetime, sequence: int = 1, suffix: str = DUMP_SUFFIX) -> str:
+    """contentcreator_<UTC stamp>[_<n>]<suffix>: what create_backup writes (_2, _3 added within one second)."""
+    counter = f"_{sequence}" if sequence > 1 else ""
+    return f"{PREFIX}{moment:%Y%m%d_%H%M%S}{counter}{suffix}"
 
 
 def app_copy_name(kind: str, moment: datetime) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -44,7 +45,14 @@ from ccops.backup.naming import parse_name
 from ccops.backup.sqlscan import scan_sql_file, scan_sql_lines
 from ccops.backup.store import latest_verified, safety_dir
 from ccops.backup.take import create_backup, exact_row_counts
-from ccops.backup.verify import is_custom_dump, verify_backup
+from ccops.backup.verify import (
+    ArchiveStream,
+    is_restorable_archive,
+    is_zstd,
+    run_pg_restore,
+    verify_backup,
+    zstd_tool,
+)
 from ccops.core import selfstats
 from ccops.core.amcheck import check_integrity
 from ccops.core.db import application_name, client_tool, connect, get_engine, libpq_env, libpq_url, normalize_url
@@ -346,8 +354,7 @@ def _line_roles(line: str) -> tuple[str, list[str]]:
 
 def dump_roles(path: Path) -> dict[str, set[str]]:
     """Roles a custom dump names as owners and in privileges (its schema script, which lives in the TOC)."""
-    proc = subprocess.run([client_tool("pg_restore"), "--schema-only", "-f", "-", str(path)],
-                          capture_output=True, text=True, timeout=3600)
+    proc = run_pg_restore(["--schema-only", "-f", "-"], path, read_all=False, timeout=3600)
     if proc.returncode != 0:
         raise BackupError("pg_restore cannot read the dump's schema: " + last_line(proc.stderr, "?"))
     roles: dict[str, set[str]] = {"owner": set(), "acl": set()}
@@ -382,12 +389,88 @@ def _restore_custom(path: Path, env: dict[str, str], jobs: int, usable: set[str]
     if missing_acl:
         command.append("--no-privileges")
         notes.append(f"privileges not restored (--no-privileges): role(s) {', '.join(missing_acl)} missing on the target")
+    if jobs > 1 and is_zstd(path):
+        notes += _restore_parallel_zstd(path, command, env, jobs)
+        return notes
     if jobs > 1:
         command[1:1] = ["-j", str(jobs)]
-    proc = subprocess.run(command + [str(path)], capture_output=True, text=True, env=env, timeout=6 * 3600)
+    proc = run_pg_restore(command[1:], path, read_all=True, timeout=6 * 3600, env=env)
     if proc.returncode != 0:
         raise BackupError(last_line(proc.stderr, f"pg_restore exit {proc.returncode}"))
     return notes
+
+
+SPOOL_MARGIN_BYTES = 1 << 30
+
+
+def _available_memory() -> int:
+    """MemAvailable (Linux), 0 where it cannot be read: then memory is not used for the spool."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def spool_dir(path: Path, needed: int) -> Path | None:
+    """Where a .dump.zst is decompressed for a parallel restore (pg_restore -j reads a seekable file only).
+
+    Memory (/dev/shm) when the archive takes at most a quarter of the available
+    memory, else beside the backup, else the temp dir, each only with room to
+    spare (1 GiB beyond the archive); None when none has room: one job, streamed.
+    """
+    candidates = []
+    if needed <= _available_memory() // 4:
+        candidates.append(Path("/dev/shm"))
+    candidates += [Path(path).parent, Path(tempfile.gettempdir())]
+    for candidate in candidates:
+        try:
+            if candidate.is_dir() and os.access(candidate, os.W_OK) and \
+                    shutil.disk_usage(candidate).free >= needed + SPOOL_MARGIN_BYTES:
+                return candidate
+        except OSError:
+            continue
+    return None
+
+
+def _archive_size(path: Path) -> int:
+    """The uncompressed archive's size: the manifest's (counted as it was written), else a generous guess."""
+    size = read_manifest(path).get("archive_size")
+    return int(size) if isinstance(size, int) and size > 0 else 10 * Path(path).stat().st_size
+
+
+def _restore_parallel_zstd(path: Path, command: list[str], env: dict[str, str], jobs: int) -> list[str]:
+    """zstd -d into a private temporary file (0600 in a 0700 dir, removed whatever happens), then pg_restore -j.
+
+    The decompression is part of the restore's time (and checks every frame's
+    checksum on the way). Without room for the file, the restore runs streamed,
+    with one job, and says so.
+    """
+    where = spool_dir(path, _archive_size(path))
+    if where is None:
+        proc = run_pg_restore(command[1:], path, read_all=True, timeout=6 * 3600, env=env)
+        if proc.returncode != 0:
+            raise BackupError(last_line(proc.stderr, f"pg_restore exit {proc.returncode}"))
+        return [f"one job, streamed: no room to decompress {path.name} for {jobs} parallel jobs"]
+    spool = Path(tempfile.mkdtemp(prefix=".ccops-restore-", dir=where))  # mkdtemp: 0700
+    try:
+        archive = spool / path.name.removesuffix(".zst")
+        with open(os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            unpacked = subprocess.run([zstd_tool(), "-dc", "-q", "--", str(path)], stdout=out, stderr=subprocess.PIPE,
+                                      timeout=6 * 3600)
+        if unpacked.returncode != 0:
+            error = last_line(unpacked.stderr.decode("utf-8", "replace"), f"exit {unpacked.returncode}")
+            raise BackupError(f"zstd cannot decompress {path.name} into {where}: {error}")
+        done = subprocess.run([command[0], "-j", str(jobs), *command[1:], str(archive)], capture_output=True, text=True,
+                              env=env, timeout=6 * 3600)
+        if done.returncode != 0:
+            raise BackupError(last_line(done.stderr, f"pg_restore exit {done.returncode}"))
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+    return [f"decompressed into {where} for {jobs} jobs"]
 
 
 def _stream_sql(path: Path, env: dict[str, str], usable: set[str], known: set[str]) -> list[str]:
@@ -493,7 +576,7 @@ def load_dump(path: Path, url: str, jobs: int = 1) -> str:
     path = Path(path)
     env = {**os.environ, **libpq_env(url)}
     usable, known = _target_facts(url)
-    if is_custom_dump(path):
+    if is_restorable_archive(path):
         notes = _restore_custom(path, env, jobs, usable)
         how = f" with {jobs} parallel jobs" if jobs > 1 else ""
     else:
@@ -520,19 +603,22 @@ class ExpectedCounts:
 def dump_row_counts(path: Path) -> dict[str, int]:
     """Rows per public table in the dump's data: plain SQL scanned, a custom dump through pg_restore -f -."""
     path = Path(path)
-    if not is_custom_dump(path):
+    if not is_restorable_archive(path):
         return dict(scan_sql_file(path).tables)
-    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty stderr cannot stall the stream
-        proc = subprocess.Popen([client_tool("pg_restore"), "--data-only", "-f", "-", str(path)],
-                                stdout=subprocess.PIPE, stderr=errors)
+    with tempfile.TemporaryFile() as errors, ArchiveStream(path) as archive:
+        # stderr into a file, not a pipe: a chatty stderr cannot stall the stream
+        proc = subprocess.Popen([client_tool("pg_restore"), "--data-only", "-f", "-", *archive.args],
+                                stdin=archive.stdin, stdout=subprocess.PIPE, stderr=errors)
+        archive.started()
         assert proc.stdout is not None
         with proc.stdout:
             scan = scan_sql_lines(proc.stdout)
         code = proc.wait()
         errors.seek(0)
         stderr = errors.read().decode("utf-8", "replace")
-    if code != 0:
-        raise BackupError("pg_restore cannot read the dump's data: " + last_line(stderr, f"exit {code}"))
+        failure = archive.zstd_failure(read_all=True)
+    if code != 0 or failure:
+        raise BackupError("pg_restore cannot read the dump's data: " + (failure or last_line(stderr, f"exit {code}")))
     return dict(scan.tables)
 
 
