@@ -134,6 +134,13 @@ def test_a_link_cut_mid_upload_leaves_the_run_local_and_the_next_run_uploads_it(
     assert not [k for k in keys if old_stem in k], keys
     assert {r["run_id"] for r in bucket_index(s3)} == {first["run_id"], second["run_id"]}
 
+    # the index state in the bucket is the local one: every current file, no shard the local index replaced
+    state_files = {p.relative_to(local).as_posix() for p in (local / ".index").rglob("*")
+                   if p.is_file() and not p.name.endswith((".tmp", ".lock"))}
+    assert state_files, "the incremental index keeps state beside index.json"
+    assert {k[len(PREFIX) + 1:] for k in keys if k.startswith(f"{PREFIX}/.index/")} == state_files
+    assert s3.get(f"{PREFIX}/index.json") == (local / "index.json").read_bytes()
+
     # no AWS secret anywhere: the local archive, the home's mirror state, every object in the bucket
     home = Path(os.environ["CCOPS_HOME"])
     files = [p for p in home.rglob("*") if p.is_file()]

@@ -10,7 +10,8 @@ keys:
    rule the local archive keeps;
 2. then the index files the local archive holds (index.json, index.html and
    whatever index state sits beside them, found by listing, not by name), each
-   only when it changed since it was last uploaded.
+   only when it changed since it was last uploaded; index files this mirror
+   uploaded and the local index has since removed (replaced shards) go.
 
 Every object is checked after its upload: its size, and its MD5 through the
 ETag of a single PUT (read back where there is no such ETag).
@@ -156,12 +157,22 @@ def sync(settings: Any, runs: Iterable[str] = (), deletes: Iterable[str] = (), f
             for rel in sorted(todo):
                 result.uploaded += _upload_run(store, base, local, rel)
                 todo.remove(rel)
-            for rel in _index_files(local):
+            current = _index_files(local)
+            for rel in current:
                 if _index_changed(local, rel, index_done, listing):
                     signature = _signature(local / rel)
                     _put(store, base, local, rel)
                     index_done[rel] = signature
                     result.uploaded.append(rel)
+            # index state the local index has since replaced (a shard is named by its content): uploaded by
+            # this mirror, derived from the records, so removing it deletes nothing that has no other copy
+            for rel in sorted(set(index_done) - set(current)):
+                try:
+                    store.rm_file(f"{base}/{rel}")
+                except FileNotFoundError:
+                    pass
+                del index_done[rel]
+                result.deleted.append(rel)
         except Exception as exc:  # noqa: BLE001 - any failure of the store (botocore's are not OSErrors) waits
             result.error = _scrubbed(settings, _describe(exc))
         finally:
