@@ -8,7 +8,7 @@ LAB_PORT ?= 8888
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install git-filter demo test lab bench lint clean
+.PHONY: install git-filter demo test test-airflow lab bench lint clean
 
 install: $(STAMP)
 
@@ -45,6 +45,23 @@ demo: install
 # (tests/conftest.py marks it as an xdist group).
 test: lint
 	$(BIN)/pytest -q -n 2 --dist loadgroup
+
+# The schedule on Apache Airflow (docs/airflow.md): Airflow in a virtualenv of its own, pinned, from PyPI
+# without a constraints file; its home and sqlite database in a temporary folder. tests/airflow/ exports the
+# demo's DAGs, loads them and runs `airflow dags test` against the demo. Not part of `make test`.
+AIRFLOW_VERSION := 3.3.2
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-$(AIRFLOW_VERSION)
+
+$(AIRFLOW_STAMP):
+	rm -rf $(AIRFLOW_VENV)
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install --quiet apache-airflow==$(AIRFLOW_VERSION)
+	touch $@
+
+test-airflow: install $(AIRFLOW_STAMP)
+	CCOPS_AIRFLOW_BIN="$(abspath $(AIRFLOW_VENV))/bin/airflow" $(BIN)/pytest -q tests/airflow
 
 # JupyterLab on this machine only (127.0.0.1); as root (the README's container) with --allow-root.
 # Jupyter prints the URL with its token; open it, or tunnel the port (ssh -L $(LAB_PORT):127.0.0.1:$(LAB_PORT)).
