@@ -230,3 +230,15 @@ def test_state_files_live_in_the_archive_with_its_modes(populated):
     assert files and all(p.stat().st_mode & 0o777 == 0o600 for p in files)
     assert (populated / indexstate.STATE_DIR).stat().st_mode & 0o777 == 0o700
     assert not [p for p in populated.rglob("*.tmp")], "no temporary file left behind"
+
+
+def test_every_link_of_the_front_page_and_a_month_page_opens_a_file(populated):
+    import re
+    from urllib.parse import unquote
+
+    for page in ("index.html", "index-2026-10.html"):
+        text = (populated / page).read_text()
+        hrefs = {h for h in re.findall(r"href='([^']*)'", text) if not h.startswith("#")}
+        assert hrefs, page
+        missing = [h for h in hrefs if not (populated / unquote(h)).is_file()]
+        assert not missing, (page, missing[:5])
