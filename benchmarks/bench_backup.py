@@ -2,10 +2,13 @@
 
 The guide's backup is `pg_dump content_creator | gzip > backup.sql.gz`: one
 dump, no checksum, nothing read back. `ccops backup` does more for its time
-(custom format, row counts in the dump's snapshot, sha256, a manifest, an
-fsync, `pg_restore --list`), and the figure says what that costs on the
-bench database (a few GiB). The two are run in turn (guide, ccops, guide,
-...) so neither gets a page cache the other warmed; each figure is the
+(custom format compressed by zstd on every core, row counts in the dump's
+snapshot, sha256, a manifest, an fsync, and a full read back: zstd's
+checksums and every block through pg_restore), and the figure says what that
+costs on the bench database (a few GiB). It must also compress at least as
+well: its file may be no larger than the guide's .sql.gz (both sizes and the
+database's size over each are shown). The two are run in turn (guide, ccops,
+guide, ...) so neither gets a page cache the other warmed; each figure is the
 median.
 
 Restore: `ccops restore FILE --target <scratch> --jobs N` from the backup
@@ -75,6 +78,21 @@ def _restore_step_seconds(measured: Measured) -> float | None:
     return None
 
 
+def _compression_note(sizes: dict[str, Any]) -> str:
+    """Each file's size and the database's size over it (its compression ratio), ccops' first."""
+    database, ours, guide = sizes["database_bytes"], sizes["ccops_dump_bytes"], sizes["guide_gz_bytes"]
+
+    def one(label: str, size: int | None) -> str:
+        over = f" ({database / size:.2f}x the database's size)" if database and size else ""
+        return f"{label} {size or 0:,} B{over}"
+
+    guide_label = "guide's .sql.gz"
+    sizes_text = f"{one('ccops backup', ours)} vs {one(guide_label, guide)}"
+    if ours and guide:
+        sizes_text += f": ccops' file is {ours / guide:.3f} of the guide's"
+    return sizes_text
+
+
 def _first_failed(runs: list[Measured]) -> Measured:
     return next((r for r in runs if r.returncode != 0), runs[-1])
 
@@ -111,7 +129,9 @@ def run(env: BenchEnv) -> list[Result]:
              "guide_gz_bytes": guide_out.stat().st_size if guide_out.exists() else None,
              "ccops_dump_bytes": kept.stat().st_size if kept and kept.exists() else None}
     notes = (f"database {sizes['database_bytes'] / 2**30:.2f} GiB; " if sizes["database_bytes"] else "")
-    notes += f"dump {sizes['ccops_dump_bytes'] or 0:,} B vs guide's .sql.gz {sizes['guide_gz_bytes'] or 0:,} B"
+    notes += _compression_note(sizes)
+    smaller = bool(sizes["ccops_dump_bytes"] and sizes["guide_gz_bytes"]
+                   and sizes["ccops_dump_bytes"] <= sizes["guide_gz_bytes"])
     if not backup_ok:
         notes += "; ccops backup failed: " + _fail_note(_first_failed(backup_runs))
     if not guide_ok:
@@ -119,8 +139,8 @@ def run(env: BenchEnv) -> list[Result]:
     ratio = backup_s / guide_s if guide_s else None
     results = [Result("18.3", "ccops backup (dump, counts, sha256, manifest, verify)", backup_s, "s",
                       baseline=guide_s, baseline_label="guide's pg_dump | gzip",
-                      target_text=f"ratio ≤ {MAX_BACKUP_RATIO}",
-                      met=backup_ok and guide_ok and ratio is not None and ratio <= MAX_BACKUP_RATIO,
+                      target_text=f"ratio ≤ {MAX_BACKUP_RATIO}, file no larger than the guide's",
+                      met=backup_ok and guide_ok and smaller and ratio is not None and ratio <= MAX_BACKUP_RATIO,
                       command=shell_text(backup_cmd), notes=notes,
                       runs=seconds_of(backup_runs), baseline_runs=seconds_of(guide_runs),
                       extra={**sizes, "runs": [r.seconds for r in backup_runs],
