@@ -170,8 +170,6 @@ def _backdate(local: Path, record: dict, start: str) -> str:
     return f"ok/2020/01/{old_name}"
 
 
-@pytest.mark.xfail(strict=True, reason="the runner's scrubber does not know AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN "
-                   "until ccops/core/settings.py secret_values names them (ccops.core.objectstore.CREDENTIAL_ENVS)")
 def test_a_notebook_printing_the_aws_secret_leaves_it_in_neither_copy(bucket_env, tmp_path, monkeypatch, capsys):
     s3 = bucket_env
     books = tmp_path / "books"

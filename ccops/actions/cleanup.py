@@ -215,6 +215,13 @@ def old_reports(ctx: RunContext, keep_days: int = 180, dry_run: bool = True, con
     result = apply_reviewed(ctx, "old_reports", f"delete run reports older than {keep_days} days", cleanup, dry_run, confirm)
     if any(a.done for a in cleanup.actions):
         archive.rebuild_index(ctx.settings.archive_dir)
+        if ctx.settings.archive_remote:  # the bucket keeps no more than the local copy does
+            from ccops.archive import remote
+
+            mirrored = remote.prune(ctx.settings, plan)
+            if not mirrored.ok:
+                result = Findings([*result, *ctx.record([Finding(
+                    "cleanup.old_reports", Status.WARNING, f"deleted here, not yet in the bucket: {mirrored.line()}")])])
     return result
 
 

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
+from ccops.core.objectstore import CREDENTIAL_ENVS
+
 MASK = "***"
 QUERY_TEXT_LIMIT = 200  # characters of a query text (pg_stat_statements, pg_stat_activity) a report shows
 MIN_SECRET = 4  # shorter values are not searched for: masking "abc" everywhere would hide the report
@@ -305,6 +307,7 @@ def _fallback_secrets(settings: Any) -> list[str]:
     env_names.add(getattr(settings, "database_url_env", "") or "")
     apis = getattr(settings, "apis", None)
     env_names |= {getattr(apis, "x_token_env", ""), getattr(apis, "anthropic_key_env", "")}
+    env_names |= set(CREDENTIAL_ENVS)  # a bucket's credentials, from the standard AWS environment
     try:
         channels = settings.section("alerts").get("channels") or []
     except Exception:  # noqa: BLE001

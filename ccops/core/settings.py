@@ -21,6 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ccops.core.errors import NotConfigured
+from ccops.core.objectstore import CREDENTIAL_ENVS  # the AWS secrets a bucket is reached with: scrubbed too
+from ccops.core.objectstore import is_url as names_object_store
 from ccops.core.reader import ENVIRONMENT, ConfigError, SectionReader, config_error, settings_source
 from ccops.core.reader import bound_problem as bound_problem  # the floor rule lives with the reader
 from ccops.core.reader import least_value as least_value
@@ -287,7 +289,7 @@ class Settings:
             password = urlsplit(url).password if url else None
             if password:
                 values.append(password)
-        names = set(self.secret_envs) | {self.apis.x_token_env, self.apis.anthropic_key_env}
+        names = set(self.secret_envs) | {self.apis.x_token_env, self.apis.anthropic_key_env} | set(CREDENTIAL_ENVS)
         for channel in self.section("alerts").get("channels") or []:  # webhook URLs, SMTP passwords
             if isinstance(channel, dict):
                 names |= {v for k, v in channel.items() if k.endswith("_env") and isinstance(v, str)}
@@ -687,11 +689,6 @@ def use_default_deployment(settings: Settings) -> bool:
     return True
 
 
-def is_url(value: Any) -> bool:
-    """Whether a path setting names object storage (s3://bucket/prefix, any fsspec scheme), not a local path."""
-    return isinstance(value, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value.strip()) is not None
-
-
 def same_server(url: str, other: str) -> bool:
     """Whether two database URLs name the same server (host and port); a URL that does not parse names none."""
     try:
@@ -816,7 +813,8 @@ FILE_KEYS = {
 
 def _set(target: Any, attr: str, reader: SectionReader, key: str) -> None:
     """The reader's value at `key`, typed as the dataclass field `attr` is, onto `target`."""
-    if attr == "archive_dir" and isinstance(target, Settings) and is_url(reader.get(key)):
+    if attr == "archive_dir" and isinstance(target, Settings) and isinstance(reader.get(key), str) \
+            and names_object_store(reader.get(key).strip()):
         target.archive_remote = reader.string(key).rstrip("/")
         target.archive_dir = Path(REMOTE_PLACEHOLDER)  # the local copy: <home>/archive, once the home is known
         return

@@ -125,6 +125,8 @@ class RunResult:
                          + (f" - set {keys}" if keys else ""))
         if r.get("alerts", {}).get("backdated"):
             notes.append("backdated: live alerts untouched")
+        if (r.get("mirror") or {}).get("status") == "failed":
+            notes.append("not in the bucket yet: mirror failed, pending for the next run or `ccops reports sync`")
         if notes:
             text += " [" + "; ".join(notes) + "]"
         report = self.paths.get("html")
