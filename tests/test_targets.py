@@ -217,3 +217,13 @@ def test_alerts_of_a_target_stay_in_its_state_and_name_it(fleet):
     listed = _ccops(root, "alerts", "list", "--json", "--target", "production")
     assert listed.returncode == 0, listed.stderr
     assert "daily" not in listed.stdout, "staging's open alerts are not production's"
+
+
+def test_an_archive_in_a_bucket_gives_each_target_its_own_prefix_and_local_copy(tmp_path):
+    root = _project(tmp_path, '[paths]\narchive_dir = "s3://reports/ccops/"\n'
+                              '[targets.a.database]\nurl = "postgresql://x@h1/d"\n'
+                              '[targets.b.database]\nurl = "postgresql://x@h2/d"\n')
+    a, b = _load(root, "a"), _load(root, "b")
+    assert (a.archive_remote, b.archive_remote) == ("s3://reports/ccops/targets/a", "s3://reports/ccops/targets/b")
+    assert a.archive_dir == root / ".ccops" / "targets" / "a" / "archive", "runs are written locally first"
+    assert a.archive_dir != b.archive_dir
