@@ -91,3 +91,29 @@ def test_peak_memory_is_flat_from_10_to_100_files(hundred_days: Path, workers: i
     assert hundred.split() == [str(DAYS * PER_DAY), str(DAYS * PER_DAY // 50), str(DAYS)]
     # ten times the files, ten times the bytes: the peak stays where it was
     assert hundred_kb <= ten_kb * 1.15 + 4096, (ten_kb, hundred_kb)
+
+
+def test_the_commands_peak_memory_is_flat_from_10_to_100_files(hundred_days: Path, tmp_path: Path) -> None:
+    """`ccops logs summary --json` as an operator runs it: 100 days print ten times the rows, in the same memory."""
+    import json
+    import os
+
+    zone = ZoneInfo("Europe/Amsterdam")
+    last = FIRST + timedelta(days=DAYS)
+    until = datetime.combine(last, time(0), zone).astimezone(UTC).isoformat()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCOPS_")}
+    env.update(CCOPS_LOG_DIR=str(hundred_days), CCOPS_LOGS_TIMEZONE="Europe/Amsterdam", CCOPS_BACKEND="none",
+               CCOPS_HOME=str(tmp_path / "home"))
+    peaks, totals = {}, {}
+    for days in (10, DAYS):
+        since = datetime.combine(last - timedelta(days=days), time(0), zone).astimezone(UTC).isoformat()
+        cmd = [sys.executable, "-m", "ccops.cli", "logs", "summary", "--since", since, "--until", until, "--json"]
+        out = subprocess.run([sys.executable, "-I", "-S", "-c", LAUNCHER, *cmd], capture_output=True, text=True,
+                             check=True, env=env)
+        peak, rc = out.stdout.strip().splitlines()[-1].split()
+        assert rc == "0", out.stderr
+        summary = json.loads(out.stdout[:out.stdout.rindex("}") + 1])
+        peaks[days], totals[days] = int(peak), (summary["total"], len(summary["by_hour"]))
+    assert totals == {10: (10 * PER_DAY, 10 * 24), DAYS: (DAYS * PER_DAY, DAYS * 24)}
+    # (10 days are under the fork threshold and read in this process, 100 in forked workers: either way)
+    assert peaks[DAYS] <= peaks[10] * 1.10, peaks
