@@ -227,3 +227,20 @@ def test_an_archive_in_a_bucket_gives_each_target_its_own_prefix_and_local_copy(
     assert (a.archive_remote, b.archive_remote) == ("s3://reports/ccops/targets/a", "s3://reports/ccops/targets/b")
     assert a.archive_dir == root / ".ccops" / "targets" / "a" / "archive", "runs are written locally first"
     assert a.archive_dir != b.archive_dir
+
+
+def test_the_fleet_overview_lists_every_target_unreviewed_critical_first(fleet):
+    root, _ = fleet
+    for name in ("production", "staging"):
+        assert _ccops(root, "run", "health_check", "--target", name).returncode in (0, 1, 2)
+    assert _ccops(root, "run", "daily", "--target", "staging").returncode == 2
+    overview = json.loads((root / "outputs" / "fleet.json").read_text())
+    assert overview["targets"] == ["production", "staging"]
+    rows = overview["runs"]
+    seen = {(row["target"], row["runbook"]) for row in rows}
+    assert {("production", "health_check"), ("staging", "health_check"), ("staging", "daily")} <= seen
+    assert (rows[0]["target"], rows[0]["runbook"], rows[0]["outcome"]) == ("staging", "daily", "critical"), rows[0]
+    page = (root / "outputs" / "index.html").read_text()
+    assert "production" in page and "staging" in page
+    daily = next(r for r in rows if (r["target"], r["runbook"]) == ("staging", "daily"))
+    assert daily["unreviewed"] and (root / "outputs" / daily["report"]).is_file(), daily

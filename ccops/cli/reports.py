@@ -61,9 +61,10 @@ def cmd_reports_list(args: argparse.Namespace) -> int:
 
 def cmd_reports_index(args: argparse.Namespace) -> int:
     from ccops import archive
+    from ccops.runbook.indexes import refresh_indexes
 
     settings = settings_for(args)
-    records = archive.rebuild_index(settings.archive_dir)
+    records = refresh_indexes(settings)
     where = settings.archive_dir / archive.INDEX_HTML
     if args.json:
         print_json({"runs": len(records), "index_html": str(where), "index_json": str(settings.archive_dir / archive.INDEX_JSON)})
@@ -75,13 +76,14 @@ def cmd_reports_index(args: argparse.Namespace) -> int:
 def cmd_reports_ack(args: argparse.Namespace) -> int:
     """A reviewer's acknowledgement, kept beside the run record (never in it); the index shows it."""
     from ccops import archive
+    from ccops.runbook.indexes import refresh_indexes
     from ccops.runbook.runner import user_at_host
 
     settings = settings_for(args)
     record_path = archive.resolve_record(settings.archive_dir, args.run)
     require_yes(args, f"record that {user_at_host()} reviewed {record_path.name}")
     entry = archive.acknowledge(record_path, user_at_host(), args.note or "")
-    archive.rebuild_index(settings.archive_dir)
+    refresh_indexes(settings)
     if args.json:
         print_json({"run": str(record_path), **entry})
     else:

@@ -66,6 +66,7 @@ from ccops.core.runbooks import locate
 from ccops.core.scrub import Scrubber
 from ccops.core.settings import Settings, is_secret_name
 from ccops.runbook import progress
+from ccops.runbook.indexes import refresh_indexes
 from ccops.runbook.papermill_entry import skip_slow_format_grammars
 from ccops.runbook.parameters import convert, declared_parameters, parameter_type, runbook_sections
 
@@ -461,7 +462,7 @@ def run_runbook(
                 shutil.rmtree(work, ignore_errors=True)
             if failure is None or recovered:
                 try:
-                    archive.rebuild_index(Path(settings.archive_dir), perms)
+                    refresh_indexes(settings, perms)
                 except archive.ArchiveError as exc:
                     if failure is None:
                         raise RunNotArchived(f"{name}: archived as {result.record['outcome']}, "

@@ -67,6 +67,7 @@ def archive_interactive(ctx: RunContext, notebook: Path | None) -> Any:
 
     from ccops import archive
     from ccops.runbook import runner
+    from ccops.runbook.indexes import refresh_indexes
 
     settings = ctx.settings
     name, stored = runbooks.locate(settings.effective_runbooks_dir, ctx.runbook)
@@ -85,7 +86,7 @@ def archive_interactive(ctx: RunContext, notebook: Path | None) -> Any:
                                              ended, (ended - started).total_seconds(), execution, work)
     if failure is not None:
         raise runner.RunNotArchived(f"{name}: the interactive run was not archived: {failure}")
-    archive.rebuild_index(Path(settings.archive_dir), perms)
+    refresh_indexes(settings, perms)
     return result
 
 
