@@ -85,3 +85,20 @@ def test_small_dirs_stay_in_one_process(damaged_dir: Path) -> None:
     assert parallel.worth_it(files, 2, min_bytes=0)
     assert not parallel.worth_it(files[:1], 2, min_bytes=0)
     assert not parallel.worth_it(files, 1, min_bytes=0)
+
+
+def test_a_process_with_other_threads_counts_in_process(damaged_dir: Path) -> None:
+    """A Jupyter kernel has several threads: forking there could copy a held lock into a worker that then hangs."""
+    import threading
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        assert not parallel.can_fork()
+        files = sorted(p for p in damaged_dir.iterdir() if p.is_file())
+        assert not parallel.worth_it(files, 2, min_bytes=0)
+    finally:
+        stop.set()
+        other.join()
+    assert parallel.can_fork()

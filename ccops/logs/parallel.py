@@ -24,10 +24,19 @@ _job: Callable[[Any], Any] | None = None  # the job of this worker process, set 
 
 
 def can_fork() -> bool:
-    """Whether worker processes can be forked here (Linux; not inside a daemonic worker, which may not have children)."""
-    import multiprocessing
+    """Whether worker processes can be forked here safely.
 
-    if "fork" not in multiprocessing.get_all_start_methods():
+    Linux only, not inside a daemonic worker (which may not have children), and
+    only from a process with one thread: a fork copies every lock another
+    thread may hold at that instant (logging's, the import lock, malloc's) into
+    a child that can then wait on it forever. A Jupyter kernel always runs
+    several threads (heartbeat, IOPub, control), so a runbook's log steps count
+    in-process; cron's `ccops logs summary` has one thread and uses both cores.
+    """
+    import multiprocessing
+    import threading
+
+    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
         return False
     return not multiprocessing.current_process().daemon
 
