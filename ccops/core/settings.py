@@ -594,9 +594,9 @@ def _apply_target(settings: Settings, tables: dict[str, dict[str, Any]], path: P
     elif "archive_dir" not in paths:
         settings.archive_remote = f"{settings.archive_remote.rstrip('/')}/{TARGETS_DIR}/{named}"
     database: dict[str, Any] = table["database"] if isinstance(table.get("database"), dict) else {}
-    if not database.get("url") and not database.get("url_env"):
-        _apply_target_deployment(settings)
     _apply_file(settings, table, path, prefix=f"targets.{named}.")
+    if not database.get("url") and not database.get("url_env") and _apply_target_deployment(settings):
+        _apply_file(settings, table, path, prefix=f"targets.{named}.")  # the target's own table still wins
 
 
 def fleet_archives(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, Path]:
@@ -621,17 +621,18 @@ def fleet_archives(settings: Settings, env: Mapping[str, str] | None = None) -> 
     return found
 
 
-def _apply_target_deployment(settings: Settings) -> None:
+def _apply_target_deployment(settings: Settings) -> bool:
     """A target that names no database takes the one its home's deployment file names (`ccops demo up --target`)."""
     file = settings.default_deployment_file
     if not file.is_file():
-        return
+        return False
     data = _read_toml(file)
     paths = data.get("paths")
     if isinstance(paths, dict) and "home" in paths:
         raise config_error(str(file), "paths.home", "cannot be set in the home's own deployment file")
     settings.deployment_file = file
     _apply_file(settings, data, file)
+    return True
 
 
 def _split_remote_archive(settings: Settings) -> None:
