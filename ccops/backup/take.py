@@ -3,8 +3,9 @@
 pg_dump writes custom format, uncompressed, and zstd compresses it on every
 core into <name>.dump.zst (issue 18: pg_dump's own gzip runs on one core and
 was the whole backup's floor; zstd -1 -T0 wrote a smaller file than the
-guide's `pg_dump | gzip` in a fraction of its time). Without the zstd CLI, or
-with compression 0, pg_dump compresses (or not) as before into <name>.dump.
+guide's `pg_dump | gzip` in a fraction of its time: ZSTD_PARAMETERS). Without
+the zstd CLI, or with compression 0, pg_dump compresses (or not) as before into
+<name>.dump, at backup.compression's gzip level.
 The file is fsynced and renamed only after pg_dump and zstd exit 0, so a killed
 dump never looks finished; the backup dir's lock is held for the whole dump, so
 a prune running at the same time cannot take the growing partial file for a
@@ -55,14 +56,12 @@ from ccops.core.settings import Settings, mask_url
 BACKUP_LOCK_WAIT_S = 10.0
 DUMP_TIMEOUT_S = 6 * 3600
 
-# backup.compression (0-9, gzip's scale) -> the zstd level used for it. 1-6 (6 is the default): zstd -1,
-# which on the bench database (3.3 GiB, python -m benchmarks --only backup) wrote 443 MB against gzip -6's
-# 458 MB and zstd -3's 482 MB, at ~330 MB/s per core; 7-9 ask for more at more cost.
-ZSTD_LEVELS = {7: 3, 8: 6, 9: 9}
-
-
-def zstd_level(compression: int) -> int:
-    return ZSTD_LEVELS.get(int(compression), 1)
+# zstd's parameters for a backup (zstd --zstd=..., on all cores with -T0): a quick lazy2 search (strategy 5)
+# over a 512 KiB window, matches of 7+ bytes. On the bench database (3.3 GiB, 21M rows; python -m
+# benchmarks --only backup) it wrote 399 MB against the guide's gzip -6 at 434 MB, where zstd -1 wrote 443 MB
+# (pg_dump -Fc -Z0 frames every row with a 5-byte length, which costs a fast level its lead) and -3 482 MB;
+# it costs ~100 MB/s of input per core, ~5x zstd -1, well within the dump's own pace on two cores.
+ZSTD_PARAMETERS = "strategy=5,windowLog=19,hashLog=15,chainLog=15,searchLog=1,minMatch=7"
 
 
 def compressor_for(level: int, via: str) -> str:
@@ -160,8 +159,8 @@ def _relay(source: int, sink: int) -> int:
         total += moved
 
 
-def _pg_dump_zstd(command: list[str], env: dict[str, str], partial: Path, level: int) -> int:
-    """`pg_dump -Fc -Z0 ... | zstd -<level> -T0 > partial`; the archive's uncompressed size.
+def _pg_dump_zstd(command: list[str], env: dict[str, str], partial: Path) -> int:
+    """`pg_dump -Fc -Z0 ... | zstd -T0 --zstd=ZSTD_PARAMETERS > partial`; the archive's uncompressed size.
 
     zstd writes to a descriptor opened 0600 here (never a file it creates itself).
     Both must exit 0; either failing (a killed pg_dump, a full disk) is a BackupError.
@@ -172,7 +171,7 @@ def _pg_dump_zstd(command: list[str], env: dict[str, str], partial: Path, level:
         dump = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=dump_errors, env=env)
         assert dump.stdout is not None
         try:
-            zstd = subprocess.Popen([zstd_tool(), "-q", f"-{level}", "-T0", "-c"], stdin=subprocess.PIPE,
+            zstd = subprocess.Popen([zstd_tool(), "-q", "-T0", f"--zstd={ZSTD_PARAMETERS}", "-c"], stdin=subprocess.PIPE,
                                     stdout=out, stderr=zstd_errors)
         except BaseException:
             dump.kill()
@@ -235,8 +234,8 @@ def _dump_in_snapshot(url: str, partial: Path, level: int, compressor: str) -> d
         with stage("backup", "pg_dump", url):
             if compressor == "zstd":
                 command = [client_tool("pg_dump"), "-Fc", "-Z0", f"--snapshot={snapshot}"]
-                extra["archive_size"] = _pg_dump_zstd(command, env, partial, zstd_level(level))
-                extra["compressor"] = f"zstd -{zstd_level(level)} -T0"
+                extra["archive_size"] = _pg_dump_zstd(command, env, partial)
+                extra["compressor"] = f"zstd -T0 --zstd={ZSTD_PARAMETERS}"
             else:
                 private_file(partial)
                 command = [client_tool("pg_dump"), "-Fc", f"-Z{int(level)}", f"--snapshot={snapshot}",

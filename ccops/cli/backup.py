@@ -23,8 +23,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("backup", help="take a verified backup (pg_dump custom format + manifest)")
     p.add_argument("--compression", type=int, default=None, choices=range(10), metavar="0-9",
-                   help="compression 0-9 (0: none; 1-6: zstd -1 on all cores, 7-9: zstd -3/-6/-9; "
-                        "pg_dump's own gzip level where zstd is not installed or with --via compose)")
+                   help="0: no compression; 1-9: zstd on all cores (.dump.zst), or pg_dump's own gzip at "
+                        "that level where zstd is not installed or with --via compose (.dump)")
     p.add_argument("--via", choices=("local", "compose"), default="local",
                    help="local pg_dump against the URL (default), or `docker compose exec -T db pg_dump`")
     p.add_argument("--no-offsite", action="store_true", help="skip the off-site copy even if backup.offsite is set")
