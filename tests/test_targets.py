@@ -244,3 +244,13 @@ def test_the_fleet_overview_lists_every_target_unreviewed_critical_first(fleet):
     assert "production" in page and "staging" in page
     daily = next(r for r in rows if (r["target"], r["runbook"]) == ("staging", "daily"))
     assert daily["unreviewed"] and (root / "outputs" / daily["report"]).is_file(), daily
+
+
+def test_a_target_naming_its_own_home_takes_the_deployment_file_there(tmp_path):
+    home = tmp_path / "elsewhere"
+    home.mkdir()
+    (home / "deployment.toml").write_text('[database]\nurl = "postgresql://x@h9:5432/d"\n[paths]\nlog_dir = "/from/file"\n')
+    root = _project(tmp_path, f'[targets.a.paths]\nhome = "{home}"\nlog_dir = "/from/target"\n')
+    a = _load(root, "a")
+    assert a.home == home and a.database_url == "postgresql://x@h9:5432/d"
+    assert str(a.log_dir) == "/from/target", "the target's own table wins over its home's file"
