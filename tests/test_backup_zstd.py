@@ -13,6 +13,8 @@ import pytest
 
 from ccops import backup
 from ccops.backup import restore as restore_module
+from ccops.backup.verify import run_pg_restore
+from ccops.core.db import libpq_env
 from ccops.core.settings import load_settings
 from tests.test_backup import query
 
@@ -94,6 +96,14 @@ def test_damaged_zstd_backups_fail_verification_and_are_never_restored(small_db,
     made.path.write_bytes(body[: len(body) * 2 // 3])  # cut short: zstd reaches no end
     assert not backup.verify_backup(made.path).ok
     assert query(target, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)], "untouched"
+
+
+def test_a_failing_pg_restore_keeps_its_own_reason_not_zstds_broken_pipe(small_db):
+    made = backup.create_backup(load_settings())
+    proc = run_pg_restore(["-d", "no_such_database_here"], made.path, read_all=True, timeout=60,
+                          env={**os.environ, **libpq_env(small_db)})
+    assert proc.returncode != 0
+    assert "no_such_database_here" in proc.stderr.strip().splitlines()[-1] and "zstd" not in proc.stderr
 
 
 def test_backups_in_the_old_format_still_verify_and_restore(small_db, make_database, monkeypatch, tmp_path):

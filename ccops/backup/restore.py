@@ -616,7 +616,7 @@ def dump_row_counts(path: Path) -> dict[str, int]:
         code = proc.wait()
         errors.seek(0)
         stderr = errors.read().decode("utf-8", "replace")
-        failure = archive.zstd_failure(read_all=True)
+        failure = archive.zstd_failure(read_all=code == 0)
     if code != 0 or failure:
         raise BackupError("pg_restore cannot read the dump's data: " + (failure or last_line(stderr, f"exit {code}")))
     return dict(scan.tables)

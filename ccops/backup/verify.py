@@ -197,8 +197,10 @@ def run_pg_restore(options: list[str], path: Path, *, read_all: bool, timeout: f
             proc.kill()
             proc.communicate()
             raise
-        failure = archive.zstd_failure(read_all or proc.returncode != 0)
-    if failure and (read_all or proc.returncode != 0):
+        # pg_restore stopping (done with the TOC, or failed) breaks zstd's pipe: that is no zstd failure, and
+        # pg_restore's own error stays the reason; a damaged frame is zstd's to name
+        failure = archive.zstd_failure(read_all and proc.returncode == 0)
+    if failure:
         return subprocess.CompletedProcess(proc.args, proc.returncode or 1, out, f"{err}\n{failure}")
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
