@@ -8,6 +8,7 @@ as the embedded default is.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -137,6 +138,25 @@ def demo_env(demo_home, ccops_env: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
 
 
 SHARED_SCOPES = ("module", "class", "package")
+# Every test on the session demo runs on one worker: the demo (a cluster, 30 days of data, the app
+# process, its logs) is then built once per `make test` instead of once per worker, and the tests
+# that change it for a moment (pausing the app, alert state) never overlap another demo test.
+DEMO_GROUP = "session-demo"
+DEMO_FIXTURE = "demo_home"
+# How long the longer tests take (tests/durations.json: node id -> seconds, every test of 2 s or more
+# in a whole `make test` on the shared 2-core machine, setup included); any other test counts as
+# DEFAULT_SECONDS. Only the order of the queue comes from these figures: longest first, so neither
+# core is left with a long test at the end. A stale or missing figure costs some balance at the end
+# of the run, never a result.
+DURATIONS_FILE = Path(__file__).with_name("durations.json")
+DEFAULT_SECONDS = 0.5
+
+
+def _expected_durations() -> dict[str, float]:
+    try:
+        return {str(k): float(v) for k, v in json.loads(DURATIONS_FILE.read_text(encoding="utf-8")).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def _shares_a_fixture(item: pytest.Item) -> bool:
@@ -147,6 +167,28 @@ def _shares_a_fixture(item: pytest.Item) -> bool:
     return any(defs and defs[-1].scope in SHARED_SCOPES for defs in info.name2fixturedefs.values())
 
 
+def _uses_the_demo(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and DEMO_FIXTURE in info.name2fixturedefs
+
+
+def expected_seconds(item: pytest.Item, durations: dict[str, float]) -> float:
+    """The test's figure in tests/durations.json, by node id (without an xdist group suffix)."""
+    return durations.get(item.nodeid.split("@", 1)[0], DEFAULT_SECONDS)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the queue in the order pytest_collection_modifyitems makes (longest first).
+
+    Without this, xdist's loadgroup scheduler re-sorts the work by the number of tests per
+    group, which puts a group of twenty 0.1 s tests before a lone 100 s one.
+    """
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+    if getattr(config.option, "loadgroup", False):  # set on xdist's workers under --dist loadgroup
+        config.pluginmanager.register(GroupIds(), "ccops-group-ids")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Spread the suite over both cores test by test (`make test` runs `--dist loadgroup`).
@@ -154,11 +196,59 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     Whole files on one worker (`--dist loadfile`) left one core idle for minutes while the
     other finished the backup tests. Now a file whose tests share a module- or class-scoped
     fixture (a demo built once, one runbook run read by several tests) stays on one worker
-    as an xdist group, so that fixture is still set up once; every other test goes to
-    whichever worker is free. Tests marked `slow` are queued first so neither core is
-    left with a long one at the end.
+    as an xdist group, so that fixture is still set up once; every test on the session demo
+    goes to one worker (DEMO_GROUP), and that file group with it when one of its tests is on
+    the demo; every other test goes to whichever worker is free. The queue is ordered longest
+    first (a group counts as the sum of its tests, marked `slow` as at least 20 s), so the
+    last tests to start are short ones and both cores finish together.
     """
-    for item in items:
+    groups: dict[int, str] = {}
+    for index, item in enumerate(items):
         if _shares_a_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+            groups[index] = item.nodeid.split("::", 1)[0]
+    demo_files = {groups[i] for i, item in enumerate(items) if i in groups and _uses_the_demo(item)}
+    for index, item in enumerate(items):
+        if _uses_the_demo(item) or groups.get(index) in demo_files:
+            groups[index] = DEMO_GROUP
+        if index in groups:
+            item.add_marker(pytest.mark.xdist_group(groups[index]))
+
+    durations = _expected_durations()
+
+    def seconds(item: pytest.Item) -> float:
+        floor = 20.0 if item.get_closest_marker("slow") is not None else 0.0
+        return max(expected_seconds(item, durations), floor)
+
+    units: dict[str, list[int]] = {}
+    for index in range(len(items)):
+        units.setdefault(groups.get(index, f"item {index}"), []).append(index)
+    cost = {unit: sum(seconds(items[i]) for i in members) for unit, members in units.items()}
+    order = sorted(units, key=lambda unit: -cost[unit])  # stable: equal costs keep the collection order
+    items[:] = [items[i] for unit in order for i in units[unit]]
+
+
+class GroupIds:
+    """xdist's loadgroup reads an item's group from a `@group` suffix of its node id.
+
+    xdist 3.8 appends it by assigning `item._nodeid`, which pytest 9.2 no longer reads (its node
+    ids are structured: pytest-dev/pytest-xdist#1386), so every group was silently ignored: the
+    tests of a module-scoped fixture ran on both workers, each building it. This runs after
+    xdist's own hook and appends the suffix where it is missing, the way xdist means it to be.
+    """
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if not getattr(config.option, "loadgroup", False):
+            return
+        for item in items:
+            names = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                            for mark in item.iter_markers("xdist_group")})
+            suffix = "@" + "_".join(names)
+            if not names or item.nodeid.endswith(suffix):
+                continue
+            if hasattr(item, "_id"):
+                from _pytest.nodeid import NodeId
+
+                item._id = NodeId.parse(item.nodeid + suffix)
+            else:  # an older pytest, should xdist not have done it
+                setattr(item, "_nodeid", item.nodeid + suffix)  # noqa: B010 - the attribute xdist writes
