@@ -15,7 +15,10 @@ Restore: `ccops restore FILE --target <scratch> --jobs N` from the backup
 just taken, with one job against as many jobs as the machine has cores
 (at least 2). The whole command is timed (verification, scratch database,
 row-count check against the manifest, swap, health check), and the
-pg_restore step alone is reported from its own step timing.
+pg_restore step alone is reported from its own step timing. One job reads
+the .dump.zst through zstd's stream; N jobs first decompress it into a
+temporary file (pg_restore -j reads only a seekable archive), and that time
+is counted in theirs.
 """
 
 from __future__ import annotations
