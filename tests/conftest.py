@@ -11,12 +11,20 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 from ccops.core import db, localpg, schema
+
+# As ccops' runner does (ccops.runbook.papermill_entry): nbformat's jsonschema would import
+# rfc3987_syntax, which compiles dozens of grammars (about 1 s per process) for a URI format the
+# notebook schema never uses. Each worker imports nbformat while collecting; the main pytest
+# process no longer loads the nbval plugin (pyproject: -p no:nbval; tests/test_nbval.py starts
+# its own pytest with nbval).
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 REPO = Path(__file__).resolve().parent.parent
 PRODUCTION_SCHEMA = Path(
