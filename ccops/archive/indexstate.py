@@ -36,6 +36,7 @@ the two leaves the old, consistent state.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -43,6 +44,7 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -201,26 +203,50 @@ def _latest_brief(s: dict[str, Any]) -> dict[str, Any]:
             "worst": s.get("worst") or []}
 
 
-def folder_entry(shard: str, digest: str, size: int, runs: list[Run], before: dict[str, str | None]) -> dict[str, Any]:
-    """The manifest's entry of a folder: enough for the front page and the fleet without opening the shard."""
+def runbook_books(runs: list[Run], before: dict[str, str | None]) -> dict[str, dict[str, Any]]:
+    """Per runbook in a folder (runs newest first): its count, first and last run, latest completed run
+    (what the next folder's first completed run is compared with) and the brief of its latest run."""
+    books: dict[str, dict[str, Any]] = {}
+    latest: dict[str, dict[str, Any]] = {}
+    for run in reversed(runs):  # oldest first: the last seen of each runbook is its latest
+        s = run.summary
+        name = str(s.get("runbook"))
+        book = books.get(name)
+        if book is None:
+            book = books[name] = {"runs": 0, "first": list(run_order(s)), "completed": None,
+                                  "before": before.get(name)}
+        book["runs"] += 1
+        latest[name] = s
+        if s.get("outcome") in COMPLETED:
+            book["completed"] = [s.get("start"), s.get("run_id"), run.statuses]
+    for name, s in latest.items():
+        books[name]["last"] = list(run_order(s))
+        books[name]["latest"] = _latest_brief(s)
+    return books
+
+
+def folder_entry(shard: str, digest: str, size: int, runs: list[Run], before: dict[str, str | None],
+                 books: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The manifest's entry of a folder: enough for the front page and the fleet without opening the shard.
+
+    `books`: the folder's runbook_books when the caller has them already (their
+    `before` is set here), so a full rebuild reads each folder's runs once for them.
+    """
     outcomes: dict[str, int] = {}
     months: dict[str, int] = {}
-    books: dict[str, dict[str, Any]] = {}
     unreviewed = 0
-    for run in reversed(runs):  # oldest first: the last seen of each runbook is its latest
+    for run in runs:
         s = run.summary
         outcome = str(s.get("outcome") or "")
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        months[month_of(s)] = months.get(month_of(s), 0) + 1
+        month = month_of(s)
+        months[month] = months.get(month, 0) + 1
         unreviewed += is_unreviewed_critical(s)
-        name = str(s.get("runbook"))
-        book = books.setdefault(name, {"runs": 0, "first": list(run_order(s)), "completed": None,
-                                       "before": before.get(name)})
-        book["runs"] += 1
-        book["last"] = list(run_order(s))
-        book["latest"] = _latest_brief(s)
-        if s.get("outcome") in COMPLETED:
-            book["completed"] = [s.get("start"), s.get("run_id"), run.statuses]
+    if books is None:
+        books = runbook_books(runs, before)
+    else:
+        for name, book in books.items():
+            book["before"] = before.get(name)
     return {"shard": shard, "sha256": digest, "bytes": size, "runs": len(runs),
             "first": list(run_order(runs[-1].summary)), "last": list(run_order(runs[0].summary)),
             "outcomes": outcomes, "months": months, "unreviewed": unreviewed, "runbooks": books,
@@ -393,20 +419,39 @@ def update(root: Path, perms: Permissions, full: bool = False, generated: dateti
     """
     reason = ""
     manifest = None
-    if not full:
+    with _no_cyclic_gc():
+        if not full:
+            try:
+                manifest = load_manifest(root)
+                if manifest is not None:
+                    check_shard_files(root, manifest)
+                    return _update(root, perms, manifest, "", generated)
+            except StateError as exc:
+                reason = str(exc)
         try:
-            manifest = load_manifest(root)
-            if manifest is not None:
-                check_shard_files(root, manifest)
-                return _update(root, perms, manifest, "", generated)
-        except StateError as exc:
-            reason = str(exc)
+            return _update(root, perms, None, reason or ("full rebuild requested" if full else ""), generated)
+        finally:
+            if reason:
+                print(f"ccops: warning: archive index state not trusted: {reason}; rebuilt it from the run records",
+                      file=sys.stderr)
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """The cyclic garbage collector off while the index is built, back on (if it was) afterwards.
+
+    Why: a full rebuild makes a few million dicts, lists and strings that all
+    stay alive until it ends, so each collection the allocations trigger walks
+    them all again for nothing: 13% of a rebuild's CPU at 10,000 runs. They hold
+    no reference cycles; whatever is garbage is freed by reference counting.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        return _update(root, perms, None, reason or ("full rebuild requested" if full else ""), generated)
+        yield
     finally:
-        if reason:
-            print(f"ccops: warning: archive index state not trusted: {reason}; rebuilt it from the run records",
-                  file=sys.stderr)
+        if enabled:
+            gc.enable()
 
 
 def _update(root: Path, perms: Permissions, manifest: dict[str, Any] | None, reason: str,
@@ -436,8 +481,9 @@ def _update(root: Path, perms: Permissions, manifest: dict[str, Any] | None, rea
 
     # the runbook chains: a folder's first completed run is compared with the previous folder's last
     infos: dict[str, dict[str, dict[str, Any]]] = {rel: e["runbooks"] for rel, e in folders.items() if rel not in dirty}
+    fresh = set(dirty)  # folders read again; those the chains make dirty below keep their shard's runs
     for rel, runs in dirty.items():
-        infos[rel] = folder_entry("", "", 0, runs, {})["runbooks"]
+        infos[rel] = runbook_books(runs, {})
     chains: dict[str, list[tuple[list[str], str]]] = {}
     for rel, books in infos.items():
         for name, book in books.items():
@@ -466,7 +512,7 @@ def _update(root: Path, perms: Permissions, manifest: dict[str, Any] | None, rea
         digest = hashlib.sha256(data).hexdigest()
         name = shard_name(rel, digest)
         before = {book: held[1] for book, held in befores.get(rel, {}).items()}
-        folders[rel] = folder_entry(name, digest, len(data), runs, before)
+        folders[rel] = folder_entry(name, digest, len(data), runs, before, infos[rel] if rel in fresh else None)
         months_touched |= set(folders[rel]["months"])
         loaded.runs[rel] = runs
         loaded.folders[rel] = folders[rel]

@@ -142,6 +142,8 @@ def check_statuses(findings: Any) -> dict[str, str]:
 def compare_statuses(before: dict[str, str], after: dict[str, str]) -> dict[str, list[dict[str, str]]]:
     """Problems new, resolved, worse and better between two runs of a runbook (OK/INFO are not problems)."""
     changes: dict[str, list[dict[str, str]]] = {"new": [], "resolved": [], "worse": [], "better": []}
+    if before == after:  # the common case (an hourly check like the one before): nothing moved
+        return changes
     for check in sorted(set(before) | set(after)):
         old, new = before.get(check, "OK"), after.get(check, "OK")
         a, b = severity_rank(old), severity_rank(new)

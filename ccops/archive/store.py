@@ -137,18 +137,22 @@ def write_files(items: list[tuple[Path, str]], perms: Permissions | None = None,
     placed: list[Path] = []
     current = items[0][0] if items else Path(".")
     try:
+        folders: set[Path] = set()
         for path, _ in items:
             current = Path(path)
-            created += make_dirs(current.parent, perms, top)
+            if current.parent not in folders:  # a shard per folder of the archive share one folder
+                folders.add(current.parent)
+                created += make_dirs(current.parent, perms, top)
         for path, text in items:
             current = Path(path)
             temps.append((_write_temp(current, text, perms), current))
+        current = temps[0][1] if temps else current
+        fsync_all([tmp for tmp, _ in temps])  # every file's data on disk before any rename makes it current
         for tmp, path in temps:
             current = path
             os.replace(tmp, path)
             placed.append(path)
-        for folder in {path.parent for _, path in temps}:
-            fs.fsync_dir(folder)
+        _in_parallel(fs.fsync_dir, list(dict.fromkeys(path.parent for _, path in temps)))
     except BaseException as exc:
         for tmp, _ in temps:
             tmp.unlink(missing_ok=True)
@@ -165,7 +169,43 @@ def write_files(items: list[tuple[Path, str]], perms: Permissions | None = None,
 
 
 def _write_temp(path: Path, text: str, perms: Permissions) -> Path:
-    return fs.write_temp(path, text, perms.file_mode, gid=perms.gid)
+    """The file written but not yet fsynced: write_files fsyncs all of a set's files together."""
+    return fs.write_temp(path, text, perms.file_mode, gid=perms.gid, durable=False)
+
+
+FSYNC_THREADS = 16
+
+
+def fsync_all(paths: list[Path]) -> None:
+    """fsync every file, several at once: the filesystem commits concurrent fsyncs together.
+
+    Why: a full index rebuild writes a shard per folder and a page per month, 70
+    files at 10,000 runs; fsynced one after the other, each waits for its own
+    journal commit (0.2-0.6 s in all), fsynced from threads they share a few.
+    OSError (EIO, ENOSPC on write-back) is raised as from os.fsync.
+    """
+    _in_parallel(_fsync_file, paths)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _in_parallel(fn: Any, paths: list[Path]) -> None:
+    """fn(path) for each path, from threads when there are several (fsync releases the GIL); the first error raised."""
+    if len(paths) <= 1:
+        for path in paths:
+            fn(path)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(FSYNC_THREADS, len(paths)), thread_name_prefix="ccops-fsync") as pool:
+        for _ in pool.map(fn, paths):
+            pass
 
 
 def write_atomic(path: Path, text: str, perms: Permissions | None = None) -> None:
