@@ -14,7 +14,7 @@ import pytest
 from ccops import backup
 from ccops.backup import restore as restore_module
 from ccops.backup.verify import run_pg_restore
-from ccops.core.db import libpq_env
+from ccops.core.db import client_tool, libpq_env
 from ccops.core.settings import load_settings
 from tests.test_backup import query
 
@@ -61,7 +61,6 @@ def test_zstd_backup_is_read_to_its_end_and_restores_streamed_and_in_parallel(sm
     assert "zstd checksums, pg_restore full read" in made.reason, "a fresh backup is read to its end"
     assert oct(made.path.stat().st_mode)[-3:] == "600"
 
-    monkeypatch.setattr(restore_module, "_available_memory", lambda: 0)  # the spool goes beside the backup
     for jobs in (1, 2):
         target = new_target(settings, f"zst_{jobs}")
         result = backup.restore_backup(settings, made.path, target, confirm=True, stop_app=False, run_health=False,
@@ -70,11 +69,34 @@ def test_zstd_backup_is_read_to_its_end_and_restores_streamed_and_in_parallel(sm
         assert query(target, "SELECT count(*), sum(g) FROM noise") == [(150000, 150000 * 150001 // 2)]
         assert query(target, "SELECT count(*) FROM other") == [(40000,)]
         detail = restore_detail(result)
-        if jobs == 2:
-            assert f"decompressed into {made.path.parent} for 2 jobs" in detail and "2 parallel jobs" in detail
-        else:
-            assert "decompressed" not in detail, "one job reads zstd's stream: nothing written to disk"
-    left = [p.name for p in made.path.parent.iterdir() if p.name.startswith(".ccops-restore-")]
+        assert "decompressed into" not in detail and "with 2 parallel jobs" not in detail, "zstd's stream, one job"
+        if jobs == 2:  # pg_dump wrote into a pipe: no data offsets, with which -j 2 was slower than one job
+            assert "one job, streamed: the dump was written through a pipe" in detail
+    assert made.manifest["data_offsets"] is False
+
+
+def hand_made_zst(url: str, directory: Path) -> Path:
+    """`pg_dump -Fc -Z0 -f x.dump && zstd x.dump` by hand: a .dump.zst with its data offsets, no manifest."""
+    raw = directory / "contentcreator_20261120_020000.dump"
+    subprocess.run([client_tool("pg_dump"), "-Fc", "-Z0", "-f", str(raw)], env={**os.environ, **libpq_env(url)},
+                   check=True)
+    subprocess.run(["zstd", "-q", "--rm", str(raw)], check=True)
+    return raw.with_name(raw.name + ".zst")
+
+
+def test_a_zst_archive_with_data_offsets_restores_in_parallel_through_a_removed_copy(small_db, ccops_env,
+                                                                                      monkeypatch):
+    settings = load_settings()
+    made = hand_made_zst(small_db, ccops_env)
+    assert backup.verify_backup(made).ok, "without a manifest: read to its end"
+    monkeypatch.setattr(restore_module, "_available_memory", lambda: 0)  # the copy goes beside the backup
+    target = new_target(settings, "parallel")
+    result = backup.restore_backup(settings, made, target, confirm=True, stop_app=False, run_health=False, jobs=2)
+    assert result.ok, result.summary()
+    detail = restore_detail(result)
+    assert f"decompressed into {made.parent} for 2 jobs" in detail and "with 2 parallel jobs" in detail
+    assert query(target, "SELECT count(*), sum(g) FROM noise") == [(150000, 150000 * 150001 // 2)]
+    left = [p.name for p in made.parent.iterdir() if p.name.startswith(".ccops-restore-")]
     assert left == [], "the decompressed copy (every row of the database) is removed"
 
 
@@ -128,13 +150,12 @@ def test_backups_in_the_old_format_still_verify_and_restore(small_db, make_datab
     assert backup.latest_verified(settings.effective_backup_dir).path == old.path
 
 
-def test_no_room_to_decompress_restores_with_one_streamed_job(small_db, make_database, monkeypatch):
+def test_no_room_to_decompress_restores_with_one_streamed_job(small_db, ccops_env, monkeypatch):
     settings = load_settings()
-    made = backup.create_backup(settings)
+    made = hand_made_zst(small_db, ccops_env)
     monkeypatch.setattr(restore_module, "SPOOL_MARGIN_BYTES", 1 << 62)  # no disk has that much room
     target = new_target(settings, "streamed")
-    result = backup.restore_backup(settings, made.path, target, confirm=True, stop_app=False, run_health=False,
-                                   jobs=2)
+    result = backup.restore_backup(settings, made, target, confirm=True, stop_app=False, run_health=False, jobs=2)
     assert result.ok, result.summary()
     assert "one job, streamed: no room to decompress" in restore_detail(result)
     assert query(target, "SELECT count(*) FROM other") == [(40000,)]

@@ -374,7 +374,8 @@ def _target_facts(url: str) -> tuple[set[str], set[str]]:
     return usable, known
 
 
-def _restore_custom(path: Path, env: dict[str, str], jobs: int, usable: set[str]) -> list[str]:
+def _restore_custom(path: Path, env: dict[str, str], jobs: int, usable: set[str]) -> tuple[list[str], int]:
+    """pg_restore into env's database; (what it had to leave out or change, the jobs it ran)."""
     roles = dump_roles(path)
     notes = []
     command = [client_tool("pg_restore"), "--exit-on-error", "-d", env["PGDATABASE"]]
@@ -389,15 +390,20 @@ def _restore_custom(path: Path, env: dict[str, str], jobs: int, usable: set[str]
     if missing_acl:
         command.append("--no-privileges")
         notes.append(f"privileges not restored (--no-privileges): role(s) {', '.join(missing_acl)} missing on the target")
+    if jobs > 1 and is_zstd(path) and read_manifest(path).get("data_offsets") is False:
+        # measured on the bench database: pg_restore -j 2 of such an archive took longer than one job
+        jobs = 1
+        notes.append("one job, streamed: the dump was written through a pipe, without the data offsets "
+                     "parallel jobs need")
     if jobs > 1 and is_zstd(path):
-        notes += _restore_parallel_zstd(path, command, env, jobs)
-        return notes
+        done = _restore_parallel_zstd(path, command, env, jobs)
+        return notes + [done], (1 if done.startswith("one job") else jobs)
     if jobs > 1:
         command[1:1] = ["-j", str(jobs)]
     proc = run_pg_restore(command[1:], path, read_all=True, timeout=6 * 3600, env=env)
     if proc.returncode != 0:
         raise BackupError(last_line(proc.stderr, f"pg_restore exit {proc.returncode}"))
-    return notes
+    return notes, jobs
 
 
 SPOOL_MARGIN_BYTES = 1 << 30
@@ -442,7 +448,7 @@ def _archive_size(path: Path) -> int:
     return int(size) if isinstance(size, int) and size > 0 else 10 * Path(path).stat().st_size
 
 
-def _restore_parallel_zstd(path: Path, command: list[str], env: dict[str, str], jobs: int) -> list[str]:
+def _restore_parallel_zstd(path: Path, command: list[str], env: dict[str, str], jobs: int) -> str:
     """zstd -d into a private temporary file (0600 in a 0700 dir, removed whatever happens), then pg_restore -j.
 
     The decompression is part of the restore's time (and checks every frame's
@@ -454,7 +460,7 @@ def _restore_parallel_zstd(path: Path, command: list[str], env: dict[str, str], 
         proc = run_pg_restore(command[1:], path, read_all=True, timeout=6 * 3600, env=env)
         if proc.returncode != 0:
             raise BackupError(last_line(proc.stderr, f"pg_restore exit {proc.returncode}"))
-        return [f"one job, streamed: no room to decompress {path.name} for {jobs} parallel jobs"]
+        return f"one job, streamed: no room to decompress {path.name} for {jobs} parallel jobs"
     spool = Path(tempfile.mkdtemp(prefix=".ccops-restore-", dir=where))  # mkdtemp: 0700
     try:
         archive = spool / path.name.removesuffix(".zst")
@@ -470,7 +476,7 @@ def _restore_parallel_zstd(path: Path, command: list[str], env: dict[str, str], 
             raise BackupError(last_line(done.stderr, f"pg_restore exit {done.returncode}"))
     finally:
         shutil.rmtree(spool, ignore_errors=True)
-    return [f"decompressed into {where} for {jobs} jobs"]
+    return f"decompressed into {where} for {jobs} jobs"
 
 
 def _stream_sql(path: Path, env: dict[str, str], usable: set[str], known: set[str]) -> list[str]:
@@ -577,8 +583,8 @@ def load_dump(path: Path, url: str, jobs: int = 1) -> str:
     env = {**os.environ, **libpq_env(url)}
     usable, known = _target_facts(url)
     if is_restorable_archive(path):
-        notes = _restore_custom(path, env, jobs, usable)
-        how = f" with {jobs} parallel jobs" if jobs > 1 else ""
+        notes, used = _restore_custom(path, env, jobs, usable)
+        how = f" with {used} parallel jobs" if used > 1 else ""
     else:
         notes = _stream_sql(path, env, usable, known)
         how = ""

@@ -236,6 +236,9 @@ def _dump_in_snapshot(url: str, partial: Path, level: int, compressor: str) -> d
                 command = [client_tool("pg_dump"), "-Fc", "-Z0", f"--snapshot={snapshot}"]
                 extra["archive_size"] = _pg_dump_zstd(command, env, partial)
                 extra["compressor"] = f"zstd -T0 --zstd={ZSTD_PARAMETERS}"
+                # written into a pipe, pg_dump cannot go back to note where each table's data starts: pg_restore
+                # -j would scan the archive row block by row block for each table (slower than one job)
+                extra["data_offsets"] = False
             else:
                 private_file(partial)
                 command = [client_tool("pg_dump"), "-Fc", f"-Z{int(level)}", f"--snapshot={snapshot}",
@@ -342,7 +345,7 @@ def create_backup(settings: Settings, *, compression: int | None = None, now: da
                 "row_counts_exact": meta["row_counts_exact"], "via": meta["via"],
                 "host": socket.gethostname(), "source": meta["source"],
             }
-            for key in ("row_counts_note", "archive_size"):
+            for key in ("row_counts_note", "archive_size", "data_offsets"):
                 if meta.get(key) is not None:
                     manifest[key] = meta[key]
             manifest_tmp.write_text(json.dumps(manifest, indent=2))
