@@ -167,6 +167,14 @@ def _expected_durations() -> dict[str, float]:
         return {}
 
 
+# Tests that need their worker process to have one thread: ccops forks log-counting workers only from
+# such a process (ccops.logs.parallel.can_fork), and a test that used s3fs leaves fsspec's IO thread
+# (and its asyncio loop) running in its worker for good. These files go first, as one group, so they
+# run before any other test on their worker.
+SINGLE_THREADED_GROUP = "single-threaded-process"
+SINGLE_THREADED_FILES = ("tests/test_logs_parallel.py",)
+
+
 def _shares_a_fixture(item: pytest.Item) -> bool:
     """Whether the test uses a fixture set up once for its file (or class): it must run beside its siblings."""
     info = getattr(item, "_fixtureinfo", None)
@@ -208,7 +216,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     goes to one worker (DEMO_GROUP), and that file group with it when one of its tests is on
     the demo; every other test goes to whichever worker is free. The queue is ordered longest
     first (a group counts as the sum of its tests, marked `slow` as at least 20 s), so the
-    last tests to start are short ones and both cores finish together.
+    last tests to start are short ones and both cores finish together; only the tests that
+    need a one-thread process (SINGLE_THREADED_FILES) come before everything.
     """
     groups: dict[int, str] = {}
     for index, item in enumerate(items):
@@ -218,6 +227,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for index, item in enumerate(items):
         if _uses_the_demo(item) or groups.get(index) in demo_files:
             groups[index] = DEMO_GROUP
+        if item.nodeid.split("::", 1)[0] in SINGLE_THREADED_FILES:
+            groups[index] = SINGLE_THREADED_GROUP
         if index in groups:
             item.add_marker(pytest.mark.xdist_group(groups[index]))
 
@@ -231,7 +242,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for index in range(len(items)):
         units.setdefault(groups.get(index, f"item {index}"), []).append(index)
     cost = {unit: sum(seconds(items[i]) for i in members) for unit, members in units.items()}
-    order = sorted(units, key=lambda unit: -cost[unit])  # stable: equal costs keep the collection order
+    # stable: equal costs keep the collection order; the single-threaded group before everything
+    order = sorted(units, key=lambda unit: (unit != SINGLE_THREADED_GROUP, -cost[unit]))
     items[:] = [items[i] for unit in order for i in units[unit]]
 
 
