@@ -91,13 +91,17 @@ def overdue_runs(settings: Settings, cfg: AlertConfig, state: dict[str, Any], no
     out = Evaluation(covered_prefixes={"deadman:"})
     grace = timedelta(minutes=cfg.deadman_grace_minutes)
     jobs = watched_jobs(settings)
-    records = archive.list_records(Path(settings.archive_dir)) if jobs else []
+    newest: dict[str, list[dict[str, Any]]] = {}  # per runbook, the runs last_completed_from_archive looks at
     scheduled = installed_at(settings)  # a job cannot be late before one cadence has passed since then
     for entry in jobs:
         job = entry.job
         if entry.runbook is None:  # watched_jobs returns only entries that run a runbook
             continue
         key = f"deadman:{job}"
+        if entry.runbook not in newest:  # from the index state: only the shards of the runbook's newest folders
+            newest[entry.runbook] = archive.list_records(Path(settings.archive_dir), runbook=entry.runbook,
+                                                         newest=RECORDS_SCANNED)
+        records = newest[entry.runbook]
         last = max(filter(None, [last_completed_from_state(state, entry.runbook, entry.part),
                                  last_completed_from_archive(records, settings.archive_dir, entry.runbook, entry.part)]),
                    default=None)

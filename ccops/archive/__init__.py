@@ -205,13 +205,21 @@ def acknowledge(record_path: Path, by: str, note: str = "", at: datetime | None 
 
 
 
-def list_records(archive_dir: Path, runbook: str | None = None, outcome: str | None = None) -> list[dict[str, Any]]:
-    """Archived runs (summaries), newest first, optionally of one runbook and/or one outcome."""
-    records = load_summaries(archive_dir)
-    if runbook:
-        records = [r for r in records if r.get("runbook") == runbook.removesuffix(".ipynb")]
+def list_records(archive_dir: Path, runbook: str | None = None, outcome: str | None = None,
+                 newest: int | None = None) -> list[dict[str, Any]]:
+    """Archived runs (summaries, as load_summaries reads them), newest first, optionally of one runbook
+    and/or one outcome, and only the `newest` few of those.
+
+    Served from the index state (indexstate.select_runs): the summaries are in its
+    shards, and what changed since the last index update is read as the update
+    would; without a state that can be trusted, from the run records.
+    """
+    name = runbook.removesuffix(".ipynb") if runbook else None
+    records = indexstate.select_runs(Path(archive_dir), runbook=name, newest=None if outcome else newest)
     if outcome:
         records = [r for r in records if r.get("outcome") == outcome]
+        if newest is not None:
+            records = records[:max(newest, 0)]
     return records
 
 

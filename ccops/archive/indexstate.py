@@ -25,6 +25,17 @@ scanned again next time (two changes within one clock tick leave one mtime:
 git's "racily clean" problem). In a changed folder, a record or sidecar is
 re-read only when its inode, mtime or size differ from the shard's.
 
+Reading: archive.list_records (`ccops reports list`, the dead man's switch,
+`reports ack RUNBOOK/STAMP`) takes the summaries from the shards too
+(select_runs): what changed since the last update is found and read as an
+update would, in memory, so a run whose index update failed is listed all the
+same, and one runbook's newest runs cost a shard or two, not every record.
+
+Writing: a full rebuild writes a shard per folder and a page per month (70
+files at 10,000 runs); store.write_files fsyncs them together, then renames,
+then fsyncs their folders, and the manifest goes in a later set than the shards
+it names, so after a crash it names only shards that are on disk.
+
 Trust: the manifest is checked (kind, version, shape) on every update, every
 shard file it names must exist with its recorded size, and a shard read is
 checked against the manifest's sha256. Anything wrong raises StateError; the
@@ -454,10 +465,39 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _update(root: Path, perms: Permissions, manifest: dict[str, Any] | None, reason: str,
-            generated: datetime | None) -> Update:
-    now_ns = time.time_ns()
-    generated = generated or datetime.now(UTC)
+@dataclass
+class _Changes:
+    """The archive as it is now, against the state's manifest: worked out in memory, nothing written.
+
+    An update writes it (shards, manifest, pages); a reader (select_runs) takes its
+    runs from it, so `ccops reports list` sees a run whose index update failed or
+    has not happened yet, as reading every record would.
+    """
+
+    dirs: dict[str, int | None]  # every folder's mtime (None: look again next time)
+    folders: dict[str, dict[str, Any]]  # the manifest's entries of folders still holding runs
+    loaded: _Loaded
+    dirty: dict[str, list[Run]]  # folders whose shard must be written again, their `changes` recomputed
+    befores: dict[str, dict[str, Previous]]  # per dirty folder, each runbook's completed run before it
+    books: dict[str, dict[str, dict[str, Any]]]  # runbook_books of the folders read again
+    months: set[str]  # months whose runs changed (before the update)
+    folders_read: int
+    runs_read: int
+
+    def runs_of(self, rel: str) -> list[Run]:
+        return self.dirty[rel] if rel in self.dirty else self.loaded.get(rel)
+
+    def books_of(self, rel: str) -> dict[str, dict[str, Any]]:
+        return self.books[rel] if rel in self.books else self.folders[rel]["runbooks"]
+
+    def holders(self) -> set[str]:
+        """Every folder holding runs now."""
+        return set(self.folders) | set(self.dirty)
+
+
+def _changes(root: Path, manifest: dict[str, Any] | None, now_ns: int) -> _Changes:
+    """What changed since the manifest (everything when there is none): folders listed, records read, the
+    runbook chains followed, and the `changes` of every folder that needs writing again recomputed."""
     previous_dirs: dict[str, int | None] = manifest["dirs"] if manifest else {}
     folders: dict[str, dict[str, Any]] = dict(manifest["folders"]) if manifest else {}
     loaded = _Loaded(root, dict(folders))
@@ -481,9 +521,8 @@ def _update(root: Path, perms: Permissions, manifest: dict[str, Any] | None, rea
 
     # the runbook chains: a folder's first completed run is compared with the previous folder's last
     infos: dict[str, dict[str, dict[str, Any]]] = {rel: e["runbooks"] for rel, e in folders.items() if rel not in dirty}
-    fresh = set(dirty)  # folders read again; those the chains make dirty below keep their shard's runs
-    for rel, runs in dirty.items():
-        infos[rel] = runbook_books(runs, {})
+    fresh = {rel: runbook_books(runs, {}) for rel, runs in dirty.items()}  # chain-made dirty ones keep their books
+    infos.update(fresh)
     chains: dict[str, list[tuple[list[str], str]]] = {}
     for rel, books in infos.items():
         for name, book in books.items():
@@ -501,18 +540,26 @@ def _update(root: Path, perms: Permissions, manifest: dict[str, Any] | None, rea
                 months_touched |= set(folders[rel]["months"])
             if book["completed"] is not None:
                 held = (book["completed"][0], book["completed"][1], book["completed"][2])
+    for rel, runs in dirty.items():
+        add_changes([r.summary for r in runs], {id(r.summary): r.statuses for r in runs}, befores.get(rel, {}))
+    return _Changes(dirs, folders, loaded, dirty, befores, fresh, months_touched, len(changed), runs_read)
+
+
+def _update(root: Path, perms: Permissions, manifest: dict[str, Any] | None, reason: str,
+            generated: datetime | None) -> Update:
+    generated = generated or datetime.now(UTC)
+    found = _changes(root, manifest, time.time_ns())
+    dirs, folders, loaded, dirty, months_touched = found.dirs, found.folders, found.loaded, found.dirty, found.months
 
     shard_files: list[tuple[Path, str]] = []
     shards = state_dir(root) / SHARDS
     for rel, runs in dirty.items():
-        summaries = [r.summary for r in runs]
-        add_changes(summaries, {id(r.summary): r.statuses for r in runs}, befores.get(rel, {}))
         text = shard_text(rel, runs)
         data = text.encode("utf-8")
         digest = hashlib.sha256(data).hexdigest()
         name = shard_name(rel, digest)
-        before = {book: held[1] for book, held in befores.get(rel, {}).items()}
-        folders[rel] = folder_entry(name, digest, len(data), runs, before, infos[rel] if rel in fresh else None)
+        before = {book: held[1] for book, held in found.befores.get(rel, {}).items()}
+        folders[rel] = folder_entry(name, digest, len(data), runs, before, found.books.get(rel))
         months_touched |= set(folders[rel]["months"])
         loaded.runs[rel] = runs
         loaded.folders[rel] = folders[rel]
@@ -544,7 +591,7 @@ def _update(root: Path, perms: Permissions, manifest: dict[str, Any] | None, rea
     for path in shards.iterdir():
         if path.name not in keep:
             path.unlink(missing_ok=True)  # replaced shards, and temporary files of a crashed update
-    return Update(total, manifest is None, reason, len(changed), runs_read)
+    return Update(total, manifest is None, reason, found.folders_read, found.runs_read)
 
 
 def index_json(records: list[dict[str, Any]]) -> str:
@@ -633,18 +680,56 @@ def _front_page(folders: dict[str, dict[str, Any]], loaded: _Loaded, recent: lis
 # ---- reading the index -----------------------------------------------------------------------
 
 def all_runs(root: Path) -> list[dict[str, Any]]:
-    """Every indexed run's summary, newest first, from the shards (the records when there is no state)."""
+    """Every run's summary, newest first, as load_summaries reads them (select_runs)."""
+    return select_runs(root)
+
+
+def select_runs(root: Path, runbook: str | None = None, newest: int | None = None) -> list[dict[str, Any]]:
+    """The summaries load_summaries gives (every run, newest first), of one runbook and/or only the newest few,
+    from the index state: what changed since its last update is read as an update would, without writing.
+
+    Why: `ccops reports list`, the dead man's switch and `reports ack RUNBOOK/STAMP`
+    read the archive's runs; reading every record took seconds at 100,000 runs,
+    where the shards hold the summaries ready (and one runbook's runs are in its
+    own folders' shards). A missing or distrusted state (StateError) falls back to
+    the records themselves, as does a state replaced twice while being read.
+    """
+    if newest is not None and newest <= 0:
+        return []
     for _ in range(2):  # an update may replace a shard between reading the manifest and the shard
         try:
             manifest = load_manifest(root)
             if manifest is None:
                 break
-            found = [r.summary for rel, entry in manifest["folders"].items() for r in load_shard(root, rel, entry)]
-            found.sort(key=run_order, reverse=True)
-            return found
+            check_shard_files(root, manifest)
+            with _no_cyclic_gc():
+                return _select(_changes(root, manifest, time.time_ns()), runbook, newest)
         except StateError:
             continue
-    return load_summaries(root)
+    found = load_summaries(root)
+    if runbook is not None:
+        found = [r for r in found if r.get("runbook") == runbook]
+    return found if newest is None else found[:newest]
+
+
+def _select(found: _Changes, runbook: str | None, newest: int | None) -> list[dict[str, Any]]:
+    """The runs wanted, reading only the shards of folders that hold them (only the newest ones for `newest`)."""
+    def last(rel: str) -> list[str]:
+        books = found.books_of(rel)
+        return list(books[runbook]["last"]) if runbook is not None else max(list(b["last"]) for b in books.values())
+
+    rels = [rel for rel in found.holders() if runbook is None or runbook in found.books_of(rel)]
+    rels.sort(key=last, reverse=True)
+    runs: list[dict[str, Any]] = []
+    for rel in rels:
+        if newest is not None and len(runs) >= newest:
+            runs.sort(key=run_order, reverse=True)
+            del runs[newest:]
+            if last(rel) < list(run_order(runs[-1])):
+                break  # this folder's newest run, and so every run of the folders after it, is older
+        runs.extend(r.summary for r in found.runs_of(rel) if runbook is None or r.summary.get("runbook") == runbook)
+    runs.sort(key=run_order, reverse=True)
+    return runs if newest is None else runs[:newest]
 
 
 class IndexedRuns(Sequence[dict[str, Any]]):

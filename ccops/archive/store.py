@@ -124,7 +124,8 @@ def _set_mode(path: Path, mode: int, gid: int | None) -> None:
 
 
 def write_files(items: list[tuple[Path, str]], perms: Permissions | None = None, top: Path | None = None) -> None:
-    """Write every (path, text) or none: each to a temporary name beside it, then all renamed, in order.
+    """Write every (path, text) or none: each to a temporary name beside it, all fsynced (fsync_all), then
+    all renamed, in order, then their folders fsynced: a rename is durable only with its data on disk first.
 
     Any failure (ENOSPC above all) removes every temporary file, every file
     already renamed into place and every folder this call created, then
@@ -140,7 +141,7 @@ def write_files(items: list[tuple[Path, str]], perms: Permissions | None = None,
         folders: set[Path] = set()
         for path, _ in items:
             current = Path(path)
-            if current.parent not in folders:  # a shard per folder of the archive share one folder
+            if current.parent not in folders:  # made (and its mode set) once: 56 shards share one folder
                 folders.add(current.parent)
                 created += make_dirs(current.parent, perms, top)
         for path, text in items:
