@@ -626,13 +626,17 @@ def _apply_target_deployment(settings: Settings) -> bool:
     file = settings.default_deployment_file
     if not file.is_file():
         return False
-    data = _read_toml(file)
+    _apply_deployment_file(settings, file, _read_toml(file))
+    return True
+
+
+def _apply_deployment_file(settings: Settings, file: Path, data: dict[str, Any]) -> None:
+    """A home's deployment file onto the settings; it cannot move the home it lives in."""
     paths = data.get("paths")
     if isinstance(paths, dict) and "home" in paths:
         raise config_error(str(file), "paths.home", "cannot be set in the home's own deployment file")
     settings.deployment_file = file
     _apply_file(settings, data, file)
-    return True
 
 
 def _split_remote_archive(settings: Settings) -> None:
@@ -682,11 +686,7 @@ def use_default_deployment(settings: Settings) -> bool:
     named = "" if settings.deployment_file else settings.configured_database_url()
     if named and not same_server(named, file_url if isinstance(file_url, str) else ""):
         return False
-    paths = data.get("paths")
-    if isinstance(paths, dict) and "home" in paths:
-        raise config_error(str(file), "paths.home", "cannot be set in the home's own deployment file")
-    settings.deployment_file = file
-    _apply_file(settings, data, file)
+    _apply_deployment_file(settings, file, data)
     return True
 
 
