@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import random
+import threading
 import zipfile
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -58,7 +59,18 @@ def damaged_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_worker_processes_count_what_one_process_counts(damaged_dir: Path) -> None:
+@pytest.fixture
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process seen as single-threaded, as cron's `ccops logs summary` is.
+
+    Earlier tests on the same worker may leave idle threads behind (servers,
+    pools), which would make can_fork() refuse, rightly, in a real run; the
+    refusal itself is tested below with a thread of the test's own.
+    """
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+
+
+def test_worker_processes_count_what_one_process_counts(damaged_dir: Path, one_thread: None) -> None:
     since, until = datetime(2026, 3, 27, 5, 0, 0), datetime(2026, 3, 31, 17, 30, 0)
     zone = logs.zone_named(ZONE)
     assert parallel.can_fork()
@@ -78,7 +90,7 @@ def test_worker_processes_count_what_one_process_counts(damaged_dir: Path) -> No
     assert one.total > 10_000
 
 
-def test_small_dirs_stay_in_one_process(damaged_dir: Path) -> None:
+def test_small_dirs_stay_in_one_process(damaged_dir: Path, one_thread: None) -> None:
     """Forking pays only with enough bytes; a single file never forks."""
     files = sorted(damaged_dir.iterdir())
     assert not parallel.worth_it(files, 2)  # well under a megabyte on disk
@@ -89,8 +101,7 @@ def test_small_dirs_stay_in_one_process(damaged_dir: Path) -> None:
 
 def test_a_process_with_other_threads_counts_in_process(damaged_dir: Path) -> None:
     """A Jupyter kernel has several threads: forking there could copy a held lock into a worker that then hangs."""
-    import threading
-
+    before = threading.active_count()
     stop = threading.Event()
     other = threading.Thread(target=stop.wait, daemon=True)
     other.start()
@@ -101,4 +112,5 @@ def test_a_process_with_other_threads_counts_in_process(damaged_dir: Path) -> No
     finally:
         stop.set()
         other.join()
-    assert parallel.can_fork()
+    assert threading.active_count() == before
+    assert parallel.can_fork() == (before == 1), "one thread again: the fork is allowed again"
