@@ -333,3 +333,25 @@ def test_git_info_reports_code_changes_and_never_runs_the_notebook_filter(tmp_pa
     assert info is not None and info["dirty"] is False and len(info["commit"]) == 40
     (tmp_path / "mod.py").write_text("x = 2\n")
     assert runner.git_info(tmp_path)["dirty"] is True
+
+
+def test_git_info_never_writes_the_index(tmp_path):
+    """A `git status` killed at its timeout while holding .git/index.lock broke the operator's next commit:
+    the provenance status must not take that lock at all (it would refresh a stale stat cache here)."""
+    import os
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+    (tmp_path / "mod.py").write_text("x = 1\n")
+    git("add", "mod.py")
+    git("commit", "-qm", "c")
+    index = tmp_path / ".git" / "index"
+    os.utime(tmp_path / "mod.py", (1, 1))  # same content, new stat: a plain status would rewrite the index
+    before = index.stat().st_mtime_ns
+    assert runner.git_info(tmp_path)["dirty"] is False
+    assert index.stat().st_mtime_ns == before and not (tmp_path / ".git" / "index.lock").exists()

@@ -1091,10 +1091,14 @@ def git_info(root: Path, path: Path | None = None) -> dict[str, Any] | None:
     dirty check: the record pins the runbook by its sha256 already, and git would
     run the nbstripout clean filter on every recently touched notebook (about a
     second each), which made a busy fresh clone time out and report "unknown".
+    `--no-optional-locks`: a plain `git status` takes the index lock to refresh
+    its stat cache, and a status killed at the timeout (a loaded host) left
+    `.git/index.lock` behind, so the operator's next `git commit` failed.
     """
     def git(*args: str) -> subprocess.CompletedProcess[str] | None:
         try:
-            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+            return subprocess.run(["git", "--no-optional-locks", "-C", str(root), *args], capture_output=True,
+                                  text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             return None
 
