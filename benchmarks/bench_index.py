@@ -20,12 +20,11 @@ import os
 import shutil
 import statistics
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import BenchEnv, Result
+from benchmarks.harness import BenchEnv, Result, timed_calls
 
 RECORDS = 10_000
 FLEET_RECORDS = 100_000  # issue 17.4: 50 targets x a year of hourly health checks, in round figures
@@ -133,8 +132,8 @@ def full_rebuild(env: BenchEnv) -> Result:
     size = write_records(archive_dir, RECORDS, env.as_of)
     floor_cpu: list[float] = []
     rebuild_cpu: list[float] = []
-    floor_s, found, floor_runs = timed(lambda: read_floor(archive_dir), env.repeat, floor_cpu)
-    rebuild_s, index, runs = timed(lambda: archive.rebuild_index(archive_dir, full=True), env.repeat, rebuild_cpu)
+    floor_s, found, floor_runs = timed_calls(lambda: read_floor(archive_dir), env.repeat, cpu=floor_cpu)
+    rebuild_s, index, runs = timed_calls(lambda: archive.rebuild_index(archive_dir, full=True), env.repeat, cpu=rebuild_cpu)
     load = os.getloadavg()[0]
     ok = len(index) == RECORDS and found == RECORDS
     shutil.rmtree(archive_dir, ignore_errors=True)
@@ -157,7 +156,7 @@ def one_run_at_scale(env: BenchEnv) -> Result:
     env.log(f"  writing {FLEET_RECORDS:,} run records ...")
     size = write_records(archive_dir, FLEET_RECORDS, env.as_of)
     age(archive_dir)
-    floor_s, found, floor_runs = timed(lambda: read_floor(archive_dir), env.repeat)
+    floor_s, found, floor_runs = timed_calls(lambda: read_floor(archive_dir), env.repeat)
     started = time.perf_counter()
     built = archive.rebuild_index(archive_dir, full=True)
     full_s = time.perf_counter() - started
@@ -188,17 +187,3 @@ def one_run_at_scale(env: BenchEnv) -> Result:
                   notes=(f"{FLEET_RECORDS:,} records ({size / 1e6:.0f} MB); per update {last.update.folders_read} "
                          f"folders listed, {last.update.runs_read} records read; front page {front / 1e3:.0f} kB; "
                          f"the full rebuild that built the state: {full_s:.1f} s"))
-
-
-def timed(fn: Callable[[], Any], repeat: int, cpu: list[float] | None = None) -> tuple[float, Any, list[float]]:
-    """median seconds, last result, and every timed run (after one untimed warm-up); each run's CPU
-    seconds (this process, threads included) appended to `cpu` when given."""
-    result = fn()
-    times = []
-    for _ in range(repeat):
-        started, started_cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        times.append(time.perf_counter() - started)
-        if cpu is not None:
-            cpu.append(time.process_time() - started_cpu)
-    return statistics.median(times), result, times

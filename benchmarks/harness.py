@@ -174,15 +174,25 @@ def seconds_of(runs: list[Measured]) -> list[float]:
 
 def median_call(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> tuple[float, Any]:
     """Median seconds of fn() over `repeat` calls after `warmup`; returns the last result too."""
+    median, result, _ = timed_calls(fn, repeat, warmup)
+    return median, result
+
+
+def timed_calls(fn: Callable[[], Any], repeat: int, warmup: int = 1,
+                cpu: list[float] | None = None) -> tuple[float, Any, list[float]]:
+    """Median seconds, last result and every timed run of fn() (after `warmup` untimed calls); each run's
+    CPU seconds (this process, threads included) appended to `cpu` when given."""
     result = None
     for _ in range(warmup):
         result = fn()
     times = []
     for _ in range(repeat):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         result = fn()
         times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+        if cpu is not None:
+            cpu.append(time.process_time() - started_cpu)
+    return statistics.median(times), result, times
 
 
 def shell_text(cmd: list[str]) -> str:
