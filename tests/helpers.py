@@ -108,3 +108,21 @@ def tmpfs(folder: Path, size: str) -> Iterator[Path]:
     finally:
         if subprocess.run(["umount", str(folder)], capture_output=True, timeout=30).returncode != 0:
             subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
+
+
+def backup_source(make_database, ccops_env: Path, monkeypatch: pytest.MonkeyPatch, seed: int, days: int) -> str:
+    """A demo-filled database of the test's own as this invocation's database, and a backup dir under tmp.
+
+    What every backup test starts from: no service backend (nothing to stop), the
+    environment naming the database and the dir, as an operator's would.
+    """
+    from ccops.core.context import parse_as_of
+    from ccops.demo import generate
+    from tests.conftest import DEMO_AS_OF
+
+    url = make_database("ccops")
+    generate(url, seed=seed, days=days, as_of=parse_as_of(DEMO_AS_OF))
+    monkeypatch.setenv("CCOPS_DATABASE_URL", url)
+    monkeypatch.setenv("CCOPS_BACKUP_DIR", str(ccops_env / "backups"))
+    monkeypatch.setenv("CCOPS_BACKEND", "none")
+    return url

@@ -20,21 +20,14 @@ from ccops.backup.verify import run_pg_restore
 from ccops.core.db import client_tool, libpq_env, normalize_url
 from ccops.core.settings import load_settings
 from ccops.runbook import runner
-from tests.conftest import DEMO_AS_OF, PRODUCTION_SCHEMA
+from tests.conftest import PRODUCTION_SCHEMA
+from tests.helpers import backup_source
 
 
 @pytest.fixture
 def demo_db(make_database, ccops_env, monkeypatch):
     """A demo-filled database of our own, and a backup dir under tmp."""
-    from ccops.core.context import parse_as_of
-    from ccops.demo import generate
-
-    url = make_database("ccops")
-    generate(url, seed=3, days=6, as_of=parse_as_of(DEMO_AS_OF))
-    monkeypatch.setenv("CCOPS_DATABASE_URL", url)
-    monkeypatch.setenv("CCOPS_BACKUP_DIR", str(ccops_env / "backups"))
-    monkeypatch.setenv("CCOPS_BACKEND", "none")
-    return url
+    return backup_source(make_database, ccops_env, monkeypatch, seed=3, days=6)
 
 
 def query(url: str, sql: str):

@@ -21,7 +21,7 @@ from ccops import backup, cli
 from ccops.backup.offsite import fetch_offsite
 from ccops.core.db import normalize_url
 from ccops.core.settings import load_settings
-from tests.conftest import DEMO_AS_OF
+from tests.helpers import backup_source
 from tests.s3server import cut_proxy_fixture, s3_fixture, s3_server_fixture  # noqa: F401 - fixtures
 
 PREFIX = "contentcreator/backups"
@@ -29,16 +29,8 @@ PREFIX = "contentcreator/backups"
 
 @pytest.fixture
 def source_db(make_database, ccops_env, monkeypatch):
-    """A small demo-filled database, a backup dir under tmp, and backup.offsite naming the test's bucket."""
-    from ccops.core.context import parse_as_of
-    from ccops.demo import generate
-
-    url = make_database("ccops")
-    generate(url, seed=5, days=5, as_of=parse_as_of(DEMO_AS_OF))
-    monkeypatch.setenv("CCOPS_DATABASE_URL", url)
-    monkeypatch.setenv("CCOPS_BACKUP_DIR", str(ccops_env / "backups"))
-    monkeypatch.setenv("CCOPS_BACKEND", "none")
-    return url
+    """A small demo-filled database and a backup dir under tmp (each test names its bucket as backup.offsite)."""
+    return backup_source(make_database, ccops_env, monkeypatch, seed=5, days=5)
 
 
 def count(url: str, table: str) -> int:
