@@ -9,6 +9,7 @@ each one, so a settings dump or an archived notebook cannot leak them.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import grp
 import os
@@ -519,7 +520,7 @@ def load_settings(
         _apply_file(settings, data, path)
         if tables:
             _refuse_shared_places(data, path)
-            _apply_target(settings, tables, path, target or env.get(TARGET_ENV, "").strip(), env)
+            _apply_target(settings, tables, path, target or env.get(TARGET_ENV, "").strip())
         elif target or env.get(TARGET_ENV, "").strip():
             named = target or env[TARGET_ENV].strip()
             raise ConfigError(f"{path}: targets: no target {named!r}: the file has no [targets.<name>] tables "
@@ -571,8 +572,7 @@ def _refuse_shared_places(data: dict[str, Any], path: Path) -> None:
                                    f"places go in each target's table ([targets.<name>.{table}] {key} = ...)")
 
 
-def _apply_target(settings: Settings, tables: dict[str, dict[str, Any]], path: Path, named: str,
-                  env: Mapping[str, str]) -> None:
+def _apply_target(settings: Settings, tables: dict[str, dict[str, Any]], path: Path, named: str) -> None:
     """The chosen target's table over the shared settings, with a home and an archive of its own."""
     names = sorted(tables)
     if not named:
@@ -720,10 +720,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
                           "save the file as UTF-8") from None
+    cached = _PARSED.get(str(path))
+    if cached is not None and cached[0] == raw:
+        return copy.deepcopy(cached[1])  # callers may change what they get; the cached parse stays as read
     try:
-        return tomllib.loads(text)
+        parsed = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    _PARSED[str(path)] = (raw, parsed)
+    return copy.deepcopy(parsed)
+
+
+# Each file's last parse, by path, kept while its bytes stay the same: the fleet page loads every target's
+# settings from one file, and parsing it once per target made that quadratic in the number of targets.
+_PARSED: dict[str, tuple[bytes, dict[str, Any]]] = {}
 
 
 def _archive_group(settings: Settings, env: Mapping[str, str], path: Path | None) -> None:
