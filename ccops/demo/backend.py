@@ -107,12 +107,17 @@ def start_app(settings: Settings, timeout: float = START_SETTLE_SECONDS) -> list
     if proc.returncode != 0:
         raise DemoError(f"{appdir.START_SCRIPT} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()}")
     deadline = time.monotonic() + timeout
+    gone_since: float | None = None  # the pid file is rewritten as the script hands over: one empty look is no crash
     while time.monotonic() < deadline:
         pids = app_pids(settings)
-        if not pids:
-            break
-        if output.exists() and "Starting Content Creator" in output.read_text(errors="replace"):
+        if output.exists() and "Starting Content Creator" in output.read_text(errors="replace") and pids:
             return pids
+        if pids:
+            gone_since = None
+        elif gone_since is None:
+            gone_since = time.monotonic()
+        elif time.monotonic() - gone_since > 1.0:
+            break
         time.sleep(0.05)
     time.sleep(0.05)
     if app_pids(settings):
