@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from ccops import backup, cli
+from ccops.backup.naming import backup_name, manifest_path
 from ccops.backup.verify import run_pg_restore
 from ccops.core.db import client_tool, libpq_env, normalize_url
 from ccops.core.settings import load_settings
@@ -109,14 +111,30 @@ def test_truncated_and_bit_flipped_backups_fail_and_do_not_count(demo_db, ccops_
         backup.restore_backup(settings, flipped.path, "content_creator_restored", confirm=True)
 
 
+def copy_backup(taken: backup.BackupResult, moment: datetime) -> Path:
+    """The backup `taken` again as if pg_dump had run at `moment`: its bytes under the name of that moment, and its
+    manifest with that file name and time (size, sha256 and row counts are the bytes' own), as create_backup
+    writes them. Retention and verification read only names, manifests and bytes (pg_restore --list included)."""
+    name = backup_name(moment, 1, taken.path.name[taken.path.name.index(".dump"):])
+    copy = taken.path.with_name(name)
+    shutil.copy2(taken.path, copy)
+    stamp = moment.isoformat() + "Z"
+    manifest_path(copy).write_text(json.dumps({**taken.manifest, "file": name, "start": stamp, "end": stamp}, indent=2))
+    os.chmod(copy, 0o600)
+    os.chmod(manifest_path(copy), 0o600)
+    return copy
+
+
 def test_retention_keeps_newest_verified_when_last_ten_days_failed(tmp_path, demo_db, ccops_env):
     settings = load_settings()
     now = datetime(2026, 11, 28, 3, 0)
-    for days_ago in range(40, 10, -3):  # verified backups 40..13 days old
-        backup.create_backup(settings, now=now - timedelta(days=days_ago))
+    # one real pg_dump, 40 days old; the other 19 are copies of it with manifests of their own (copy_backup)
+    first = backup.create_backup(settings, now=now - timedelta(days=40))
+    assert first.verified, first.reason
+    for days_ago in range(37, 10, -3):  # verified backups 40..13 days old
+        copy_backup(first, now - timedelta(days=days_ago))
     for days_ago in range(10, 0, -1):  # the last ten days: all broken
-        broken = backup.create_backup(settings, now=now - timedelta(days=days_ago))
-        broken.path.write_bytes(b"PGDMP broken")
+        copy_backup(first, now - timedelta(days=days_ago)).write_bytes(b"PGDMP broken")
     leftover = ccops_env / "backups" / ".contentcreator_20261128_020000.dump.partial"
     leftover.write_bytes(b"x")
     seven_hours_ago = time.time() - 7 * 3600
