@@ -29,14 +29,12 @@ import numpy as np
 import pandas as pd
 
 from ccops.analytics._common import figure, no_data, pct, signed
+from ccops.analytics.settings import confidence_setting
 from ccops.analytics.stats import lift, two_proportion_z_test
 from ccops.core.context import RunContext, check
 from ccops.core.db import query_df
 from ccops.core.findings import Finding, Status
-from ccops.core.reader import SectionReader
-from ccops.core.settings import Settings
 
-DEFAULT_CONFIDENCE = 0.95
 MIN_IMPRESSIONS = 100
 TOO_FEW = "not significant (too few impressions)"
 
@@ -66,13 +64,6 @@ def metric_for(variable: str | None) -> str:
         if any(marker in words for marker in markers):
             return metric
     return "engagement_count"
-
-
-def confidence_setting(settings: Settings) -> float:
-    """[analytics] confidence, strictly between 0 and 1; ConfigError naming the key and file otherwise."""
-    section = SectionReader.of(settings, "analytics")
-    section.unknown({"confidence"})  # the section's only key: a typo must not silently keep 0.95
-    return section.number("confidence", DEFAULT_CONFIDENCE, above=0, below=1)
 
 
 def _verdict(row: dict[str, Any], control: dict[str, Any] | None, alpha: float, min_impressions: int) -> dict[str, Any]:

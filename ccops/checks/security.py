@@ -33,14 +33,15 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ccops.core.context import RunContext, check
 from ccops.core.findings import Finding, Status, not_configured, optional_not_configured
 from ccops.core.reader import SectionReader
 from ccops.core.settings import Settings
+
+if TYPE_CHECKING:  # pandas is imported by the checks that build a table: `config check` reads security_settings only
+    import pandas as pd
 
 SECURITY_WORDS = re.compile(r"\b(failed|failure|unauthori[sz]ed|forbidden|denied)\b", re.IGNORECASE)
 STATUS_CODES = re.compile(r"\b(401|403)\b")
@@ -106,6 +107,8 @@ def log_security_events(ctx: RunContext, days: int = 7) -> Finding:
     if not rows:
         return Finding("security.log_events", Status.OK,
                        f"no failed, unauthorized or forbidden events in the last {days} days", 0)
+    import pandas as pd
+
     table = pd.DataFrame(rows)
     by_word = table.groupby("word").size().sort_values(ascending=False)
     words = ", ".join(f"{n} {w}" for w, n in by_word.items())
@@ -225,6 +228,7 @@ def latest_version(index_url: str, name: str, timeout: float) -> str:
 
 
 def compare_versions(current: dict[str, str], latest: dict[str, str]) -> pd.DataFrame:
+    import pandas as pd
     from packaging.version import InvalidVersion, Version
 
     rows = []
@@ -319,6 +323,8 @@ def parse_connection_log(lines, since: datetime, until: datetime) -> tuple[pd.Da
 
     A failure's client host comes from the `connection received` line of the same process id.
     """
+    import pandas as pd
+
     hosts: dict[str, str] = {}
     ok: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
@@ -468,6 +474,8 @@ def api_key_review(ctx: RunContext) -> Finding:
 def _key_finding(check_id: str, frame: pd.DataFrame, chosen: dict[str, str | None], as_of: datetime,
                  conf: dict[str, Any]) -> Finding:
     """Active keys only (not revoked, not switched off); each problem counted on its own."""
+    import pandas as pd
+
     keys = frame.copy()
     if chosen["active"]:
         keys = keys[keys[chosen["active"]].fillna(False).astype(bool)]

@@ -40,8 +40,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     backend, backups, the health probe (ccops.checks.configuration); exit 0 all OK, 1 warnings, 2 failures."""
     from ccops import archive, schedule
     from ccops.alerts import config as alerts_config
-    from ccops.analytics.abtests import confidence_setting
-    from ccops.analytics.costs import cost_settings
+    from ccops.analytics.settings import confidence_setting, cost_settings
     from ccops.checks import configuration as config_check
     from ccops.checks.security import security_settings
 
