@@ -45,6 +45,7 @@ from ccops.backup.naming import parse_name
 from ccops.backup.sqlscan import scan_sql_file, scan_sql_lines
 from ccops.backup.store import latest_verified, safety_dir
 from ccops.backup.take import create_backup, exact_row_counts
+from ccops.backup.toc import fill_data_offsets
 from ccops.backup.verify import (
     ArchiveStream,
     is_restorable_archive,
@@ -390,11 +391,6 @@ def _restore_custom(path: Path, env: dict[str, str], jobs: int, usable: set[str]
     if missing_acl:
         command.append("--no-privileges")
         notes.append(f"privileges not restored (--no-privileges): role(s) {', '.join(missing_acl)} missing on the target")
-    if jobs > 1 and is_zstd(path) and read_manifest(path).get("data_offsets") is False:
-        # measured on the bench database: pg_restore -j 2 of such an archive took longer than one job
-        jobs = 1
-        notes.append("one job, streamed: the dump was written through a pipe, without the data offsets "
-                     "parallel jobs need")
     if jobs > 1 and is_zstd(path):
         done = _restore_parallel_zstd(path, command, env, jobs)
         return notes + [done], (1 if done.startswith("one job") else jobs)
@@ -470,13 +466,14 @@ def _restore_parallel_zstd(path: Path, command: list[str], env: dict[str, str], 
         if unpacked.returncode != 0:
             error = last_line(unpacked.stderr.decode("utf-8", "replace"), f"exit {unpacked.returncode}")
             raise BackupError(f"zstd cannot decompress {path.name} into {where}: {error}")
+        offsets = fill_data_offsets(archive)
         done = subprocess.run([command[0], "-j", str(jobs), *command[1:], str(archive)], capture_output=True, text=True,
                               env=env, timeout=6 * 3600)
         if done.returncode != 0:
             raise BackupError(last_line(done.stderr, f"pg_restore exit {done.returncode}"))
     finally:
         shutil.rmtree(spool, ignore_errors=True)
-    return f"decompressed into {where} for {jobs} jobs"
+    return f"decompressed into {where} for {jobs} jobs; {offsets}"
 
 
 def _stream_sql(path: Path, env: dict[str, str], usable: set[str], known: set[str]) -> list[str]:

@@ -236,8 +236,8 @@ def _dump_in_snapshot(url: str, partial: Path, level: int, compressor: str) -> d
                 command = [client_tool("pg_dump"), "-Fc", "-Z0", f"--snapshot={snapshot}"]
                 extra["archive_size"] = _pg_dump_zstd(command, env, partial)
                 extra["compressor"] = f"zstd -T0 --zstd={ZSTD_PARAMETERS}"
-                # written into a pipe, pg_dump cannot go back to note where each table's data starts: pg_restore
-                # -j would scan the archive row block by row block for each table (slower than one job)
+                # written into a pipe, pg_dump cannot go back to note where each table's data starts; a parallel
+                # restore writes them into its decompressed copy (ccops.backup.toc)
                 extra["data_offsets"] = False
             else:
                 private_file(partial)
