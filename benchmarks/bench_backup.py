@@ -17,8 +17,9 @@ just taken, with one job against as many jobs as the machine has cores
 row-count check against the manifest, swap, health check), and the
 pg_restore step alone is reported from its own step timing. One job reads
 the .dump.zst through zstd's stream; N jobs first decompress it into a
-temporary file (pg_restore -j reads only a seekable archive), and that time
-is counted in theirs.
+temporary file (pg_restore -j reads only a seekable archive) and write into
+it the data offsets a dump piped into zstd lacks (ccops.backup.toc), and that
+time is counted in theirs.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ bottom to top:
     naming    THE backup-file naming rule (ccops' names and the app's backup.sh's)
     files     private dirs and files, fsync, checksums, manifests, the backup dir's lock
     sqlscan   plain SQL as pg_dump writes it (statements, COPY rows)
+    toc       a custom archive's table of contents, and the data offsets a piped dump lacks
     verify    is a backup good: checksum, pg_restore, parse, .env and tarball reads
     store     the backups in a directory, newest first, with cached verification
     take      pg_dump + manifest + verification; the app's .env and logs copies
