@@ -102,7 +102,8 @@ def select_events(rules: RateLimitRules = RULES) -> Selector:
     def select(level: str, lines: list[str]) -> bool:
         return level in rules.levels and any(rules.event.search(line) for line in lines)
 
-    return Selector(select, (), rules.needles)
+    return Selector(select, (), rules.needles,
+                    key=("events", tuple(sorted(rules.levels)), rules.event.pattern, rules.event.flags))
 
 
 def select_quota(rules: RateLimitRules = RULES) -> Selector:

@@ -387,7 +387,17 @@ class Pool:
             self.executor.shutdown(wait=True, cancel_futures=True)
 
 
+WORKERS_ENV = "CCOPS_LOGS_WORKERS"  # at most this many workers (the run's log helper: 1, the kernel has the other core)
+
+
 def workers() -> int:
+    limit = os.environ.get(WORKERS_ENV, "")
+    if limit.isdigit() and int(limit) >= 1:
+        return min(int(limit), _cpus())
+    return _cpus()
+
+
+def _cpus() -> int:
     try:
         return max(1, min(4, len(os.sched_getaffinity(0))))
     except AttributeError:  # pragma: no cover - not Linux

@@ -147,8 +147,12 @@ class Selector:
     """
 
     def __init__(self, test: Select, needles: Iterable[bytes] | None = None,
-                 folded_needles: Iterable[bytes] = (), levels: Iterable[str] = ()) -> None:
+                 folded_needles: Iterable[bytes] = (), levels: Iterable[str] = (),
+                 key: tuple[object, ...] | None = None) -> None:
         self.test = test
+        # what the selection is, as plain data: two selectors with one key select the same records
+        # (ccops.logs.snapshot matches recorded answers by it); None: not comparable
+        self.key = key
         self.needles = None if needles is None else tuple(needles)
         self.folded = tuple(n.lower() for n in folded_needles)
         self.levels = tuple(sorted(set(levels)))
@@ -176,7 +180,8 @@ def select_levels(levels: Iterable[str], tracebacks: bool = False) -> Selector:
     def select(level: str, lines: list[str]) -> bool:
         return level in wanted or (tracebacks and any(TRACEBACK in line for line in lines[1:]))
 
-    return Selector(select, [TRACEBACK.encode()] if tracebacks else [], levels=wanted)
+    return Selector(select, [TRACEBACK.encode()] if tracebacks else [], levels=wanted,
+                    key=("levels", tuple(sorted(wanted)), bool(tracebacks)))
 
 
 def select_matching(pattern: re.Pattern[str], folded_needles: Iterable[bytes] | None = None) -> Selector:
@@ -189,9 +194,10 @@ def select_matching(pattern: re.Pattern[str], folded_needles: Iterable[bytes] | 
     def select(level: str, lines: list[str]) -> bool:
         return any(pattern.search(line) for line in lines)
 
+    key = ("matching", pattern.pattern, pattern.flags)
     if folded_needles is None:
-        return Selector(select, None)
-    return Selector(select, (), folded_needles)
+        return Selector(select, None, key=key)
+    return Selector(select, (), folded_needles, key=key)
 
 
 def select_any(*selects: Select) -> Selector:
@@ -200,8 +206,10 @@ def select_any(*selects: Select) -> Selector:
     def select(level: str, lines: list[str]) -> bool:
         return any(s(level, lines) for s in selects)
 
+    keys = [getattr(s, "key", None) for s in selects]
+    key = ("any", *keys) if all(k is not None for k in keys) else None
     if not all(isinstance(s, Selector) and s.needles is not None for s in selects):
-        return Selector(select, None)
+        return Selector(select, None, key=key)
     parts = [s for s in selects if isinstance(s, Selector)]
     return Selector(select, [n for s in parts for n in s.needles or ()], [n for s in parts for n in s.folded],
-                    [level for s in parts for level in s.levels])
+                    [level for s in parts for level in s.levels], key=key)

@@ -65,6 +65,7 @@ from ccops.core.paths import display_path
 from ccops.core.runbooks import locate
 from ccops.core.scrub import Scrubber
 from ccops.core.settings import Settings, is_secret_name
+from ccops.logs.snapshot import SNAPSHOT_ENV
 from ccops.runbook import progress
 from ccops.runbook.indexes import refresh_indexes
 from ccops.runbook.papermill_entry import skip_slow_format_grammars
@@ -504,11 +505,13 @@ def _execute(settings: Settings, root: Path, path: Path, values: dict[str, Any],
     env = child_environment(settings, root, run_id, work / "findings.jsonl")
     timed_out = False
     killed = None
-    with open(log_path, "wb") as log:
+    with open(log_path, "wb") as log, _log_prefetch(path, params_file, work, env) as prefetched:
         try:
             guard.check()
         except RunKilled as exc:  # stopped before papermill started: it never will
             return Execution(None, False, limit, "", output, killed=signal_name(exc.signum))
+        if prefetched:
+            env[SNAPSHOT_ENV] = str(work / "logs.snapshot")
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True)
         if meta is not None:
@@ -532,6 +535,46 @@ def _execute(settings: Settings, root: Path, path: Path, values: dict[str, Any],
             if watcher is not None:
                 watcher.stop()
     return Execution(returncode, timed_out, limit, _tail(log_path), output, killed=killed)
+
+
+@contextmanager
+def _log_prefetch(path: Path, params_file: Path, work: Path, env: dict[str, str]) -> Iterator[bool]:
+    """Read the runbook's log window in a helper process while papermill and the kernel start (ccops.runbook.prefetch).
+
+    Yields whether a helper runs. It holds an exclusive lock on the snapshot's lock file
+    from before papermill starts until its answers are written, so the kernel's log steps
+    wait for them instead of reading the same bytes on the kernel's one core; a helper that
+    fails leaves no answers and the kernel reads the logs itself. The helper is stopped
+    when the run ends, whatever happened to it.
+    """
+    import fcntl
+
+    from ccops.runbook.prefetch import log_steps
+
+    if not log_steps(path):
+        yield False
+        return
+    target = work / "logs.snapshot"
+    fd = os.open(f"{target}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    helper = None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        helper_env = {k: v for k, v in env.items() if k != FINDINGS_FILE_ENV}
+        with open(work / "prefetch.log", "wb") as log:
+            helper = subprocess.Popen(
+                [sys.executable, "-m", "ccops.runbook.prefetch", str(path), str(params_file), str(target), str(fd)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=helper_env, pass_fds=(fd,))
+    except OSError:
+        helper = None
+    finally:
+        os.close(fd)  # the helper holds the lock now (or nobody does: the kernel then reads the logs itself)
+    try:
+        yield helper is not None
+    finally:
+        if helper is not None and helper.poll() is None:
+            helper.kill()
+        if helper is not None:
+            helper.wait()
 
 
 def child_environment(settings: Settings, root: Path, run_id: str, findings_file: Path) -> dict[str, str]:
