@@ -99,8 +99,18 @@ def is_event(level: str, message: str, rules: RateLimitRules = RULES) -> bool:
 def select_events(rules: RateLimitRules = RULES) -> Selector:
     """The log reader's selection of events, with the byte prefilter that keeps it fast."""
 
+    # every match of rules.event contains one of the needles (the reader's byte prefilter relies on it too):
+    # a record holding none is no event, without running the pattern over each of its lines
+    needles = tuple(n.decode("utf-8", "replace") for n in rules.needles)
+
     def select(level: str, lines: list[str]) -> bool:
-        return level in rules.levels and any(rules.event.search(line) for line in lines)
+        if level not in rules.levels:
+            return False
+        if needles:
+            folded = "\n".join(lines).lower()
+            if not any(n in folded for n in needles):
+                return False
+        return any(rules.event.search(line) for line in lines)
 
     return Selector(select, (), rules.needles,
                     key=("events", tuple(sorted(rules.levels)), rules.event.pattern, rules.event.flags))
