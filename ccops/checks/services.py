@@ -23,8 +23,6 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from ccops.core.context import RunContext, check
 from ccops.core.findings import Finding, Status
 from ccops.core.scrub import excerpt
@@ -98,6 +96,8 @@ def service_status(ctx: RunContext) -> Finding:
         states = backend.status()
     except BackendError as exc:
         return Finding("services.status", Status.UNKNOWN, f"{backend.name} backend: {exc}")
+    import pandas as pd  # here, not at the top: `config check` imports this module for its settings only
+
     table = pd.DataFrame([{c: getattr(s, c) for c in COLUMNS} for s in states], columns=COLUMNS)
     status, summary, problems = assess(states, backend.name, ctx.settings.thresholds.services.restarts)
     threshold = ctx.settings.thresholds.services.restarts.first if status == Status.WARNING else 0
