@@ -110,18 +110,14 @@ def tmpfs(folder: Path, size: str) -> Iterator[Path]:
             subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
 
 
-def backup_source(make_database, ccops_env: Path, monkeypatch: pytest.MonkeyPatch, seed: int, days: int) -> str:
+def backup_source(make_demo_database, ccops_env: Path, monkeypatch: pytest.MonkeyPatch, seed: int, days: int) -> str:
     """A demo-filled database of the test's own as this invocation's database, and a backup dir under tmp.
 
     What every backup test starts from: no service backend (nothing to stop), the
-    environment naming the database and the dir, as an operator's would.
+    environment naming the database and the dir, as an operator's would. The database is a
+    copy of the session's (seed, days) demo data (conftest's make_demo_database).
     """
-    from ccops.core.context import parse_as_of
-    from ccops.demo import generate
-    from tests.conftest import DEMO_AS_OF
-
-    url = make_database("ccops")
-    generate(url, seed=seed, days=days, as_of=parse_as_of(DEMO_AS_OF))
+    url = make_demo_database(seed, days)
     monkeypatch.setenv("CCOPS_DATABASE_URL", url)
     monkeypatch.setenv("CCOPS_BACKUP_DIR", str(ccops_env / "backups"))
     monkeypatch.setenv("CCOPS_BACKEND", "none")

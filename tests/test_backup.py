@@ -27,9 +27,9 @@ from tests.helpers import backup_source
 
 
 @pytest.fixture
-def demo_db(make_database, ccops_env, monkeypatch):
+def demo_db(make_demo_database, ccops_env, monkeypatch):
     """A demo-filled database of our own, and a backup dir under tmp."""
-    return backup_source(make_database, ccops_env, monkeypatch, seed=3, days=6)
+    return backup_source(make_demo_database, ccops_env, monkeypatch, seed=3, days=6)
 
 
 def query(url: str, sql: str):

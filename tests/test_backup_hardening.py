@@ -25,7 +25,6 @@ from ccops.backup.offsite import _prune_fsspec
 from ccops.core.db import client_tool, libpq_env, normalize_url
 from ccops.core.localpg import LocalPgError
 from ccops.core.settings import load_settings
-from tests.conftest import DEMO_AS_OF
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,14 +44,10 @@ def with_db(url: str, name: str) -> str:
 
 
 @pytest.fixture
-def source_db(make_database, ccops_env, monkeypatch):
+def source_db(make_demo_database, ccops_env, monkeypatch):
     """Demo data in a database of our own, without the extensions a non-superuser could not restore."""
-    from ccops.core.context import parse_as_of
-    from ccops.demo import generate
-
-    url = make_database("ccops")
+    url = make_demo_database(5, 5)
     query(url, "DROP EXTENSION IF EXISTS pg_stat_statements; DROP EXTENSION IF EXISTS amcheck")
-    generate(url, seed=5, days=5, as_of=parse_as_of(DEMO_AS_OF))
     monkeypatch.setenv("CCOPS_DATABASE_URL", url)
     monkeypatch.setenv("CCOPS_BACKUP_DIR", str(ccops_env / "backups"))
     monkeypatch.setenv("CCOPS_BACKEND", "none")

@@ -28,9 +28,9 @@ PREFIX = "contentcreator/backups"
 
 
 @pytest.fixture
-def source_db(make_database, ccops_env, monkeypatch):
+def source_db(make_demo_database, ccops_env, monkeypatch):
     """A small demo-filled database and a backup dir under tmp (each test names its bucket as backup.offsite)."""
-    return backup_source(make_database, ccops_env, monkeypatch, seed=5, days=5)
+    return backup_source(make_demo_database, ccops_env, monkeypatch, seed=5, days=5)
 
 
 def count(url: str, table: str) -> int:
