@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -38,14 +39,19 @@ VERBS = [
 ]
 
 
-def ccops(root: Path, *argv: str, timeout: float = 120, **env: str) -> tuple[int, str, str]:
-    """`ccops ARGV` in its own process under root (state, archive, logs there), stdin not a terminal."""
+def ccops(root: Path, *argv: str, timeout: float = 120, prelude: str = "", **env: str) -> tuple[int, str, str]:
+    """`ccops ARGV` in its own process under root (state, archive, logs there), stdin not a terminal.
+
+    `prelude`: Python run in that process before `ccops.cli.main` (e.g. a shorter wait for a lock).
+    """
     base = {k: v for k, v in os.environ.items() if not k.startswith("CCOPS_") and k != "DATABASE_URL"}
     base.update({"CCOPS_HOME": str(root / "home"), "CCOPS_ARCHIVE_DIR": str(root / "outputs"),
                  "CCOPS_RUNBOOKS_DIR": str(REPO / "runbooks"), "CCOPS_LOG_DIR": str(root / "logs"),
                  "CCOPS_BACKUP_DIR": str(root / "backups"), "CCOPS_CRONTAB_CMD": str(root / "no-crontab")})
     base.update(env)
-    proc = subprocess.run([sys.executable, "-c", "import sys; from ccops.cli import main; sys.exit(main())", *argv],
+    code = f"import sys; {prelude}; from ccops.cli import main; sys.exit(main())" if prelude else \
+        "import sys; from ccops.cli import main; sys.exit(main())"
+    proc = subprocess.run([sys.executable, "-c", code, *argv],
                           cwd=root, env=base, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=timeout)
     return proc.returncode, proc.stdout, proc.stderr
@@ -282,12 +288,23 @@ def test_a_second_run_of_a_runbook_is_75_already_running(root):
 
 
 def test_a_backup_while_another_holds_the_backup_lock_is_75(root):
-    """The backup waits for the lock (10 s), then gives up with 75 so cron tries again; it writes nothing."""
+    """The backup waits for the lock (10 s), then gives up with 75 so cron tries again; it writes nothing.
+
+    The process waits 1 s instead of take.BACKUP_LOCK_WAIT_S (set in it before the CLI starts): the
+    same wait, give-up and exit path, without spending ten seconds of the suite on the clock.
+    """
+    from ccops.backup import take
+
+    assert take.BACKUP_LOCK_WAIT_S == 10.0
     (root / "backups").mkdir()
     url = f"postgresql://app:{PASSWORD}@127.0.0.1:{closed_port()}/content_creator"
     with backup.backup_lock(root / "backups", 0):
-        code, out, err = ccops(root, "backup", CCOPS_DATABASE_URL=url)
+        t0 = time.monotonic()
+        code, out, err = ccops(root, "backup", CCOPS_DATABASE_URL=url,
+                               prelude="import ccops.backup.take as take; take.BACKUP_LOCK_WAIT_S = 1.0")
+        waited = time.monotonic() - t0
     assert code == 75 and "running" in assert_one_line(out, err)
+    assert waited >= 1.0, f"gave up after {waited:.2f} s without waiting for the lock"
     assert [p.name for p in (root / "backups").iterdir()] == [backup.LOCK_NAME]
 
 

@@ -58,11 +58,31 @@ def wait_in_hung_cell(root: Path, proc: subprocess.Popen, timeout: float = 90, o
                 continue
             findings = work / "findings.jsonl"
             if findings.is_file() and "t.before_hang" in findings.read_text():
-                time.sleep(1.0)  # let the kernel enter the next cell
+                # let the kernel enter the next cell: papermill marks it running (and saves the notebook in the
+                # work dir) just before sending it to the kernel; at most 1 s, as a fixed sleep once waited
+                settle = time.monotonic() + 1.0
+                while time.monotonic() < settle and not hang_cell_running(work):
+                    time.sleep(0.05)
+                time.sleep(0.2)
                 return work.name
         time.sleep(0.2)
     proc.kill()
     raise AssertionError(f"the run never reached the hung cell: {proc.communicate()}")
+
+
+def hang_cell_running(work: Path) -> bool:
+    """Whether papermill's copy of the notebook in the run's work dir shows the sleeping cell as running."""
+    for notebook in work.glob("*.ipynb"):
+        try:
+            cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+        except (OSError, ValueError, KeyError):
+            continue  # being replaced right now
+        for cell in cells:
+            source = cell.get("source", "")
+            source = "".join(source) if isinstance(source, list) else source
+            if "time.sleep(600)" in source and cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
+                return True
+    return False
 
 
 def leftover_work_dirs(root: Path) -> list[Path]:

@@ -13,6 +13,7 @@ import json
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -171,20 +172,49 @@ def fleet(tmp_path_factory):
         _ccops(root, "demo", "down", "--yes", "--target", name)
 
 
-def test_two_demo_deployments_run_side_by_side_with_their_own_archives(fleet):
+@dataclass
+class FleetRuns:
+    """What the runs on the fleet left: their processes, the records found right after them, each target's settings."""
+
+    health: dict[str, subprocess.CompletedProcess[str]]
+    daily: subprocess.CompletedProcess[str]
+    health_records: dict[str, list[Path]]
+    outside: list[Path]
+    settings: dict[str, dict]
+
+
+@pytest.fixture(scope="module")
+def fleet_runs(fleet) -> FleetRuns:
+    """The runs the side-by-side tests read, each made once: `ccops run health_check` on both targets, then staging's daily.
+
+    Each test asserts on what they left (exit codes, archived records, alert state, the fleet page); the
+    records are listed right after the runs, before any test runs anything else on the fleet.
+    """
+    root, _ = fleet
+    health = {name: _ccops(root, "run", "health_check", "--target", name) for name in ("production", "staging")}
+    health_records = {name: sorted((root / "outputs" / "targets" / name / "health_check").rglob("*-health_check.json"))
+                      for name in ("production", "staging")}
+    outside = list((root / "outputs").glob("health_check"))
+    daily = _ccops(root, "run", "daily", "--target", "staging")
+    settings = {name: _settings(root, name) for name in ("production", "staging")}
+    return FleetRuns(health, daily, health_records, outside, settings)
+
+
+def test_two_demo_deployments_run_side_by_side_with_their_own_archives(fleet, fleet_runs):
     root, up = fleet
     ports = {name: info["database_url"].rsplit(":", 1)[1].split("/")[0] for name, info in up.items()}
     assert ports["production"] != ports["staging"], "two private clusters"
     for name in ("production", "staging"):
-        proc = _ccops(root, "run", "health_check", "--target", name)
+        proc = fleet_runs.health[name]
         assert proc.returncode in (0, 1, 2), proc.stderr
     for name in ("production", "staging"):
-        records = sorted((root / "outputs" / "targets" / name / "health_check").rglob("*-health_check.json"))
+        records = fleet_runs.health_records[name]
         assert len(records) == 1, records
         record = json.loads(records[0].read_text())
         assert record["target"] == name
-        settings_port = _settings(root, name)["database_url"].rsplit(":", 1)[1].split("/")[0]
+        settings_port = fleet_runs.settings[name]["database_url"].rsplit(":", 1)[1].split("/")[0]
         assert settings_port == ports[name]
+    assert not fleet_runs.outside, "nothing archived outside the targets' subtrees"
     assert not list((root / "outputs").glob("health_check")), "nothing archived outside the targets' subtrees"
 
 
@@ -194,9 +224,9 @@ def _settings(root: Path, name: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def test_one_targets_lock_does_not_hold_the_other(fleet):
+def test_one_targets_lock_does_not_hold_the_other(fleet, fleet_runs):
     root, _ = fleet
-    prod_home = Path(_settings(root, "production")["home"])
+    prod_home = Path(fleet_runs.settings["production"]["home"])
     with fs.exclusive_lock(lock_path(prod_home, "health_check")):
         busy = _ccops(root, "run", "health_check", "--target", "production")
         free = _ccops(root, "run", "health_check", "--target", "staging")
@@ -205,12 +235,12 @@ def test_one_targets_lock_does_not_hold_the_other(fleet):
     assert free.returncode in (0, 1, 2), free.stderr
 
 
-def test_alerts_of_a_target_stay_in_its_state_and_name_it(fleet):
+def test_alerts_of_a_target_stay_in_its_state_and_name_it(fleet, fleet_runs):
     root, _ = fleet
-    proc = _ccops(root, "run", "daily", "--target", "staging")
+    proc = fleet_runs.daily
     assert proc.returncode == 2, f"the demo's daily report is CRITICAL on purpose: {proc.stderr}"
-    stage_log = Path(_settings(root, "staging")["home"]) / "alerts" / "alerts.log"
-    prod_log = Path(_settings(root, "production")["home"]) / "alerts" / "alerts.log"
+    stage_log = Path(fleet_runs.settings["staging"]["home"]) / "alerts" / "alerts.log"
+    prod_log = Path(fleet_runs.settings["production"]["home"]) / "alerts" / "alerts.log"
     text = stage_log.read_text()
     assert f"[ccops {socket.gethostname()}/staging] CRITICAL" in text, text[:500]
     assert not prod_log.exists() or "staging" not in prod_log.read_text(), "production's alert state is its own"
@@ -229,11 +259,11 @@ def test_an_archive_in_a_bucket_gives_each_target_its_own_prefix_and_local_copy(
     assert a.archive_dir != b.archive_dir
 
 
-def test_the_fleet_overview_lists_every_target_unreviewed_critical_first(fleet):
+def test_the_fleet_overview_lists_every_target_unreviewed_critical_first(fleet, fleet_runs):
     root, _ = fleet
     for name in ("production", "staging"):
-        assert _ccops(root, "run", "health_check", "--target", name).returncode in (0, 1, 2)
-    assert _ccops(root, "run", "daily", "--target", "staging").returncode == 2
+        assert fleet_runs.health[name].returncode in (0, 1, 2), fleet_runs.health[name].stderr
+    assert fleet_runs.daily.returncode == 2, fleet_runs.daily.stderr
     overview = json.loads((root / "outputs" / "fleet.json").read_text())
     assert overview["targets"] == ["production", "staging"]
     rows = overview["runs"]
