@@ -28,7 +28,35 @@ def start(runbook: str, as_of: str | datetime | None = None, config: str | None 
     from ccops.core.db import set_application_name
 
     set_application_name(f"ccops/{runbook}")  # every session of this run names it (pg_stat_activity, logs)
+    _preload_charts()
     return RunContext(runbook=runbook, settings=settings, as_of=parse_as_of(as_of), params=params, finisher=finish)
+
+
+def _preload_charts() -> None:
+    """Import what drawing a chart needs (matplotlib, 0.3-0.4 s) in a background thread of the kernel.
+
+    Why: the first finding with a chart imports it in the middle of the run, on the
+    kernel's one busy thread. The kernel is idle for a good part of a run (waiting on
+    the database, on the log helper, on papermill between cells), and a thread
+    importing meanwhile uses those gaps. The import is the one a chart would do
+    (ccops.core.charts, garbage collector paused); a chart that comes first simply
+    waits for the module being imported, as Python's import lock has any thread do.
+    """
+    import sys
+    import threading
+
+    if "matplotlib.backends.backend_agg" in sys.modules:
+        return
+    threading.Thread(target=_import_chart_modules, name="ccops-preload-charts", daemon=True).start()
+
+
+def _import_chart_modules() -> None:
+    try:
+        from ccops.core.charts import _import_matplotlib
+
+        _import_matplotlib()
+    except Exception:  # noqa: BLE001 - a broken matplotlib shows where a chart is drawn, with its error
+        pass
 
 
 def finish(ctx: RunContext) -> RunSummary:
