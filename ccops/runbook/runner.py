@@ -72,6 +72,7 @@ from ccops.runbook.papermill_entry import skip_slow_format_grammars
 from ccops.runbook.parameters import convert, declared_parameters, parameter_type, runbook_sections
 
 RUN_ID_ENV = "CCOPS_RUN_ID"
+WARM_AFTER_HELPER_SECONDS = 10.0  # the renderer's warm-up waits at most this long for the log helper
 KERNEL = "python3"
 KILL_GRACE_SECONDS = 5.0
 RUN_META = "run.json"  # in each work dir: what the next run needs to archive this one if its runner dies
@@ -448,10 +449,14 @@ def run_runbook(
                     "parameters": values, "start": _iso(started), "timeout": limit, "runner_pid": os.getpid(),
                     "papermill_pid": None}
             work = make_work_dir(home, name, run_id, meta)
-            warm = threading.Thread(target=_warm_renderer, name="ccops-warm-renderer", daemon=True)
-            warm.start()  # papermill runs in a child; meanwhile this process readies the HTML renderer
+            # papermill runs in a child; meanwhile this process readies the HTML renderer, once the log
+            # helper (which the kernel's first log step waits for) has had the spare core to itself
+            helper_done = threading.Event()
+            warm = threading.Thread(target=_warm_renderer, args=(helper_done,), name="ccops-warm-renderer",
+                                    daemon=True)
+            warm.start()
             try:
-                execution = _execute(settings, root, path, values, run_id, work, limit, guard, meta)
+                execution = _execute(settings, root, path, values, run_id, work, limit, guard, meta, helper_done)
                 warm.join()
                 # nbconvert, jinja, pygments and bs4 are a million objects by now, which every full collection
                 # the archiving sets off would walk again: set them aside (halves the render, 0.25 s here)
@@ -480,7 +485,9 @@ def run_runbook(
     return result
 
 
-def _warm_renderer() -> None:
+def _warm_renderer(after: threading.Event | None = None) -> None:
+    if after is not None:
+        after.wait(WARM_AFTER_HELPER_SECONDS)
     try:
         archive.warm_renderer()
     except Exception:  # noqa: BLE001 - a broken renderer shows in the real render, with its error
@@ -489,7 +496,7 @@ def _warm_renderer() -> None:
 
 def _execute(settings: Settings, root: Path, path: Path, values: dict[str, Any], run_id: str,
              work: Path, limit: int, guard: SignalGuard | None = None,
-             meta: dict[str, Any] | None = None) -> Execution:
+             meta: dict[str, Any] | None = None, helper_done: threading.Event | None = None) -> Execution:
     import yaml
 
     guard = guard or SignalGuard()
@@ -505,7 +512,7 @@ def _execute(settings: Settings, root: Path, path: Path, values: dict[str, Any],
     env = child_environment(settings, root, run_id, work / "findings.jsonl")
     timed_out = False
     killed = None
-    with open(log_path, "wb") as log, _log_prefetch(path, params_file, work, env) as prefetched:
+    with open(log_path, "wb") as log, _log_prefetch(path, params_file, work, env, helper_done) as prefetched:
         try:
             guard.check()
         except RunKilled as exc:  # stopped before papermill started: it never will
@@ -538,21 +545,27 @@ def _execute(settings: Settings, root: Path, path: Path, values: dict[str, Any],
 
 
 @contextmanager
-def _log_prefetch(path: Path, params_file: Path, work: Path, env: dict[str, str]) -> Iterator[bool]:
+def _log_prefetch(path: Path, params_file: Path, work: Path, env: dict[str, str],
+                  done: threading.Event | None = None) -> Iterator[bool]:
     """Read the runbook's log window in a helper process while papermill and the kernel start (ccops.runbook.prefetch).
 
     Yields whether a helper runs. It holds an exclusive lock on the snapshot's lock file
     from before papermill starts until its answers are written, so the kernel's log steps
     wait for them instead of reading the same bytes on the kernel's one core; a helper that
     fails leaves no answers and the kernel reads the logs itself. The helper is stopped
-    when the run ends, whatever happened to it.
+    when the run ends, whatever happened to it. `done` is set once it has ended (at once without one).
     """
     import fcntl
 
     from ccops.runbook.prefetch import log_steps
 
+    done = done or threading.Event()
     if not log_steps(path):
-        yield False
+        done.set()
+        try:
+            yield False
+        finally:
+            done.set()
         return
     target = work / "logs.snapshot"
     fd = os.open(f"{target}.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -568,6 +581,10 @@ def _log_prefetch(path: Path, params_file: Path, work: Path, env: dict[str, str]
         helper = None
     finally:
         os.close(fd)  # the helper holds the lock now (or nobody does: the kernel then reads the logs itself)
+    if helper is None:
+        done.set()
+    else:
+        threading.Thread(target=_set_when_ended, args=(helper, done), name="ccops-log-helper", daemon=True).start()
     try:
         yield helper is not None
     finally:
@@ -575,6 +592,14 @@ def _log_prefetch(path: Path, params_file: Path, work: Path, env: dict[str, str]
             helper.kill()
         if helper is not None:
             helper.wait()
+        done.set()
+
+
+def _set_when_ended(helper: subprocess.Popen, done: threading.Event) -> None:
+    try:
+        helper.wait()
+    finally:
+        done.set()
 
 
 def child_environment(settings: Settings, root: Path, run_id: str, findings_file: Path) -> dict[str, str]:
