@@ -18,9 +18,13 @@
   the daily one) when each cell starts and when it ends, markdown cells
   included, between one code cell and the next. A markdown cell changes nothing
   but its own papermill status, which the next save carries anyway, so only
-  code cells are saved: the file still shows every code cell running before it
-  runs (what the progress line and a killed run's report read), and the final
-  save is the same notebook.
+  code cells are saved, and only when they start: the save as cell k+1 starts
+  carries cell k's outputs and end as well, and the final save (papermill's,
+  after the last cell, also after a failed or killed one) the last cell's. The
+  file still shows every code cell running before it runs (what the progress
+  line and a killed run's report read), and the final save is the same
+  notebook; the kernel waits for one save between two cells instead of two
+  (about 5 ms each for the daily runbook's 19 code cells).
 
 The runner and its papermill child both start this way.
 """
@@ -45,17 +49,18 @@ def stop_kernels_at_once() -> None:
 
 
 def save_at_code_cells_only() -> None:
-    """No save of the whole notebook when a markdown cell starts or ends (papermill runs those as no-ops)."""
+    """Save the whole notebook only when a code cell starts (the next start or papermill's final save has the rest)."""
     from papermill.engines import NotebookExecutionManager
 
-    for name in ("cell_start", "cell_complete"):
-        setattr(NotebookExecutionManager, name, _unsaved_unless_code(getattr(NotebookExecutionManager, name)))
+    NotebookExecutionManager.cell_start = _unsaved_unless_code(NotebookExecutionManager.cell_start)
+    NotebookExecutionManager.cell_complete = _unsaved_unless_code(NotebookExecutionManager.cell_complete,
+                                                                  code_too=False)
 
 
-def _unsaved_unless_code(method: Callable[..., Any]) -> Callable[..., Any]:
+def _unsaved_unless_code(method: Callable[..., Any], code_too: bool = True) -> Callable[..., Any]:
     @functools.wraps(method)
     def wrapper(self: Any, cell: Any, *args: Any, **kwargs: Any) -> Any:
-        if cell.get("cell_type") == "code":
+        if code_too and cell.get("cell_type") == "code":
             return method(self, cell, *args, **kwargs)
         self.save = _no_save  # shadows the manager's save for this call only
         try:
