@@ -28,6 +28,7 @@ from ccops.core.errors import CcopsError
 
 SUPERUSER = "postgres"
 SERVER_USER = "postgres"
+OWNER_FILE = "root"  # beside a data dir under /var/tmp: the cluster root it belongs to
 DEMO_DATABASE = "content_creator"
 INSTALL_HINT = (
     "PostgreSQL server binaries not found: install them (Debian/Ubuntu: "
@@ -183,6 +184,8 @@ class Cluster:
         datadir = self._choose_datadir()
         password = secrets.token_urlsafe(18)
         datadir.parent.mkdir(parents=True, exist_ok=True)
+        if datadir.parent != self.root:  # under /var/tmp: say whose it is, so it can be found and removed with its root
+            (datadir.parent / OWNER_FILE).write_text(str(self.root) + "\n", encoding="utf-8")
         pwfile = datadir.parent / ".pwfile"
         pwfile.write_text(password + "\n")
         os.chmod(pwfile, 0o600)
