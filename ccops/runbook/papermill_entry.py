@@ -26,15 +26,22 @@
   notebook; the kernel waits for one save between two cells instead of two
   (about 5 ms each for the daily runbook's 19 code cells).
 
+- When papermill has written the notebook and stopped the kernel, the process
+  exits at once (after flushing its output and logging) instead of tearing the
+  interpreter down module by module: 0.15-0.2 s here, while the runner waits
+  for it. Only a clean exit (papermill's own sys.exit with a number) takes this
+  way; an exception leaves as it always did, traceback and all.
+
 The runner and its papermill child both start this way.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 
 def skip_slow_format_grammars() -> None:
@@ -75,10 +82,32 @@ def _no_save(**kwargs: Any) -> None:
     return None
 
 
-if __name__ == "__main__":
+def exit_at_once(code: int) -> NoReturn:
+    """Leave now: flush what was written (streams, logging's handlers) and skip the interpreter's teardown."""
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: nothing more can reach it
+            pass
+    os._exit(code)
+
+
+def main() -> None:
     skip_slow_format_grammars()
     stop_kernels_at_once()
     save_at_code_cells_only()
     from papermill.cli import papermill
 
-    sys.exit(papermill())
+    try:
+        papermill()
+    except SystemExit as done:
+        if done.code is None or isinstance(done.code, int):
+            exit_at_once(done.code or 0)
+        raise
+
+
+if __name__ == "__main__":
+    main()
