@@ -576,7 +576,8 @@ def _log_prefetch(path: Path, params_file: Path, work: Path, env: dict[str, str]
         with open(work / "prefetch.log", "wb") as log:
             helper = subprocess.Popen(
                 [sys.executable, "-m", "ccops.runbook.prefetch", str(path), str(params_file), str(target), str(fd)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=helper_env, pass_fds=(fd,))
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=helper_env, pass_fds=(fd,),
+                cwd=str(path.parent))  # where papermill runs the kernel (--cwd): the same settings, found the same way
     except OSError:
         helper = None
     finally:
