@@ -42,10 +42,11 @@ The runner and its papermill child both start this way.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
+
+from ccops.core.leave import exit_at_once
 
 
 def skip_slow_format_grammars() -> None:
@@ -89,19 +90,6 @@ def _unsaved_unless_code(method: Callable[..., Any], code_too: bool = True) -> C
 
 def _no_save(**kwargs: Any) -> None:
     return None
-
-
-def exit_at_once(code: int) -> NoReturn:
-    """Leave now: flush what was written (streams, logging's handlers) and skip the interpreter's teardown."""
-    import logging
-
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed or broken stream: nothing more can reach it
-            pass
-    os._exit(code)
 
 
 def main() -> None:
