@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -329,20 +331,38 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     (localpg: the server user must traverse every folder above it), where nothing removed it: a
     whole run left about 70 clusters of 70 MB each, some still running. Only clusters whose root
     lies in this process's own base temp dir are touched, so a session running beside this one
-    keeps its own.
+    keeps its own. A server still up gets SIGQUIT (PostgreSQL's immediate shutdown) straight from
+    its postmaster.pid, all at once: a pg_ctl per cluster cost 0.3-0.5 s each.
     """
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is None or factory._basetemp is None:  # no test asked for a tmp dir: none was started
         return
     base = factory.getbasetemp().resolve()
+    mine, running = [], []
     for owner in Path("/var/tmp").glob(f"ccops-pg-*/{localpg.OWNER_FILE}"):
         try:
-            root = Path(owner.read_text(encoding="utf-8").strip())
+            if not Path(owner.read_text(encoding="utf-8").strip()).is_relative_to(base):
+                continue
         except OSError:
             continue
-        if root.is_relative_to(base):
-            try:
-                localpg.Cluster(root).destroy()  # pg_ctl stop -m immediate when running, then both dirs
-            except (localpg.LocalPgError, OSError, subprocess.SubprocessError):
-                pass
-            shutil.rmtree(owner.parent, ignore_errors=True)
+        mine.append(owner.parent)
+        try:
+            pid = int((owner.parent / "data" / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, signal.SIGQUIT)
+            running.append(pid)
+        except (OSError, ValueError, IndexError):  # no pid file, or its server has gone
+            pass
+    deadline = time.monotonic() + 10
+    while running and time.monotonic() < deadline:
+        running = [pid for pid in running if _alive(pid)]
+        time.sleep(0.05)
+    for folder in mine:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
