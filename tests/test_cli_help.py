@@ -6,6 +6,7 @@ Every `ccops` here is a real process; the progress test gives it a real pseudo-t
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -106,6 +107,30 @@ def test_step_titles_are_the_markdown_headings_above_each_code_cell():
 def test_progress_stays_quiet_without_a_terminal(tmp_path):
     with open(tmp_path / "log", "w") as pipe_like:
         assert progress.start(tmp_path / "x.ipynb", "x", pipe_like) is None
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_names_every_step_of_a_notebook_that_ran_between_two_polls(tmp_path):
+    """All cells done before the watcher's first poll (a small runbook): stop() still names each step once, in order."""
+    notebook = json.loads((RUNBOOKS / "daily.ipynb").read_text())
+    code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    for cell in code:
+        cell.setdefault("metadata", {})["papermill"] = {"status": "completed"}
+    output = tmp_path / "daily.ipynb"
+    output.write_text(json.dumps(notebook))
+    terminal = _Terminal()
+    watcher = progress.start(output, "daily", terminal)
+    assert watcher is not None
+    watcher.stop()
+    lines = terminal.getvalue().splitlines()
+    titles = step_titles(notebook)
+    assert lines == [f"daily: step {k} of {len(code)}: {titles[k - 1]}" for k in range(1, len(code) + 1)]
+    watcher.poll()  # a later poll repeats nothing
+    assert terminal.getvalue().splitlines() == lines
 
 
 def _read_pty(master: int, proc: subprocess.Popen, deadline: float) -> str:

@@ -72,8 +72,17 @@ class Watcher:
         return self
 
     def stop(self) -> None:
+        """End the thread, then show the steps begun since its last poll.
+
+        A notebook whose cells together take less than one poll interval (a
+        small runbook, or every step after a slow one) would otherwise end
+        with steps the operator never saw named.
+        """
+        gone = self._stop.is_set()  # set before stop() only when the terminal went away
         self._stop.set()
         self._thread.join(timeout=2)
+        if not gone and not self._thread.is_alive():
+            self.poll()
 
     def _loop(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
