@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -43,7 +42,7 @@ def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> localpg.Cluster:
     cluster.psql(f"DO $$ BEGIN CREATE ROLE {PRODUCTION_ROLE}; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
     yield cluster
     db.dispose_all()
-    cluster.destroy()
+    cluster.destroy(detach=True)
 
 
 def restore_production_schema(cluster: localpg.Cluster, dbname: str) -> None:
@@ -257,7 +256,7 @@ def compile_ccops() -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Spread the suite over both cores test by test (`make test` runs `--dist loadgroup`).
+    """Spread the suite over the workers test by test (`make test` runs `--dist loadgroup`).
 
     Whole files on one worker (`--dist loadfile`) left one core idle for minutes while the
     other finished the backup tests. Now a file whose tests share a module- or class-scoped
@@ -266,7 +265,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     goes to one worker (DEMO_GROUP), and that file group with it when one of its tests is on
     the demo; every other test goes to whichever worker is free. The queue is ordered longest
     first (a group counts as the sum of its tests, marked `slow` as at least 20 s), so the
-    last tests to start are short ones and both cores finish together; only the tests that
+    last tests to start are short ones and all workers finish together; only the tests that
     need a one-thread process (SINGLE_THREADED_FILES) come before everything.
     """
     groups: dict[int, str] = {}
@@ -356,8 +355,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     while running and time.monotonic() < deadline:
         running = [pid for pid in running if _alive(pid)]
         time.sleep(0.05)
-    for folder in mine:
-        shutil.rmtree(folder, ignore_errors=True)
+    localpg.remove_detached(mine)  # unlinking a session's clusters took seconds; nothing waits for it
 
 
 def _alive(pid: int) -> bool:

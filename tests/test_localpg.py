@@ -46,6 +46,23 @@ def test_start_is_idempotent_stop_is_clean_and_extensions_are_preloaded(tmp_path
     assert not (tmp_path / "pg").exists()
 
 
+def test_a_detached_destroy_stops_at_once_and_the_files_go_after(tmp_path):
+    """destroy(detach=True) returns with the server stopped; a background rm then removes data dir and root."""
+    import time
+
+    cluster = localpg.Cluster(tmp_path / "pg")
+    cluster.start()
+    for number in range(20):
+        cluster.psql(f"CREATE DATABASE filler_{number}")
+    datadir = Path(cluster.status().datadir)
+    cluster.destroy(detach=True)
+    assert not cluster.status().running
+    deadline = time.monotonic() + 30
+    while (datadir.exists() or (tmp_path / "pg").exists()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not datadir.exists() and not (tmp_path / "pg").exists()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to an unprivileged user")
 def test_start_and_stop_as_a_normal_user():
     # pytest's tmp dirs are private to root, so the unprivileged user gets its own under /tmp
