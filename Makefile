@@ -41,10 +41,13 @@ demo: install
 	@echo "Reports: outputs/index.html"
 
 # lint: style (ruff), the layer contracts of docs/architecture.md (import-linter) and types (mypy)
-# Both cores, test by test; a file whose tests share a module-scoped fixture stays on one worker
-# (tests/conftest.py marks it as an xdist group).
+# Test by test on one worker more than the machine has cores; a file whose tests share a module-scoped
+# fixture stays on one worker (tests/conftest.py marks it as an xdist group). The extra worker fills the
+# time the others wait on their subprocesses (kernel and server starts, timeouts): with one worker per
+# core the 2 cores here were 70 % busy, and the suite took 386 s with 2 workers against 343 s with 3.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: lint
-	$(BIN)/pytest -q -n 2 --dist loadgroup
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # The schedule on Apache Airflow (docs/airflow.md): Airflow in a virtualenv of its own, pinned, from PyPI
 # without a constraints file; its home and sqlite database in a temporary folder. tests/airflow/ exports the
