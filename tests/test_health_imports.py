@@ -16,6 +16,8 @@ import sys
 
 import pytest
 
+from tests.helpers import backup_source
+
 HEAVY = ("pandas", "numpy", "sqlalchemy", "matplotlib", "nbformat", "papermill")
 
 # A fresh interpreter runs the verb as the console script does, then reports what it imported.
@@ -73,3 +75,23 @@ def test_the_probe_sees_what_the_notebook_steps_import(make_database, ccops_env,
     result = probe("health", "--as-of", "2026-11-20T12:00:00Z", preload="ccops.checks.health")
     assert result["code"] == 2
     assert "pandas" in heavy(result["modules"])
+
+
+def test_backup_and_a_parallel_restore_never_import_pandas(make_demo_database, make_database, ccops_env, monkeypatch):
+    """`ccops backup` and `ccops restore --jobs 2`, end to end on a real database: no pandas or numpy.
+
+    Both verbs reach the amcheck module (the restore test proves a scratch database with it), which
+    builds its report with pandas; importing it there cost every restore 0.3-0.4 s before any work.
+    """
+    backup_source(make_demo_database, ccops_env, monkeypatch, seed=3, days=6)
+    made = probe("backup", "--json")
+    assert made["code"] == 0, made["out"]
+    path = json.loads(made["out"])["file"]
+    target = make_database("ccops", name="restored_without_pandas")
+    restored = probe("restore", path, "--target", target, "--jobs", "2", "--yes", "--app-stopped", "--json")
+    assert restored["code"] == 0, restored["out"]
+    steps = {step["name"]: step["detail"] for step in json.loads(restored["out"])["steps"]}
+    assert "with 2 parallel jobs" in steps["restore"] and "data offsets of" in steps["restore"], steps
+    for result in (made, restored):
+        assert "psycopg" in result["modules"]
+        assert {"pandas", "numpy"}.isdisjoint(heavy(result["modules"])), heavy(result["modules"])

@@ -13,12 +13,14 @@ SQLAlchemy's DBAPIError, the type the callers already handle.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import psycopg
 from psycopg import sql
 from sqlalchemy.exc import DBAPIError
+
+if TYPE_CHECKING:  # imported by query_df alone: backup and restore quote names here and never build a frame
+    import pandas as pd
 
 Params = Mapping[str, Any] | Sequence[Any] | None
 
@@ -79,4 +81,6 @@ def scalar(conn: Any, statement: sql.Composable, params: Params = None) -> Any:
 
 def query_df(conn: Any, statement: sql.Composable, params: Params = None) -> pd.DataFrame:
     columns, rows = _run(conn, statement, params)
+    import pandas as pd
+
     return pd.DataFrame(rows, columns=columns)
