@@ -30,6 +30,19 @@
   notebook; the kernel waits for one save between two cells instead of two
   (about 5 ms each for the daily runbook's 19 code cells).
 
+- The kernel's five channels are Unix sockets in a private directory made for
+  this run (jupyter_client's "ipc" transport), not TCP ports on 127.0.0.1.
+  Over TCP, jupyter_client picks free ports, closes them, writes them into the
+  connection file and starts the kernel, which binds them a second or more
+  later; a port taken in between kills the kernel before it answers
+  ("Kernel died before replying to kernel_info", jupyter/jupyter_client#154).
+  With three test workers on two cores that happened to one of four runbooks
+  started together; cron starting several runbooks (or several targets) at
+  once is the same race. Socket files in a 0700 directory cannot be taken by
+  anyone else, and no other local user can reach the kernel. The directory
+  goes when the process exits (atexit; a SIGKILLed papermill leaves an empty
+  one in the temp dir).
+
 - When papermill has written the notebook and stopped the kernel, the process
   exits at once (after flushing its output and logging) instead of tearing the
   interpreter down module by module: 0.15-0.2 s here, while the runner waits
@@ -42,6 +55,7 @@ The runner and its papermill child both start this way.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -63,6 +77,31 @@ def stop_kernels_at_once() -> None:
     import papermill.cli
 
     papermill.cli.execute_notebook = functools.partial(papermill.cli.execute_notebook, shutdown_kernel="immediate")
+
+
+def kernels_over_unix_sockets() -> str:
+    """Have nbclient start kernels on Unix sockets in a private directory (see the module's docstring); its path."""
+    import atexit
+    import shutil
+    import tempfile
+
+    import papermill.cli
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum, default
+
+    sockets = tempfile.mkdtemp(prefix="ccops-kernel-")  # 0700; short: a socket path has at most 107 bytes
+    atexit.register(shutil.rmtree, sockets, True)
+
+    class UnixSocketKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            return os.path.join(sockets, "kernel")  # the channels are kernel-1 ... kernel-5 in there
+
+    papermill.cli.execute_notebook = functools.partial(papermill.cli.execute_notebook,
+                                                       kernel_manager_class=UnixSocketKernelManager)
+    return sockets
 
 
 def save_at_code_cells_only() -> None:
@@ -96,6 +135,7 @@ def main() -> None:
     skip_slow_format_grammars()
     skip_s3_client()
     stop_kernels_at_once()
+    kernels_over_unix_sockets()
     save_at_code_cells_only()
     from papermill.cli import papermill
 
