@@ -73,6 +73,12 @@ def test_killed_pg_dump_leaves_no_backup_and_earlier_ones_intact(demo_db, ccops_
                 if cmdline and cmdline[0].endswith(b"pg_dump") and _parent(pid_dir) == proc.pid:
                     running = list(directory.glob(".*.partial"))
                     if running:
+                        # held still while the prune runs (on a loaded machine the dump could otherwise
+                        # finish first and leave nothing to kill); SIGKILL ends a stopped process all the same
+                        try:
+                            os.kill(int(pid_dir.name), signal.SIGSTOP)
+                        except ProcessLookupError:
+                            continue
                         # a prune while the dump runs must leave its growing partial file alone
                         assert cli.main(["backup", "prune", "--yes"]) == 0
                         assert all(p.exists() for p in running), "prune deleted the running backup's partial file"
