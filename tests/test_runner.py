@@ -359,9 +359,12 @@ def test_git_info_never_writes_the_index(tmp_path):
 
 # ---- how papermill reaches the kernel ---------------------------------------------------------
 
-def test_the_kernel_listens_on_unix_sockets_in_a_private_dir_that_goes_with_the_run(env, capsys, tmp_path, monkeypatch):
+@pytest.mark.parametrize("ending", ["ends", "times out"])
+def test_the_kernel_listens_on_unix_sockets_in_a_private_dir_that_goes_with_the_run(env, capsys, tmp_path, monkeypatch,
+                                                                                   ending):
     """No TCP ports: jupyter_client's pick-close-bind of ports lost races under load ("Kernel died before
-    replying to kernel_info"); the kernel's channels are socket files in a 0700 dir, removed when papermill ends."""
+    replying to kernel_info"); the kernel's channels are socket files in a 0700 dir the runner made, removed
+    after papermill however the run ended (a timed-out papermill is killed before its exit handlers)."""
     import nbformat
 
     books = tmp_path / "books"
@@ -371,18 +374,23 @@ def test_the_kernel_listens_on_unix_sockets_in_a_private_dir_that_goes_with_the_
              "from ipykernel.connect import get_connection_info\n"
              "info = json.loads(get_connection_info())\n"
              "folder = os.path.dirname(info['ip'])\n"
+             "info['runner_dir'] = os.environ.get('CCOPS_KERNEL_SOCKETS')\n"
              "info['mode'] = oct(stat.S_IMODE(os.stat(folder).st_mode))\n"
              "info['sockets'] = sorted(n for n in os.listdir(folder) if stat.S_ISSOCK(os.stat(os.path.join(folder, n)).st_mode))\n"
              f"open({str(seen)!r}, 'w').write(json.dumps(info))")
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Kernel transport"),
-                                               nbformat.v4.new_code_cell(probe)])
+    cells = [nbformat.v4.new_markdown_cell("# Kernel transport"), nbformat.v4.new_code_cell(probe)]
+    if ending == "times out":
+        cells.append(nbformat.v4.new_code_cell("import time\ntime.sleep(120)"))
+    notebook = nbformat.v4.new_notebook(cells=cells)
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, str(books / "transport.ipynb"))
     monkeypatch.setenv("CCOPS_RUNBOOKS_DIR", str(books))
-    code, record, err = _cli_run(capsys, "transport")
-    assert code in (0, 1) and record["outcome"] in ("ok", "warning"), err
+    code, record, err = _cli_run(capsys, "transport", *(["--timeout", "4"] if ending == "times out" else []))
+    expected = ("timed-out",) if ending == "times out" else ("ok", "warning")
+    assert record["outcome"] in expected, (code, err)
     info = json.loads(seen.read_text())
     folder = Path(info["ip"]).parent
     assert info["transport"] == "ipc" and folder.name.startswith("ccops-kernel-"), info
+    assert info["runner_dir"] == str(folder), info
     assert info["mode"] == "0o700" and len(info["sockets"]) == 5, info
     assert not folder.exists(), "the socket dir outlived the run"

@@ -39,9 +39,11 @@
   With three test workers on two cores that happened to one of four runbooks
   started together; cron starting several runbooks (or several targets) at
   once is the same race. Socket files in a 0700 directory cannot be taken by
-  anyone else, and no other local user can reach the kernel. The directory
-  goes when the process exits (atexit; a SIGKILLed papermill leaves an empty
-  one in the temp dir).
+  anyone else, and no other local user can reach the kernel. The runner makes
+  the directory and removes it when papermill has ended, however it ended (a
+  killed papermill runs no exit handlers), and papermill removes it at exit
+  too (a SIGKILLed runner cannot). Only when both are killed does an empty
+  directory stay in the temp dir.
 
 - When papermill has written the notebook and stopped the kernel, the process
   exits at once (after flushing its output and logging) instead of tearing the
@@ -62,6 +64,8 @@ from typing import Any
 
 from ccops.core.leave import exit_at_once
 
+KERNEL_SOCKETS_ENV = "CCOPS_KERNEL_SOCKETS"  # the private directory the runner made for the kernel's sockets
+
 
 def skip_slow_format_grammars() -> None:
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
@@ -79,18 +83,27 @@ def stop_kernels_at_once() -> None:
     papermill.cli.execute_notebook = functools.partial(papermill.cli.execute_notebook, shutdown_kernel="immediate")
 
 
+def kernel_socket_dir() -> str:
+    """A new private (0700) directory for a kernel's sockets: short, as a socket path has at most 107 bytes."""
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="ccops-kernel-")
+
+
 def kernels_over_unix_sockets() -> str:
-    """Have nbclient start kernels on Unix sockets in a private directory (see the module's docstring); its path."""
+    """Have nbclient start kernels on Unix sockets in a private directory (see the module's docstring); its path.
+
+    The directory is the runner's (KERNEL_SOCKETS_ENV), else one made here; removed at exit either way.
+    """
     import atexit
     import shutil
-    import tempfile
 
     import papermill.cli
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import CaselessStrEnum, default
 
-    sockets = tempfile.mkdtemp(prefix="ccops-kernel-")  # 0700; short: a socket path has at most 107 bytes
-    atexit.register(shutil.rmtree, sockets, True)
+    sockets = os.environ.get(KERNEL_SOCKETS_ENV, "") or kernel_socket_dir()
+    atexit.register(shutil.rmtree, sockets, True)  # also the runner's: a SIGKILLed runner cannot remove it
 
     class UnixSocketKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)

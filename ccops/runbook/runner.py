@@ -68,7 +68,7 @@ from ccops.core.settings import Settings, is_secret_name
 from ccops.logs.snapshot import SNAPSHOT_ENV
 from ccops.runbook import progress
 from ccops.runbook.indexes import refresh_indexes
-from ccops.runbook.papermill_entry import skip_slow_format_grammars
+from ccops.runbook.papermill_entry import KERNEL_SOCKETS_ENV, kernel_socket_dir, skip_slow_format_grammars
 from ccops.runbook.parameters import convert, declared_parameters, parameter_type, runbook_sections
 
 RUN_ID_ENV = "CCOPS_RUN_ID"
@@ -512,7 +512,8 @@ def _execute(settings: Settings, root: Path, path: Path, values: dict[str, Any],
     env = child_environment(settings, root, run_id, work / "findings.jsonl")
     timed_out = False
     killed = None
-    with open(log_path, "wb") as log, _log_prefetch(path, params_file, work, env, helper_done) as prefetched:
+    with open(log_path, "wb") as log, _log_prefetch(path, params_file, work, env, helper_done) as prefetched, \
+            _kernel_sockets(env):
         try:
             guard.check()
         except RunKilled as exc:  # stopped before papermill started: it never will
@@ -542,6 +543,20 @@ def _execute(settings: Settings, root: Path, path: Path, values: dict[str, Any],
             if watcher is not None:
                 watcher.stop()
     return Execution(returncode, timed_out, limit, _tail(log_path), output, killed=killed)
+
+
+@contextmanager
+def _kernel_sockets(env: dict[str, str]) -> Iterator[None]:
+    """The private directory of the kernel's Unix sockets (ccops.runbook.papermill_entry), removed after papermill.
+
+    Removed here rather than by papermill, which a timeout or a stop signal kills before its exit handlers run.
+    """
+    sockets = kernel_socket_dir()
+    env[KERNEL_SOCKETS_ENV] = sockets
+    try:
+        yield
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 @contextmanager
