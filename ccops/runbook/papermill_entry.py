@@ -76,11 +76,16 @@ def skip_s3_client() -> None:
     sys.modules.setdefault("boto3", None)  # type: ignore[arg-type]
 
 
-def stop_kernels_at_once() -> None:
-    """Have the papermill CLI ask nbclient for an immediate kernel shutdown (an engine keyword of execute_notebook)."""
+def _engine_keywords(**keywords: Any) -> None:
+    """Have the papermill CLI pass these keywords to execute_notebook, which hands them to nbclient."""
     import papermill.cli
 
-    papermill.cli.execute_notebook = functools.partial(papermill.cli.execute_notebook, shutdown_kernel="immediate")
+    papermill.cli.execute_notebook = functools.partial(papermill.cli.execute_notebook, **keywords)
+
+
+def stop_kernels_at_once() -> None:
+    """Have nbclient stop the kernel at once after the last cell (see the module's docstring)."""
+    _engine_keywords(shutdown_kernel="immediate")
 
 
 def kernel_socket_dir() -> str:
@@ -98,7 +103,6 @@ def kernels_over_unix_sockets() -> str:
     import atexit
     import shutil
 
-    import papermill.cli
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import CaselessStrEnum, default
 
@@ -112,8 +116,7 @@ def kernels_over_unix_sockets() -> str:
         def _ip_default(self) -> str:
             return os.path.join(sockets, "kernel")  # the channels are kernel-1 ... kernel-5 in there
 
-    papermill.cli.execute_notebook = functools.partial(papermill.cli.execute_notebook,
-                                                       kernel_manager_class=UnixSocketKernelManager)
+    _engine_keywords(kernel_manager_class=UnixSocketKernelManager)
     return sockets
 
 

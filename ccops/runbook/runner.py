@@ -577,10 +577,7 @@ def _log_prefetch(path: Path, params_file: Path, work: Path, env: dict[str, str]
     done = done or threading.Event()
     if not log_steps(path):
         done.set()
-        try:
-            yield False
-        finally:
-            done.set()
+        yield False
         return
     target = work / "logs.snapshot"
     fd = os.open(f"{target}.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -604,9 +601,9 @@ def _log_prefetch(path: Path, params_file: Path, work: Path, env: dict[str, str]
     try:
         yield helper is not None
     finally:
-        if helper is not None and helper.poll() is None:
-            helper.kill()
         if helper is not None:
+            if helper.poll() is None:
+                helper.kill()
             helper.wait()
         done.set()
 
