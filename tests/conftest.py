@@ -345,8 +345,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         except OSError:
             continue
         mine.append(owner.parent)
+        datadir = owner.parent / "data"
         try:
-            pid = int((owner.parent / "data" / "postmaster.pid").read_text().split()[0])
+            pid = int((datadir / "postmaster.pid").read_text().split()[0])
+            # pids wrap within a run here (pid_max 32768): a stale pid file's number may now be another
+            # worker's process. A postmaster works in its data dir, so that is what is checked first.
+            if Path(f"/proc/{pid}/cwd").resolve() != datadir.resolve():
+                continue
             os.kill(pid, signal.SIGQUIT)
             running.append(pid)
         except (OSError, ValueError, IndexError):  # no pid file, or its server has gone
