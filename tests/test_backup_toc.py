@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ccops.backup.toc import OFFSET_NOT_SET, OFFSET_SET, fill_data_offsets, read_toc
+from ccops.backup.toc import OFFSET_NOT_SET, OFFSET_SET, StreamScanner, fill_data_offsets, read_toc
 from ccops.core.db import client_tool, libpq_env
 from tests.test_backup import query
 
@@ -81,6 +81,54 @@ def test_a_piped_archive_gets_the_offsets_pg_dump_writes_into_a_file(dumps, tmp_
     assert fill_data_offsets(copy) == "data offsets already set by pg_dump" and copy.read_bytes() == after
 
 
+def streamed(content: bytes, sizes: list[int]) -> dict[int, int] | str:
+    """What a StreamScanner says about `content` fed in chunks of the given sizes, in turn (as a relay reads)."""
+    scanner = StreamScanner()
+    at, turn = 0, 0
+    while at < len(content):
+        size = sizes[turn % len(sizes)]
+        scanner.feed(memoryview(content)[at:at + size])
+        at, turn = at + size, turn + 1
+    return scanner.offsets()
+
+
+def test_a_stream_scanner_finds_the_offsets_pg_dump_writes_into_a_file(dumps):
+    _, to_file, piped = dumps
+    reference = {e.dump_id: e.offset for e in read_toc(to_file.read_bytes()).data_entries()}
+    body = piped.read_bytes()
+    # one byte at a time puts every header across a boundary; 7 and 11 bytes (a needle's length) cut them
+    # everywhere; 1 MiB is the relay's own chunk, which holds the whole table of contents
+    for sizes in ([len(body)], [1 << 20], [4096, 7], [11], [65536, 1, 3]):
+        assert streamed(body, sizes) == reference, sizes
+    assert streamed(body[:300], [64]) == "the table of contents ends early"
+    assert streamed(b"", [1]) == "the archive is empty"
+    assert streamed(to_file.read_bytes(), [1 << 20]) == "data offsets already set by pg_dump"
+
+
+def test_offsets_the_backup_found_are_written_after_a_check_and_wrong_ones_are_scanned_for(dumps, tmp_path):
+    _, to_file, piped = dumps
+    reference, body = to_file.read_bytes(), piped.read_bytes()
+    toc = read_toc(body)
+    found = streamed(body, [1 << 20])
+    assert isinstance(found, dict)
+    first, second = toc.data_entries()[0].dump_id, toc.data_entries()[1].dump_id
+    wrong = {
+        "one byte on": {**found, second: found[second] + 1},
+        "one missing": {k: v for k, v in found.items() if k != second},
+        "swapped": {**found, first: found[second], second: found[first]},
+        "first moved": {**found, first: found[first] - 1},
+    }
+    copy = tmp_path / "copy.dump"
+    copy.write_bytes(body)
+    assert fill_data_offsets(copy, found).endswith("(as the backup found them, each checked where it points)")
+    assert copy.read_bytes()[toc.start:] == reference[toc.start:]
+    for name, offsets in wrong.items():
+        copy.write_bytes(body)
+        said = fill_data_offsets(copy, offsets)
+        assert said.endswith("(found by a scan: the manifest's did not check out)"), (name, said)
+        assert copy.read_bytes()[toc.start:] == reference[toc.start:], name
+
+
 def test_with_its_offsets_a_parallel_restore_starts_with_the_largest_table(dumps, make_database, tmp_path):
     url, _, piped = dumps
     filled = tmp_path / "filled.dump"
@@ -123,6 +171,8 @@ def test_what_cannot_be_proven_is_left_untouched(dumps, make_database, tmp_path)
         path.write_bytes(content)
         reasons[name] = fill_data_offsets(path)
         assert path.read_bytes() == content, f"{name}: {reasons[name]}"
+        # a backup's relay cannot prove them either, and says the same
+        assert "data offsets not filled: " + str(streamed(content, [4096])) == reasons[name], name
     assert "does not end with the end of a data block" in reasons["cut"]
     assert "was not found in dump order" in reasons["block"]
     assert "compressed" in reasons["compressed"]

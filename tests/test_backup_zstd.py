@@ -13,6 +13,7 @@ import pytest
 
 from ccops import backup
 from ccops.backup import restore as restore_module
+from ccops.backup.toc import fill_data_offsets, read_toc
 from ccops.backup.verify import run_pg_restore
 from ccops.core.db import client_tool, libpq_env
 from ccops.core.settings import load_settings
@@ -75,7 +76,20 @@ def test_zstd_backup_is_read_to_its_end_and_restores_streamed_and_in_parallel(sm
             assert "with 2 parallel jobs" in detail and "for 2 jobs" in detail, detail
             tables = query(small_db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")[0][0]
             assert f"data offsets of {tables} tables written into the table of contents" in detail, detail
-    assert made.manifest["data_offsets"] is False, "the backup itself says what it lacks"
+            assert "as the backup found them, each checked where it points" in detail, "no scan of the archive"
+
+
+def test_the_backup_notes_each_tables_data_offset_as_a_scan_of_its_archive_finds_it(small_db, tmp_path):
+    made = backup.create_backup(load_settings())
+    noted = made.manifest["data_offsets"]
+    tables = query(small_db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")[0][0]
+    assert isinstance(noted, dict) and len(noted) == tables, noted  # the schema's tables, noise and other
+    # the reference: the decompressed archive, its offsets found by a scan (toc.py's own path, tested against
+    # pg_dump's file in test_backup_toc.py), then read from its table of contents as pg_restore reads them
+    copy = tmp_path / "copy.dump"
+    copy.write_bytes(subprocess.run(["zstd", "-dc", str(made.path)], capture_output=True, check=True).stdout)
+    assert "found by a scan of the archive" in fill_data_offsets(copy)
+    assert {str(e.dump_id): e.offset for e in read_toc(copy.read_bytes()).data_entries()} == noted
 
 
 def hand_made_zst(url: str, directory: Path) -> Path:
