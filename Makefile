@@ -77,7 +77,7 @@ bench: install
 	$(BIN)/python -m benchmarks
 
 lint: install
-	$(BIN)/ruff check ccops tests benchmarks
+	$(BIN)/ruff check ccops tests benchmarks runbooks
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 
