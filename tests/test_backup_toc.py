@@ -96,10 +96,13 @@ def test_a_stream_scanner_finds_the_offsets_pg_dump_writes_into_a_file(dumps):
     _, to_file, piped = dumps
     reference = {e.dump_id: e.offset for e in read_toc(to_file.read_bytes()).data_entries()}
     body = piped.read_bytes()
-    # one byte at a time puts every header across a boundary; 7 and 11 bytes (a needle's length) cut them
-    # everywhere; 1 MiB is the relay's own chunk, which holds the whole table of contents
-    for sizes in ([len(body)], [1 << 20], [4096, 7], [11], [65536, 1, 3]):
+    # 1 MiB is the relay's own chunk, which holds the whole table of contents; uneven ones drift across the rest
+    for sizes in ([len(body)], [1 << 20], [4093, 7], [65536, 1, 3, 11]):
         assert streamed(body, sizes) == reference, sizes
+    # a cut at every byte around every block start: each header and each end-of-block run split every way
+    for offset in reference.values():
+        for cut in range(offset - 12, offset + 12):
+            assert streamed(body, [cut, len(body)]) == reference, cut
     assert streamed(body[:300], [64]) == "the table of contents ends early"
     assert streamed(b"", [1]) == "the archive is empty"
     assert streamed(to_file.read_bytes(), [1 << 20]) == "data offsets already set by pg_dump"
