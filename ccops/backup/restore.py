@@ -440,15 +440,15 @@ def spool_dir(path: Path, needed: int) -> Path | None:
     return None
 
 
-def _archive_size(path: Path) -> int:
+def _archive_size(path: Path, manifest: dict[str, Any]) -> int:
     """The uncompressed archive's size: the manifest's (counted as it was written), else a generous guess."""
-    size = read_manifest(path).get("archive_size")
+    size = manifest.get("archive_size")
     return int(size) if isinstance(size, int) and size > 0 else 10 * Path(path).stat().st_size
 
 
-def _manifest_offsets(path: Path) -> dict[int, int] | None:
+def _manifest_offsets(manifest: dict[str, Any]) -> dict[int, int] | None:
     """The data offsets `ccops backup` found while it wrote the dump (None for older or unproven ones)."""
-    found = read_manifest(path).get("data_offsets")
+    found = manifest.get("data_offsets")
     if not isinstance(found, dict):
         return None
     try:
@@ -465,7 +465,8 @@ def _restore_parallel_zstd(path: Path, command: list[str], env: dict[str, str], 
     with one job, and says so. `remove_later`: the copy goes in the background
     (see _remove_soon) and the caller waits for removals_done().
     """
-    where = spool_dir(path, _archive_size(path))
+    manifest = read_manifest(path)
+    where = spool_dir(path, _archive_size(path, manifest))
     if where is None:
         proc = run_pg_restore(command[1:], path, read_all=True, timeout=6 * 3600, env=env)
         if proc.returncode != 0:
@@ -480,7 +481,7 @@ def _restore_parallel_zstd(path: Path, command: list[str], env: dict[str, str], 
         if unpacked.returncode != 0:
             error = last_line(unpacked.stderr.decode("utf-8", "replace"), f"exit {unpacked.returncode}")
             raise BackupError(f"zstd cannot decompress {path.name} into {where}: {error}")
-        offsets = fill_data_offsets(archive, _manifest_offsets(path))
+        offsets = fill_data_offsets(archive, _manifest_offsets(manifest))
         done = subprocess.run([command[0], "-j", str(jobs), *command[1:], str(archive)], capture_output=True, text=True,
                               env=env, timeout=6 * 3600)
         if done.returncode != 0:

@@ -242,11 +242,14 @@ class BlockFinder:
         return dict(self.found)
 
 
+ALREADY_SET = "data offsets already set by pg_dump"
+
+
 def _unprovable(toc: Toc) -> str:
     """Why this archive's offsets are not for this module to find ('' when they are)."""
     entries = toc.data_entries()
     if not any(entry.offset_state == OFFSET_NOT_SET for entry in entries):
-        return "data offsets already set by pg_dump"
+        return ALREADY_SET
     if toc.compressed:
         return "the archive's data is compressed"
     if any(entry.desc != "TABLE DATA" for entry in entries):
@@ -319,19 +322,24 @@ class StreamScanner:
 
 
 def _checked(data: mmap.mmap, toc: Toc, known: dict[int, int]) -> bool:
-    """Every offset in `known` points at its entry's block, in dump order: the first where the table of
-    contents ends, each next one later and right after the end of the block before (as BlockFinder finds them)."""
-    end_of_block = bytes(1 + toc.int_size)
-    after = -1
-    for entry in toc.data_entries():
-        position = known.get(entry.dump_id, -1)
-        header = _header(toc, entry)
-        if position <= after or data[position:position + len(header)] != header:
+    """Whether BlockFinder, searching only the few bytes at each offset in `known`, finds exactly `known`.
+
+    The first block is looked for where the table of contents ends; each next one
+    in the end-of-block run and header at its given offset, so the rule is
+    BlockFinder's own and an offset out of order or off by a byte is not found.
+    """
+    finder = BlockFinder(toc)
+    reach = len(finder.end_of_block)
+    for number, entry in enumerate(finder.entries):
+        position = toc.end if number == 0 else known.get(entry.dump_id, -1)
+        start = position if number == 0 else position - reach
+        if start < 0:
             return False
-        if (position != toc.end) if after < 0 else (data[position - len(end_of_block):position] != end_of_block):
+        window = data[start:position + len(_header(toc, entry))]
+        finder.search(window, start, len(window))
+        if len(finder.found) != number + 1:
             return False
-        after = position
-    return data[len(data) - len(end_of_block):] == end_of_block
+    return finder.result(data) == known
 
 
 def fill_data_offsets(path: Path, known: dict[int, int] | None = None) -> str:
@@ -353,7 +361,7 @@ def fill_data_offsets(path: Path, known: dict[int, int] | None = None) -> str:
             entries = toc.data_entries()
             unprovable = _unprovable(toc)
             if unprovable:
-                return unprovable if unprovable.startswith("data offsets") else f"data offsets not filled: {unprovable}"
+                return unprovable if unprovable == ALREADY_SET else f"data offsets not filled: {unprovable}"
             how = "found by a scan of the archive"
             if known and _checked(data, toc, known):
                 offsets: dict[int, int] | str = known
