@@ -23,12 +23,14 @@ $(STAMP): pyproject.toml
 # Runbooks stay clean in git: nbstripout strips outputs, execution counts and run metadata on
 # `git add`, so saving a worked runbook in JupyterLab leaves `git status` clean. Cell ids are
 # kept (they are the stored ones); language_info (the Python version) and papermill's timings are not.
+# git runs nbstripout through ccops.runbook.gitfilter: the same filter without a 1.2 s import.
 NBSTRIPOUT_EXTRA_KEYS := metadata.language_info metadata.papermill cell.metadata.papermill
 git-filter:
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
-	  $(BIN)/nbstripout --install --attributes .gitattributes && \
-	  git config filter.nbstripout.clean '"$(abspath $(BIN))/python" -m nbstripout --keep-id' && \
-	  git config filter.nbstripout.extrakeys '$(NBSTRIPOUT_EXTRA_KEYS)'; \
+	  $(BIN)/python -m ccops.runbook.gitfilter --install --attributes .gitattributes && \
+	  git config filter.nbstripout.clean '"$(abspath $(BIN))/python" -m ccops.runbook.gitfilter --keep-id' && \
+	  git config filter.nbstripout.extrakeys '$(NBSTRIPOUT_EXTRA_KEYS)' && \
+	  git config diff.ipynb.textconv '"$(abspath $(BIN))/python" -m ccops.runbook.gitfilter --keep-id -t'; \
 	else echo "not a git checkout: no nbstripout filter installed"; fi
 
 # The demo's findings (an error burst, a stopped agent, a day without content) make the

@@ -1,0 +1,25 @@
+"""nbstripout as git's clean filter for runbooks (`make git-filter` installs it), without its fixed second.
+
+git runs the clean filter on every notebook whose stat data changed since the index saw it: on
+`git add`, and on `git status` or `git diff` after JupyterLab saved a runbook. Stock
+`python -m nbstripout` spent 1.8 s of CPU per notebook, 1.2 s of it importing `rfc3987_syntax`
+(jsonschema's format checker compiles its grammars at import, for a URI format the notebook schema
+never uses; see papermill_entry). This is nbstripout's own command line with that module marked
+absent: the same options, the same output byte for byte (tests/test_lab.py compares it with stock
+nbstripout on every runbook).
+"""
+
+from __future__ import annotations
+
+from ccops.runbook.papermill_entry import skip_slow_format_grammars
+
+
+def main() -> None:
+    skip_slow_format_grammars()
+    from nbstripout._nbstripout import main as nbstripout_main
+
+    nbstripout_main()
+
+
+if __name__ == "__main__":
+    main()
