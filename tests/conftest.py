@@ -27,6 +27,11 @@ from ccops.core import db, localpg, schema
 # process no longer loads the nbval plugin (pyproject: -p no:nbval; tests/test_nbval.py starts
 # its own pytest with nbval).
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+# pytest keeps each test module with its asserts rewritten in __pycache__ (a hash-checked pyc), but
+# not under PYTHONDONTWRITEBYTECODE, as set in this container: then every worker rewrote all hundred
+# test modules again on every run (6 of its 8 s of collection, three workers on two cores). The
+# variable is left as it is for the processes the tests start; only the test processes write.
+sys.dont_write_bytecode = False
 
 REPO = Path(__file__).resolve().parent.parent
 PRODUCTION_SCHEMA = Path(
