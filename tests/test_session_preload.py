@@ -1,13 +1,25 @@
-"""Opening a run starts importing what charts need in the background, so the first chart does not wait for it."""
+"""Opening a run starts importing what charts need in the background, so the first chart does not wait for it.
+
+Only for a runbook that can draw a chart: session.start() preloads the chart modules when the
+runbook's import cell brought in a chart-drawing step (daily, weekly, quarterly); the others
+(health check, backup, recovery, monthly, the emergencies) must not pay 0.5 s of CPU for it.
+Each case is a fresh interpreter, as a kernel is.
+"""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
 SCRIPT = """
 import sys, time
+from ccops.checks import logs  # as the daily runbook's import cell does: its error review draws a chart
 from ccops.runbook.session import start
 assert "matplotlib" not in sys.modules, "imported before the run opened"
 ctx = start("daily", as_of="2026-11-20T18:00:00")
@@ -33,3 +45,36 @@ def test_start_imports_the_chart_modules_in_the_background(ccops_env: Path) -> N
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
+
+
+PROBE = """
+import json, sys, threading
+exec(sys.argv[1])
+from ccops.runbook.session import _preload_charts
+_preload_charts()
+for thread in threading.enumerate():
+    if thread.name == "ccops-preload-charts":
+        thread.join(60)
+print(json.dumps({"matplotlib": "matplotlib.backends.backend_agg" in sys.modules}))
+"""
+
+
+def import_cell(runbook: str) -> str:
+    """The runbook's own import cell(s), as its kernel runs them before session.start()."""
+    notebook = json.loads((REPO / "runbooks" / runbook).read_text(encoding="utf-8"))
+    cells = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
+    return "\n".join(cell for cell in cells if cell.lstrip().startswith(("import ", "from ")))
+
+
+@pytest.mark.parametrize(("runbook", "preloads"), [
+    ("daily.ipynb", True),  # logs.error_review draws the errors per hour
+    ("weekly.ipynb", True),
+    ("health_check.ipynb", False),
+    ("emergency/system_down.ipynb", False),
+])
+def test_chart_modules_are_preloaded_only_for_runbooks_that_can_draw_a_chart(runbook: str, preloads: bool):
+    cell = import_cell(runbook)
+    assert cell, f"{runbook} has no import cell"
+    proc = subprocess.run([sys.executable, "-c", PROBE, cell], capture_output=True, text=True, timeout=120,
+                          check=True, cwd=REPO / "runbooks")
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"matplotlib": preloads}
