@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import stat
 import subprocess
 import tarfile
+import time
 import zipfile
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -537,3 +539,37 @@ def test_down_stops_both_and_keeps_the_data(running_demo):
     shown = demo.status(settings)
     assert shown["db"] == "stopped" and shown["app"] == "stopped" and shown["generated"]["seed"] == 42
     assert os.path.exists(demo.demo_dir(settings) / "server.json")
+
+
+def _stubborn_app(folder: Path) -> subprocess.Popen:
+    """`python main.py --scheduled` in `folder` that ignores SIGTERM, as a hung app does."""
+    folder.mkdir(parents=True)
+    (folder / "main.py").write_text(
+        "import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('up', flush=True)\ntime.sleep(120)\n", encoding="utf-8")
+    proc = subprocess.Popen(["python", "main.py", "--scheduled"], cwd=folder, stdout=subprocess.PIPE, text=True,
+                            executable=appdir.venv_python(), start_new_session=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+    return proc
+
+
+def test_the_stop_script_kills_a_stubborn_app_after_the_grace_and_leaves_another_dirs_app(tmp_path: Path):
+    """scripts/stop_content_creator.sh (FACTS.md: SIGTERM, then SIGKILL after 2 s), only for this app dir."""
+    app, other = tmp_path / "app", tmp_path / "other"
+    mine, theirs = _stubborn_app(app), _stubborn_app(other)
+    try:
+        appdir.install(app, tmp_path / "backups")
+        started = time.monotonic()
+        stop = subprocess.run(["sh", appdir.STOP_SCRIPT], cwd=app, capture_output=True, text=True, timeout=30)
+        took = time.monotonic() - started
+        assert stop.returncode == 0, stop.stderr
+        assert f"killed after {appdir.STOP_GRACE_SECONDS} s (pid {mine.pid})" in stop.stdout
+        assert mine.wait(timeout=5) == -signal.SIGKILL
+        assert appdir.STOP_GRACE_SECONDS <= took < appdir.STOP_GRACE_SECONDS + 5
+        assert theirs.poll() is None, "the app of another directory was touched"
+        again = subprocess.run(["sh", appdir.STOP_SCRIPT], cwd=app, capture_output=True, text=True, timeout=30)
+        assert "not running" in again.stdout
+    finally:
+        for proc in (mine, theirs):
+            proc.kill()
+            proc.wait(timeout=10)

@@ -50,18 +50,22 @@ echo "Content Creator started (pid $!)"
 
 STOP = """#!/bin/sh
 # Stop Content Creator: SIGTERM, then SIGKILL after {grace} s. Only the app of this directory:
-# a process whose command line holds '{match}' and whose working dir is here.
+# a process whose command line holds '{match}' and whose working dir is here. The whole
+# process table is read once; the wait re-checks only the processes signalled (still this app).
 # Written by `ccops demo up`.
 cd "$(dirname "$0")/.." || exit 1
 here=$(pwd -P)
+is_app() {{
+  cmd=$(tr '\\000' ' ' < "/proc/$1/cmdline" 2>/dev/null) || return 1
+  case "$cmd" in *"{match}"*) ;; *) return 1 ;; esac
+  [ "$(readlink "/proc/$1/cwd" 2>/dev/null)" = "$here" ]
+}}
 app_pids() {{
-  for dir in /proc/[0-9]*; do
-    cmd=$(tr '\\000' ' ' < "$dir/cmdline" 2>/dev/null) || continue
-    case "$cmd" in *"{match}"*) ;; *) continue ;; esac
-    [ "$(readlink "$dir/cwd" 2>/dev/null)" = "$here" ] && echo "${{dir#/proc/}}"
+  for pid in "$@"; do
+    is_app "$pid" && echo "$pid"
   done
 }}
-running=$(app_pids)
+running=$(cd /proc && app_pids [0-9]*)
 if [ -z "$running" ]; then
   rm -f {pid_file}
   echo "Content Creator is not running"
@@ -69,11 +73,11 @@ if [ -z "$running" ]; then
 fi
 kill -TERM $running 2>/dev/null
 waited=0
-while [ $waited -lt {ticks} ] && [ -n "$(app_pids)" ]; do
+while [ $waited -lt {ticks} ] && [ -n "$(app_pids $running)" ]; do
   sleep 0.1
   waited=$((waited + 1))
 done
-left=$(app_pids)
+left=$(app_pids $running)
 if [ -n "$left" ]; then
   kill -KILL $left 2>/dev/null
   echo "Content Creator killed after {grace} s (pid $left)"
