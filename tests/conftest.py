@@ -20,13 +20,14 @@ from pathlib import Path
 import pytest
 
 from ccops.core import db, localpg, schema
+from ccops.runbook.papermill_entry import skip_unused_format_checkers
 
-# As ccops' runner does (ccops.runbook.papermill_entry): nbformat's jsonschema would import
-# rfc3987_syntax, which compiles dozens of grammars (about 1 s per process) for a URI format the
+# As ccops' runner does (ccops.runbook.papermill_entry, the one list): nbformat's jsonschema would
+# import its optional format checkers, rfc3987_syntax among them, which compiles dozens of grammars (about 1 s per process) for a URI format the
 # notebook schema never uses. Each worker imports nbformat while collecting; the main pytest
 # process no longer loads the nbval plugin (pyproject: -p no:nbval; tests/test_nbval.py starts
 # its own pytest with nbval).
-sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+skip_unused_format_checkers()
 # pytest keeps each test module with its asserts rewritten in __pycache__ (a hash-checked pyc), but
 # not under PYTHONDONTWRITEBYTECODE, as set in this container: then every worker rewrote all hundred
 # test modules again on every run (6 of its 8 s of collection, three workers on two cores). The

@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 PROBE = """
 import json, sys
-from ccops.runbook.papermill_entry import UNUSED_FORMAT_CHECKERS, skip_slow_format_grammars
-skip_slow_format_grammars()
+from ccops.runbook.papermill_entry import UNUSED_FORMAT_CHECKERS, skip_unused_format_checkers
+skip_unused_format_checkers()
 import jsonschema, nbformat
 loaded = [name for name in UNUSED_FORMAT_CHECKERS if sys.modules.get(name) is not None]
 runbook = nbformat.read(sys.argv[1], as_version=4)

@@ -30,9 +30,10 @@ from tests.conftest import DEMO_AS_OF, REPO
 
 RUNBOOKS = REPO / "runbooks"
 NBVAL_TIMEOUT_S = 900
-# `python -m pytest`, without rfc3987_syntax as conftest.py and ccops' runner do: nbval imports nbformat, whose jsonschema
-# would compile that module's grammars (about 1 s) for a URI format the notebook schema never uses
-NBVAL_PYTEST = "import sys; sys.modules['rfc3987_syntax'] = None; import pytest; raise SystemExit(pytest.console_main())"
+# `python -m pytest`, without jsonschema's unused format checkers as conftest.py and ccops' runner do: nbval imports
+# nbformat, whose jsonschema would compile rfc3987_syntax's grammars (about 1 s) for a format the notebook schema never uses
+NBVAL_PYTEST = ("from ccops.runbook.papermill_entry import skip_unused_format_checkers; skip_unused_format_checkers(); "
+                "import pytest; raise SystemExit(pytest.console_main())")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the kernel colours its tracebacks; the assertion message should read plain
 
 

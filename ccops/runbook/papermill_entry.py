@@ -75,7 +75,7 @@ UNUSED_FORMAT_CHECKERS = ("rfc3987_syntax", "isoduration", "rfc3986_validator", 
                           "webcolors", "uri_template", "fqdn")
 
 
-def skip_slow_format_grammars() -> None:
+def skip_unused_format_checkers() -> None:
     """Mark jsonschema's unused format checkers absent, as if not installed (see the module's docstring)."""
     for name in UNUSED_FORMAT_CHECKERS:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
@@ -158,7 +158,7 @@ def _no_save(**kwargs: Any) -> None:
 
 
 def main() -> None:
-    skip_slow_format_grammars()
+    skip_unused_format_checkers()
     skip_s3_client()
     stop_kernels_at_once()
     kernels_over_unix_sockets()

@@ -68,7 +68,7 @@ from ccops.core.settings import Settings, is_secret_name
 from ccops.logs.snapshot import SNAPSHOT_ENV
 from ccops.runbook import progress
 from ccops.runbook.indexes import refresh_indexes
-from ccops.runbook.papermill_entry import KERNEL_SOCKETS_ENV, kernel_socket_dir, skip_slow_format_grammars
+from ccops.runbook.papermill_entry import KERNEL_SOCKETS_ENV, kernel_socket_dir, skip_unused_format_checkers
 from ccops.runbook.parameters import convert, declared_parameters, parameter_type, runbook_sections
 
 RUN_ID_ENV = "CCOPS_RUN_ID"
@@ -433,7 +433,7 @@ def run_runbook(
     perms = archive.Permissions.for_settings(settings)  # a bad archive.group: exit 64 before anything runs
     home = ensure_home(settings.home)
     # nbformat (the renderer's warm-up beside the kernel, the archive) imports in 1 s instead of 2.5 s of CPU
-    skip_slow_format_grammars()
+    skip_unused_format_checkers()
 
     guard = SignalGuard()
     guard.install()
