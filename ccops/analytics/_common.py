@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from matplotlib.figure import Figure
-
+from ccops.core import charts
 from ccops.core.findings import Finding, Status
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def add_months(moment: datetime, months: int) -> datetime:
 
 def figure(width: float = 9.0, height: float = 4.0) -> Figure:
     """A figure outside pyplot: no global state, no GUI, renders in notebooks and the archive alike."""
-    return Figure(figsize=(width, height), layout="constrained")
+    return charts.new_figure(width, height, layout="constrained")
 
 
 def pct(value: Any, digits: int = 2) -> str:

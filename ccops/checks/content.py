@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
+from ccops.core import charts
 from ccops.core.context import RunContext, check
 from ccops.core.db import query_df
 from ccops.core.findings import Finding, Status
@@ -179,10 +180,8 @@ def engagement_today(ctx: RunContext) -> list[Finding]:
 
 
 def _trend_figure(frame: pd.DataFrame):
-    from matplotlib.figure import Figure
-
     ordered = frame.sort_values("day")
-    figure = Figure(figsize=(9, 2.6))
+    figure = charts.new_figure(9, 2.6)
     labels = [f"{pd.Timestamp(d):%m-%d}" for d in ordered["day"]]
     for index, (metric, colour) in enumerate(
         [("posts", "#5b8def"), ("interactions", "#4caf50"), ("new_users", "#ff9800")], start=1

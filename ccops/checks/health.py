@@ -105,9 +105,11 @@ def activity_by_hour(ctx: RunContext) -> Finding:
 
 
 def _hourly_figure(frame: pd.DataFrame, thresholds: Thresholds):
-    from matplotlib.figure import Figure
+    # imported here, not at the top: system down and recovery use this module's other steps, which draw
+    # nothing, and a runbook that imported ccops.core.charts has matplotlib preloaded (ccops.runbook.session)
+    from ccops.core.charts import new_figure
 
-    figure = Figure(figsize=(9, 3.2))
+    figure = new_figure(9, 3.2)
     axis = figure.add_subplot(1, 1, 1)
     labels = [h.strftime("%H:00") for h in frame["hour"]]
     axis.bar(labels, frame["executions"], color="#8fb3d9", label="executions")

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from ccops import logs
-from ccops.core.charts import Chart
+from ccops.core.charts import Chart, new_figure
 from ccops.core.context import RunContext, check
 from ccops.core.errors import NotConfigured
 from ccops.core.findings import Finding, Status
@@ -349,9 +349,7 @@ def errors_per_day(summary: logs.LogSummary) -> pd.DataFrame:
 
 
 def _daily_figure(table: pd.DataFrame) -> Any:
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(7, 2.6))
+    figure = new_figure(7, 2.6)
     axis = figure.add_subplot(1, 1, 1)
     axis.bar([f"{d:%a %d}" for d in table["day"]], table["errors"], color="#d9534f")
     axis.set_ylabel("errors / day")

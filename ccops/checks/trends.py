@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from ccops.core.charts import Chart
+from ccops.core.charts import Chart, new_figure
 from ccops.core.context import RunContext, check
 from ccops.core.findings import Finding, Status
 
@@ -109,9 +109,7 @@ def key_timings(ctx: RunContext, slower_pct: float | None = None) -> Finding:
 
 
 def _timings_figure(table: pd.DataFrame):
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(8, 0.5 + 0.45 * len(table)))
+    figure = new_figure(8, 0.5 + 0.45 * len(table))
     axis = figure.add_subplot(1, 1, 1)
     positions = range(len(table))
     axis.barh([p + 0.2 for p in positions], table["previous quarter"].fillna(0), height=0.4, color="#c5c5c5", label="previous quarter")

@@ -166,6 +166,20 @@ class Chart:
                 f'<img alt="{words}" title="{words}" src="data:image/png;base64,{encoded}"/></figure>')
 
 
+def new_figure(width: float, height: float, **options: Any) -> Any:
+    """A bare matplotlib Figure for a step that draws its own picture (no pyplot, freed with its last reference).
+
+    Why here: a runbook whose steps can draw imports this module with them, and
+    that is how the kernel's session knows to import matplotlib in the
+    background (ccops.runbook.session); matplotlib itself comes in with the
+    garbage collector paused, as for a Chart.
+    """
+    _import_matplotlib()
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), **options)
+
+
 def _import_matplotlib() -> None:
     """Import what a chart needs with the garbage collector paused (once per process).
 

@@ -42,10 +42,14 @@ def _preload_charts() -> None:
     (ccops.core.charts, garbage collector paused); a chart that comes first simply
     waits for the module being imported, as Python's import lock has any thread do.
 
-    Only a runbook that can draw a chart pays for it: every step that draws one lives in a
-    module that imports ccops.core.charts at its top, and the runbook's import cell runs
-    before this. The others (health check, backup, recovery, monthly, the emergencies) spent
-    0.5 s of CPU on an import they never used, every hour for the health check's cron line.
+    Only a runbook that will draw pays for it ahead: every figure is made through
+    ccops.core.charts, and the modules whose charts are drawn in most runbooks that
+    use them (logs, trends, content, the reports) import it at their top, which the
+    runbook's import cell runs before this. The others (backup, recovery, monthly, the
+    emergencies) spent 0.5 s of CPU on an import they never used. The health module
+    imports it only when its hourly chart is drawn: system down and recovery use that
+    module's other steps, and the health check runbook imports matplotlib (gc paused)
+    on its main thread, at that chart.
     """
     import sys
     import threading
