@@ -10,6 +10,7 @@ the stored runbook leaves `git status` clean once `make git-filter` installed nb
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -81,6 +82,21 @@ def test_under_ccops_run_the_last_cell_does_not_archive_again(demo_env):
     assert result.record["mode"] != "interactive"
     records = list((demo_env / "outputs" / "daily").rglob("*.json"))
     assert len(records) == 1, records
+
+
+def test_under_ccops_run_the_last_cell_does_not_import_the_archive(ccops_env):
+    """Every kernel `ccops run` starts ends with ctx.finish(); the runner archives, so the kernel needs none of it."""
+    probe = ("import json, sys\n"
+             "from ccops.runbook.session import start\n"
+             "ctx = start('health_check', as_of='2026-11-20T18:00:00Z')\n"
+             "summary = ctx.finish()\n"
+             "print(json.dumps({'archived': summary.archived, 'loaded': sorted(m for m in sys.modules if m in "
+             "('ccops.runbook.runner', 'ccops.archive', 'nbconvert', 'nbformat'))}))\n")
+    env = {**os.environ, "CCOPS_RUN_ID": "20261120T180000Z-0123abcd"}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"archived": "", "loaded": []}
+    assert not list((ccops_env / "outputs").rglob("*.json"))
 
 
 def test_checklist_summary_says_who_ticked_how_many_and_when(ccops_env, monkeypatch):

@@ -188,6 +188,7 @@ def checklist_summary(total: int, pending: list[str], who: str, when: str) -> st
 
 
 OPERATOR_ENV = "CCOPS_OPERATOR"
+RUN_ID_ENV = "CCOPS_RUN_ID"  # set by `ccops run` for its papermill and kernel: this run is the runner's to archive
 
 
 def operator_name() -> str:

@@ -59,6 +59,7 @@ import ccops
 from ccops import archive
 from ccops.archive.header import actions_of, tidy_numbers
 from ccops.core import fs
+from ccops.core.context import RUN_ID_ENV
 from ccops.core.errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, AlreadyRunning, CcopsError, UsageError
 from ccops.core.findings import FINDINGS_FILE_ENV, Assessment, Finding, Status, assess, read_recorded
 from ccops.core.paths import display_path
@@ -71,7 +72,6 @@ from ccops.runbook.indexes import refresh_indexes
 from ccops.runbook.papermill_entry import KERNEL_SOCKETS_ENV, kernel_socket_dir, skip_unused_format_checkers
 from ccops.runbook.parameters import convert, declared_parameters, parameter_type, runbook_sections
 
-RUN_ID_ENV = "CCOPS_RUN_ID"
 WARM_AFTER_HELPER_SECONDS = 10.0  # the renderer's warm-up waits at most this long for the log helper
 KERNEL = "python3"
 KILL_GRACE_SECONDS = 5.0

