@@ -141,7 +141,7 @@ def test_after_sigkill_the_next_run_of_any_runbook_stops_the_orphan_and_archives
     proc.communicate(timeout=30)
     time.sleep(1.0)
     orphans = live_processes_of_run(run_id)
-    assert any("papermill" in p for p in orphans) and any("ipykernel" in p for p in orphans), orphans
+    assert any("papermill" in p for p in orphans) and any("ccops.runbook.headless_kernel" in p for p in orphans), orphans
     assert work.is_dir(), "the SIGKILLed runner could not clean up"
 
     # the next run, of another runbook, finds the orphan through the free lock of `hang`

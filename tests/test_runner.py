@@ -364,7 +364,10 @@ def test_the_kernel_listens_on_unix_sockets_in_a_private_dir_that_goes_with_the_
                                                                                    ending):
     """No TCP ports: jupyter_client's pick-close-bind of ports lost races under load ("Kernel died before
     replying to kernel_info"); the kernel's channels are socket files in a 0700 dir the runner made, removed
-    after papermill however the run ended (a timed-out papermill is killed before its exit handlers)."""
+    after papermill however the run ended (a timed-out papermill is killed before its exit handlers).
+
+    The same kernel also shows how it was started: through ccops.runbook.headless_kernel, ipykernel
+    without debugpy, frozen modules on (papermill_entry.headless_kernel_command)."""
     import nbformat
 
     books = tmp_path / "books"
@@ -377,6 +380,11 @@ def test_the_kernel_listens_on_unix_sockets_in_a_private_dir_that_goes_with_the_
              "info['runner_dir'] = os.environ.get('CCOPS_KERNEL_SOCKETS')\n"
              "info['mode'] = oct(stat.S_IMODE(os.stat(folder).st_mode))\n"
              "info['sockets'] = sorted(n for n in os.listdir(folder) if stat.S_ISSOCK(os.stat(os.path.join(folder, n)).st_mode))\n"
+             "import sys\n"
+             "from ipykernel.debugger import _is_debugpy_available\n"
+             "command = open('/proc/self/cmdline', 'rb').read().decode().split('\\0')\n"
+             "info['started'] = {'main': command[command.index('-m') + 1], 'debugger': _is_debugpy_available,\n"
+             "                   'debugpy marked absent': sys.modules.get('debugpy', '') is None, 'xoptions': sys._xoptions}\n"
              f"open({str(seen)!r}, 'w').write(json.dumps(info))")
     cells = [nbformat.v4.new_markdown_cell("# Kernel transport"), nbformat.v4.new_code_cell(probe)]
     if ending == "times out":
@@ -394,3 +402,27 @@ def test_the_kernel_listens_on_unix_sockets_in_a_private_dir_that_goes_with_the_
     assert info["runner_dir"] == str(folder), info
     assert info["mode"] == "0o700" and len(info["sockets"]) == 5, info
     assert not folder.exists(), "the socket dir outlived the run"
+    assert info["started"] == {"main": "ccops.runbook.headless_kernel", "debugger": False,
+                               "debugpy marked absent": True, "xoptions": {}}, info["started"]
+
+
+def test_only_this_environments_ipykernel_is_started_headless():
+    """The installed python3 kernelspec's command gets the headless module; any other kernel is left as its spec says."""
+    import sys
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from ccops.runbook.papermill_entry import headless_kernel_command
+
+    spec = KernelSpecManager().get_kernel_spec(runner.KERNEL).argv
+    argv = [arg.replace("{connection_file}", "/run/k.json") for arg in spec] + ["--HistoryManager.hist_file=:memory:"]
+    assert argv[argv.index("-m") + 1] == "ipykernel_launcher", spec
+    assert headless_kernel_command(argv) == [
+        *[a for a in argv[:argv.index("-m")] if a != "-Xfrozen_modules=off"],
+        "-m", "ccops.runbook.headless_kernel", "-f", "/run/k.json", "--HistoryManager.hist_file=:memory:"]
+    here = sys.executable
+    for other in (["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", "k.json"],  # another Python's ipykernel
+                  [here, "-m", "some_other_kernel", "-f", "k.json"],
+                  [here, "-c", "import ipykernel_launcher", "-f", "k.json"],
+                  [here, "-m"]):
+        assert headless_kernel_command(list(other)) == other

@@ -46,6 +46,10 @@
   too (a SIGKILLed runner cannot). Only when both are killed does an empty
   directory stay in the temp dir.
 
+- The kernel starts through ccops.runbook.headless_kernel rather than
+  ipykernel's launcher: the same kernel without the debugger (debugpy) that
+  only JupyterLab's debugger panel uses (see that module).
+
 - When papermill has written the notebook and stopped the kernel, the process
   exits at once (after flushing its output and logging) instead of tearing the
   interpreter down module by module: 0.15-0.2 s here, while the runner waits
@@ -126,8 +130,33 @@ def kernels_over_unix_sockets() -> str:
         def _ip_default(self) -> str:
             return os.path.join(sockets, "kernel")  # the channels are kernel-1 ... kernel-5 in there
 
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            return headless_kernel_command(super().format_kernel_cmd(extra_arguments))
+
     _engine_keywords(kernel_manager_class=UnixSocketKernelManager)
     return sockets
+
+
+HEADLESS_KERNEL = "ccops.runbook.headless_kernel"
+
+
+def headless_kernel_command(argv: list[str]) -> list[str]:
+    """ipykernel's launcher in this Python swapped for ccops.runbook.headless_kernel (no debugger); else argv as is.
+
+    Only the command of a kernelspec that runs `-m ipykernel_launcher` with a Python of this
+    environment (its bin dir: that one imports ccops) changes; any other kernel starts as its spec says.
+    """
+    if "-m" not in argv or _bin_dir(argv[0]) != _bin_dir(sys.executable):
+        return argv
+    at = argv.index("-m")
+    if argv[at + 1:at + 2] != ["ipykernel_launcher"]:
+        return argv
+    interpreter = [arg for arg in argv[:at] if arg != "-Xfrozen_modules=off"]  # only pydevd wants them off
+    return [*interpreter, "-m", HEADLESS_KERNEL, *argv[at + 2:]]
+
+
+def _bin_dir(executable: str) -> str:
+    return os.path.realpath(os.path.dirname(os.path.abspath(executable)))  # not the binary's: a venv links it
 
 
 def save_at_code_cells_only() -> None:

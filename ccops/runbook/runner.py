@@ -69,7 +69,12 @@ from ccops.core.settings import Settings, is_secret_name
 from ccops.logs.snapshot import SNAPSHOT_ENV
 from ccops.runbook import progress
 from ccops.runbook.indexes import refresh_indexes
-from ccops.runbook.papermill_entry import KERNEL_SOCKETS_ENV, kernel_socket_dir, skip_unused_format_checkers
+from ccops.runbook.papermill_entry import (
+    HEADLESS_KERNEL,
+    KERNEL_SOCKETS_ENV,
+    kernel_socket_dir,
+    skip_unused_format_checkers,
+)
 from ccops.runbook.parameters import convert, declared_parameters, parameter_type, runbook_sections
 
 WARM_AFTER_HELPER_SECONDS = 10.0  # the renderer's warm-up waits at most this long for the log helper
@@ -736,7 +741,7 @@ def _kernel_groups(run_id: str, papermill_pgid: int) -> set[int]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"ipykernel" in cmdline:
+        if b"ipykernel" in cmdline or HEADLESS_KERNEL.encode() in cmdline:  # the kernel's own process group
             groups.add(pgid)
     return groups
 
