@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from ccops.core.settings import load_settings
 from ccops.runbook import runner
 from tests.conftest import DEMO_AS_OF
+from tests.test_archive_exporter import assert_renders_as_nbconvert
 
 
 def run(name: str, *params: tuple[str, str], timeout: int = 300) -> dict:
@@ -63,6 +65,8 @@ def test_daily_runbook_on_the_demo_finds_the_burst_and_the_silent_agent(demo_env
     assert record["parameters"]["as_of"] == DEMO_AS_OF
     saved = json.loads((demo_env / "outputs" / record["paths"]["json"]).read_text())
     assert saved["findings"] == record["findings"]
+    # its charts, tables and logs render as nbconvert's own exporter renders them (ccops.archive.exporter)
+    assert_renders_as_nbconvert(nbformat.read(demo_env / "outputs" / record["paths"]["ipynb"], as_version=4))
 
 
 def test_daily_evening_part_runs_only_the_evening_checks(demo_env):

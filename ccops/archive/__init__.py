@@ -112,16 +112,18 @@ _RENDER_LOCK = threading.Lock()  # the warm-up thread and the runner's own rende
 def _exporter(exclude_input: bool) -> Any:
     """One HTMLExporter per mode and process: building one loads and compiles its templates."""
     from jinja2 import DictLoader
-    from nbconvert import HTMLExporter
+
+    from ccops.archive.exporter import ArchiveExporter
 
     # The archive is read offline, from a copy: no require.js or MathJax from a CDN (a browser's console
     # shows each as a failed load, and MathJax would typeset a "$HOME ... $PREFIX" as maths).
     offline = DictLoader({"ccops_offline.html.j2": "{%- extends 'index.html.j2' -%}"
                           "{%- block html_head_js_requirejs -%}{%- endblock -%}"
                           "{%- block html_head_js_mathjax -%}{%- endblock -%}"})
-    return HTMLExporter(exclude_input=exclude_input, exclude_input_prompt=exclude_input,
-                        exclude_output_prompt=exclude_input, extra_loaders=[offline],
-                        template_file="ccops_offline.html.j2")
+    # optimistic_validation: nbconvert validates the notebook once, after its preprocessors, not after each
+    return ArchiveExporter(exclude_input=exclude_input, exclude_input_prompt=exclude_input,
+                           exclude_output_prompt=exclude_input, extra_loaders=[offline],
+                           template_file="ccops_offline.html.j2", optimistic_validation=True)
 
 
 def render_html(notebook: Any, exclude_input: bool = False) -> str:
