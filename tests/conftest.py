@@ -35,6 +35,13 @@ skip_unused_format_checkers()
 sys.dont_write_bytecode = False
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def stored_runbooks(root: Path = REPO / "runbooks") -> list[Path]:
+    """The runbook files ccops lists (`ccops runbooks`): JupyterLab's .ipynb_checkpoints and other hidden dirs left out."""
+    from ccops.core.runbooks import available
+
+    return [root / f"{name}.ipynb" for name in available(root)]
 PRODUCTION_SCHEMA = Path(
     os.environ.get("CCOPS_PRODUCTION_SCHEMA", REPO.parent / "shared" / "content-creator" / "production-schema.sql")
 )

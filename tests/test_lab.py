@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import stored_runbooks
+
 REPO = Path(__file__).resolve().parent.parent
-RUNBOOKS = sorted((REPO / "runbooks").rglob("*.ipynb"))
+RUNBOOKS = stored_runbooks()
 BIN = Path(sys.executable).parent
 
 
@@ -145,6 +148,9 @@ def test_the_lab_keeps_the_work_in_the_home_and_saves_the_runbook_clean(tmp_path
     assert makefile_variable("NBSTRIPOUT_EXTRA_KEYS").split() == list(ccops_lab.EXTRA_KEYS)
     stored_path = REPO / "runbooks" / "daily.ipynb"
     stored = stored_path.read_bytes()
+    # JupyterLab keeps a checkpoint of a saved notebook beside it (gitignored); the test leaves none in the checkout
+    checkpoints = REPO / "runbooks" / ".ipynb_checkpoints"
+    had_checkpoints = checkpoints.exists()
     executed = nbformat.reads(stored.decode(), as_version=4)
     for cell in executed.cells:
         if cell.cell_type == "code":
@@ -169,6 +175,9 @@ def test_the_lab_keeps_the_work_in_the_home_and_saves_the_runbook_clean(tmp_path
         assert stored_path.read_bytes() == stored, "the runbook in git is saved exactly as stored"
         kept = home / "interactive" / "daily.ipynb"
         assert "OK planted output" in kept.read_text() and oct(kept.stat().st_mode & 0o777) == "0o600"
+        # the checkpoint JupyterLab keeps beside a saved notebook is no runbook to `ccops runbooks` or the tests
+        assert [p.name for p in stored_runbooks()] == [p.name for p in RUNBOOKS]
+        assert not [p for p in stored_runbooks() if ".ipynb_checkpoints" in p.parts]
     finally:
         stored_path.write_bytes(stored)
         os.killpg(lab.pid, signal.SIGTERM)
@@ -177,3 +186,5 @@ def test_the_lab_keeps_the_work_in_the_home_and_saves_the_runbook_clean(tmp_path
         except subprocess.TimeoutExpired:
             os.killpg(lab.pid, signal.SIGKILL)
             lab.wait()
+        if not had_checkpoints:
+            shutil.rmtree(checkpoints, ignore_errors=True)

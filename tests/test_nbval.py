@@ -26,7 +26,7 @@ import pytest
 
 from ccops.core.settings import load_settings
 from ccops.runbook import runner
-from tests.conftest import DEMO_AS_OF, REPO
+from tests.conftest import DEMO_AS_OF, REPO, stored_runbooks
 
 RUNBOOKS = REPO / "runbooks"
 NBVAL_TIMEOUT_S = 900
@@ -39,8 +39,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the kernel colours its tracebacks; the a
 
 def runbook_paths(root: Path = RUNBOOKS) -> list[Path]:
     """Every runbook notebook under root (checkpoints and hidden dirs left out), sorted."""
-    return sorted(p for p in root.rglob("*.ipynb")
-                  if not any(part.startswith(".") for part in p.relative_to(root).parts))
+    return stored_runbooks(root)
 
 
 def prepare(source: Path, target: Path, as_of: str) -> None:

@@ -20,6 +20,7 @@ import pytest
 from ccops.archive.header import actions_of, page_title, run_mark, tidy_numbers
 from ccops.core.settings import load_settings
 from ccops.runbook import runner
+from tests.conftest import stored_runbooks
 from tests.helpers import write_notebook
 
 RUNBOOK = [
@@ -183,7 +184,7 @@ def stray_values(source: str) -> bool:
 def test_no_runbook_cell_prints_a_stray_value():
     repo = Path(__file__).resolve().parent.parent
     offenders = []
-    for path in sorted((repo / "runbooks").rglob("*.ipynb")):
+    for path in stored_runbooks(repo / "runbooks"):
         for cell in nbformat.read(str(path), as_version=4).cells:
             if cell.cell_type == "code" and "parameters" not in cell.metadata.get("tags", []) \
                     and stray_values(cell.source):

@@ -10,7 +10,7 @@ import pytest
 
 from ccops.core.settings import load_settings
 from ccops.runbook import runner
-from tests.conftest import DEMO_AS_OF
+from tests.conftest import DEMO_AS_OF, stored_runbooks
 from tests.test_archive_exporter import assert_renders_as_nbconvert
 
 
@@ -90,10 +90,8 @@ def test_daily_runbook_on_an_empty_database_says_no_data(make_database, ccops_en
                 and "backup" not in f["check"]], "only the missing log dir and backups may stop a check"
 
 
-@pytest.mark.parametrize("notebook", sorted(p.relative_to(Path(__file__).resolve().parent.parent / "runbooks")
-                                             for p in (Path(__file__).resolve().parent.parent / "runbooks").rglob("*.ipynb")))
-def test_runbooks_are_stored_clean(notebook):
-    path = Path(__file__).resolve().parent.parent / "runbooks" / notebook
+@pytest.mark.parametrize("path", stored_runbooks(), ids=lambda p: p.stem)
+def test_runbooks_are_stored_clean(path):
     nb = json.loads(path.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "stored without outputs"

@@ -21,6 +21,7 @@ from ccops.cli import main
 from ccops.core.errors import UsageError
 from ccops.core.settings import load_settings
 from ccops.runbook import runner
+from tests.conftest import stored_runbooks
 
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 REPO = NOTEBOOKS.parent.parent
@@ -125,7 +126,7 @@ def test_declared_parameters_read_the_cell_as_papermill_does(tmp_path):
     """Our parser (no papermill import on the CLI path) agrees with papermill.inspect_notebook on every runbook."""
     import papermill
 
-    notebooks = sorted((REPO / "runbooks").rglob("*.ipynb")) + sorted(NOTEBOOKS.glob("*.ipynb"))
+    notebooks = stored_runbooks() + sorted(NOTEBOOKS.glob("*.ipynb"))
     assert len(notebooks) >= 11
     for path in notebooks:
         assert runner.declared_parameters(path) == papermill.inspect_notebook(str(path)), path

@@ -26,9 +26,10 @@ from ccops.core.errors import UsageError
 from ccops.core.settings import ConfigError, least_value, load_settings
 from ccops.runbook import runner
 from ccops.runbook.parameters import convert, declared_parameters, parameter_type
+from tests.conftest import stored_runbooks
 
 REPO = Path(__file__).resolve().parent.parent
-RUNBOOKS = sorted(p for p in (REPO / "runbooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+RUNBOOKS = stored_runbooks()
 
 
 def _config_show(path: Path, capsys: pytest.CaptureFixture) -> tuple[int, str]:
