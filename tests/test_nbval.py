@@ -37,11 +37,6 @@ NBVAL_PYTEST = ("from ccops.runbook.papermill_entry import skip_unused_format_ch
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the kernel colours its tracebacks; the assertion message should read plain
 
 
-def runbook_paths(root: Path = RUNBOOKS) -> list[Path]:
-    """Every runbook notebook under root (checkpoints and hidden dirs left out), sorted."""
-    return stored_runbooks(root)
-
-
 def prepare(source: Path, target: Path, as_of: str) -> None:
     """papermill's parameterisation without execution: the runbook with `as_of` injected, as nbval will run it."""
     import papermill
@@ -79,7 +74,7 @@ def run_nbval(folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[
 
 
 def test_runbook_inventory_includes_the_emergencies():
-    names = {p.relative_to(RUNBOOKS).as_posix() for p in runbook_paths()}
+    names = {p.relative_to(RUNBOOKS).as_posix() for p in stored_runbooks(RUNBOOKS)}
     assert {"daily.ipynb", "emergency/system_down.ipynb"} <= names
 
 
@@ -87,14 +82,14 @@ def test_runbook_inventory_includes_the_emergencies():
 def test_every_runbook_passes_nbval_on_the_demo(demo_env: Path, tmp_path: Path):
     work = tmp_path / "nbval"
     notebooks = work / "runbooks"
-    for source in runbook_paths():
+    for source in stored_runbooks(RUNBOOKS):
         prepare(source, notebooks / source.relative_to(RUNBOOKS), DEMO_AS_OF)
     env = nbval_environment(work)
     t0 = time.monotonic()
     proc = run_nbval(notebooks, env)
     seconds = time.monotonic() - t0
     report = f"{proc.stdout}\n{proc.stderr}"
-    print(f"nbval over {len(runbook_paths())} runbooks: {seconds:.1f}s")
+    print(f"nbval over {len(stored_runbooks(RUNBOOKS))} runbooks: {seconds:.1f}s")
     assert proc.returncode == 0, f"nbval failed (exit {proc.returncode}) after {seconds:.0f}s:\n{report[-20000:]}"
     assert " passed" in proc.stdout and " failed" not in proc.stdout, report
 

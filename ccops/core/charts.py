@@ -169,10 +169,10 @@ class Chart:
 def new_figure(width: float, height: float, **options: Any) -> Any:
     """A bare matplotlib Figure for a step that draws its own picture (no pyplot, freed with its last reference).
 
-    Why here: a runbook whose steps can draw imports this module with them, and
-    that is how the kernel's session knows to import matplotlib in the
-    background (ccops.runbook.session); matplotlib itself comes in with the
-    garbage collector paused, as for a Chart.
+    Why here: every figure comes from this module, so a runbook whose import cell
+    brought it in is one the kernel's session preloads matplotlib for
+    (ccops.runbook.session), and matplotlib itself comes in with the garbage
+    collector paused, as for a Chart.
     """
     _import_matplotlib()
     from matplotlib.figure import Figure
