@@ -69,6 +69,13 @@ def restore_production_schema(cluster: localpg.Cluster, dbname: str) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+# How a test database is copied from its template: file by file, not page by page through the WAL
+# (PostgreSQL 15's default, WAL_LOG). Measured on this cluster (fsync off), ten copies each, warm:
+# template1 34 -> 13 ms of server CPU per database, the 30-day demo (37 MB) 85 -> 30 ms. FILE_COPY's two
+# checkpoints cost next to nothing on a test cluster; the copy is the same database either way.
+COPY_STRATEGY = "STRATEGY FILE_COPY"
+
+
 @pytest.fixture(scope="session")
 def make_database(pg_cluster: localpg.Cluster):
     """Factory: a fresh database, empty (`source='ccops'` or `'production'`) with the app's tables.
@@ -106,7 +113,7 @@ def make_database(pg_cluster: localpg.Cluster):
         template = _template(kind)
         with psycopg.connect(pg_cluster.url(driver="postgresql"), autocommit=True, connect_timeout=10) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} " + COPY_STRATEGY).format(
                 sql.Identifier(dbname), sql.Identifier(template)))
         return pg_cluster.url(dbname)
 
@@ -137,7 +144,7 @@ def make_demo_database(pg_cluster: localpg.Cluster, make_database):
             templates[seed, days] = name
         dbname = f"t_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(pg_cluster.url(driver="postgresql"), autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} " + COPY_STRATEGY).format(
                 sql.Identifier(dbname), sql.Identifier(templates[seed, days])))
         return pg_cluster.url(dbname)
 

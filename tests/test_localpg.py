@@ -72,11 +72,13 @@ def test_start_and_stop_as_a_normal_user():
     script = (
         "import sys; from ccops.core.localpg import Cluster; c = Cluster(sys.argv[1]); c.start(); "
         "s = c.status(); import os; print(s.running, s.port, os.stat(s.datadir).st_uid == os.getuid()); "
-        "c.stop(); print(c.status().running)"
+        "c.stop(); print(c.status().running); "
+        "import pathlib; print(any(pathlib.Path(sys.argv[1]).parent.glob('.cache/ccops/ccops-pgtemplate-*/ready')))"
     )
     # localpg needs only the standard library, so any Python the user can run will do
     # (the venv's interpreter may live under root's private home).
-    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO)}
+    # runuser sets HOME to the user's own (nobody's does not exist); the cache dir follows XDG_CACHE_HOME
+    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "PYTHONPATH": str(REPO)}
     python = next((p for p in (sys.executable, "/usr/bin/python3") if _runs_as_nobody(p, env)), None)
     if python is None:
         shutil.rmtree(home, ignore_errors=True)
@@ -87,8 +89,9 @@ def test_start_and_stop_as_a_normal_user():
     )
     shutil.rmtree(home, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr
-    running, port, owned, stopped = proc.stdout.split()
+    running, port, owned, stopped, templated = proc.stdout.split()
     assert running == "True" and int(port) > 0 and stopped == "False"
+    assert templated == "True", "a normal user's initdb template lives in that user's cache dir"
     assert owned == "True", "a normal user's cluster belongs to that user, no runuser involved"
 
 
@@ -102,3 +105,78 @@ def test_missing_binaries_say_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("CCOPS_PG_BINDIR", str(tmp_path))
     with pytest.raises(localpg.LocalPgError, match="apt-get install postgresql"):
         localpg.find_bindir()
+
+
+def _connects(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as error:
+        assert "password authentication failed" in str(error), error
+        return False
+    return True
+
+
+def test_clusters_copied_from_the_initdb_template_each_have_their_own_password(tmp_path):
+    """Two clusters made from the one initdb template: each answers only its own password, as initdb's would.
+
+    Checked the way an operator would with psql: the role's stored secret is a SCRAM-SHA-256 verifier
+    (no plain text, no md5), host and local auth stay scram, the catalog is UTF8 and C.UTF-8.
+    """
+    first, second = localpg.Cluster(tmp_path / "a"), localpg.Cluster(tmp_path / "b")
+    try:
+        urls = [first.start(), second.start()]
+        template = first._initdb_template()
+        assert template is not None and (template.parent / localpg.TEMPLATE_READY).exists()
+        assert _connects(first.url(driver="postgresql")) and _connects(second.url(driver="postgresql"))
+        swapped = first.url(driver="postgresql").replace(f":{first._state()['port']}/", f":{second._state()['port']}/")
+        assert not _connects(swapped), "one cluster's password opens no other cluster made from the same template"
+        secrets_seen = set()
+        for cluster in (first, second):
+            row = cluster.psql("SELECT rolpassword, current_setting('server_encoding'), datcollate FROM pg_authid, "
+                               "pg_database WHERE rolname = 'postgres' AND datname = 'postgres'").strip().split("|")
+            assert row[0].startswith("SCRAM-SHA-256$4096:") and row[1:] == ["UTF8", "C.UTF-8"], row
+            secrets_seen.add(row[0])
+            hba = cluster.psql("SELECT DISTINCT type || ' ' || auth_method FROM pg_hba_file_rules").split()
+            assert set(hba) - {"local", "host", "scram-sha-256"} == set(), hba
+        assert len(secrets_seen) == 2
+        assert all(url.startswith("postgresql+psycopg://postgres:") for url in urls)
+    finally:
+        first.destroy()
+        second.destroy()
+
+
+def test_without_a_usable_template_folder_initdb_makes_the_cluster(tmp_path, monkeypatch):
+    """A template folder that cannot be made (here its parent is a file) costs the initdb, never the cluster."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    monkeypatch.setattr(localpg, "_template_parent", lambda: blocker)
+    cluster = localpg.Cluster(tmp_path / "pg")
+    try:
+        assert cluster._initdb_template() is None
+        cluster.start()
+        assert _connects(cluster.url(driver="postgresql"))
+    finally:
+        cluster.destroy()
+
+
+def test_scram_verifier_is_the_secret_postgres_computes(tmp_path):
+    """Our verifier for a password, with PostgreSQL's salt and iterations, equals the one the server stored."""
+    import base64
+
+    cluster = localpg.Cluster(tmp_path / "pg")
+    try:
+        cluster.start()
+        cluster.psql("SET password_encryption = 'scram-sha-256'; CREATE ROLE probe LOGIN PASSWORD 'Pr0be-passw0rd_x'")
+        stored = cluster.psql("SELECT rolpassword FROM pg_authid WHERE rolname = 'probe'").strip()
+        salt = base64.b64decode(stored.split("$")[1].split(":")[1])
+        monkeypatch = pytest.MonkeyPatch()
+        monkeypatch.setattr(localpg.secrets, "token_bytes", lambda n: salt)
+        try:
+            assert localpg.scram_verifier("Pr0be-passw0rd_x") == stored
+        finally:
+            monkeypatch.undo()
+    finally:
+        cluster.destroy()
