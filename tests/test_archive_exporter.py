@@ -121,3 +121,63 @@ def test_a_missing_alt_is_logged_as_nbconvert_logs_it(caplog):
     with caplog.at_level(logging.WARNING, logger="test-exporter"):
         accessible('<body class="jp-Notebook"><img src="a.png"><img alt="b" src="b.png"></body>', log)
     assert [r.getMessage() for r in caplog.records] == ["Alternative text is missing on 1 image(s)."]
+
+
+RENDER_IN_A_NEW_PROCESS = (
+    "import sys; from ccops.runbook.papermill_entry import skip_unused_format_checkers; "
+    "skip_unused_format_checkers(); import nbformat; from ccops import archive; "
+    "notebook = nbformat.read(sys.argv[1], as_version=4); "
+    "sys.stdout.write(archive.render_html(notebook) + archive.render_html(notebook, True))"
+)
+
+
+def _render_in_a_new_process(tmpdir) -> str:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    notebook = Path(tmpdir).parent / "outputs.ipynb"  # one file: every process renders the same cell ids
+    if not notebook.exists():
+        nbformat.write(outputs_notebook(), str(notebook))
+    proc = subprocess.run([sys.executable, "-c", RENDER_IN_A_NEW_PROCESS, str(notebook)], cwd=repo, capture_output=True, text=True,
+                          env={**os.environ, "TMPDIR": str(tmpdir)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return RANDOM_ID.sub("uuid4", proc.stdout)
+
+
+def test_compiled_templates_are_kept_between_processes_and_a_damaged_entry_changes_no_page(tmp_path):
+    """The first process compiles the templates into jinja's private dir, the next loads them (it writes
+    nothing: jinja writes only what it had to compile), and entries damaged on disk are compiled again."""
+    import os
+    import stat
+
+    (tmp_path / "tmp").mkdir()
+    first = _render_in_a_new_process(tmp_path / "tmp")
+    cache = tmp_path / "tmp" / f"_jinja2-cache-{os.getuid()}"
+    entries = sorted(cache.glob("__jinja2_*.cache"))
+    assert len(entries) >= 10, "nbconvert's templates, compiled"
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    written = {entry: entry.stat().st_mtime_ns for entry in entries}
+    assert _render_in_a_new_process(tmp_path / "tmp") == first
+    assert {entry: entry.stat().st_mtime_ns for entry in entries} == written, "the second process loaded them"
+    for entry in entries:
+        entry.write_bytes(b"not jinja bytecode")
+    assert _render_in_a_new_process(tmp_path / "tmp") == first
+    assert all(entry.read_bytes() != b"not jinja bytecode" for entry in entries), "damaged entries compiled again"
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="needs root to give the cache dir to another user")
+def test_a_cache_dir_another_user_owns_is_not_used_and_the_page_is_the_same(tmp_path):
+    """jinja refuses a cache dir that is not the user's own (its bytecode is executed): the page renders without it."""
+    import os
+    import shutil
+
+    (tmp_path / "own").mkdir()
+    first = _render_in_a_new_process(tmp_path / "own")
+    foreign = tmp_path / "foreign" / f"_jinja2-cache-{os.getuid()}"
+    foreign.mkdir(parents=True, mode=0o700)
+    shutil.chown(foreign, "nobody", "nogroup")
+    assert _render_in_a_new_process(tmp_path / "foreign") == first
+    assert not list(foreign.iterdir()), "nothing written into a dir another user owns"

@@ -24,6 +24,7 @@ import logging
 import re
 from typing import Any
 
+from jinja2.bccache import Bucket, FileSystemBytecodeCache
 from nbconvert import HTMLExporter
 from nbconvert.exporters.templateexporter import TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
@@ -40,6 +41,11 @@ _ATTRIBUTE = re.compile(r"""([^\s"'>/=]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s"'>]+))?
 class ArchiveExporter(HTMLExporter):
     """HTMLExporter whose page is finished by `accessible` instead of a BeautifulSoup round trip."""
 
+    def _create_environment(self) -> Any:
+        environment = super()._create_environment()
+        environment.bytecode_cache = compiled_templates()
+        return environment
+
     def from_notebook_node(self, nb: Any, resources: dict[str, Any] | None = None,  # type: ignore[override]
                            **kw: Any) -> tuple[str, dict[str, Any]]:
         # HTMLExporter.from_notebook_node up to its template render, as nbconvert 7 writes it
@@ -53,6 +59,36 @@ class ArchiveExporter(HTMLExporter):
         self.register_filter("filter_data_type", filter_data_type)
         html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
         return accessible(html, self.log), resources
+
+
+class QuietBytecodeCache(FileSystemBytecodeCache):
+    """Jinja's own cache of compiled templates, in its private per-user dir; it never fails a render.
+
+    Why: every `ccops run` process compiled nbconvert's twenty templates again (0.05-0.1 s of CPU of
+    its renderer's warm-up). Jinja keys each entry by the template's name and checks it against the
+    source's checksum and its own version, so a changed template or jinja compiles afresh. A cache
+    that cannot be read or written (a full disk: the out-of-disk runbook still archives) is skipped.
+    """
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # noqa: BLE001 - a damaged entry is compiled afresh
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except Exception:  # noqa: BLE001 - the render goes on without the cache
+            pass
+
+
+def compiled_templates() -> QuietBytecodeCache | None:
+    """The cache in jinja's private dir ($TMPDIR/_jinja2-cache-UID, 0700, the user's own), or None if that is unsafe."""
+    try:
+        return QuietBytecodeCache()
+    except Exception:  # noqa: BLE001 - jinja refuses a dir another user owns or can write: no cache then
+        return None
 
 
 def accessible(html: str, log: logging.Logger | logging.LoggerAdapter | None = None) -> str:
