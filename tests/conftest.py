@@ -358,7 +358,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     base = factory.getbasetemp().resolve()
     mine, running = [], []
-    for owner in Path("/var/tmp").glob(f"ccops-pg-*/{localpg.OWNER_FILE}"):
+    for owner in localpg.ROOT_DATA_PARENT.glob(f"ccops-pg-*/{localpg.OWNER_FILE}"):
         try:
             if not Path(owner.read_text(encoding="utf-8").strip()).is_relative_to(base):
                 continue

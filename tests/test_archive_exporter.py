@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import nbformat
@@ -132,11 +138,6 @@ RENDER_IN_A_NEW_PROCESS = (
 
 
 def _render_in_a_new_process(tmpdir) -> str:
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     repo = Path(__file__).resolve().parent.parent
     notebook = Path(tmpdir).parent / "outputs.ipynb"  # one file: every process renders the same cell ids
     if not notebook.exists():
@@ -150,9 +151,6 @@ def _render_in_a_new_process(tmpdir) -> str:
 def test_compiled_templates_are_kept_between_processes_and_a_damaged_entry_changes_no_page(tmp_path):
     """The first process compiles the templates into jinja's private dir, the next loads them (it writes
     nothing: jinja writes only what it had to compile), and entries damaged on disk are compiled again."""
-    import os
-    import stat
-
     (tmp_path / "tmp").mkdir()
     first = _render_in_a_new_process(tmp_path / "tmp")
     cache = tmp_path / "tmp" / f"_jinja2-cache-{os.getuid()}"
@@ -168,12 +166,9 @@ def test_compiled_templates_are_kept_between_processes_and_a_damaged_entry_chang
     assert all(entry.read_bytes() != b"not jinja bytecode" for entry in entries), "damaged entries compiled again"
 
 
-@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="needs root to give the cache dir to another user")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the cache dir to another user")
 def test_a_cache_dir_another_user_owns_is_not_used_and_the_page_is_the_same(tmp_path):
     """jinja refuses a cache dir that is not the user's own (its bytecode is executed): the page renders without it."""
-    import os
-    import shutil
-
     (tmp_path / "own").mkdir()
     first = _render_in_a_new_process(tmp_path / "own")
     foreign = tmp_path / "foreign" / f"_jinja2-cache-{os.getuid()}"

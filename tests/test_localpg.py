@@ -162,7 +162,7 @@ def test_without_a_usable_template_folder_initdb_makes_the_cluster(tmp_path, mon
         cluster.destroy()
 
 
-def test_scram_verifier_is_the_secret_postgres_computes(tmp_path):
+def test_scram_verifier_is_the_secret_postgres_computes(tmp_path, monkeypatch):
     """Our verifier for a password, with PostgreSQL's salt and iterations, equals the one the server stored."""
     import base64
 
@@ -172,11 +172,7 @@ def test_scram_verifier_is_the_secret_postgres_computes(tmp_path):
         cluster.psql("SET password_encryption = 'scram-sha-256'; CREATE ROLE probe LOGIN PASSWORD 'Pr0be-passw0rd_x'")
         stored = cluster.psql("SELECT rolpassword FROM pg_authid WHERE rolname = 'probe'").strip()
         salt = base64.b64decode(stored.split("$")[1].split(":")[1])
-        monkeypatch = pytest.MonkeyPatch()
         monkeypatch.setattr(localpg.secrets, "token_bytes", lambda n: salt)
-        try:
-            assert localpg.scram_verifier("Pr0be-passw0rd_x") == stored
-        finally:
-            monkeypatch.undo()
+        assert localpg.scram_verifier("Pr0be-passw0rd_x") == stored
     finally:
         cluster.destroy()

@@ -29,6 +29,7 @@ from ccops.core.errors import CcopsError
 
 SUPERUSER = "postgres"
 SERVER_USER = "postgres"
+ROOT_DATA_PARENT = Path("/var/tmp")  # as root: where data dirs and the initdb template live (see _choose_datadir)
 OWNER_FILE = "root"  # beside a data dir under /var/tmp: the cluster root it belongs to
 DEMO_DATABASE = "content_creator"
 INSTALL_HINT = (
@@ -161,7 +162,7 @@ class Cluster:
         if not _as_root():
             return inside
         digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
-        return Path("/var/tmp") / f"ccops-pg-{digest}" / "data"
+        return ROOT_DATA_PARENT / f"ccops-pg-{digest}" / "data"
 
     @property
     def logfile(self) -> Path:
@@ -446,7 +447,7 @@ def _chown_server_user(path: Path) -> None:
 def _template_parent() -> Path:
     """Where initdb templates live: beside the clusters' data dirs as root, else in the user's cache dir."""
     if _as_root():
-        return Path("/var/tmp")
+        return ROOT_DATA_PARENT
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ccops"
 
 
