@@ -5,7 +5,10 @@ Makefile runs it, on every core), so the figure is what a developer waits
 for and follows the Makefile when the Makefile changes. pytest's own
 --durations list (through PYTEST_ADDOPTS) names the slowest tests, so a miss
 says where the time went. There is no baseline to divide by: the budget is
-the target.
+the target. Like every figure, it is the median of `--repeat` runs (3 by
+default): one run of a suite on a shared 2-core machine moved by 10 % between
+neighbouring runs, so a single figure could pass or miss by chance. Every run
+must pass; the slowest tests listed are those of the median run.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import re
 import shutil
 
-from benchmarks.harness import REPO, BenchEnv, Result, run_measured
+from benchmarks.harness import REPO, BenchEnv, Measured, Result, median_seconds, run_measured, seconds_of
 
 BUDGET_S = 360.0
 
@@ -23,18 +26,29 @@ def run(env: BenchEnv) -> list[Result]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CCOPS_") and k != "DATABASE_URL"}
     environment["PYTEST_ADDOPTS"] = (environment.get("PYTEST_ADDOPTS", "") + " --durations=12").strip()
     make = shutil.which("make") or "make"
-    measured = run_measured([make, "--no-print-directory", "test"], environment, cwd=REPO, timeout=3 * BUDGET_S)
+    runs = []
+    for turn in range(env.repeat):
+        env.log(f"  make test, run {turn + 1} of {env.repeat}")
+        runs.append(run_measured([make, "--no-print-directory", "test"], environment, cwd=REPO, timeout=3 * BUDGET_S))
+    failed = [r for r in runs if r.returncode != 0]
+    median_run = sorted(runs, key=lambda r: r.seconds)[(len(runs) - 1) // 2]
+    shown = failed[0] if failed else median_run
+    notes = "; ".join(f"run {i + 1}: {r.seconds:.1f} s, exit {r.returncode}: {_verdict(r)}" for i, r in enumerate(runs))
+    if failed and shown.stderr.strip():
+        notes += f"; stderr: {shown.stderr.strip()[-300:]}"
+    seconds = median_seconds(runs)
+    return [Result("18.5", "make test (lint, then the suite on every core)", seconds, "s",
+                   baseline=BUDGET_S, baseline_label="budget", target_text=f"≤ {BUDGET_S:.0f} s",
+                   met=not failed and seconds <= BUDGET_S, command="make test", notes=notes, runs=seconds_of(runs),
+                   extra={"slowest": _durations(shown.stdout), "exits": [r.returncode for r in runs]})]
+
+
+def _verdict(measured: Measured) -> str:
+    """pytest's last summary line ("1103 passed, 1 skipped in 322.79s"), else the end of stderr."""
     lines = [line for line in measured.stdout.strip().splitlines() if line.strip()]
     verdict = next((line for line in reversed(lines) if re.search(r"\b(passed|failed|error)", line)),
                    lines[-1] if lines else measured.stderr.strip()[-200:])
-    ok = measured.returncode == 0
-    notes = f"exit {measured.returncode}: {verdict.strip('= ')}"
-    if not ok and measured.stderr.strip():
-        notes += f"; stderr: {measured.stderr.strip()[-300:]}"
-    return [Result("18.5", "make test (lint, then the suite on every core)", measured.seconds, "s",
-                   baseline=BUDGET_S, baseline_label="budget", target_text=f"≤ {BUDGET_S:.0f} s",
-                   met=ok and measured.seconds <= BUDGET_S, command="make test", notes=notes,
-                   extra={"slowest": _durations(measured.stdout), "exit": measured.returncode})]
+    return verdict.strip("= ")
 
 
 def _durations(text: str) -> list[str]:
