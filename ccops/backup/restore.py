@@ -606,8 +606,9 @@ MAX_AUTO_JOBS = 4
 def effective_jobs(settings: Settings, jobs: int | None = None) -> int:
     """Parallel pg_restore jobs: the asked number, else backup.restore_jobs, else one per core (at most 4).
 
-    On the 3.3 GiB bench database two jobs restored in 0.64-0.71 of the time of
-    one (`python -m benchmarks --only backup`): indexes and tables load side by side.
+    On the 3.3 GiB bench database two jobs restored in 0.64-0.75 of the time of
+    one (`python -m benchmarks --only backup`, whole command, medians of 3 in
+    several sessions): indexes and tables load side by side.
     """
     for value in (jobs, settings.backup.restore_jobs):
         if value is not None and int(value) > 0:
