@@ -48,13 +48,16 @@ demo: install
 # core the 2 cores here were 70 % busy, and the suite took 386 s with 2 workers against 343 s with 3.
 # mypy runs beside the suite, not before it: on a fresh clone (no .mypy_cache, as in CI) it takes ~17 s
 # of one core, which the suite's workers leave idle (they keep 2 cores ~77 % busy). Its report follows the
-# suite's; either failing fails `make test`. ruff and import-linter (under a second together) still go first.
+# suite's; either failing fails `make test`; an interrupted run stops mypy too (a shell's background job
+# ignores Ctrl-C). ruff and import-linter (under a second together) still go first.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: style
-	@types=$$(mktemp); trap 'rm -f "$$types"' EXIT; \
+	@types=$$(mktemp); \
 	$(BIN)/mypy > "$$types" 2>&1 & mypy_pid=$$!; \
+	trap 'kill $$mypy_pid 2>/dev/null; rm -f "$$types"; exit 130' INT TERM; \
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup; suite=$$?; \
-	wait $$mypy_pid; typed=$$?; echo "mypy (run beside the suite):"; cat "$$types"; \
+	wait $$mypy_pid; typed=$$?; trap - INT TERM; \
+	echo "mypy (run beside the suite):"; cat "$$types"; rm -f "$$types"; \
 	test $$suite -eq 0 && test $$typed -eq 0
 
 # The schedule on Apache Airflow (docs/airflow.md): Airflow in a virtualenv of its own, pinned, from PyPI
