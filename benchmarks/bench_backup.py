@@ -179,8 +179,7 @@ def _restore(env: BenchEnv, backup: Path, environment: dict[str, str], repeat: i
     steps: dict[int, Any] = {n: [_restore_step_seconds(r) for r in runs[n]] for n in runs}
     step_medians = {n: statistics.median(s) if s and None not in s else None for n, s in steps.items()}
     notes = f"pg_restore step alone: {step_medians[jobs] or 0:.1f} s with {jobs} jobs vs {step_medians[1] or 0:.1f} s with 1"
-    # The target compares medians, like every figure; each round's own ratio shows how far the host's load moved it
-    # (one bench run here: medians 0.66, rounds 0.64, 0.76 and 0.72).
+    # The target compares medians, like every figure; each round's own ratio shows how far the host's load moved it.
     notes += "; each round's ratio: " + ", ".join(f"{p.seconds / s.seconds:.2f}" for s, p in zip(single, parallel, strict=True))
     if not ok:
         notes += "; a restore failed: " + _fail_note(_first_failed(single + parallel))
