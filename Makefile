@@ -44,12 +44,14 @@ demo: install
 
 # Test by test on one worker more than the machine has cores; a file whose tests share a module-scoped
 # fixture stays on one worker (tests/conftest.py marks it as an xdist group). The extra worker fills the
-# time the others wait on their subprocesses (kernel and server starts, timeouts): with one worker per
-# core the 2 cores here were 70 % busy, and the suite took 386 s with 2 workers against 343 s with 3.
+# time the others wait on their subprocesses (kernel and server starts, timeouts): the suite took 386 s
+# with 2 workers against 343 s with 3. With 3 the whole machine is busy: /proc/stat counted 653 CPU-s
+# over 346 s, 94 % of 2 cores (`time`'s user+sys shows less, about 77 %: it misses the PostgreSQL
+# servers, which run detached), and a 4th worker gained nothing (361 s in the same hour).
 # mypy runs beside the suite, not before it: on a fresh clone (no .mypy_cache, as in CI) it takes ~17 s
-# of one core, which the suite's workers leave idle (they keep 2 cores ~77 % busy). Its report follows the
-# suite's; either failing fails `make test`; an interrupted run stops mypy too (a shell's background job
-# ignores Ctrl-C). ruff and import-linter (under a second together) still go first.
+# of one core on the critical path; beside the suite it fills the idle left (cold make test: 334 s against
+# 370 s). Its report follows the suite's; either failing fails `make test`; an interrupted run stops mypy
+# too (a shell's background job ignores Ctrl-C). ruff and import-linter (under a second together) go first.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: style
 	@types=$$(mktemp); \
