@@ -20,6 +20,12 @@ the .dump.zst through zstd's stream; N jobs first decompress it into a
 temporary file (pg_restore -j reads only a seekable archive) and write into
 it the data offsets a dump piped into zstd lacks (ccops.backup.toc), and that
 time is counted in theirs.
+
+Each round also times the floor no wrapper can beat: bare `pg_restore -j N`
+from that archive already decompressed (offsets filled, decompression not
+timed), with no scratch database, no counts and no swap. Its ratio to the
+single job is reported beside the target's: it shows how much of a miss is
+ccops' own work and how much is the server's.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +49,9 @@ from benchmarks.harness import (
     shell_text,
 )
 from ccops.backup import manifest_path
+from ccops.backup.files import read_manifest
+from ccops.backup.toc import fill_data_offsets
+from ccops.backup.verify import zstd_tool
 
 RESTORE_TARGET = "bench_restore"
 TIMEOUT_S = 3 * 3600
@@ -165,13 +175,41 @@ def run(env: BenchEnv) -> list[Result]:
     return results
 
 
+def _decompressed(backup: Path) -> Path:
+    """The backup's archive decompressed beside it, offsets filled, as ccops' parallel restore reads it.
+
+    On disk, not in /dev/shm: held there through every round, it would take the
+    memory ccops' own restore decompresses into and change where that goes.
+    """
+    manifest = read_manifest(backup)
+    archive = backup.parent / f".bench-floor-{backup.name.removesuffix('.zst')}"
+    with open(archive, "wb") as out:
+        subprocess.run([zstd_tool(), "-dc", "-q", "--", str(backup)], stdout=out, check=True, timeout=TIMEOUT_S)
+    offsets = manifest.get("data_offsets")
+    fill_data_offsets(archive, {int(k): int(v) for k, v in offsets.items()} if isinstance(offsets, dict) else None)
+    return archive
+
+
+def _floor_command(env: BenchEnv, archive: Path, jobs: int) -> list[str]:
+    """Bare pg_restore -j N into a new database: what the restore's own work costs, with nothing around it."""
+    bindir = env.cluster.bindir
+    return ["bash", "-c", f'"{bindir / "psql"}" -Xq -d "$BENCH_URL" -c \'CREATE DATABASE "{RESTORE_TARGET}"\' && '
+            f'"{bindir / "pg_restore"}" -j {jobs} --exit-on-error -d "$BENCH_RESTORE_URL" "{archive}"']
+
+
 def _restore(env: BenchEnv, backup: Path, environment: dict[str, str], repeat: int) -> Result:
     jobs = max(2, os.cpu_count() or 2)
     commands = {n: ccops_command() + ["restore", str(backup), "--target", RESTORE_TARGET, "--jobs", str(n),
                                       "--yes", "--app-stopped", "--json"] for n in (1, jobs)}
-    env.log(f"  {repeat} rounds of ccops restore --jobs 1 and --jobs {jobs}, in turn")
-    single, parallel = interleaved_runs([commands[1], commands[jobs]], repeat, environment, warmup=0,
-                                        before=lambda: _drop_target(env), timeout=TIMEOUT_S)
+    archive = _decompressed(backup)
+    environment = {**environment, "BENCH_RESTORE_URL": _libpq_url(env.cluster.url(RESTORE_TARGET))}
+    env.log(f"  {repeat} rounds of ccops restore --jobs 1, --jobs {jobs} and bare pg_restore -j {jobs}, in turn")
+    try:
+        single, parallel, floor = interleaved_runs([commands[1], commands[jobs], _floor_command(env, archive, jobs)],
+                                                   repeat, environment, warmup=0, before=lambda: _drop_target(env),
+                                                   timeout=TIMEOUT_S)
+    finally:
+        archive.unlink(missing_ok=True)
     _drop_target(env)
     runs = {1: single, jobs: parallel}
     ok = all(r.returncode == 0 for r in single + parallel)
@@ -181,6 +219,11 @@ def _restore(env: BenchEnv, backup: Path, environment: dict[str, str], repeat: i
     notes = f"pg_restore step alone: {step_medians[jobs] or 0:.1f} s with {jobs} jobs vs {step_medians[1] or 0:.1f} s with 1"
     # The target compares medians, like every figure; each round's own ratio shows how far the host's load moved it.
     notes += "; each round's ratio: " + ", ".join(f"{p.seconds / s.seconds:.2f}" for s, p in zip(single, parallel, strict=True))
+    floor_ok = all(r.returncode == 0 for r in floor)
+    floor_s = median_seconds(floor)
+    notes += (f"; floor, bare pg_restore -j {jobs} from the archive already decompressed (no checks): "
+              f"{floor_s:.1f} s, {floor_s / single_s:.2f} of --jobs 1" if floor_ok and single_s else
+              f"; the bare pg_restore floor failed: {_fail_note(_first_failed(floor))}")
     if not ok:
         notes += "; a restore failed: " + _fail_note(_first_failed(single + parallel))
     return Result("18.3", f"ccops restore --jobs {jobs} (whole command)", parallel_s, "s", baseline=single_s,
@@ -189,4 +232,7 @@ def _restore(env: BenchEnv, backup: Path, environment: dict[str, str], repeat: i
                   command=shell_text(commands[jobs]), notes=notes,
                   runs=seconds_of(parallel), baseline_runs=seconds_of(single),
                   extra={"runs": [r.seconds for r in runs[jobs]], "single_runs": [r.seconds for r in runs[1]],
-                         "restore_step_seconds": {str(n): s for n, s in steps.items()}})
+                         "restore_step_seconds": {str(n): s for n, s in steps.items()},
+                         "floor_runs": seconds_of(floor),
+                         "floor_command": f"pg_restore -j {jobs} --exit-on-error -d {RESTORE_TARGET} "
+                                          f"{backup.name.removesuffix('.zst')} (decompressed, offsets filled)"})
