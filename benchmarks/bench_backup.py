@@ -34,7 +34,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +49,7 @@ from benchmarks.harness import (
 )
 from ccops.backup import manifest_path
 from ccops.backup.files import read_manifest
-from ccops.backup.toc import fill_data_offsets
-from ccops.backup.verify import zstd_tool
+from ccops.backup.restore import unpack_archive
 
 RESTORE_TARGET = "bench_restore"
 TIMEOUT_S = 3 * 3600
@@ -175,21 +173,6 @@ def run(env: BenchEnv) -> list[Result]:
     return results
 
 
-def _decompressed(backup: Path) -> Path:
-    """The backup's archive decompressed beside it, offsets filled, as ccops' parallel restore reads it.
-
-    On disk, not in /dev/shm: held there through every round, it would take the
-    memory ccops' own restore decompresses into and change where that goes.
-    """
-    manifest = read_manifest(backup)
-    archive = backup.parent / f".bench-floor-{backup.name.removesuffix('.zst')}"
-    with open(archive, "wb") as out:
-        subprocess.run([zstd_tool(), "-dc", "-q", "--", str(backup)], stdout=out, check=True, timeout=TIMEOUT_S)
-    offsets = manifest.get("data_offsets")
-    fill_data_offsets(archive, {int(k): int(v) for k, v in offsets.items()} if isinstance(offsets, dict) else None)
-    return archive
-
-
 def _floor_command(env: BenchEnv, archive: Path, jobs: int) -> list[str]:
     """Bare pg_restore -j N into a new database: what the restore's own work costs, with nothing around it."""
     bindir = env.cluster.bindir
@@ -201,10 +184,13 @@ def _restore(env: BenchEnv, backup: Path, environment: dict[str, str], repeat: i
     jobs = max(2, os.cpu_count() or 2)
     commands = {n: ccops_command() + ["restore", str(backup), "--target", RESTORE_TARGET, "--jobs", str(n),
                                       "--yes", "--app-stopped", "--json"] for n in (1, jobs)}
-    archive = _decompressed(backup)
+    # The floor's archive lies beside the backup, not in /dev/shm: held there through every round, it
+    # would take the memory ccops' own restore decompresses into and change where that goes.
+    archive = backup.parent / f".bench-floor-{backup.name.removesuffix('.zst')}"
     environment = {**environment, "BENCH_RESTORE_URL": _libpq_url(env.cluster.url(RESTORE_TARGET))}
     env.log(f"  {repeat} rounds of ccops restore --jobs 1, --jobs {jobs} and bare pg_restore -j {jobs}, in turn")
     try:
+        unpack_archive(backup, archive, read_manifest(backup), backup.parent)
         single, parallel, floor = interleaved_runs([commands[1], commands[jobs], _floor_command(env, archive, jobs)],
                                                    repeat, environment, warmup=0, before=lambda: _drop_target(env),
                                                    timeout=TIMEOUT_S)

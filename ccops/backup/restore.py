@@ -457,6 +457,21 @@ def _manifest_offsets(manifest: dict[str, Any]) -> dict[int, int] | None:
         return None
 
 
+def unpack_archive(path: Path, archive: Path, manifest: dict[str, Any], where: Path) -> str:
+    """The .dump.zst at `path` decompressed into `archive` (a new file, 0600), its data offsets filled.
+
+    What pg_restore -j reads; the bench's bare pg_restore floor reads the same.
+    `where` names the place in the error. Returns what fill_data_offsets did.
+    """
+    with open(os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+        unpacked = subprocess.run([zstd_tool(), "-dc", "-q", "--", str(path)], stdout=out, stderr=subprocess.PIPE,
+                                  timeout=6 * 3600)
+    if unpacked.returncode != 0:
+        error = last_line(unpacked.stderr.decode("utf-8", "replace"), f"exit {unpacked.returncode}")
+        raise BackupError(f"zstd cannot decompress {path.name} into {where}: {error}")
+    return fill_data_offsets(archive, _manifest_offsets(manifest))
+
+
 def _restore_parallel_zstd(path: Path, command: list[str], env: dict[str, str], jobs: int, remove_later: bool) -> str:
     """zstd -d into a private temporary file (0600 in a 0700 dir, removed whatever happens), then pg_restore -j.
 
@@ -475,13 +490,7 @@ def _restore_parallel_zstd(path: Path, command: list[str], env: dict[str, str], 
     spool = Path(tempfile.mkdtemp(prefix=".ccops-restore-", dir=where))  # mkdtemp: 0700
     try:
         archive = spool / path.name.removesuffix(".zst")
-        with open(os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-            unpacked = subprocess.run([zstd_tool(), "-dc", "-q", "--", str(path)], stdout=out, stderr=subprocess.PIPE,
-                                      timeout=6 * 3600)
-        if unpacked.returncode != 0:
-            error = last_line(unpacked.stderr.decode("utf-8", "replace"), f"exit {unpacked.returncode}")
-            raise BackupError(f"zstd cannot decompress {path.name} into {where}: {error}")
-        offsets = fill_data_offsets(archive, _manifest_offsets(manifest))
+        offsets = unpack_archive(path, archive, manifest, where)
         done = subprocess.run([command[0], "-j", str(jobs), *command[1:], str(archive)], capture_output=True, text=True,
                               env=env, timeout=6 * 3600)
         if done.returncode != 0:
