@@ -21,11 +21,13 @@ temporary file (pg_restore -j reads only a seekable archive) and write into
 it the data offsets a dump piped into zstd lacks (ccops.backup.toc), and that
 time is counted in theirs.
 
-Each round also times the floor no wrapper can beat: bare `pg_restore -j N`
-from that archive already decompressed (offsets filled, decompression not
-timed), with no scratch database, no counts and no swap. Its ratio to the
-single job is reported beside the target's: it shows how much of a miss is
-ccops' own work and how much is the server's.
+Each round also times the floors no wrapper can beat: bare `pg_restore -j N`
+and bare `pg_restore` with one job, both from that archive already
+decompressed (offsets filled, decompression not timed), with no scratch
+database, no counts and no swap. The first's ratio to ccops' single job shows
+how much of a miss is ccops' own work and how much is the server's; the two
+floors' own ratio is what the tool and the machine give before ccops adds
+anything to either side, the best any restore wrapper's ratio can be.
 """
 
 from __future__ import annotations
@@ -188,12 +190,13 @@ def _restore(env: BenchEnv, backup: Path, environment: dict[str, str], repeat: i
     # would take the memory ccops' own restore decompresses into and change where that goes.
     archive = backup.parent / f".bench-floor-{backup.name.removesuffix('.zst')}"
     environment = {**environment, "BENCH_RESTORE_URL": _libpq_url(env.cluster.url(RESTORE_TARGET))}
-    env.log(f"  {repeat} rounds of ccops restore --jobs 1, --jobs {jobs} and bare pg_restore -j {jobs}, in turn")
+    env.log(f"  {repeat} rounds of ccops restore --jobs 1, --jobs {jobs}, bare pg_restore -j {jobs} and bare "
+            "pg_restore with one job, in turn")
     try:
         unpack_archive(backup, archive, read_manifest(backup), backup.parent)
-        single, parallel, floor = interleaved_runs([commands[1], commands[jobs], _floor_command(env, archive, jobs)],
-                                                   repeat, environment, warmup=0, before=lambda: _drop_target(env),
-                                                   timeout=TIMEOUT_S)
+        single, parallel, floor, floor_single = interleaved_runs(
+            [commands[1], commands[jobs], _floor_command(env, archive, jobs), _floor_command(env, archive, 1)],
+            repeat, environment, warmup=0, before=lambda: _drop_target(env), timeout=TIMEOUT_S)
     finally:
         archive.unlink(missing_ok=True)
     _drop_target(env)
@@ -205,11 +208,7 @@ def _restore(env: BenchEnv, backup: Path, environment: dict[str, str], repeat: i
     notes = f"pg_restore step alone: {step_medians[jobs] or 0:.1f} s with {jobs} jobs vs {step_medians[1] or 0:.1f} s with 1"
     # The target compares medians, like every figure; each round's own ratio shows how far the host's load moved it.
     notes += "; each round's ratio: " + ", ".join(f"{p.seconds / s.seconds:.2f}" for s, p in zip(single, parallel, strict=True))
-    floor_ok = all(r.returncode == 0 for r in floor)
-    floor_s = median_seconds(floor)
-    notes += (f"; floor, bare pg_restore -j {jobs} from the archive already decompressed (no checks): "
-              f"{floor_s:.1f} s, {floor_s / single_s:.2f} of --jobs 1" if floor_ok and single_s else
-              f"; the bare pg_restore floor failed: {_fail_note(_first_failed(floor))}")
+    notes += _floor_note(floor, floor_single, single_s, jobs)
     if not ok:
         notes += "; a restore failed: " + _fail_note(_first_failed(single + parallel))
     return Result("18.3", f"ccops restore --jobs {jobs} (whole command)", parallel_s, "s", baseline=single_s,
@@ -219,6 +218,19 @@ def _restore(env: BenchEnv, backup: Path, environment: dict[str, str], repeat: i
                   runs=seconds_of(parallel), baseline_runs=seconds_of(single),
                   extra={"runs": [r.seconds for r in runs[jobs]], "single_runs": [r.seconds for r in runs[1]],
                          "restore_step_seconds": {str(n): s for n, s in steps.items()},
-                         "floor_runs": seconds_of(floor),
+                         "floor_runs": seconds_of(floor), "floor_single_runs": seconds_of(floor_single),
                          "floor_command": f"pg_restore -j {jobs} --exit-on-error -d {RESTORE_TARGET} "
-                                          f"{backup.name.removesuffix('.zst')} (decompressed, offsets filled)"})
+                                          f"{backup.name.removesuffix('.zst')} (decompressed, offsets filled)",
+                         "floor_single_command": f"pg_restore --exit-on-error -d {RESTORE_TARGET} "
+                                                 f"{backup.name.removesuffix('.zst')} (the same archive)"})
+
+
+def _floor_note(floor: list[Measured], floor_single: list[Measured], single_s: float, jobs: int) -> str:
+    """The floors beside the target: bare -j N over ccops' one job, and bare -j N over bare one job."""
+    failed = [r for r in floor + floor_single if r.returncode != 0]
+    if failed or not single_s:
+        return f"; a bare pg_restore floor failed: {_fail_note(failed[0]) if failed else 'no --jobs 1 time'}"
+    floor_s, floor_single_s = median_seconds(floor), median_seconds(floor_single)
+    return (f"; floor, bare pg_restore -j {jobs} from the archive already decompressed (no checks): "
+            f"{floor_s:.1f} s, {floor_s / single_s:.2f} of --jobs 1; bare pg_restore with one job from the same "
+            f"archive: {floor_single_s:.1f} s, so the tool's own ratio is {floor_s / floor_single_s:.2f}")
