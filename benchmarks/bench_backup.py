@@ -27,7 +27,8 @@ decompressed (offsets filled, decompression not timed), with no scratch
 database, no counts and no swap. The first's ratio to ccops' single job shows
 how much of a miss is ccops' own work and how much is the server's; the two
 floors' own ratio is what the tool and the machine give before ccops adds
-anything to either side, the best any restore wrapper's ratio can be.
+anything to either side: a wrapper that adds as much to the parallel side as
+to the single one can only move its ratio from there towards 1.
 """
 
 from __future__ import annotations
