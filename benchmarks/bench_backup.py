@@ -189,7 +189,8 @@ def _restore(env: BenchEnv, backup: Path, environment: dict[str, str], repeat: i
                                       "--yes", "--app-stopped", "--json"] for n in (1, jobs)}
     # The floor's archive lies beside the backup, not in /dev/shm: held there through every round, it
     # would take the memory ccops' own restore decompresses into and change where that goes.
-    archive = backup.parent / f".bench-floor-{backup.name.removesuffix('.zst')}"
+    dumped = backup.name.removesuffix(".zst")
+    archive = backup.parent / f".bench-floor-{dumped}"
     environment = {**environment, "BENCH_RESTORE_URL": _libpq_url(env.cluster.url(RESTORE_TARGET))}
     env.log(f"  {repeat} rounds of ccops restore --jobs 1, --jobs {jobs}, bare pg_restore -j {jobs} and bare "
             "pg_restore with one job, in turn")
@@ -220,18 +221,19 @@ def _restore(env: BenchEnv, backup: Path, environment: dict[str, str], repeat: i
                   extra={"runs": [r.seconds for r in runs[jobs]], "single_runs": [r.seconds for r in runs[1]],
                          "restore_step_seconds": {str(n): s for n, s in steps.items()},
                          "floor_runs": seconds_of(floor), "floor_single_runs": seconds_of(floor_single),
-                         "floor_command": f"pg_restore -j {jobs} --exit-on-error -d {RESTORE_TARGET} "
-                                          f"{backup.name.removesuffix('.zst')} (decompressed, offsets filled)",
-                         "floor_single_command": f"pg_restore --exit-on-error -d {RESTORE_TARGET} "
-                                                 f"{backup.name.removesuffix('.zst')} (the same archive)"})
+                         "floor_command": f"pg_restore -j {jobs} --exit-on-error -d {RESTORE_TARGET} {dumped} "
+                                          "(decompressed, offsets filled)",
+                         "floor_single_command": f"pg_restore --exit-on-error -d {RESTORE_TARGET} {dumped} "
+                                                 "(the same archive)"})
 
 
 def _floor_note(floor: list[Measured], floor_single: list[Measured], single_s: float, jobs: int) -> str:
     """The floors beside the target: bare -j N over ccops' one job, and bare -j N over bare one job."""
     failed = [r for r in floor + floor_single if r.returncode != 0]
-    if failed or not single_s:
-        return f"; a bare pg_restore floor failed: {_fail_note(failed[0]) if failed else 'no --jobs 1 time'}"
+    if failed:
+        return f"; a bare pg_restore floor failed: {_fail_note(failed[0])}"
     floor_s, floor_single_s = median_seconds(floor), median_seconds(floor_single)
+    of_single = f", {floor_s / single_s:.2f} of --jobs 1" if single_s else ""  # ccops' own failure is noted apart
     return (f"; floor, bare pg_restore -j {jobs} from the archive already decompressed (no checks): "
-            f"{floor_s:.1f} s, {floor_s / single_s:.2f} of --jobs 1; bare pg_restore with one job from the same "
-            f"archive: {floor_single_s:.1f} s, so the tool's own ratio is {floor_s / floor_single_s:.2f}")
+            f"{floor_s:.1f} s{of_single}; bare pg_restore with one job from the same archive: "
+            f"{floor_single_s:.1f} s, so the tool's own ratio is {floor_s / floor_single_s:.2f}")
